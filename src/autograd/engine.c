@@ -1,0 +1,315 @@
+/* engine.c — the backward engine (serial executor).
+ *
+ * A run: (1) collect the nodes reachable from the roots; (2) mark which are
+ * needed (all for nb_backward; for nb_autograd_grad only those on a path to a
+ * wanted input); (3) refuse before touching anything if a needed node's saved
+ * tensors were freed; (4) execute needed nodes in descending sequence order,
+ * which is a topological order because edges always point to older nodes.
+ * Gradients arriving at a node are summed in arrival order, which this order
+ * fixes. Each node's backward runs in its own scope; what survives (the
+ * summed buffers, leaf grads, captured results) is retained explicitly.
+ *
+ * The executor is a function over the prepared plan, so a parallel one can be
+ * swapped in. The per-run state lives in the nodes (epoch-stamped): one graph
+ * must not be run by two backward calls at once.
+ */
+#include "autograd/autograd.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern bool nb__anomaly;
+static atomic_uint epoch_counter;
+
+typedef struct plan {
+    nb__node **nodes;            /* reachable nodes, then sorted by seq descending */
+    int n, cap;
+    unsigned epoch;              /* stamp of this run */
+    bool accumulate;             /* nb_backward: into leaves' .grad */
+    bool create_graph, retain_graph;
+    nb_tensor *const *inputs;    /* nb_autograd_grad: wanted inputs */
+    int n_inputs;
+    nb_tensor **captured;        /* their gradients (owned) */
+} plan;
+
+static int push_node(plan *p, nb__node *n) {
+    if (p->n == p->cap) {
+        int nc = p->cap ? p->cap * 2 : 64;
+        nb__node **nn = realloc(p->nodes, sizeof *nn * (size_t)nc);
+        if (!nn) return nb__err(NB_ENOMEM, "backward: out of memory");
+        p->nodes = nn;
+        p->cap = nc;
+    }
+    p->nodes[p->n++] = n;
+    n->epoch = p->epoch;
+    n->buf = NULL;
+    n->needed = p->accumulate;
+    n->capture = 0;
+    return 0;
+}
+
+static int collect(plan *p, nb__node *root) {
+    if (!root || root->epoch == p->epoch) return 0;
+    int start = p->n;
+    if (push_node(p, root)) return NB_ENOMEM;
+    for (int k = start; k < p->n; k++) {   /* breadth-first over the growing list */
+        nb__node *n = p->nodes[k];
+        for (int i = 0; i < n->nin; i++) {
+            nb__node *c = n->edges[i].node;
+            if (c && c->epoch != p->epoch && push_node(p, c)) return NB_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int by_seq_desc(const void *a, const void *b) {
+    uint64_t x = (*(nb__node *const *)a)->seq, y = (*(nb__node *const *)b)->seq;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int input_index(const plan *p, const nb_tensor *t) {
+    for (int i = 0; i < p->n_inputs; i++)
+        if (p->inputs[i] == t) return i;
+    return -1;
+}
+
+/* Adds g into *slot (owned). Out of place when the graph is being built. */
+static int add_into(nb_tensor **slot, nb_tensor *g) {
+    if (!*slot) {
+        *slot = nb_retain(g);
+        return 0;
+    }
+    nb_tensor *s = nb_add(*slot, g);
+    if (!s) return nb_last_error_code();
+    nb_retain(s);
+    nb_release(*slot);
+    *slot = s;
+    return 0;
+}
+
+static nb_tensor *run_hooks(nb__hook *h, nb_tensor *g) {
+    for (; h && g; h = h->next) {
+        nb_tensor *r = h->fn(g, h->user);
+        if (!r) continue;
+        if (!nb__same_shape(r, g) || r->dtype != g->dtype) {
+            nb__err(NB_EAUTOGRAD, "hook returned a gradient of shape %s (%s); expected %s (%s)", nb__shape_str(r),
+                    nb_dtype_name(r->dtype), nb__shape_str(g), nb_dtype_name(g->dtype));
+            return NULL;
+        }
+        g = r;
+    }
+    return g;
+}
+
+static int accumulate_leaf(plan *p, nb_tensor *leaf, nb_tensor *g) {
+    int k = p->accumulate ? -1 : input_index(p, leaf);
+    if (!p->accumulate) return k >= 0 ? add_into(&p->captured[k], g) : 0;
+    g = run_hooks(leaf->ag->hooks, g);
+    if (!g) return nb_last_error_code();
+    nb__ag_meta *m = leaf->ag;
+    if (!m->grad) {
+        /* a fresh copy: g may be shared (e.g. by both inputs of an add) */
+        nb_tensor *c = p->create_graph ? g : nb_clone(g);
+        if (!c) return nb_last_error_code();
+        m->grad = nb_retain(c);
+        return 0;
+    }
+    if (p->create_graph || nb__grad_fn(m->grad)) return add_into(&m->grad, g);
+    nb_kernel_args a = {.op = NB_OP_ADD, .out = m->grad, .in = {m->grad, g}, .nin = 2};
+    return nb__dispatch(&a, "backward (accumulating a leaf gradient)");
+}
+
+static int check_finite(const nb__node *n, nb_tensor *g, int input) {
+    if (!g || (g->dtype != NB_DTYPE_F32 && g->dtype != NB_DTYPE_F64)) return 0;
+    int64_t idx[NB_MAX_DIMS] = {0};
+    for (int64_t k = 0; k < g->numel; k++) {
+        double v = nb_get(g, idx);
+        if (!isfinite(v))
+            return nb__err(NB_ENUMERIC,
+                           "anomaly: function %s (seq %llu, made by %s) returned %s values in its gradient for "
+                           "input %d",
+                           n->name, (unsigned long long)n->seq, n->op, isnan(v) ? "nan" : "inf", input);
+        for (int d = g->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < g->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Runs one node: hooks, retain_grad, capture, backward, hand-out of gradients. */
+static int run_node(plan *p, nb__node *n, bool call_backward) {
+    int rc = 0;
+    nb_scope_begin();
+    nb_tensor *g = run_hooks(n->hooks, n->buf);
+    if (!g) {
+        rc = nb_last_error_code();
+        goto out;
+    }
+    if (n->retain && p->accumulate) {
+        nb_tensor *c = nb_clone(g);
+        if (!c) {
+            rc = nb_last_error_code();
+            goto out;
+        }
+        nb_set_grad(n->retain, c);
+    }
+    if (n->capture) {
+        p->captured[n->capture - 1] = nb_retain(g);
+    }
+    if (!call_backward) goto out;
+    nb_tensor *gin_small[8], **gin = n->nin <= 8 ? gin_small : calloc((size_t)n->nin, sizeof *gin);
+    if (!gin) {
+        rc = nb__err(NB_ENOMEM, "backward: out of memory");
+        goto out;
+    }
+    memset(gin, 0, sizeof *gin * (size_t)n->nin);
+    bool prev = nb_set_grad_enabled(p->create_graph);
+    rc = n->backward(n, g, gin);
+    nb_set_grad_enabled(prev);
+    if (rc && nb_last_error_code() != rc) nb__err(rc, "%s: backward failed", n->name);
+    for (int i = 0; i < n->nin && !rc; i++) {
+        if (!gin[i]) continue;
+        if (nb__anomaly && (rc = check_finite(n, gin[i], i))) break;
+        nb__edge *e = &n->edges[i];
+        if (e->node && e->node->epoch == p->epoch && e->node->needed) rc = add_into(&e->node->buf, gin[i]);
+        else if (e->leaf) rc = accumulate_leaf(p, e->leaf, gin[i]);
+    }
+    if (gin != gin_small) free(gin);
+out:
+    nb_scope_end();
+    nb_release(n->buf);
+    n->buf = NULL;
+    return rc;
+}
+
+static int execute_serial(plan *p) {
+    for (int k = 0; k < p->n; k++) {
+        nb__node *n = p->nodes[k];
+        if (!n->needed || !n->buf) continue;
+        bool onward = p->accumulate;
+        for (int i = 0; i < n->nin && !onward; i++) {
+            nb__edge *e = &n->edges[i];
+            onward = (e->node && e->node->needed) || (e->leaf && input_index(p, e->leaf) >= 0);
+        }
+        int rc = run_node(p, n, onward);
+        if (!p->retain_graph && onward) nb__node_free_saved(n);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nroots, const char *who) {
+    int rc = 0;
+    nb_tensor *seed[nroots > 0 ? nroots : 1];
+    memset(seed, 0, sizeof seed);
+    p->epoch = atomic_fetch_add(&epoch_counter, 1) + 1;
+    for (int r = 0; r < nroots; r++) {
+        nb_tensor *t = roots[r], *g = grads ? grads[r] : NULL;
+        if (!t) return nb__err(NB_ENULLARG, "%s: output %d is NULL", who, r);
+        if (!nb__requires_grad(t))
+            return nb__err(NB_EAUTOGRAD, "%s: element %d of tensors does not require grad and does not have a "
+                                         "grad_fn (call nb_set_requires_grad on a leaf it depends on)",
+                           who, r);
+        if (g) {
+            if (!nb__same_shape(g, t) || g->dtype != t->dtype)
+                return nb__err(NB_ESHAPE, "%s: gradient of shape %s (%s) given for an output of shape %s (%s)",
+                               who, nb__shape_str(g), nb_dtype_name(g->dtype), nb__shape_str(t),
+                               nb_dtype_name(t->dtype));
+        } else if (t->numel != 1) {
+            return nb__err(NB_EAUTOGRAD, "%s: grad can be implicitly created only for scalar outputs (this "
+                                         "output has shape %s); pass a gradient",
+                           who, nb__shape_str(t));
+        }
+        if ((rc = collect(p, nb__grad_fn(t)))) return rc;
+    }
+    qsort(p->nodes, (size_t)p->n, sizeof *p->nodes, by_seq_desc);
+    if (!p->accumulate) {
+        for (int i = 0; i < p->n_inputs; i++) {
+            nb__node *gf = nb__grad_fn(p->inputs[i]);
+            if (gf && gf->epoch == p->epoch) gf->capture = i + 1;
+        }
+        for (int k = p->n - 1; k >= 0; k--) {   /* oldest first: inputs' needs are known */
+            nb__node *n = p->nodes[k];
+            n->needed = n->capture != 0;
+            for (int i = 0; i < n->nin && !n->needed; i++) {
+                nb__edge *e = &n->edges[i];
+                n->needed = (e->node && e->node->needed) || (e->leaf && input_index(p, e->leaf) >= 0);
+            }
+        }
+    }
+    for (int k = 0; k < p->n; k++)
+        if (p->nodes[k]->needed && p->nodes[k]->freed && p->nodes[k]->had_saved)
+            return nb__err(NB_EAUTOGRAD,
+                           "%s: trying to backward through the graph a second time (or directly access saved "
+                           "tensors after they have already been freed): %s's saved tensors were freed after "
+                           "the last backward; pass retain_graph=true to it if you need to backward twice",
+                           who, p->nodes[k]->name);
+    /* seed the roots' gradients */
+    nb_scope_begin();
+    bool prev = nb_set_grad_enabled(p->create_graph);
+    for (int r = 0; r < nroots && !rc; r++) {
+        nb_tensor *t = roots[r];
+        nb_tensor *g = grads && grads[r] ? grads[r] : nb_ones(nb_dims_get(t), t->dtype);
+        if (!g) rc = nb_last_error_code();
+        else if (nb__grad_fn(t)) rc = nb__grad_fn(t)->needed || p->accumulate ? add_into(&nb__grad_fn(t)->buf, g) : 0;
+        else rc = accumulate_leaf(p, t, g);
+    }
+    nb_set_grad_enabled(prev);
+    nb_scope_end();
+    if (!rc) rc = execute_serial(p);
+    for (int k = 0; k < p->n; k++) {   /* on error, drop what was left in flight */
+        nb_release(p->nodes[k]->buf);
+        p->nodes[k]->buf = NULL;
+    }
+    return rc;
+}
+
+NB_API int nb_backward_ex(nb_tensor *root, nb_tensor *grad, const nb_backward_opts *opts) {
+    if (!root) return nb__err(NB_ENULLARG, "nb_backward: tensor is NULL");
+    plan p = {.accumulate = true};
+    if (opts) {
+        p.create_graph = opts->create_graph;
+        p.retain_graph = opts->retain_graph || opts->create_graph;
+    }
+    int rc = run(&p, &root, grad ? &grad : NULL, 1, "nb_backward");
+    free(p.nodes);
+    return rc;
+}
+
+NB_API int nb_backward(nb_tensor *root, nb_tensor *grad) { return nb_backward_ex(root, grad, NULL); }
+
+NB_API int nb_autograd_grad(nb_tensor *const *outputs, int n_outputs, nb_tensor *const *inputs, int n_inputs,
+                            nb_tensor *const *grad_outputs, const nb_grad_opts *opts, nb_tensor **grads_out) {
+    const char *who = "nb_autograd_grad";
+    if (!outputs || !inputs || !grads_out || n_outputs <= 0 || n_inputs <= 0)
+        return nb__err(NB_ENULLARG, "%s: outputs, inputs and grads_out must be non-NULL and non-empty", who);
+    for (int i = 0; i < n_inputs; i++) {
+        grads_out[i] = NULL;
+        if (!inputs[i]) return nb__err(NB_ENULLARG, "%s: input %d is NULL", who, i);
+        if (!nb__requires_grad(inputs[i]))
+            return nb__err(NB_EAUTOGRAD, "%s: input %d does not require grad", who, i);
+    }
+    nb_tensor **cap = calloc((size_t)n_inputs, sizeof *cap);
+    if (!cap) return nb__err(NB_ENOMEM, "%s: out of memory", who);
+    plan p = {.inputs = inputs, .n_inputs = n_inputs, .captured = cap};
+    if (opts) {
+        p.create_graph = opts->create_graph;
+        p.retain_graph = opts->retain_graph || opts->create_graph;
+    }
+    int rc = run(&p, outputs, grad_outputs, n_outputs, who);
+    for (int i = 0; i < n_inputs && !rc; i++)
+        if (!cap[i] && !(opts && opts->allow_unused))
+            rc = nb__err(NB_EAUTOGRAD, "%s: one of the differentiated tensors (input %d) appears to not have "
+                                       "been used in the graph; set allow_unused if this is desired",
+                         who, i);
+    for (int i = 0; i < n_inputs; i++) {
+        if (!rc) grads_out[i] = nb__scoped(cap[i]);
+        else nb_release(cap[i]);
+    }
+    free(cap);
+    free(p.nodes);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* kernels.h — the kernel layer's internal interface: dispatch through the
+ * registry, the ref kernels' registration, and a strided iterator that the
+ * ref kernels share.
+ *
+ * The iterator walks up to three operands of one shape (out and up to two
+ * inputs, inputs broadcast with stride 0) after merging dims that are
+ * contiguous in all of them, so most calls become one flat inner loop.
+ */
+#ifndef NB_KERNELS_INTERNAL_H
+#define NB_KERNELS_INTERNAL_H
+
+#include "runtime/runtime.h"
+
+/* Runs the best kernel for a->op on the dtype of in[0] (out for FILL);
+ * declines pass to the next kernel. `who` names the public op for errors.
+ * Returns 0 or NB_E* with the message set. */
+int nb__dispatch(nb_kernel_args *a, const char *who);
+/* The name of the kernel that served the last dispatch on this thread. */
+const char *nb__last_kernel(void);
+
+/* Adds the portable kernels (called once by the registry). */
+void nb__ref_elementwise_register(void);
+void nb__ref_reduce_register(void);
+void nb__ref_matmul_register(void);
+int nb__registry_add(const nb_kernel_desc *k);
+
+typedef struct nb__iter {
+    int ndim;                        /* dims after merging (>= 1) */
+    int64_t shape[NB_MAX_DIMS];      /* merged sizes; shape[ndim-1] is the inner loop */
+    int64_t stride[3][NB_MAX_DIMS];  /* per operand, in elements */
+    char *base[3];                   /* per operand, element [0..0] */
+    int n;                           /* operands */
+} nb__iter;
+void nb__iter_init(nb__iter *it, int n, const nb_tensor *const *ops);
+
+/* Calls BODY(p0, p1, p2, len, s0, s1, s2) for each inner row: p* are char
+ * pointers to the row's first element, s* strides in elements. */
+#define NB_ITER_ROWS(it, BODY)                                                       \
+    do {                                                                             \
+        int64_t idx_[NB_MAX_DIMS] = {0};                                             \
+        int last_ = (it).ndim - 1;                                                   \
+        int64_t rows_ = 1;                                                           \
+        for (int d_ = 0; d_ < last_; d_++) rows_ *= (it).shape[d_];                  \
+        if ((it).shape[last_] == 0) rows_ = 0;                                       \
+        char *q_[3] = {(it).base[0], (it).base[1], (it).base[2]};                    \
+        for (int64_t r_ = 0; r_ < rows_; r_++) {                                     \
+            BODY(q_[0], q_[1], q_[2], (it).shape[last_], (it).stride[0][last_],      \
+                 (it).stride[1][last_], (it).stride[2][last_]);                      \
+            for (int d_ = last_ - 1; d_ >= 0; d_--) {                                \
+                if (++idx_[d_] < (it).shape[d_]) {                                   \
+                    for (int o_ = 0; o_ < (it).n; o_++) q_[o_] += (it).stride[o_][d_]; \
+                    break;                                                           \
+                }                                                                    \
+                idx_[d_] = 0;                                                        \
+                for (int o_ = 0; o_ < (it).n; o_++)                                  \
+                    q_[o_] -= (it).stride[o_][d_] * ((it).shape[d_] - 1);            \
+            }                                                                        \
+        }                                                                            \
+    } while (0)
+
+#endif

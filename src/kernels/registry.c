@@ -1,0 +1,136 @@
+/* registry.c — the op registry: kernels per (op, dtype), ordered by
+ * priority, filtered by the ISA cap, with declines passing down the line.
+ *
+ * The table is built on first use and re-sorted when a kernel is added.
+ * When nb_init changes the ISA cap (nb__cfg.generation), the chosen kernel
+ * per slot is recomputed. Registration is expected from one thread before
+ * ops run on others (said in registry.h).
+ */
+#include "kernels/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const op_names[NB_OP_COUNT] = {
+#define NB__OP_NAME(e, name, nin) name,
+    NB_OP_LIST(NB__OP_NAME)
+#undef NB__OP_NAME
+};
+_Static_assert(sizeof op_names / sizeof op_names[0] == NB_OP_COUNT, "op table out of step");
+
+typedef struct slot {
+    nb_kernel_desc *k;   /* kernels, highest priority first */
+    int n, cap;          /* used, allocated */
+    int first;           /* index of the first kernel within the ISA cap, or -1 */
+} slot;
+
+static slot table[NB_OP_COUNT][NB_DTYPE_COUNT];
+static bool built;
+static unsigned built_gen = ~0u;
+static _Thread_local const char *last_kernel;
+
+NB_API const char *nb_op_name(nb_op op) { return (unsigned)op < NB_OP_COUNT ? op_names[op] : "?"; }
+
+static void choose(void) {
+    for (int o = 0; o < NB_OP_COUNT; o++)
+        for (int d = 0; d < NB_DTYPE_COUNT; d++) {
+            slot *s = &table[o][d];
+            s->first = -1;
+            for (int i = 0; i < s->n && s->first < 0; i++)
+                if (s->k[i].isa <= nb__cfg.isa_cap) s->first = i;
+        }
+    built_gen = nb__cfg.generation;
+}
+
+int nb__registry_add(const nb_kernel_desc *k) {
+    slot *s = &table[k->op][k->dtype];
+    if (s->n == s->cap) {
+        int nc = s->cap ? s->cap * 2 : 4;
+        nb_kernel_desc *nk = realloc(s->k, sizeof *nk * (size_t)nc);
+        if (!nk) return nb__err(NB_ENOMEM, "nb_register_kernel: out of memory");
+        s->k = nk;
+        s->cap = nc;
+    }
+    int at = s->n;   /* stable: equal priority keeps registration order */
+    while (at > 0 && s->k[at - 1].priority < k->priority) at--;
+    memmove(s->k + at + 1, s->k + at, sizeof *s->k * (size_t)(s->n - at));
+    s->k[at] = *k;
+    s->n++;
+    built_gen = ~0u;
+    return 0;
+}
+
+static void build(void) {
+    nb__ensure_init();
+    if (!built) {
+        built = true;
+        nb__ref_elementwise_register();
+        nb__ref_reduce_register();
+        nb__ref_matmul_register();
+    }
+    choose();
+}
+
+static inline void ready(void) {
+    if (__builtin_expect(!built || built_gen != nb__cfg.generation, 0)) build();
+}
+
+NB_API int nb_register_kernel(const nb_kernel_desc *k) {
+    if (!k || !k->fn || !k->name)
+        return nb__err(NB_ENULLARG, "nb_register_kernel: %s is NULL", !k ? "descriptor" : !k->fn ? "fn" : "name");
+    if ((unsigned)k->op >= NB_OP_COUNT || (unsigned)k->dtype >= NB_DTYPE_COUNT || (unsigned)k->isa >= NB_ISA_COUNT)
+        return nb__err(NB_EINVAL, "nb_register_kernel: op %d, dtype %d or isa %d out of range", (int)k->op,
+                       (int)k->dtype, (int)k->isa);
+    ready();
+    int rc = nb__registry_add(k);
+    if (!rc) choose();
+    return rc;
+}
+
+int nb__dispatch(nb_kernel_args *a, const char *who) {
+    ready();
+    nb_dtype dt = a->nin > 0 ? a->in[0]->dtype : a->out->dtype;
+    slot *s = &table[a->op][dt];
+    if (s->first >= 0) {
+        for (int i = s->first; i < s->n; i++) {
+            if (s->k[i].isa > nb__cfg.isa_cap) continue;
+            int rc = s->k[i].fn(a);
+            if (rc == NB_KERNEL_DECLINE) continue;
+            last_kernel = s->k[i].name;
+            if (rc < 0 && nb_last_error_code() != rc)
+                nb__err(rc, "%s: kernel %s failed: %s", who, s->k[i].name, nb_strerror(rc));
+            return rc < 0 ? rc : 0;
+        }
+    }
+    return nb__err(NB_ENOKERNEL, "%s: no kernel for op %s and dtype %s", who, op_names[a->op], nb_dtype_name(dt));
+}
+
+const char *nb__last_kernel(void) { return last_kernel; }
+
+NB_API const char *nb_kernel_chosen(nb_op op, nb_dtype dt) {
+    if ((unsigned)op >= NB_OP_COUNT || (unsigned)dt >= NB_DTYPE_COUNT) return NULL;
+    ready();
+    slot *s = &table[op][dt];
+    return s->first >= 0 ? s->k[s->first].name : NULL;
+}
+
+NB_API void nb_registry_dump(FILE *f) {
+    ready();
+    if (!f) f = stdout;
+    fprintf(f, "op registry (isa cap: %s)\n", nb_isa_name(nb__cfg.isa_cap));
+    for (int o = 0; o < NB_OP_COUNT; o++)
+        for (int d = 0; d < NB_DTYPE_COUNT; d++) {
+            slot *s = &table[o][d];
+            if (!s->n) continue;
+            fprintf(f, "  %-12s %-5s -> %-20s", op_names[o], nb_dtype_name((nb_dtype)d),
+                    s->first >= 0 ? s->k[s->first].name : "(none)");
+            if (s->n > 1) {
+                fprintf(f, "  [");
+                for (int i = 0; i < s->n; i++)
+                    fprintf(f, "%s%s:%s:p%d%s", i ? ", " : "", s->k[i].name, nb_isa_name(s->k[i].isa),
+                            s->k[i].priority, s->k[i].isa > nb__cfg.isa_cap ? "(over cap)" : "");
+                fprintf(f, "]");
+            }
+            fprintf(f, "\n");
+        }
+}

@@ -1,0 +1,98 @@
+/* init.c — nb_init / nb_shutdown, settings from the environment, and
+ * nb_runtime_info.
+ *
+ * Settings: NB_NUM_THREADS (default: cores in the process's affinity mask),
+ * NB_ISA=ref|avx2|avx512 (caps the kernels; never above what the CPU and OS
+ * support), NB_ABORT_ON_ERROR=1. The registry notices a new ISA cap through
+ * nb__cfg.generation and rebuilds its choice on the next dispatch.
+ */
+#include "runtime/runtime.h"
+#include "nb_config.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+nb__settings nb__cfg;
+static nb_cpu_features cpu;
+static const char *const isa_names[NB_ISA_COUNT] = {"ref", "avx2", "avx512"};
+
+NB_API const char *nb_isa_name(nb_isa isa) { return (unsigned)isa < NB_ISA_COUNT ? isa_names[isa] : "?"; }
+
+static nb_isa best_isa(const nb_cpu_features *f) {
+    if (f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl) return NB_ISA_AVX512;
+    if (f->avx2_fma) return NB_ISA_AVX2;
+    return NB_ISA_REF;
+}
+
+static int affinity_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    return 1;
+}
+
+NB_API int nb_init(const nb_init_opts *opts) {
+    nb__cpu_detect(&cpu);
+    nb_isa cap = best_isa(&cpu);
+    const char *isa = opts && opts->isa ? opts->isa : getenv("NB_ISA");
+    int rc = 0;
+    if (isa && *isa) {
+        int want = -1;
+        for (int i = 0; i < NB_ISA_COUNT; i++)
+            if (!strcasecmp(isa, isa_names[i])) want = i;
+        if (want < 0) rc = NB_EINVAL;
+        else if ((nb_isa)want < cap) cap = (nb_isa)want;
+    }
+    int thr = opts && opts->num_threads > 0 ? opts->num_threads : 0;
+    const char *e = getenv("NB_NUM_THREADS");
+    if (!thr && e && atoi(e) > 0) thr = atoi(e);
+    if (!thr) thr = affinity_cores();
+    int ab = opts && opts->abort_on_error >= 0 ? opts->abort_on_error : -1;
+    if (ab < 0) {
+        e = getenv("NB_ABORT_ON_ERROR");
+        ab = e && *e && strcmp(e, "0") != 0;
+    }
+    nb__cfg.num_threads = thr;
+    nb__cfg.isa_cap = cap;
+    nb__cfg.abort_on_error = ab;
+    nb__cfg.generation++;
+    nb__cfg.initialised = true;
+    if (rc) return nb__err(rc, "nb_init: unknown ISA '%s' (expected ref, avx2 or avx512)", isa);
+    return 0;
+}
+
+NB_API void nb_shutdown(void) {
+    nb__alloc_trim();
+    nb__cfg.initialised = false;
+}
+
+NB_API const nb_cpu_features *nb_cpu(void) {
+    nb__ensure_init();
+    return &cpu;
+}
+NB_API nb_isa nb_isa_active(void) {
+    nb__ensure_init();
+    return nb__cfg.isa_cap;
+}
+NB_API int nb_num_threads(void) {
+    nb__ensure_init();
+    return nb__cfg.num_threads;
+}
+
+NB_API void nb_runtime_info(FILE *f) {
+    nb__ensure_init();
+    if (!f) f = stdout;
+    fprintf(f, "nabla %s\n", NB_VERSION);
+    fprintf(f, "cpu: %s (%s)\n", cpu.brand[0] ? cpu.brand : "unknown", cpu.vendor);
+    fprintf(f, "features: avx2+fma=%d avx512f=%d avx512bw=%d avx512dq=%d avx512vl=%d avx512_bf16=%d vnni=%d\n",
+            cpu.avx2_fma, cpu.avx512f, cpu.avx512bw, cpu.avx512dq, cpu.avx512vl, cpu.avx512_bf16,
+            cpu.avx512_vnni);
+    fprintf(f, "threads: %d\n", nb__cfg.num_threads);
+    fprintf(f, "isa: %s (cpu best: %s)\n", isa_names[nb__cfg.isa_cap], isa_names[best_isa(&cpu)]);
+    fprintf(f, "openmp: %s, hwloc: %s, onednn: %s\n", NB_HAVE_OPENMP ? "yes" : "no", NB_HAVE_HWLOC ? "yes" : "no",
+            NB_HAVE_ONEDNN ? "yes" : "no");
+}
