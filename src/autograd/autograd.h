@@ -28,6 +28,8 @@ struct nb__ag_meta {
     nb_tensor *grad;          /* accumulated gradient (owned) */
     nb__node *grad_fn;        /* the node that made this tensor (owned), NULL for leaves */
     nb__hook *hooks;          /* leaf hooks (non-leaf hooks live on the node) */
+    unsigned epoch;           /* backward run that `pending` belongs to */
+    nb_tensor *pending;       /* leaf: gradient summed during that run (owned) */
 };
 
 typedef struct nb__edge {

@@ -32,6 +32,8 @@ typedef struct plan {
     nb_tensor *const *inputs;    /* nb_autograd_grad: wanted inputs */
     int n_inputs;
     nb_tensor **captured;        /* their gradients (owned) */
+    nb_tensor **leaves;          /* leaves reached, in first-reached order (borrowed) */
+    int nleaves, leaves_cap;
 } plan;
 
 static int push_node(plan *p, nb__node *n) {
@@ -121,6 +123,40 @@ static int accumulate_leaf(plan *p, nb_tensor *leaf, nb_tensor *g) {
     return nb__dispatch(&a, "backward (accumulating a leaf gradient)");
 }
 
+/* Sums a gradient for a leaf; hooks and accumulation run once per leaf at
+ * the end of the run, on the total (as PyTorch's AccumulateGrad). */
+static int leaf_add(plan *p, nb_tensor *leaf, nb_tensor *g) {
+    nb__ag_meta *m = leaf->ag;
+    if (m->epoch != p->epoch) {
+        if (p->nleaves == p->leaves_cap) {
+            int nc = p->leaves_cap ? p->leaves_cap * 2 : 16;
+            nb_tensor **nl = realloc(p->leaves, sizeof *nl * (size_t)nc);
+            if (!nl) return nb__err(NB_ENOMEM, "backward: out of memory");
+            p->leaves = nl;
+            p->leaves_cap = nc;
+        }
+        p->leaves[p->nleaves++] = leaf;
+        m->epoch = p->epoch;
+        nb_release(m->pending);
+        m->pending = NULL;
+    }
+    return add_into(&m->pending, g);
+}
+
+static int finish_leaves(plan *p, int rc) {
+    nb_scope_begin();
+    bool prev = nb_set_grad_enabled(p->create_graph);
+    for (int i = 0; i < p->nleaves; i++) {
+        nb__ag_meta *m = p->leaves[i]->ag;
+        if (!rc && m->pending) rc = accumulate_leaf(p, p->leaves[i], m->pending);
+        nb_release(m->pending);
+        m->pending = NULL;
+    }
+    nb_set_grad_enabled(prev);
+    nb_scope_end();
+    return rc;
+}
+
 static int check_finite(const nb__node *n, nb_tensor *g, int input) {
     if (!g || (g->dtype != NB_DTYPE_F32 && g->dtype != NB_DTYPE_F64)) return 0;
     int64_t idx[NB_MAX_DIMS] = {0};
@@ -175,7 +211,7 @@ static int run_node(plan *p, nb__node *n, bool call_backward) {
         if (nb__anomaly && (rc = check_finite(n, gin[i], i))) break;
         nb__edge *e = &n->edges[i];
         if (e->node && e->node->epoch == p->epoch && e->node->needed) rc = add_into(&e->node->buf, gin[i]);
-        else if (e->leaf) rc = accumulate_leaf(p, e->leaf, gin[i]);
+        else if (e->leaf) rc = leaf_add(p, e->leaf, gin[i]);
     }
     if (gin != gin_small) free(gin);
 out:
@@ -255,11 +291,12 @@ static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nr
         nb_tensor *g = grads && grads[r] ? grads[r] : nb_ones(nb_dims_get(t), t->dtype);
         if (!g) rc = nb_last_error_code();
         else if (nb__grad_fn(t)) rc = nb__grad_fn(t)->needed || p->accumulate ? add_into(&nb__grad_fn(t)->buf, g) : 0;
-        else rc = accumulate_leaf(p, t, g);
+        else rc = leaf_add(p, t, g);
     }
     nb_set_grad_enabled(prev);
     nb_scope_end();
     if (!rc) rc = execute_serial(p);
+    rc = finish_leaves(p, rc);
     for (int k = 0; k < p->n; k++) {   /* on error, drop what was left in flight */
         nb_release(p->nodes[k]->buf);
         p->nodes[k]->buf = NULL;
@@ -276,6 +313,7 @@ NB_API int nb_backward_ex(nb_tensor *root, nb_tensor *grad, const nb_backward_op
     }
     int rc = run(&p, &root, grad ? &grad : NULL, 1, "nb_backward");
     free(p.nodes);
+    free(p.leaves);
     return rc;
 }
 
@@ -311,5 +349,6 @@ NB_API int nb_autograd_grad(nb_tensor *const *outputs, int n_outputs, nb_tensor 
     }
     free(cap);
     free(p.nodes);
+    free(p.leaves);
     return rc;
 }

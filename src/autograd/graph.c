@@ -40,6 +40,7 @@ static void meta_free(nb_tensor *t) {
     t->ag = NULL;
     if (m->grad_fn && m->grad_fn->retain == t) m->grad_fn->retain = NULL;
     nb_release(m->grad);
+    nb_release(m->pending);
     nb__node_release(m->grad_fn);
     free_hooks(m->hooks);
     free(m);
