@@ -251,7 +251,7 @@ static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nr
                            who, r);
         if (g) {
             if (!nb__same_shape(g, t) || g->dtype != t->dtype)
-                return nb__err(NB_ESHAPE, "%s: gradient of shape %s (%s) given for an output of shape %s (%s)",
+                return nb__err(nb__same_shape(g, t) ? NB_EDTYPE : NB_ESHAPE, "%s: gradient of shape %s (%s) given for an output of shape %s (%s)",
                                who, nb__shape_str(g), nb_dtype_name(g->dtype), nb__shape_str(t),
                                nb_dtype_name(t->dtype));
         } else if (t->numel != 1) {

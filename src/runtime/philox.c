@@ -21,7 +21,6 @@
 
 /* The full 4-word-counter form, for the known-answer tests (whose counters
  * use all 128 bits). Internal; not in runtime.h, declared where it is used. */
-void nb__philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 void nb__philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
     uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];

@@ -93,5 +93,7 @@ static inline void nb__ensure_init(void) {
 
 /* ---- Philox4x32-10 counter-based generator ---- */
 void nb__philox(uint64_t seed, uint64_t counter, uint32_t out[4]);
+/* The full-width form: four counter words, two key words (test vectors). */
+void nb__philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 #endif

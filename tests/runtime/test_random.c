@@ -14,7 +14,6 @@
 
 /* Defined in src/runtime/philox.c: the 4-word-counter form, which the
  * known-answer vectors need (nb__philox fixes counter words 2 and 3 to 0). */
-void nb__philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 static void rnd_setup(void) {
     nb_init(NULL);
