@@ -30,7 +30,8 @@
  *   nabla/runtime.h   init, errors (NB_E* codes, nb_last_error), CPU, memory stats
  *   nabla/tensor.h    dtypes, shapes, creation, views, printing, ownership and scopes
  *   nabla/autograd.h  requires_grad, backward, hooks, custom functions, gradcheck
- *   nabla/ops.h       the ops
+ *   nabla/ops.h       the ops: element-wise, reductions, shape and indexing
+ *   nabla/functional.h  neural-network functions: linear, losses, conv, pooling, norms, attention
  *   nabla/registry.h  the op list and kernels, for plugging in your own
  */
 #ifndef NABLA_H
@@ -40,6 +41,7 @@
 #include "nabla/tensor.h"
 #include "nabla/autograd.h"
 #include "nabla/ops.h"
+#include "nabla/functional.h"
 #include "nabla/registry.h"
 
 #endif

@@ -59,6 +59,15 @@ NB_API nb_tensor *nb_zero_(nb_tensor *self);
 /* Copies src (broadcast to self's shape, converted to self's dtype). */
 NB_API nb_tensor *nb_copy_(nb_tensor *self, nb_tensor *src);
 
+/* ---- element-wise: math, activations, comparisons, logical (full set) ---- */
+/* @@ELEMENTWISE@@ */
+
+/* ---- reductions (full set) ---- */
+/* @@REDUCE@@ */
+
+/* ---- shape and indexing (full set) ---- */
+/* @@INDEX@@ */
+
 #ifdef __cplusplus
 }
 #endif

@@ -51,7 +51,21 @@ extern "C" {
     X(MUL_SCALAR, "mul_scalar", 1)     \
     X(POW_SCALAR, "pow_scalar", 1)     \
     X(SUM, "sum", 1)                   \
-    X(MATMUL, "matmul", 2)
+    X(MATMUL, "matmul", 2)             \
+    NB_OP_LIST_ELEMENTWISE(X)          \
+    NB_OP_LIST_REDUCE(X)               \
+    NB_OP_LIST_INDEX(X)                \
+    NB_OP_LIST_LOSS(X)                 \
+    NB_OP_LIST_CONV(X)                 \
+    NB_OP_LIST_NORM(X)
+
+/* The op set by area, each list kept next to its own kind of ops. */
+#define NB_OP_LIST_ELEMENTWISE(X)
+#define NB_OP_LIST_REDUCE(X)
+#define NB_OP_LIST_INDEX(X)
+#define NB_OP_LIST_LOSS(X)
+#define NB_OP_LIST_CONV(X)
+#define NB_OP_LIST_NORM(X)
 
 typedef enum nb_op {
 #define NB__OP_ENUM(e, name, nin) NB_OP_##e,

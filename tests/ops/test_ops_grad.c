@@ -194,7 +194,7 @@ static void grad_binary(const char *name, nb_tensor *(*fn)(nb_tensor *, nb_tenso
         {NB_SHAPE(3, 4), NB_SHAPE(3, 4), 't', 's'},
         {NB_SHAPE(4, 3), NB_SHAPE(3), 't', 's'},
         {NB_SHAPE(2, 3, 1), NB_SHAPE(3, 4), 's', 't'},
-        {NB_SHAPE(4, 1), NB_SHAPE(2, 3, 4), 't', 't'},
+        {NB_SHAPE(3, 1), NB_SHAPE(2, 3, 4), 't', 't'},
     };
     gop g = {.bin = fn};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
