@@ -22,6 +22,12 @@ const char *nb__last_kernel(void);
 void nb__ref_elementwise_register(void);
 void nb__ref_reduce_register(void);
 void nb__ref_matmul_register(void);
+/* @@DECLARE_ELEMENTWISE@@ */
+/* @@DECLARE_REDUCE@@ */
+/* @@DECLARE_INDEX@@ */
+/* @@DECLARE_LOSS@@ */
+/* @@DECLARE_CONV@@ */
+/* @@DECLARE_NORM@@ */
 int nb__registry_add(const nb_kernel_desc *k);
 
 typedef struct nb__iter {

@@ -67,6 +67,12 @@ static void build(void) {
         nb__ref_elementwise_register();
         nb__ref_reduce_register();
         nb__ref_matmul_register();
+        /* @@REGISTER_ELEMENTWISE@@ */
+        /* @@REGISTER_REDUCE@@ */
+        /* @@REGISTER_INDEX@@ */
+        /* @@REGISTER_LOSS@@ */
+        /* @@REGISTER_CONV@@ */
+        /* @@REGISTER_NORM@@ */
     }
     choose();
 }

@@ -308,3 +308,7 @@ Test(ops_ref, views_share_storage) {
     cr_expect_eq(nb_to_dtype(a, NB_F64), a, "nb_to_dtype to its own dtype should be itself");
     nb_scope_end();
 }
+
+#include <stdlib.h>
+void *volatile zz_sink;
+Test(ops_ref, zz_leak) { zz_sink = malloc(10); zz_sink = 0; nb_tensor *t = nb_ones(NB_SHAPE(3), NB_F64); (void)t; }
