@@ -109,10 +109,11 @@ int main(void) {
      *    check needs F64 leaves that require grad). */
     nb_tensor *xc = nb_randn(NB_SHAPE(3, 4), NB_F64, 42);
     if (!xc || nb_set_requires_grad(xc, true) != 0) goto fail;
-    nb_gradcheck_report rep = {0};
-    if (nb_gradcheck(checked_fn, &xc, 1, NULL, &rep) != 0) goto fail;
-    printf("gradcheck      : ok (largest difference %.2e)\n", rep.max_abs_err);
-    if (nb_gradgradcheck(checked_fn, &xc, 1, NULL, &rep) != 0) goto fail;
+    /* On a mismatch the message names the worst element; a report struct
+     * (last argument) would receive its indices and both values. */
+    if (nb_gradcheck(checked_fn, &xc, 1, NULL, NULL) != 0) goto fail;
+    printf("gradcheck      : ok\n");
+    if (nb_gradgradcheck(checked_fn, &xc, 1, NULL, NULL) != 0) goto fail;
     printf("gradgradcheck  : ok\n");
 
     status = 0;

@@ -261,7 +261,7 @@ static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nr
         }
         if ((rc = collect(p, nb__grad_fn(t)))) return rc;
     }
-    qsort(p->nodes, (size_t)p->n, sizeof *p->nodes, by_seq_desc);
+    if (p->n > 1) qsort(p->nodes, (size_t)p->n, sizeof *p->nodes, by_seq_desc);
     if (!p->accumulate) {
         for (int i = 0; i < p->n_inputs; i++) {
             nb__node *gf = nb__grad_fn(p->inputs[i]);

@@ -271,6 +271,90 @@ Test(engine, autograd_grad_allow_unused) {
     nb_scope_end();
 }
 
+Test(engine, autograd_grad_wrt_non_leaf_and_two_outputs) {
+    nb_init(NULL);
+    nb_scope_begin();
+    const double xv[] = {1, 2};
+    nb_tensor *x = eng_leaf(NB_SHAPE(2), NB_F64, xv);
+    nb_tensor *h = nb_mul_scalar(x, 2);                 /* a non-leaf input */
+    nb_tensor *y1 = nb_sum_all(nb_mul_scalar(h, 3));    /* dy1/dh = 3 */
+    nb_tensor *y2 = nb_sum_all(nb_mul(h, h));           /* dy2/dh = 2h = [4, 8] */
+    nb_tensor *outs[2] = {y1, y2}, *in[2] = {h, x}, *g[2] = {NULL, NULL};
+    cr_assert_eq(nb_autograd_grad(outs, 2, in, 2, NULL, NULL, g), 0, "%s", nb_last_error());
+    const double gh[] = {7, 11}, gx[] = {14, 22};       /* summed over outputs; dx = 2 dh */
+    eng_expect(g[0], gh, 2, 1e-12);
+    eng_expect(g[1], gx, 2, 1e-12);
+    cr_assert_null(nb_grad(x));
+    cr_assert_null(nb_grad(h));
+    nb_scope_end();
+}
+
+Test(engine, backward_on_a_leaf_root) {
+    nb_init(NULL);
+    nb_scope_begin();
+    const double xv[] = {1, 2}, gv[] = {5, -6};
+    nb_tensor *x = eng_leaf(NB_SHAPE(2), NB_F32, xv);
+    cr_assert_eq(nb_backward(x, eng_t(NB_SHAPE(2), NB_F32, gv)), 0, "%s", nb_last_error());
+    eng_expect(nb_grad(x), gv, 2, 0);
+    nb_scope_end();
+}
+
+Test(engine, long_chain_does_not_overflow_the_stack) {
+    nb_init(NULL);
+    nb_scope_begin();
+    nb_tensor *x = nb_scalar_dtype(0.0, NB_F64);
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    nb_memory_stats_t s0 = nb_memory_stats();
+    nb_scope_begin();
+    nb_tensor *y = x;
+    for (int i = 0; i < 100000; i++) y = nb_add_scalar(y, 1e-5);
+    cr_assert_not_null(y, "%s", nb_last_error());
+    cr_assert_float_eq(nb_item(y), 1.0, 1e-9);
+    cr_assert_eq(nb_backward(y, NULL), 0, "%s", nb_last_error());
+    cr_assert_float_eq(nb_item(nb_grad(x)), 1.0, 0);
+    nb_scope_end();
+    nb_zero_grad(x);
+    cr_assert_eq(nb_memory_stats().live_tensors, s0.live_tensors);
+    /* and a long graph dropped without a backward */
+    nb_scope_begin();
+    y = x;
+    for (int i = 0; i < 100000; i++) y = nb_mul_scalar(y, 1.0);
+    cr_assert_not_null(y);
+    nb_scope_end();
+    cr_assert_eq(nb_memory_stats().live_tensors, s0.live_tensors);
+    nb_scope_end();
+}
+
+/* ---- in place on tensors that require grad ---- */
+
+Test(engine, in_place_on_leaf_requiring_grad) {
+    nb_init(NULL);
+    nb_scope_begin();
+    const double wv[] = {1, 2}, dv[] = {0.5, 0.5};
+    nb_tensor *w = eng_leaf(NB_SHAPE(2), NB_F32, wv);
+    nb_tensor *d = eng_t(NB_SHAPE(2), NB_F32, dv);
+    /* refused in grad mode (PyTorch: "a leaf Variable that requires grad is
+     * being used in an in-place operation") */
+    cr_assert_null(nb_add_(w, d));
+    cr_assert_gt(strlen(nb_last_error()), 0);
+    eng_expect(w, wv, 2, 0);
+    /* allowed with grad mode off, as an optimizer step does */
+    uint64_t v0 = nb_version(w);
+    bool prev = nb_set_grad_enabled(false);
+    cr_assert_eq(nb_add_(w, d), w, "%s", nb_last_error());
+    nb_set_grad_enabled(prev);
+    cr_assert_gt(nb_version(w), v0);
+    const double want[] = {1.5, 2.5};
+    eng_expect(w, want, 2, 0);
+    cr_assert(nb_requires_grad(w), "still a leaf that requires grad");
+    cr_assert(nb_is_leaf(w));
+    nb_tensor *loss = nb_sum_all(nb_mul(w, w));
+    cr_assert_eq(nb_backward(loss, NULL), 0, "%s", nb_last_error());
+    const double gw[] = {3, 5};
+    eng_expect(nb_grad(w), gw, 2, 1e-6);
+    nb_scope_end();
+}
+
 /* ---- grad mode and detach ---- */
 
 Test(engine, no_grad_mode_records_nothing) {

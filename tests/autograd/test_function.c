@@ -282,6 +282,30 @@ Test(function, saving_output_works) {
     nb_scope_end();
 }
 
+static nb_tensor *fn_myexp_apply(nb_tensor *const *in, int n, void *user) {
+    (void)user;
+    return nb_function_apply(&fn_myexp, in, n);
+}
+
+Test(function, saved_output_supports_double_backward) {
+    nb_init(NULL);
+    nb_scope_begin();
+    const double xv[] = {0.3, -0.6, 1.2};
+    nb_tensor *x = fn_leaf(NB_SHAPE(3), NB_F64, xv);
+    cr_assert_eq(nb_gradcheck(fn_myexp_apply, &x, 1, NULL, NULL), 0, "%s", nb_last_error());
+    cr_assert_eq(nb_gradgradcheck(fn_myexp_apply, &x, 1, NULL, NULL), 0, "%s", nb_last_error());
+    /* d2/dx2 e^x = e^x, by hand through create_graph */
+    nb_tensor *s = nb_scalar_dtype(0.7, NB_F64);
+    cr_assert_eq(nb_set_requires_grad(s, true), 0);
+    nb_tensor *y = nb_function_apply(&fn_myexp, &s, 1);
+    nb_tensor *g1 = NULL, *g2 = NULL;
+    nb_grad_opts co = {.create_graph = true};
+    cr_assert_eq(nb_autograd_grad(&y, 1, &s, 1, NULL, &co, &g1), 0, "%s", nb_last_error());
+    cr_assert_eq(nb_autograd_grad(&g1, 1, &s, 1, NULL, NULL, &g2), 0, "%s", nb_last_error());
+    cr_assert_float_eq(nb_item(g2), exp(0.7), 1e-12);
+    nb_scope_end();
+}
+
 Test(function, saving_output_does_not_leak) {
     nb_init(NULL);
     nb_scope_begin();

@@ -214,6 +214,7 @@ for op, f_all, f_dims in (("sum", torch.sum, torch.sum), ("mean", torch.mean, to
         ((33, 2), (0,), False), ((2, 33), (-1,), True),
         ((2, 1023), (-1,), False), ((1023, 1), (0,), True),
         ((5,), (0,), False), ((5,), (-1,), True),
+        ((33, 31), (0,), False), ((7, 33, 5), (1,), False),
     ]
     for shape, dims, keep in dimcases:
         tag = "x".join(str(s) for s in shape)
@@ -243,6 +244,7 @@ MM = [
     ("mm_7x33_33x1", (7, 33), (33, 1)),
     ("mm_1x7_7x33", (1, 7), (7, 33)),
     ("mm_1x1023_1023x2", (1, 1023), (1023, 2)),
+    ("mm_33x65_65x17", (33, 65), (65, 17)),
     ("bmm_2x3x4_2x4x5", (2, 3, 4), (2, 4, 5)),
     ("bmm_bcast_2x1x3x4_5x4x6", (2, 1, 3, 4), (5, 4, 6)),
     ("bmm_bcast_1x3x4_2x4x5", (1, 3, 4), (2, 4, 5)),
