@@ -36,6 +36,14 @@ nb_tensor *nb__ew_unary(const char *who, nb_op op, nb_tensor *a, double s);
 nb_tensor *nb__finish(nb_tensor *out, const char *name, const char *who, nb__backward_fn bw,
                       nb_tensor *const *inputs, int n, unsigned save_mask, nb__node **node_out);
 
+/* Internal helpers shared across op files, by area. */
+/* @@OPS_ELEMENTWISE@@ */
+/* @@OPS_REDUCE@@ */
+/* @@OPS_INDEX@@ */
+/* @@OPS_LOSS@@ */
+/* @@OPS_CONV@@ */
+/* @@OPS_NORM@@ */
+
 /* 0 when every input that needs a gradient got one, else the error code. */
 int nb__grads_ok(const nb__node *n, nb_tensor *const *gin);
 

@@ -177,8 +177,11 @@ void tu_ref_free_set(tu_ref_set *s) {
     free(s);
 }
 
-tu_ref_set *tu_ref_load_all(void) {
-    const char *path = NB_TEST_DATA_DIR "/reference.txt";
+tu_ref_set *tu_ref_load_all(void) { return tu_ref_load_all_from("reference.txt"); }
+
+tu_ref_set *tu_ref_load_all_from(const char *file) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", NB_TEST_DATA_DIR, file);
     char *text = read_file(path);
     if (!text) {
         fprintf(stderr, "tu_ref_load_all: cannot read %s\n", path);
@@ -256,8 +259,10 @@ void tu_ref_free(tu_ref_case *c) {
     free(c);
 }
 
-tu_ref_case *tu_ref_load(const char *name) {
-    tu_ref_set *s = tu_ref_load_all();
+tu_ref_case *tu_ref_load(const char *name) { return tu_ref_load_from("reference.txt", name); }
+
+tu_ref_case *tu_ref_load_from(const char *file, const char *name) {
+    tu_ref_set *s = tu_ref_load_all_from(file);
     tu_ref_case *r = NULL;
     for (int i = 0; s && i < s->n; i++) {
         if (strcmp(s->cases[i].name, name) != 0) continue;

@@ -55,6 +55,11 @@ typedef struct tu_ref_set {
 /* Loads every case of NB_TEST_DATA_DIR "/reference.txt"; NULL (with a message
  * on stderr) when the file is missing or malformed. Free with tu_ref_free_set. */
 tu_ref_set *tu_ref_load_all(void);
+/* The same for another data file of that format under NB_TEST_DATA_DIR
+ * (e.g. "ref_loss.txt"). Inputs that take no gradient (integer targets,
+ * indices) still get a `grad` line: write zeros there. */
+tu_ref_set *tu_ref_load_all_from(const char *file);
+tu_ref_case *tu_ref_load_from(const char *file, const char *name);
 void tu_ref_free_set(tu_ref_set *s);
 /* One case by name (a copy: free with tu_ref_free), or NULL. */
 tu_ref_case *tu_ref_load(const char *name);

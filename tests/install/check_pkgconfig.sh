@@ -40,14 +40,18 @@ echo "check_pkgconfig: libs:   $libs"
 # The program must see the installed headers, not the source tree's.
 cp "$root/examples/hello_grad.c" "$tmp/prog.c"
 # shellcheck disable=SC2086  # the flags are meant to split
-cc -std=c11 -Wall -Wextra -o "$tmp/prog" "$tmp/prog.c" $cflags $libs
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror -o "$tmp/prog" "$tmp/prog.c" $cflags $libs
 
-out="$(cd "$tmp" && LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ./prog)"
+run_env=(env LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+# The program must run against the installed library, not the build tree's.
+resolved="$("${run_env[@]}" ldd "$tmp/prog" | awk '/libnabla/ { print $3 }')"
+echo "check_pkgconfig: libnabla resolved to: ${resolved:-nothing}"
+case "$resolved" in
+"$libdir"/libnabla*) ;;
+*) echo "check_pkgconfig: expected libnabla from $libdir" >&2; exit 1 ;;
+esac
+out="$(cd "$tmp" && "${run_env[@]}" ./prog)"
 echo "check_pkgconfig: prog printed: $out"
-if ! ldd "$tmp/prog" | grep -q "$libdir/libnabla"; then
-    # Not fatal: just say which copy it ran against.
-    echo "check_pkgconfig: note: prog resolved libnabla as: $(ldd "$tmp/prog" | grep libnabla || true)"
-fi
 if [ "$out" != "tensor(4.)" ]; then
     echo "check_pkgconfig: expected 'tensor(4.)'" >&2
     exit 1
