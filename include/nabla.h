@@ -42,6 +42,8 @@
 #include "nabla/autograd.h"
 #include "nabla/ops.h"
 #include "nabla/functional.h"
+#include "nabla/io.h"
+#include "nabla/optim.h"
 #include "nabla/registry.h"
 
 #endif

@@ -57,7 +57,8 @@ extern "C" {
     NB_OP_LIST_INDEX(X)                \
     NB_OP_LIST_LOSS(X)                 \
     NB_OP_LIST_CONV(X)                 \
-    NB_OP_LIST_NORM(X)
+    NB_OP_LIST_NORM(X)                 \
+    NB_OP_LIST_OPTIM(X)
 
 /* The op set by area, each list kept next to its own kind of ops. */
 #define NB_OP_LIST_ELEMENTWISE(X)
@@ -66,6 +67,7 @@ extern "C" {
 #define NB_OP_LIST_LOSS(X)
 #define NB_OP_LIST_CONV(X)
 #define NB_OP_LIST_NORM(X)
+#define NB_OP_LIST_OPTIM(X) X(SGD_STEP, "sgd_step", 2) X(ADAM_STEP, "adam_step", 4)
 
 typedef enum nb_op {
 #define NB__OP_ENUM(e, name, nin) NB_OP_##e,
@@ -83,7 +85,7 @@ typedef struct nb_kernel_args {
     nb_tensor *out;                             /* preallocated output */
     const nb_tensor *in[NB_KERNEL_MAX_INPUTS];  /* inputs (borrowed) */
     int nin;                                    /* number of inputs */
-    double scalar[2];                           /* scalar parameters */
+    double scalar[8];                           /* scalar parameters */
 } nb_kernel_args;
 
 /* Returns 0, NB_KERNEL_DECLINE, or a negative NB_E* code. */

@@ -22,6 +22,7 @@ const char *nb__last_kernel(void);
 void nb__ref_elementwise_register(void);
 void nb__ref_reduce_register(void);
 void nb__ref_matmul_register(void);
+void nb__ref_optim_register(void);
 /* @@DECLARE_ELEMENTWISE@@ */
 /* @@DECLARE_REDUCE@@ */
 /* @@DECLARE_INDEX@@ */

@@ -67,6 +67,7 @@ static void build(void) {
         nb__ref_elementwise_register();
         nb__ref_reduce_register();
         nb__ref_matmul_register();
+        nb__ref_optim_register();
         /* @@REGISTER_ELEMENTWISE@@ */
         /* @@REGISTER_REDUCE@@ */
         /* @@REGISTER_INDEX@@ */
