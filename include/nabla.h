@@ -32,7 +32,11 @@
  *   nabla/autograd.h  requires_grad, backward, hooks, custom functions, gradcheck
  *   nabla/ops.h       the ops: element-wise, reductions, shape and indexing
  *   nabla/functional.h  neural-network functions: linear, losses, conv, pooling, norms, attention
+ *   nabla/io.h        state dicts and safetensors checkpoints
+ *   nabla/nn.h        modules: layers, Sequential, your own modules, initialization
+ *   nabla/optim.h     optimizers, learning-rate schedules, gradient clipping
  *   nabla/registry.h  the op list and kernels, for plugging in your own
+ *   nabla/data.h      datasets, the data loader, transforms; IDX, CSV and .npy files
  */
 #ifndef NABLA_H
 #define NABLA_H
@@ -44,6 +48,8 @@
 #include "nabla/functional.h"
 #include "nabla/io.h"
 #include "nabla/optim.h"
+#include "nabla/nn.h"
 #include "nabla/registry.h"
+#include "nabla/data.h"
 
 #endif

@@ -4,16 +4,18 @@
 # costs a few milliseconds and touches no network.
 #
 #   meson ninja-build pkg-config gcc   the build
+#   libc6-dev                          the C library's headers (gcc only recommends it)
 #   libdnnl-dev                        oneDNN kernels (matmul, conv, ...)
 #   libhwloc-dev                       thread pinning
 #   libcriterion-dev                   the test suite
-#   zlib1g-dev                         compressed checkpoints
+#   zlib1g-dev                         compressed checkpoints, gzipped IDX/CSV data files
+#   dataset-fashion-mnist              the examples' data (/usr/share/datasets/fashion-mnist)
 #
 # Runs as root (apt-get directly) or through sudo when that is available.
 # Extra package names given as arguments are installed too.
 set -euo pipefail
 
-pkgs=(meson ninja-build pkg-config gcc libdnnl-dev libhwloc-dev libcriterion-dev zlib1g-dev "$@")
+pkgs=(meson ninja-build pkg-config gcc libc6-dev libdnnl-dev libhwloc-dev libcriterion-dev zlib1g-dev dataset-fashion-mnist "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -38,6 +40,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Wait (up to 10 minutes) for another apt/dpkg run to let go of its lock
+# instead of failing at once.
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update
+"${apt[@]}" install -y --no-install-recommends "${missing[@]}"

@@ -61,12 +61,68 @@ extern "C" {
     NB_OP_LIST_OPTIM(X)
 
 /* The op set by area, each list kept next to its own kind of ops. */
-#define NB_OP_LIST_ELEMENTWISE(X)
-#define NB_OP_LIST_REDUCE(X)
-#define NB_OP_LIST_INDEX(X)
-#define NB_OP_LIST_LOSS(X)
-#define NB_OP_LIST_CONV(X)
-#define NB_OP_LIST_NORM(X)
+/* ELEMENTWISE kernels' arguments (in[] order, scalar[] meaning) are listed at the top of
+ * src/kernels/ref/ref_math.c and ref_compare.c; inputs arrive in the computation dtype. */
+#define NB_OP_LIST_ELEMENTWISE(X)                                                                   \
+    X(SQRT, "sqrt", 1) X(RSQRT, "rsqrt", 1) X(ABS, "abs", 1) X(SIGN, "sign", 1) X(SIN, "sin", 1)    \
+    X(COS, "cos", 1) X(ERF, "erf", 1) X(RECIPROCAL, "reciprocal", 1) X(SQUARE, "square", 1)         \
+    X(CLAMP, "clamp", 1) X(MAXIMUM, "maximum", 2) X(MINIMUM, "minimum", 2) X(SIGMOID, "sigmoid", 1) \
+    X(RELU, "relu", 1) X(LEAKY_RELU, "leaky_relu", 1) X(ELU, "elu", 1) X(GELU, "gelu", 1)           \
+    X(SILU, "silu", 1) X(SOFTPLUS, "softplus", 1) X(EQ, "eq", 2) X(NE, "ne", 2) X(LT, "lt", 2)      \
+    X(LE, "le", 2) X(GT, "gt", 2) X(GE, "ge", 2) X(EQ_SCALAR, "eq_scalar", 1)                       \
+    X(NE_SCALAR, "ne_scalar", 1) X(LT_SCALAR, "lt_scalar", 1) X(LE_SCALAR, "le_scalar", 1)          \
+    X(GT_SCALAR, "gt_scalar", 1) X(GE_SCALAR, "ge_scalar", 1) X(LOGICAL_NOT, "logical_not", 1)      \
+    X(LOGICAL_AND, "logical_and", 2) X(LOGICAL_OR, "logical_or", 2) X(WHERE, "where", 3)            \
+    X(MASKED_FILL, "masked_fill", 2)
+/* REDUCE kernels: in[0] (d0..dn) -> out of the same rank, size 1 on reduced dims (scalar[0]: the
+ * correction of VAR/STD, p of VECTOR_NORM); *_BACKWARD: out of in[0]'s shape, scalar[0] the mask of
+ * reduced dims (see src/kernels/ref/ref_reduce_full.c). */
+#define NB_OP_LIST_REDUCE(X)                                                                        \
+    X(PROD, "prod", 1) X(AMAX, "amax", 1) X(AMIN, "amin", 1) X(ARGMAX, "argmax", 1)                 \
+    X(ARGMIN, "argmin", 1) X(VAR, "var", 1) X(STD, "std", 1) X(LOGSUMEXP, "logsumexp", 1)           \
+    X(VECTOR_NORM, "vector_norm", 1) X(PROD_BACKWARD, "prod_backward", 1)                           \
+    X(PROD_DOUBLE_BACKWARD, "prod_double_backward", 2) X(AMAX_BACKWARD, "amax_backward", 2)         \
+    X(MAX_DIM_BACKWARD, "max_dim_backward", 2) X(VECTOR_NORM_BACKWARD, "vector_norm_backward", 2)
+/* INDEX kernels' arguments are listed at the top of src/kernels/ref/ref_index.c. */
+#define NB_OP_LIST_INDEX(X)                                                                        \
+    X(CAT, "cat", 1) X(STACK, "stack", 1) X(INDEX_SELECT, "index_select", 2) X(GATHER, "gather", 2) \
+    X(SCATTER_ADD, "scatter_add", 3) X(INDEX_ADD, "index_add", 3) X(EMBEDDING, "embedding", 2)      \
+    X(REPEAT, "repeat", 1) X(FLIP, "flip", 1) X(TRIL, "tril", 1) X(TRIU, "triu", 1)                 \
+    X(ONE_HOT, "one_hot", 1) X(PAD, "pad", 2)
+/* LOSS kernels' arguments are described above each kernel in src/kernels/ref/ref_loss.c and ref_softmax.c. */
+#define NB_OP_LIST_LOSS(X)                                                                            \
+    X(LINEAR, "linear", 3) X(SOFTMAX, "softmax", 1) X(LOG_SOFTMAX, "log_softmax", 1)                   \
+    X(SOFTMAX_BACKWARD, "softmax_backward", 2) X(LOG_SOFTMAX_BACKWARD, "log_softmax_backward", 2)     \
+    X(CROSS_ENTROPY, "cross_entropy", 3) X(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward", 4)       \
+    X(NLL_LOSS, "nll_loss", 3) X(NLL_LOSS_BACKWARD, "nll_loss_backward", 3)                            \
+    X(MSE_LOSS, "mse_loss", 2) X(L1_LOSS, "l1_loss", 2) X(L1_LOSS_BACKWARD, "l1_loss_backward", 3)     \
+    X(SMOOTH_L1_LOSS, "smooth_l1_loss", 2) X(SMOOTH_L1_LOSS_BACKWARD, "smooth_l1_loss_backward", 3)   \
+    X(BCE_WITH_LOGITS, "bce_with_logits", 4) X(BCE_WITH_LOGITS_BACKWARD, "bce_with_logits_backward", 4) \
+    X(DROPOUT, "dropout", 2)
+/* CONV kernels' arguments (scalar[] geometry, 3-D/4-D layouts) are listed at the top of
+ * src/kernels/ref/ref_conv.c, ref_pool.c and ref_interpolate.c. */
+#define NB_OP_LIST_CONV(X)                                                                          \
+    X(CONV1D, "conv1d", 3) X(CONV2D, "conv2d", 3) X(CONV_TRANSPOSE2D, "conv_transpose2d", 3)          \
+    X(CONV_BWD_DATA, "conv_bwd_data", 2) X(CONV_BWD_WEIGHT, "conv_bwd_weight", 2)                    \
+    X(CONV_BWD_BIAS, "conv_bwd_bias", 1) X(MAX_POOL2D, "max_pool2d", 2)                              \
+    X(MAX_POOL2D_BWD, "max_pool2d_bwd", 2) X(MAX_POOL2D_GATHER, "max_pool2d_gather", 2)              \
+    X(AVG_POOL2D, "avg_pool2d", 1) X(AVG_POOL2D_BWD, "avg_pool2d_bwd", 1)                            \
+    X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", 1) X(ADAPTIVE_AVG_POOL2D_BWD, "adaptive_avg_pool2d_bwd", 1) \
+    X(INTERPOLATE, "interpolate", 1) X(INTERPOLATE_BWD, "interpolate_bwd", 1)
+/* NORM kernels' arguments are listed at the top of src/kernels/ref/ref_norm.c and ref_attention.c. */
+#define NB_OP_LIST_NORM(X)                                                                          \
+    X(BATCH_NORM_STATS, "batch_norm_stats", 1) X(BATCH_NORM, "batch_norm", 4)                        \
+    X(BATCH_NORM_BACKWARD, "batch_norm_backward", 4) X(LAYER_NORM, "layer_norm", 3)                  \
+    X(LAYER_NORM_BACKWARD, "layer_norm_backward", 3) X(GROUP_NORM, "group_norm", 3)                  \
+    X(GROUP_NORM_BACKWARD, "group_norm_backward", 3) X(RMS_NORM, "rms_norm", 2)                      \
+    X(RMS_NORM_BACKWARD, "rms_norm_backward", 3) X(SDPA, "scaled_dot_product_attention", 4)          \
+    X(SDPA_WEIGHTS, "sdpa_weights", 3)
+/* Optimizer updates, in place on the parameter and its state:
+ *   SGD_STEP:  out = param, in[0] = grad, in[1] = momentum buffer (or none);
+ *              scalar = {lr, momentum, dampening, weight_decay, nesterov, maximize, first_step}
+ *   ADAM_STEP: out = param, in[0] = grad, in[1] = exp_avg, in[2] = exp_avg_sq,
+ *              in[3] = max_exp_avg_sq (amsgrad) or none;
+ *              scalar = {lr, beta1, beta2, eps, weight_decay, step, decoupled (AdamW), maximize} */
 #define NB_OP_LIST_OPTIM(X) X(SGD_STEP, "sgd_step", 2) X(ADAM_STEP, "adam_step", 4)
 
 typedef enum nb_op {

@@ -23,11 +23,32 @@ void nb__ref_elementwise_register(void);
 void nb__ref_reduce_register(void);
 void nb__ref_matmul_register(void);
 void nb__ref_optim_register(void);
+void nb__onednn_matmul_register(void);   /* only when built with oneDNN */
+void nb__onednn_conv_register(void);     /* only when built with oneDNN */
+void nb__ref_math_register(void);
+void nb__ref_compare_register(void);
+/* Element-wise ref kernels' driver (ref_elementwise.c): f runs on each inner row of (out, in[0], in[1]);
+ * n elements, byte strides so/sa/sb, s = a->scalar. */
+typedef void (*nb__row_fn)(char *o, const char *a, const char *b, int64_t n, int64_t so, int64_t sa, int64_t sb,
+                           const double *s);
+int nb__ref_run_rows(const nb_kernel_args *a, nb__row_fn f);
 /* @@DECLARE_ELEMENTWISE@@ */
+void nb__ref_reduce_full_register(void);
 /* @@DECLARE_REDUCE@@ */
+void nb__ref_index_register(void);
 /* @@DECLARE_INDEX@@ */
+void nb__ref_loss_register(void);      /* also registers ref_softmax.c's kernels */
+void nb__ref_softmax_register(void);
+/* Element offset of row r of t, rows being the positions of every dim but
+ * `skip` (-1: none) in C order; the loss and softmax kernels walk rows with it. */
+int64_t nb__row_offset(const nb_tensor *t, int skip, int64_t r);
 /* @@DECLARE_LOSS@@ */
+void nb__ref_conv_register(void);
+void nb__ref_pool_register(void);
+void nb__ref_interpolate_register(void);
 /* @@DECLARE_CONV@@ */
+void nb__ref_norm_register(void);
+void nb__ref_attention_register(void);
 /* @@DECLARE_NORM@@ */
 int nb__registry_add(const nb_kernel_desc *k);
 

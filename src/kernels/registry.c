@@ -7,7 +7,9 @@
  * ops run on others (said in registry.h).
  */
 #include "kernels/kernels.h"
+#include "nb_config.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +27,9 @@ typedef struct slot {
 } slot;
 
 static slot table[NB_OP_COUNT][NB_DTYPE_COUNT];
-static bool built;
-static unsigned built_gen = ~0u;
+static atomic_bool built;                       /* the built-in kernels are registered */
+static atomic_uint built_gen = ~0u;             /* nb__cfg.generation the choice was made for */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;   /* first build and re-choosing */
 static _Thread_local const char *last_kernel;
 
 NB_API const char *nb_op_name(nb_op op) { return (unsigned)op < NB_OP_COUNT ? op_names[op] : "?"; }
@@ -60,26 +63,51 @@ int nb__registry_add(const nb_kernel_desc *k) {
     return 0;
 }
 
+/* Registers the built-in kernels once and (re)chooses under the lock, so
+ * ops started on several threads at once see one complete table. */
 static void build(void) {
     nb__ensure_init();
-    if (!built) {
-        built = true;
+    pthread_mutex_lock(&build_lock);
+    if (atomic_load(&built) && atomic_load(&built_gen) == nb__cfg.generation) {
+        pthread_mutex_unlock(&build_lock);
+        return;
+    }
+    if (!atomic_load(&built)) {
         nb__ref_elementwise_register();
         nb__ref_reduce_register();
         nb__ref_matmul_register();
         nb__ref_optim_register();
+#if NB_HAVE_ONEDNN
+        nb__onednn_matmul_register();
+        nb__onednn_conv_register();
+#endif
+        nb__ref_math_register();
+        nb__ref_compare_register();
         /* @@REGISTER_ELEMENTWISE@@ */
+        nb__ref_reduce_full_register();
         /* @@REGISTER_REDUCE@@ */
+        nb__ref_index_register();
         /* @@REGISTER_INDEX@@ */
+        nb__ref_loss_register();
         /* @@REGISTER_LOSS@@ */
+        nb__ref_conv_register();
+        nb__ref_pool_register();
+        nb__ref_interpolate_register();
         /* @@REGISTER_CONV@@ */
+        nb__ref_norm_register();
+        nb__ref_attention_register();
         /* @@REGISTER_NORM@@ */
     }
     choose();
+    atomic_store(&built, true);
+    pthread_mutex_unlock(&build_lock);
 }
 
 static inline void ready(void) {
-    if (__builtin_expect(!built || built_gen != nb__cfg.generation, 0)) build();
+    if (__builtin_expect(!atomic_load_explicit(&built, memory_order_acquire) ||
+                             atomic_load_explicit(&built_gen, memory_order_acquire) != nb__cfg.generation,
+                         0))
+        build();
 }
 
 NB_API int nb_register_kernel(const nb_kernel_desc *k) {

@@ -1,5 +1,7 @@
 /* dispatch.c — the ops layer's shared plumbing: argument checks,
- * broadcasting, element-wise drivers and node recording.
+ * broadcasting, element-wise drivers (with type promotion: inputs are
+ * converted to the computation dtype before the kernel runs) and node
+ * recording.
  */
 #include "ops/ops.h"
 
@@ -47,40 +49,83 @@ nb_tensor *nb__expand_alias(const nb_tensor *t, int nd, const int64_t *shape) {
     return nb__alias(t, nd, shape, st, t->offset);
 }
 
-nb_tensor *nb__ew_binary(const char *who, nb_op op, nb_tensor *a, nb_tensor *b) {
-    int nd;
-    int64_t shape[NB_MAX_DIMS];
-    if (nb__check_same_dtype(who, a, b) || nb__broadcast(who, a->ndim, a->shape, b->ndim, b->shape, &nd, shape))
-        return NULL;
-    nb_tensor *out = nb__new(who, a->dtype, nd, shape);
+nb_tensor *nb__convert(const char *who, nb_tensor *t, nb_dtype dt) {
+    if (t->dtype == dt) return nb_retain(t);
+    nb_tensor *out = nb__new(who, dt, t->ndim, t->shape);
     if (!out) return NULL;
-    bool ea_same = nb__same_shape(a, out), eb_same = nb__same_shape(b, out);
-    nb_tensor *ea = ea_same ? a : nb__expand_alias(a, nd, shape);
-    nb_tensor *eb = eb_same ? b : nb__expand_alias(b, nd, shape);
-    int rc = NB_ENOMEM;
-    if (ea && eb) {
-        nb_kernel_args args = {.op = op, .out = out, .in = {ea, eb}, .nin = 2};
-        rc = nb__dispatch(&args, who);
-    }
-    if (!ea_same) nb_release(ea);
-    if (!eb_same) nb_release(eb);
-    if (rc) {
-        nb_release(out);
-        return NULL;
-    }
-    return out;
-}
-
-nb_tensor *nb__ew_unary(const char *who, nb_op op, nb_tensor *a, double s) {
-    nb_tensor *out = nb__new(who, a->dtype, a->ndim, a->shape);
-    if (!out) return NULL;
-    nb_kernel_args args = {.op = op, .out = out, .in = {a}, .nin = 1, .scalar = {s}};
+    nb_kernel_args args = {.op = NB_OP_COPY, .out = out, .in = {t}, .nin = 1};
     if (nb__dispatch(&args, who)) {
         nb_release(out);
         return NULL;
     }
     return out;
 }
+
+/* Promotion happens here: each input is converted (at its own, unbroadcast
+ * size) to the computation dtype, so the kernels see one input dtype. */
+nb_tensor *nb__ew_binary_ex(const char *who, nb_op op, nb_tensor *a, nb_tensor *b, nb_dtype compute,
+                            nb_dtype out_dt, double s) {
+    int nd;
+    int64_t shape[NB_MAX_DIMS];
+    if (nb__broadcast(who, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    nb_tensor *ca = nb__convert(who, a, compute), *cb = ca ? nb__convert(who, b, compute) : NULL;
+    nb_tensor *out = cb ? nb__new(who, out_dt, nd, shape) : NULL;
+    nb_tensor *ea = NULL, *eb = NULL;
+    int rc = NB_ENOMEM;   /* stays when an alias cannot be made */
+    if (!out) goto release_inputs;
+    ea = nb__same_shape(ca, out) ? nb_retain(ca) : nb__expand_alias(ca, nd, shape);
+    eb = nb__same_shape(cb, out) ? nb_retain(cb) : nb__expand_alias(cb, nd, shape);
+    if (ea && eb) {
+        nb_kernel_args args = {.op = op, .out = out, .in = {ea, eb}, .nin = 2, .scalar = {s}};
+        rc = nb__dispatch(&args, who);
+    }
+    nb_release(ea);
+    nb_release(eb);
+    if (rc) {
+        nb_release(out);
+        out = NULL;
+    }
+release_inputs:
+    nb_release(ca);
+    nb_release(cb);
+    return out;
+}
+
+nb_tensor *nb__ew_binary(const char *who, nb_op op, nb_tensor *a, nb_tensor *b) {
+    nb_dtype dt = nb__result_type(a, b);
+    return nb__ew_binary_ex(who, op, a, b, dt, dt, 0.0);
+}
+
+nb_tensor *nb__ew_unary(const char *who, nb_op op, nb_tensor *a, double s) {
+    return nb__ew_unary_ex(who, op, a, a->dtype, a->dtype, s, 0.0);
+}
+
+nb_tensor *nb__ew_unary_ex(const char *who, nb_op op, nb_tensor *a, nb_dtype compute, nb_dtype out_dt, double s0,
+                           double s1) {
+    nb_tensor *ca = nb__convert(who, a, compute);
+    nb_tensor *out = ca ? nb__new(who, out_dt, a->ndim, a->shape) : NULL;
+    if (out) {
+        nb_kernel_args args = {.op = op, .out = out, .in = {ca}, .nin = 1, .scalar = {s0, s1}};
+        if (nb__dispatch(&args, who)) {
+            nb_release(out);
+            out = NULL;
+        }
+    }
+    nb_release(ca);
+    return out;
+}
+
+nb_tensor *nb__ew_unary_op(const char *who, nb_op op, const char *name, nb__backward_fn bw, unsigned save,
+                           nb_tensor *a, nb_dtype ct, double s0, double s1) {
+    NB_CHECK_ARG(who, a);
+    nb_tensor *in[1] = {a};
+    nb__node *node;
+    nb_tensor *out = nb__finish(nb__ew_unary_ex(who, op, a, ct, ct, s0, s1), name, who, bw, in, 1, save, &node);
+    if (node) node->p.d[0] = s0, node->p.d[1] = s1;
+    return out;
+}
+
+nb_tensor *nb__grad_to(nb_tensor *g, nb_dims shape, nb_dtype dt) { return nb_to_dtype(nb_sum_to(g, shape), dt); }
 
 nb_tensor *nb__finish(nb_tensor *out, const char *name, const char *who, nb__backward_fn bw,
                       nb_tensor *const *inputs, int n, unsigned save_mask, nb__node **node_out) {

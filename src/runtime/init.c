@@ -10,6 +10,9 @@
 #include "nb_config.h"
 
 #include <sched.h>
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -57,6 +60,9 @@ NB_API int nb_init(const nb_init_opts *opts) {
         ab = e && *e && strcmp(e, "0") != 0;
     }
     nb__cfg.num_threads = thr;
+#if NB_HAVE_OPENMP
+    omp_set_num_threads(thr);   /* kernels' parallel regions, oneDNN's included */
+#endif
     nb__cfg.isa_cap = cap;
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;

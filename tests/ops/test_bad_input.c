@@ -247,12 +247,24 @@ BI_TEST(broadcast_incompatible) {
 }
 
 BI_TEST(dtype_mismatch) {
+    /* Element-wise ops promote as torch.result_type does (f32 + f64 is f64),
+     * so dtype errors come from the ops that do not promote and from casts
+     * that would lose the result's category. */
     nb_tensor *f = bi_ones(NB_SHAPE(2, 3), NB_F32);
     nb_tensor *d = bi_ones(NB_SHAPE(2, 3), NB_F64);
-    BI_EXPECT_NULL(nb_add(f, d), NB_EDTYPE, "nb_add", "f32", "f64");
-    BI_EXPECT_NULL(nb_mul(d, f), NB_EDTYPE, "nb_mul", "f64", "f32");
+    nb_clear_error();
+    nb_tensor *sum = nb_add(f, d);
+    cr_assert_not_null(sum, "f32 + f64 promotes: %s", nb_last_error());
+    cr_assert_eq(nb_dtype(sum), NB_F64, "f32 + f64 is %s, expected f64", nb_dtype_name(nb_dtype(sum)));
+
     nb_tensor *m = bi_ones(NB_SHAPE(3, 2), NB_F64);
     BI_EXPECT_NULL(nb_matmul(f, m), NB_EDTYPE, "nb_matmul", "f32", "f64");
+    BI_EXPECT_NULL(nb_matmul(m, f), NB_EDTYPE, "nb_matmul", "f64", "f32");
+    /* in place: an f32 result cannot be stored in an i64 self */
+    nb_tensor *i = bi_ones(NB_SHAPE(2, 3), NB_I64);
+    BI_EXPECT_NULL(nb_add_(i, f), NB_EDTYPE, "nb_add_", "f32", "i64");
+    nb_tensor *b = bi_ones(NB_SHAPE(2, 3), NB_BOOL);
+    BI_EXPECT_NULL(nb_sub(b, b), NB_EDTYPE, "nb_sub", "bool");
     BI_END();
 }
 

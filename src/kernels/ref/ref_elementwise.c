@@ -53,15 +53,11 @@ void nb__iter_init(nb__iter *it, int n, const nb_tensor *const *ops) {
     }
 }
 
-/* A row: n elements, byte strides so/sa/sb, scalar parameter s. */
-typedef void (*row_fn)(char *o, const char *a, const char *b, int64_t n, int64_t so, int64_t sa,
-                       int64_t sb, double s);
-
-static int run_rows(const nb_kernel_args *a, row_fn f) {
+int nb__ref_run_rows(const nb_kernel_args *a, nb__row_fn f) {
     const nb_tensor *ops[3] = {a->out, a->nin > 0 ? a->in[0] : NULL, a->nin > 1 ? a->in[1] : NULL};
     nb__iter it;
     nb__iter_init(&it, a->nin + 1, ops);
-    double s = a->scalar[0];
+    const double *s = a->scalar;
 #define NB__CALL_ROW(p0, p1, p2, len, s0, s1, s2) f(p0, p1, p2, len, s0, s1, s2, s)
     NB_ITER_ROWS(it, NB__CALL_ROW);
 #undef NB__CALL_ROW
@@ -71,10 +67,11 @@ static int run_rows(const nb_kernel_args *a, row_fn f) {
 /* ROW(NAME, T, EXPR): EXPR over x (element of in[0]), y (of in[1]) and s. */
 #define ROW(NAME, T, EXPR)                                                                       \
     static void row_##NAME##_##T(char *po, const char *pa, const char *pb, int64_t n, int64_t so, \
-                                 int64_t sa, int64_t sb, double s) {                             \
+                                 int64_t sa, int64_t sb, const double *sp) {                     \
         T *o = (T *)po;                                                                          \
         const T *A = (const T *)pa, *B = (const T *)pb;                                          \
         so /= (int64_t)sizeof(T), sa /= (int64_t)sizeof(T), sb /= (int64_t)sizeof(T);            \
+        double s = sp[0];                                                                        \
         (void)A, (void)B, (void)s;                                                               \
         for (int64_t i = 0; i < n; i++) {                                                        \
             T x = A ? A[i * sa] : (T)0, y = B ? B[i * sb] : (T)0;                                \
@@ -82,7 +79,7 @@ static int run_rows(const nb_kernel_args *a, row_fn f) {
             o[i * so] = (T)(EXPR);                                                               \
         }                                                                                        \
     }                                                                                            \
-    static int ref_##NAME##_##T(const nb_kernel_args *a) { return run_rows(a, row_##NAME##_##T); }
+    static int ref_##NAME##_##T(const nb_kernel_args *a) { return nb__ref_run_rows(a, row_##NAME##_##T); }
 
 typedef int64_t i64;
 
@@ -127,6 +124,8 @@ ROW(pows, i64, ipow(x, (i64)s))
 ROW(fill, i64, (i64)s)
 typedef bool b8;
 ROW(fill, b8, s != 0)
+ROW(add, b8, x || y)   /* bool + bool is logical or, bool * bool logical and (PyTorch) */
+ROW(mul, b8, x && y)
 
 /* copy: same dtype moves bytes; otherwise converts through double (i64
  * beyond 2^53 loses precision, as a cast through float would). */
@@ -161,7 +160,8 @@ void nb__ref_elementwise_register(void) {
         REG(ADD, I64, ref_add_i64), REG(SUB, I64, ref_sub_i64), REG(MUL, I64, ref_mul_i64),
         REG(POW, I64, ref_pow_i64), REG(NEG, I64, ref_neg_i64), REG(ADD_SCALAR, I64, ref_adds_i64),
         REG(MUL_SCALAR, I64, ref_muls_i64), REG(POW_SCALAR, I64, ref_pows_i64),
-        REG(FILL, I64, ref_fill_i64), REG(FILL, BOOL, ref_fill_b8),
+        REG(FILL, I64, ref_fill_i64), REG(FILL, BOOL, ref_fill_b8), REG(ADD, BOOL, ref_add_b8),
+        REG(MUL, BOOL, ref_mul_b8),
         REG(COPY, F32, ref_copy), REG(COPY, F64, ref_copy), REG(COPY, I64, ref_copy),
         REG(COPY, BOOL, ref_copy),
     };

@@ -1,0 +1,150 @@
+/* onednn_matmul.c — MATMUL through oneDNN's matmul primitive.
+ *
+ * out (..., M, N) = in[0] (..., M, K) @ in[1] (..., K, N), F32 and F64? —
+ * oneDNN computes f32 (and low precision); F64 is declined to ref.
+ * Transposed operands arrive as strides and are described to oneDNN as
+ * strides (no copies). A batch dim broadcast with stride 0 becomes size 1
+ * in that operand's descriptor, oneDNN's broadcast form. Primitives are
+ * cached by (dims, strides); only memory objects are made per call.
+ */
+#include "kernels/onednn/onednn.h"
+
+#include <string.h>
+
+/* Runs (cached) matmul dst = src @ wei (+ bias) on the given plain strided
+ * 2..8-dim descriptions; NB_KERNEL_DECLINE when oneDNN has no fast
+ * implementation for them. */
+static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dims, const int64_t *const *strides,
+                      void *const *ptrs, bool bias, const int64_t *bias_dims, const int64_t *bias_strides, void *bias_ptr) {
+    dnnl_engine_t eng = nb__dnnl_engine();
+    if (!eng) return NB_KERNEL_DECLINE;
+    dnnl_memory_desc_t md[4];
+    for (int t = 0; t < 3; t++)
+        if (dnnl_memory_desc_init_by_strides(&md[t], nd, dims[t], dnnl_f32, strides[t]) != dnnl_success)
+            return NB_KERNEL_DECLINE;
+    if (bias && dnnl_memory_desc_init_by_strides(&md[3], nd, bias_dims, dnnl_f32, bias_strides) != dnnl_success)
+        return NB_KERNEL_DECLINE;
+    bool caller_owns = false;
+    dnnl_primitive_t prim = nb__dnnl_cache_get(key);
+    if (!prim) {
+        dnnl_matmul_desc_t mmd;
+        dnnl_primitive_desc_t pd = NULL;
+        if (dnnl_matmul_desc_init(&mmd, &md[0], &md[1], bias ? &md[3] : NULL, &md[2]) != dnnl_success ||
+            dnnl_primitive_desc_create(&pd, &mmd, NULL, eng, NULL) != dnnl_success)
+            return NB_KERNEL_DECLINE;
+        const char *impl = NULL;
+        if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+            !strncmp(impl, "ref", 3)) {   /* oneDNN's own reference code is no faster than ours */
+            dnnl_primitive_desc_destroy(pd);
+            return NB_KERNEL_DECLINE;
+        }
+        dnnl_status_t st = dnnl_primitive_create(&prim, pd);
+        dnnl_primitive_desc_destroy(pd);
+        if (st != dnnl_success) return NB_KERNEL_DECLINE;
+        prim = nb__dnnl_cache_put(key, prim, &caller_owns);
+    }
+    static const int arg_ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
+    dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
+    dnnl_exec_arg_t args[4];
+    int nargs = bias ? 4 : 3, rc = 0;
+    for (int t = 0; t < nargs && !rc; t++) {
+        if (dnnl_memory_create(&mem[t], &md[t], eng, t == 3 ? bias_ptr : ptrs[t]) != dnnl_success) rc = NB_KERNEL_DECLINE;
+        args[t] = (dnnl_exec_arg_t){arg_ids[t], mem[t]};
+    }
+    if (!rc && (dnnl_primitive_execute(prim, nb__dnnl_stream(), nargs, args) != dnnl_success ||
+                dnnl_stream_wait(nb__dnnl_stream()) != dnnl_success))
+        rc = nb__err(NB_EINVAL, "oneDNN matmul failed to execute");
+    for (int t = 0; t < 4; t++) dnnl_memory_destroy(mem[t]);
+    if (caller_owns) dnnl_primitive_destroy(prim);
+    return rc;
+}
+
+static int onednn_matmul(const nb_kernel_args *a) {
+    const nb_tensor *A = a->in[0], *B = a->in[1];
+    nb_tensor *C = a->out;
+    int nd = nb_ndim(C);
+    if (nb_dtype_of(C) != NB_DTYPE_F32 || nd < 2 || nd > 12 || nb_numel(C) == 0 || nb_shape(A)[nd - 1] == 0)
+        return NB_KERNEL_DECLINE;
+    dnnl_engine_t eng = nb__dnnl_engine();
+    if (!eng) return NB_KERNEL_DECLINE;
+    dnnl_dims_t ad, bd, cd, as, bs, cs;
+    const nb_tensor *ts[3] = {A, B, C};
+    int64_t *dims[3] = {ad, bd, cd}, *strides[3] = {as, bs, cs};
+    nb__dnnl_key key;
+    memset(&key, 0, sizeof key);
+    int kw = 0;
+    key.w[kw++] = NB_OP_MATMUL;
+    key.w[kw++] = nd;
+    for (int t = 0; t < 3; t++) {
+        const int64_t *sh = nb_shape(ts[t]), *st = nb_strides(ts[t]);
+        for (int d = 0; d < nd; d++) {
+            bool bcast = d < nd - 2 && st[d] == 0 && sh[d] > 1;
+            if (bcast && t == 2) return NB_KERNEL_DECLINE;
+            dims[t][d] = bcast ? 1 : sh[d];
+            strides[t][d] = bcast || sh[d] == 1 ? 0 : st[d];
+            if (strides[t][d] < 0) return NB_KERNEL_DECLINE;
+            key.w[kw++] = dims[t][d];
+            key.w[kw++] = strides[t][d];
+        }
+    }
+    /* oneDNN needs a usable stride even on size-1 dims: give them the product
+     * of the inner extent, which it ignores for indexing */
+    for (int t = 0; t < 3; t++)
+        for (int d = nd - 1; d >= 0; d--)
+            if (strides[t][d] == 0) strides[t][d] = d + 1 < nd ? strides[t][d + 1] * dims[t][d + 1] : 1;
+    const int64_t *dp[3] = {ad, bd, cd}, *sp[3] = {as, bs, cs};
+    void *ptrs[3] = {nb_data(A), nb_data(B), nb_data(C)};
+    return run_matmul(&key, nd, dp, sp, ptrs, false, NULL, NULL, NULL);
+}
+
+/* LINEAR: y (..., N) = x (..., K) @ w (N, K)^T + b (N). The leading dims of x
+ * and y must merge into one row dim (true for contiguous tensors); w^T is
+ * described by swapped strides, no copy. */
+static int merge_rows(const nb_tensor *t, int64_t *rows, int64_t *rs) {
+    int nd = nb_ndim(t);
+    const int64_t *sh = nb_shape(t), *st = nb_strides(t);
+    *rows = 1;
+    *rs = nd >= 2 ? st[nd - 2] : 0;
+    for (int d = nd - 2; d >= 0; d--) {
+        if (sh[d] != 1 && d < nd - 2 && st[d] != st[d + 1] * sh[d + 1]) return -1;
+        *rows *= sh[d];
+    }
+    if (*rows == 1) *rs = sh[nd - 1];
+    return 0;
+}
+
+static int onednn_linear(const nb_kernel_args *a) {
+    const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
+    nb_tensor *y = a->out;
+    if (nb_dtype_of(y) != NB_DTYPE_F32 || nb_numel(y) == 0 || nb_ndim(x) < 1) return NB_KERNEL_DECLINE;
+    int64_t R, xr, R2, yr;
+    if (merge_rows(x, &R, &xr) || merge_rows(y, &R2, &yr) || R != R2) return NB_KERNEL_DECLINE;
+    int64_t K = nb_shape(x)[nb_ndim(x) - 1], N = nb_shape(y)[nb_ndim(y) - 1];
+    if (K == 0) return NB_KERNEL_DECLINE;
+    if (b && N > 1 && nb_strides(b)[0] != 1) return NB_KERNEL_DECLINE;   /* oneDNN reads the bias densely */
+    int64_t xd[2] = {R, K}, xs[2] = {xr, nb_strides(x)[nb_ndim(x) - 1]};
+    int64_t wd[2] = {K, N}, ws[2] = {nb_strides(w)[1], nb_strides(w)[0]};
+    int64_t yd[2] = {R, N}, ys[2] = {yr, nb_strides(y)[nb_ndim(y) - 1]};
+    int64_t bd[2] = {1, N}, bs[2] = {N, b ? nb_strides(b)[0] : 1};
+    for (int i = 0; i < 2; i++) {   /* size-1 dims: any positive stride */
+        if (xd[i] == 1 || xs[i] <= 0) xs[i] = i ? 1 : K;
+        if (wd[i] == 1 || ws[i] <= 0) ws[i] = i ? 1 : N;
+        if (yd[i] == 1 || ys[i] <= 0) ys[i] = i ? 1 : N;
+        if (bs[i] <= 0) bs[i] = i ? 1 : N;
+    }
+    nb__dnnl_key key;
+    memset(&key, 0, sizeof key);
+    int64_t vals[] = {NB_OP_LINEAR, b != NULL, R, K, N, xs[0], xs[1], ws[0], ws[1], ys[0], ys[1], bs[1]};
+    memcpy(key.w, vals, sizeof vals);
+    const int64_t *dp[3] = {xd, wd, yd}, *sp[3] = {xs, ws, ys};
+    void *ptrs[3] = {nb_data(x), nb_data(w), nb_data(y)};
+    return run_matmul(&key, 2, dp, sp, ptrs, b != NULL, bd, bs, b ? nb_data(b) : NULL);
+}
+
+void nb__onednn_matmul_register(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_matmul", 10, onednn_matmul},
+        {NB_OP_LINEAR, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_linear", 10, onednn_linear},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+}
