@@ -1,10 +1,13 @@
-/* nabla/ops.h — the ops of the core: arithmetic, math, reductions, matmul.
+/* nabla/ops.h — tensor ops: arithmetic, math, activations, comparisons,
+ * reductions, matmul, shape and indexing. (Neural-network functions —
+ * linear, losses, conv, pooling, norms, attention — are in functional.h.)
  *
  * Every op returns a new tensor (see Ownership in tensor.h) or NULL with the
- * error in nb_last_error(); a NULL input gives NULL. Binary ops broadcast as
- * PyTorch does; both inputs must have the same dtype (type promotion comes
- * with the full op set). When an input requires grad and grad mode is on, the
- * op records its backward node.
+ * error in nb_last_error(); a NULL input gives NULL. Binary ops broadcast and
+ * promote dtypes as PyTorch does (nb_result_type: bool < i64 < f32 < f64,
+ * 0-dim tensors and scalars weigh less than tensors with dims); gradients
+ * return to each input in its own dtype. When an input requires grad and
+ * grad mode is on, the op records its backward node.
  */
 #ifndef NABLA_OPS_H
 #define NABLA_OPS_H

@@ -4,16 +4,15 @@ ops (math, activations, comparisons, logical, where, masked_fill) and for
 type promotion.
 
 Writes tests/data/ref_elementwise.txt, read by tests/ops/test_elementwise.c
-through tu_ref_load_all_from(). The data file is committed, so the test suite
-never needs PyTorch; rerun this script (PyTorch >= 1.13) only when cases are
-added:
+through tu_ref_load_all_from(). The file format (per case the inputs, W,
+out = OP(inputs, args) and the gradients of (out * W).sum()) is described in
+tests/data/refdata.py. Inputs with no gradient (bool/i64 inputs, or every
+input of an op with a bool result) get a grad line of zeros. Rerun (PyTorch
+>= 1.13) only when cases change:
 
     /usr/bin/python3 tests/data/gen_ref_elementwise.py
 
-The format is the one of tests/data/gen_reference.py (read its docstring):
-per case the inputs, W, out = OP(inputs, args) and the gradients of
-(out * W).sum(). Inputs with no gradient (bool/i64 inputs, or every input of
-an op with a bool result) get a grad line of zeros. Extra args used here:
+Extra args used here:
 
     arg min X / max X         clamp bounds; nan = no bound
     arg s X                   negative_slope, scalar operand, fill value
@@ -39,38 +38,19 @@ import sys
 
 import torch
 
-torch.set_default_dtype(torch.float32)   # Python float scalars promote to f32, as in nabla
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref_elementwise.txt")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refdata import RefFile, positive, randn, short  # noqa: E402
 
-lines = []
-seed_counter = [0]
+torch.set_default_dtype(torch.float32)   # Python float scalars promote to f32, as in nabla
+ref = RefFile("ref_elementwise.txt", 1000, "nabla element-wise reference data", __file__)
+
 DT = {"f32": torch.float32, "f64": torch.float64, "i64": torch.int64, "bool": torch.bool}
 DT_NAME = {v: k for k, v in DT.items()}
 F = torch.nn.functional
 
 
-def fmt_vals(t):
-    return " ".join(repr(float(v)) for v in t.detach().to(torch.float64).reshape(-1).tolist())
-
-
-def fmt_shape(t):
-    return " ".join([str(t.dim())] + [str(s) for s in t.shape])
-
-
-def rounded(t, digits):
-    vals = [float("%.*g" % (digits, v)) for v in t.reshape(-1).tolist()]
-    return torch.tensor(vals, dtype=torch.float64).reshape(t.shape)
-
-
-# ---- input makers (called under a per-case seed, return float64) ----
-def randn(shape):
-    return torch.randn(shape, dtype=torch.float64)
-
-
-def positive(shape):
-    return torch.rand(shape, dtype=torch.float64) * 2.0 + 0.5
-
-
+# ---- input makers (called under a per-case seed, return float64; randn and
+# positive come from refdata) ----
 def wide(shape):
     return torch.randn(shape, dtype=torch.float64) * 4.0
 
@@ -90,36 +70,13 @@ def const(vals):
     return mk
 
 
-def emit(name, op, ins, layouts, args, w, out, grads):
-    lines.append("case %s %s %d" % (name, op, len(ins)))
-    for k, v in args.items():
-        if isinstance(v, (list, tuple)):
-            v = " ".join(str(int(e)) for e in v)
-        elif isinstance(v, bool):
-            v = "1" if v else "0"
-        elif isinstance(v, float):
-            v = repr(v)
-        lines.append("arg %s %s" % (k, v))
-    for x, lay in zip(ins, layouts):
-        assert lay in ("c", "t", "s")
-        assert lay != "t" or x.dim() >= 2, name
-        assert lay != "s" or x.dim() >= 1, name
-        lines.append("in %s %s : %s" % (lay, fmt_shape(x), fmt_vals(x)))
-    lines.append("w %s : %s" % (fmt_shape(w), fmt_vals(w)))
-    lines.append("out %s : %s" % (fmt_shape(out), fmt_vals(out)))
-    for g in grads:
-        lines.append("grad %s : %s" % (fmt_shape(g), fmt_vals(g)))
-    lines.append("end")
-
-
 def case(name, op, makers, fn, args=None, layouts=None, dts=None):
     """makers: (maker, shape) per input; fn(*inputs) -> out, computed in
     float64 (inputs whose dts entry is 'bool' or 'i64' in that dtype)."""
-    seed_counter[0] += 1
-    torch.manual_seed(1000 + seed_counter[0])
+    ref.seed()
     args = dict(args or {})
     dts = dts or [None] * len(makers)
-    ins = [rounded(mk(shape), 7) for mk, shape in makers]
+    ins = [short(mk(shape), dtype=torch.float64) for mk, shape in makers]
     layouts = layouts or ["c"] * len(ins)
     leaves = []
     for x, d in zip(ins, dts):
@@ -131,7 +88,7 @@ def case(name, op, makers, fn, args=None, layouts=None, dts=None):
         if d:
             args["dt%d" % i] = d
     out = fn(*leaves)
-    w = rounded(torch.randn(out.shape, dtype=torch.float64), 3)
+    w = short(torch.randn(out.shape, dtype=torch.float64), 3)
     if out.dtype == torch.bool:
         w = torch.zeros(out.shape, dtype=torch.float64)   # unused: no backward
         args["dout"] = "bool"
@@ -141,7 +98,7 @@ def case(name, op, makers, fn, args=None, layouts=None, dts=None):
         diff = [l for l in leaves if l.requires_grad]
         gs = iter(torch.autograd.grad((out * w).sum(), diff)) if diff else iter(())
         grads = [next(gs) if l.requires_grad else torch.zeros_like(x) for x, l in zip(ins, leaves)]
-    emit(name, op, ins, layouts, args, w, out, grads)
+    ref.emit(name, op, ins, layouts, args, w, out, grads)
 
 
 def sizes_case(op, fn, mk=randn, args=None, sizes=(1, 7, 33, 1023), more=True):
@@ -192,11 +149,11 @@ case("clamp_1023", "clamp", [(randn, (1023,))], lambda x: torch.clamp(x, -1.0, 1
      args={"min": -1.0, "max": 1.0})
 case("clamp_special", "clamp", [(const([-1.0, 1.0, 0.0, float("nan"), 1e30, -1e30]), (6,))],
      lambda x: torch.clamp(x, -1.0, 1.0), args={"min": -1.0, "max": 1.0})
-for i in range(len(lines)):   # the sizes cases were named clamp_<tag>_<n>: their op is clamp
-    if lines[i].startswith("case clamp_"):
-        parts = lines[i].split()
+for i in range(len(ref.lines)):   # the sizes cases were named clamp_<tag>_<n>: their op is clamp
+    if ref.lines[i].startswith("case clamp_"):
+        parts = ref.lines[i].split()
         parts[2] = "clamp"
-        lines[i] = " ".join(parts)
+        ref.lines[i] = " ".join(parts)
 
 # ---- activations ----
 sizes_case("sigmoid", torch.sigmoid, wide)
@@ -225,11 +182,11 @@ for approx in ("none", "tanh"):
     sizes_case(tag, lambda x, a=approx: F.gelu(x, approximate=a), wide, args=flag)
     special(tag, [0.0, -0.0, -10.0, 10.0, -1000.0, 1000.0, -3.0],
             lambda x, a=approx: F.gelu(x, approximate=a), args=flag)
-for i in range(len(lines)):
-    if lines[i].startswith("case gelu_"):
-        parts = lines[i].split()
+for i in range(len(ref.lines)):
+    if ref.lines[i].startswith("case gelu_"):
+        parts = ref.lines[i].split()
         parts[2] = "gelu"
-        lines[i] = " ".join(parts)
+        ref.lines[i] = " ".join(parts)
 sizes_case("silu", F.silu, wide)
 special("silu", [0.0, -0.0, -20.0, 20.0, -1000.0, 1000.0], F.silu)
 for beta, thr in ((1.0, 20.0), (2.0, 5.0), (0.5, 1.0)):
@@ -315,12 +272,11 @@ def exact_vals(d, shape):
         return mask(shape)
     if d == "i64":
         return torch.randint(-3, 4, shape).to(torch.float64)
-    return rounded(randn(shape), 3)   # then .to(dtype): the file holds the f32 value exactly
+    return short(randn(shape), 3)   # then .to(dtype): the file holds the f32 value exactly
 
 
 def fixed_case(name, op, dts, shapes, fn, args=None):
-    seed_counter[0] += 1
-    torch.manual_seed(1000 + seed_counter[0])
+    ref.seed()
     args = dict(args or {})
     leaves, ins = [], []
     for i, (d, shape) in enumerate(zip(dts, shapes)):
@@ -336,7 +292,7 @@ def fixed_case(name, op, dts, shapes, fn, args=None):
     out = fn(*leaves)
     args["fixed"] = True
     args["dout"] = DT_NAME[out.dtype]
-    w = rounded(torch.randn(out.shape, dtype=torch.float64), 3)
+    w = short(torch.randn(out.shape, dtype=torch.float64), 3)
     if out.dtype == torch.bool or not out.is_floating_point():
         w = torch.zeros(out.shape, dtype=torch.float64)   # unused: no backward
         args["nograd"] = True
@@ -348,7 +304,7 @@ def fixed_case(name, op, dts, shapes, fn, args=None):
                  for x, l in zip(ins, leaves)]
         for l, g in zip(leaves, grads):
             assert not l.requires_grad or g.dtype == l.dtype
-    emit(name, op, ins, ["c"] * len(ins), args, w, out, grads)
+    ref.emit(name, op, ins, ["c"] * len(ins), args, w, out, grads)
 
 
 PROMO_OPS = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
@@ -386,11 +342,4 @@ for da in DT:
             f = lambda x: x ** 2   # torch.square(bool) is i64 too, but has no autograd formula
         fixed_case("promo_%s_%s" % (op, da), op, [da], [(4,)], f)
 
-with open(OUT, "w") as f:
-    f.write("# nabla element-wise reference data: generated by tests/data/gen_ref_elementwise.py "
-            "with PyTorch %s; do not edit.\n" % torch.__version__)
-    f.write("# %d cases\n" % sum(1 for l in lines if l.startswith("case ")))
-    f.write("\n".join(lines))
-    f.write("\n")
-print("wrote %s: %d cases, %d bytes" % (OUT, sum(1 for l in lines if l.startswith("case ")),
-                                        os.path.getsize(OUT)), file=sys.stderr)
+ref.write()

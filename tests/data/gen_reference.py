@@ -1,52 +1,15 @@
 #!/usr/bin/python3
-"""gen_reference.py — PyTorch reference values for nabla's core ops.
+"""gen_reference.py — PyTorch reference values for nabla's core ops
+(element-wise binary, with-a-scalar and unary math, reductions, matmul, views
+and copies, dtype conversion, a few compositions).
 
 Writes tests/data/reference.txt, read by tests/ops/test_ops_ref.c through
-tu_ref_load() in tests/common/testutil.c. The data file is committed, so the
-test suite never needs PyTorch; rerun this script (PyTorch >= 1.13) only when
-cases are added:
+tu_ref_load(). The file format, the seeding and the loss L = (out * W).sum()
+whose gradients are stored are described once, in tests/data/refdata.py.
+Every case is float64, except to_dtype (f32), where out and W are float32.
+Rerun (PyTorch >= 1.13) only when cases change:
 
     /usr/bin/python3 tests/data/gen_reference.py
-
-Every case is computed in float64 from deterministic inputs (torch.manual_seed
-per case, so adding a case does not move the others' values).
-
-What each case checks: out = OP(inputs..., args), and the gradient of the
-scalar loss
-
-    L = (out * W).sum()
-
-with respect to every input, where W is a fixed random float64 tensor of out's
-shape (stored, so the C side simply runs nb_backward(out, W)). For to_dtype
-(f32) out and W are float32.
-
-File format (one item per line, tokens separated by single spaces; '#' starts
-a comment line):
-
-    case NAME OP NIN          a case; OP is the nabla op (without nb_ prefix),
-                              NIN the number of tensor inputs
-    arg KEY V1 V2 ...         op arguments (integers, floats, or words):
-                                dims D...  keepdim 0|1  shape D...  s X
-                                dim0 D  dim1 D  dim D  start S stop S step S
-                                dtype f32|f64
-    in LAYOUT NDIM D0 .. : V  an input, values in logical C order; LAYOUT says
-                              how the C side lays it out in memory:
-                                c  contiguous
-                                t  transposed storage: allocate the shape with
-                                   the last two dims swapped, fill it with the
-                                   transposed values, nb_transpose(-1,-2) back
-                                   (needs NDIM >= 2)
-                                s  strided: allocate [..., 2*D_last], put the
-                                   values at even positions of the last dim,
-                                   nb_slice(last, 0, 2*D_last, 2)
-                              the C side then detaches it so it is a leaf
-    w NDIM D0 .. : V          the weight W (out's shape)
-    out NDIM D0 .. : V        the forward result
-    grad NDIM D0 .. : V       dL/d(input i), one line per input, in order
-    end
-
-A 0-dim tensor is written with NDIM 0 and no sizes ("out 0 : 1.5"). Values are
-Python's repr (shortest string that round-trips a double, strtod-readable).
 """
 
 import os
@@ -54,29 +17,11 @@ import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refdata import RefFile, positive, randn, short  # noqa: E402
+
 torch.set_default_dtype(torch.float64)
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference.txt")
-
-lines = []
-seed_counter = [0]
-
-
-def fmt_vals(t):
-    return " ".join(repr(float(v)) for v in t.detach().reshape(-1).tolist())
-
-
-def fmt_shape(t):
-    return " ".join([str(t.dim())] + [str(s) for s in t.shape])
-
-
-# ---- input makers (called under a per-case seed) ----
-def randn(shape):
-    return torch.randn(shape, dtype=torch.float64)
-
-
-def positive(shape):
-    """Away from 0, for log, division and non-integer powers: [0.5, 2.5)."""
-    return torch.rand(shape, dtype=torch.float64) * 2.0 + 0.5
+ref = RefFile("reference.txt", 1000, "nabla reference data", __file__)
 
 
 def nonzero(shape):
@@ -86,44 +31,17 @@ def nonzero(shape):
     return m * s
 
 
-def short(t):
-    """t rounded to 7 significant digits: exact doubles with short reprs, which
-    keeps the data file small; the references are computed from these values."""
-    vals = [float("%.7g" % v) for v in t.reshape(-1).tolist()]
-    return torch.tensor(vals, dtype=t.dtype).reshape(t.shape)
-
-
 def case(name, op, makers, fn, args=None, layouts=None):
     """makers: list of (maker, shape) for the inputs; fn(*inputs) -> out."""
-    seed_counter[0] += 1
-    torch.manual_seed(1000 + seed_counter[0])
+    ref.seed()
     ins = [short(mk(shape)) for mk, shape in makers]
     layouts = layouts or ["c"] * len(ins)
-    for x, lay in zip(ins, layouts):
-        assert lay in ("c", "t", "s")
-        assert lay != "t" or x.dim() >= 2, name
-        assert lay != "s" or x.dim() >= 1, name
     leaves = [x.clone().requires_grad_(True) for x in ins]
     out = fn(*leaves)
     w = short(torch.randn(out.shape, dtype=torch.float64)).to(out.dtype)
     loss = (out * w).sum()
     grads = torch.autograd.grad(loss, leaves)
-    lines.append("case %s %s %d" % (name, op, len(ins)))
-    for k, v in (args or {}).items():
-        if isinstance(v, (list, tuple)):
-            v = " ".join(str(int(e)) for e in v)
-        elif isinstance(v, bool):
-            v = "1" if v else "0"
-        elif isinstance(v, float):
-            v = repr(v)
-        lines.append("arg %s %s" % (k, v))
-    for x, lay in zip(ins, layouts):
-        lines.append("in %s %s : %s" % (lay, fmt_shape(x), fmt_vals(x)))
-    lines.append("w %s : %s" % (fmt_shape(w), fmt_vals(w)))
-    lines.append("out %s : %s" % (fmt_shape(out), fmt_vals(out)))
-    for g in grads:
-        lines.append("grad %s : %s" % (fmt_shape(g), fmt_vals(g)))
-    lines.append("end")
+    ref.emit(name, op, ins, layouts, args, w, out, grads)
 
 
 # ---- element-wise binary ----
@@ -342,11 +260,4 @@ case("chain_tanh_matmul_add", "chain_tanh_matmul_add",
 case("chain_log_mean_pow", "chain_log_mean_pow", [(positive, (4, 6))],
      lambda x: torch.log(torch.pow(x, 2.0).mean(dim=1)) * x.sum())
 
-with open(OUT, "w") as f:
-    f.write("# nabla reference data: generated by tests/data/gen_reference.py "
-            "with PyTorch %s; do not edit.\n" % torch.__version__)
-    f.write("# %d cases\n" % sum(1 for l in lines if l.startswith("case ")))
-    f.write("\n".join(lines))
-    f.write("\n")
-print("wrote %s: %d cases, %d bytes" % (OUT, sum(1 for l in lines if l.startswith("case ")),
-                                        os.path.getsize(OUT)), file=sys.stderr)
+ref.write()
