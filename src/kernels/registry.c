@@ -153,6 +153,9 @@ NB_API void nb_registry_dump(FILE *f) {
     ready();
     if (!f) f = stdout;
     fprintf(f, "op registry (isa cap: %s)\n", nb_isa_name(nb__cfg.isa_cap));
+    /* views change only shape, strides and offset: they run no kernel */
+    fprintf(f, "  views (no kernel): reshape view flatten squeeze unsqueeze transpose permute slice narrow "
+               "expand split chunk detach\n");
     for (int o = 0; o < NB_OP_COUNT; o++)
         for (int d = 0; d < NB_DTYPE_COUNT; d++) {
             slot *s = &table[o][d];
