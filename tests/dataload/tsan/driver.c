@@ -54,8 +54,8 @@ _Noreturn void shim_skip(const char *fmt, ...) {
 }
 
 int main(int argc, char **argv) {
-    int failed = 0, ran = 0;
-    for (int i = 0; i < n_tests; i++) {
+    volatile int failed = 0, ran = 0;   /* live across longjmp */
+    for (volatile int i = 0; i < n_tests; i++) {
         char full[256];
         snprintf(full, sizeof full, "%s::%s", tests[i].suite, tests[i].name);
         if (argc > 1 && !strstr(full, argv[1])) continue;
@@ -69,6 +69,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "[%s] %s\n", r == 1 ? "FAIL" : r == 2 ? "SKIP" : "PASS", full);
         failed += r == 1;
     }
-    fprintf(stderr, "%d tests, %d failed\n", ran, failed);
+    fprintf(stderr, "%d passed, %d failed\n", ran - failed, failed);
     return failed;
 }
