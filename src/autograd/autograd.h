@@ -58,7 +58,8 @@ struct nb__node {
     int nin;                      /* forward inputs = gradients produced */
     nb__edge *edges;              /* nin edges (points into inline storage or heap) */
     int nsaved;                   /* saved tensors */
-    nb__saved *saved;             /* nsaved entries */
+    nb__saved *saved;             /* nsaved entries: saved_inline or the heap */
+    nb__saved saved_inline[NB__MAX_SAVED_INLINE]; /* room for the usual few */
     bool had_saved;               /* saved tensors existed (for the second-backward error) */
     bool freed;                   /* saved tensors released after a backward */
     nb__hook *hooks;              /* hooks on the output's gradient */

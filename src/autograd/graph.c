@@ -43,12 +43,13 @@ static void meta_free(nb_tensor *t) {
     nb_release(m->pending);
     nb__node_release(m->grad_fn);
     free_hooks(m->hooks);
-    free(m);
+    nb__obj_free(m, sizeof *m);
 }
 
 nb__ag_meta *nb__meta(nb_tensor *t) {
     if (t->ag) return t->ag;
-    nb__ag_meta *m = calloc(1, sizeof *m);
+    nb__ag_meta *m = nb__obj_alloc(sizeof *m);
+    if (m) memset(m, 0, sizeof *m);
     if (!m) {
         nb__err(NB_ENOMEM, "out of memory for autograd state");
         return NULL;
@@ -95,8 +96,8 @@ void nb__node_release(nb__node *n) {
         nb_release(n->buf);
         free_hooks(n->hooks);
         if (n->ctx_free) n->ctx_free(n->ctx);
-        if (n->saved) free(n->saved);
-        free(n);
+        if (n->saved != n->saved_inline) free(n->saved);
+        nb__obj_free(n, sizeof *n + sizeof(nb__edge) * (size_t)n->nin);
         n = NULL;
     }
     if (stack != stack_small) free(stack);
@@ -112,7 +113,9 @@ bool nb__should_record(nb_tensor *const *inputs, int n) {
 nb__node *nb__record(nb_tensor *out, const char *name, const char *op, nb__backward_fn bw,
                      nb_tensor *const *inputs, int n) {
     nb__ag_meta *m = nb__meta(out);
-    nb__node *nd = m ? calloc(1, sizeof *nd + sizeof(nb__edge) * (size_t)n) : NULL;
+    size_t bytes = sizeof(nb__node) + sizeof(nb__edge) * (size_t)n;
+    nb__node *nd = m ? nb__obj_alloc(bytes) : NULL;
+    if (nd) memset(nd, 0, bytes);
     if (!nd) {
         nb__err(NB_ENOMEM, "%s: out of memory recording the backward node", op);
         return NULL;
@@ -140,7 +143,15 @@ nb__node *nb__record(nb_tensor *out, const char *name, const char *op, nb__backw
 }
 
 static int save_entry(nb__node *n, nb_tensor *t, bool is_output) {
-    nb__saved *s = realloc(n->saved, sizeof *s * (size_t)(n->nsaved + 1));
+    nb__saved *s;
+    if (n->nsaved < NB__MAX_SAVED_INLINE) {   /* most ops save at most 3: no allocation */
+        s = n->saved_inline;
+    } else if (n->saved == n->saved_inline) {
+        s = malloc(sizeof *s * (size_t)(n->nsaved + 1));
+        if (s) memcpy(s, n->saved_inline, sizeof *s * (size_t)n->nsaved);
+    } else {
+        s = realloc(n->saved, sizeof *s * (size_t)(n->nsaved + 1));
+    }
     if (!s) return nb__err(NB_ENOMEM, "%s: out of memory saving a tensor", n->op);
     n->saved = s;
     s[n->nsaved].t = t;

@@ -54,6 +54,10 @@ _Noreturn void nb__assert_fail(const char *file, int line, const char *cond);
 void *nb__alloc(size_t nbytes);   /* NULL (and an error) when out of memory */
 void nb__free(void *p, size_t nbytes);
 void nb__alloc_trim(void);
+/* Small fixed-size objects (tensor structs, nodes...) from a per-thread
+ * cache; free with the same size. */
+void *nb__obj_alloc(size_t nbytes);
+void nb__obj_free(void *p, size_t nbytes);
 void nb__tensor_count(int delta);
 
 /* ---- tensors ---- */

@@ -65,7 +65,7 @@ int nb__wrap_dim(const char *who, int dim, int ndim) {
 }
 
 static nb_tensor *tensor_obj(void) {
-    nb_tensor *t = malloc(sizeof *t);
+    nb_tensor *t = nb__obj_alloc(sizeof *t);
     if (!t) {
         nb__err(NB_ENOMEM, "out of memory allocating a tensor object");
         return NULL;
@@ -97,10 +97,10 @@ nb_tensor *nb__new(const char *who, nb_dtype dt, int ndim, const int64_t *shape)
                 nb__dims_str(ndim, shape), (unsigned long long)numel, dtype_names[dt]);
         return NULL;
     }
-    nb__storage *s = malloc(sizeof *s);
+    nb__storage *s = nb__obj_alloc(sizeof *s);
     void *data = s ? nb__alloc(numel * es) : NULL;
     if (!data) {
-        free(s);
+        nb__obj_free(s, sizeof *s);
         nb__err(NB_ENOMEM, "%s: out of memory for a tensor of shape %s (%llu bytes)", who,
                 nb__dims_str(ndim, shape), (unsigned long long)(numel * es));
         return NULL;
@@ -112,7 +112,7 @@ nb_tensor *nb__new(const char *who, nb_dtype dt, int ndim, const int64_t *shape)
     nb_tensor *t = tensor_obj();
     if (!t) {
         nb__free(data, s->nbytes);
-        free(s);
+        nb__obj_free(s, sizeof *s);
         return NULL;
     }
     t->dtype = dt;
@@ -154,10 +154,10 @@ NB_API void nb_release(nb_tensor *t) {
     nb__storage *s = t->storage;
     if (atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1) {
         nb__free(s->data, s->nbytes);
-        free(s);
+        nb__obj_free(s, sizeof *s);
     }
     nb__tensor_count(-1);
-    free(t);
+    nb__obj_free(t, sizeof *t);
 }
 
 /* ---- inspection ---- */
