@@ -83,6 +83,11 @@ static int add_into(nb_tensor **slot, nb_tensor *g) {
         *slot = nb_retain(g);
         return 0;
     }
+    /* two gradients of one tensor: same shape and dtype, or a backward is wrong
+       (nb_add would broadcast or promote and hide it) */
+    if ((*slot)->dtype != g->dtype || !nb__same_shape(*slot, g))
+        return nb__err(NB_EAUTOGRAD, "backward: gradients of one tensor disagree: %s (%s) and %s (%s)",
+                       nb__shape_str(*slot), nb_dtype_name((*slot)->dtype), nb__shape_str(g), nb_dtype_name(g->dtype));
     nb_tensor *s = nb_add(*slot, g);
     if (!s) return nb_last_error_code();
     nb_retain(s);
