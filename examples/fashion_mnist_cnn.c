@@ -8,28 +8,17 @@
  */
 #include "common/fmnist.h"
 
-int main(int argc, char **argv) {
-    fm_args a = {.epochs = 5, .batch = 64, .lr = 0.05, .data = "/usr/share/datasets/fashion-mnist",
-                 .ckpt = "fashion_mnist_cnn.safetensors", .flat = false};
-    int rc = fm_parse(argc, argv, &a);
-    if (rc) return rc;
-    if (nb_init(NULL)) {
-        fprintf(stderr, "%s\n", nb_last_error());
-        return 1;
-    }
+static nb_module *make_model(void) {
     nb_conv_opts pad2 = {.padding = {2, 2}};
     nb_module *layers[10] = {
         nb_conv2d_module(1, 32, 5, 5, &pad2, true, 1), nb_relu_module(), nb_maxpool2d_module(2, 2, NULL),
         nb_conv2d_module(32, 64, 5, 5, &pad2, true, 2), nb_relu_module(), nb_maxpool2d_module(2, 2, NULL),
         nb_flatten_module(1, -1),
         nb_linear_module(3136, 128, true, 3), nb_relu_module(), nb_linear_module(128, 10, true, 4)};
-    nb_module *model = nb_sequential(10, layers);
-    if (!model) {
-        fprintf(stderr, "%s\n", nb_last_error());
-        return 1;
-    }
-    double acc = fm_train(model, &a);
-    nb_module_free(model);
-    nb_shutdown();
-    return acc < 0 ? 1 : 0;
+    return nb_sequential(10, layers);
+}
+
+int main(int argc, char **argv) {
+    return fm_main(argc, argv, (fm_args){.epochs = 5, .batch = 64, .lr = 0.05, .data = "/usr/share/datasets/fashion-mnist",
+                 .ckpt = "fashion_mnist_cnn.safetensors", .flat = false}, make_model);
 }

@@ -12,24 +12,13 @@
  */
 #include "common/fmnist.h"
 
-int main(int argc, char **argv) {
-    fm_args a = {.epochs = 5, .batch = 128, .lr = 0.05, .data = "/usr/share/datasets/fashion-mnist",
-                 .ckpt = "fashion_mnist_mlp.safetensors", .flat = true};
-    int rc = fm_parse(argc, argv, &a);
-    if (rc) return rc;
-    if (nb_init(NULL)) {
-        fprintf(stderr, "%s\n", nb_last_error());
-        return 1;
-    }
+static nb_module *make_model(void) {
     nb_module *layers[5] = {nb_linear_module(784, 512, true, 1), nb_relu_module(), nb_linear_module(512, 256, true, 2),
                             nb_relu_module(), nb_linear_module(256, 10, true, 3)};
-    nb_module *model = nb_sequential(5, layers);
-    if (!model) {
-        fprintf(stderr, "%s\n", nb_last_error());
-        return 1;
-    }
-    double acc = fm_train(model, &a);
-    nb_module_free(model);
-    nb_shutdown();
-    return acc < 0 ? 1 : 0;
+    return nb_sequential(5, layers);
+}
+
+int main(int argc, char **argv) {
+    return fm_main(argc, argv, (fm_args){.epochs = 5, .batch = 128, .lr = 0.05, .data = "/usr/share/datasets/fashion-mnist",
+                 .ckpt = "fashion_mnist_mlp.safetensors", .flat = true}, make_model);
 }

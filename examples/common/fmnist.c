@@ -244,3 +244,21 @@ out:
     nb_scope_end();
     return acc;
 }
+
+int fm_main(int argc, char **argv, fm_args a, nb_module *(*make_model)(void)) {
+    int rc = fm_parse(argc, argv, &a);
+    if (rc) return rc;
+    if (nb_init(NULL)) {
+        fprintf(stderr, "%s: %s\n", a.prog, nb_last_error());
+        return 1;
+    }
+    nb_module *model = make_model();
+    if (!model) {
+        fprintf(stderr, "%s: %s\n", a.prog, nb_last_error());
+        return 1;
+    }
+    double acc = fm_train(model, &a);
+    nb_module_free(model);
+    nb_shutdown();
+    return acc < 0 ? 1 : 0;
+}

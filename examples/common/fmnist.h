@@ -26,5 +26,9 @@ int fm_parse(int argc, char **argv, fm_args *a);
  * accuracy per epoch and saving a checkpoint after each. Returns the final
  * test accuracy in [0, 1], or a negative value on error (message printed). */
 double fm_train(nb_module *model, const fm_args *a);
+/* The whole program: parses argv over the defaults in a, starts nabla,
+ * builds the model with make_model, trains it, frees it. Returns the exit
+ * status (0 ok, 1 failure, 2 usage). */
+int fm_main(int argc, char **argv, fm_args a, nb_module *(*make_model)(void));
 
 #endif
