@@ -86,4 +86,18 @@ void nb__iter_init(nb__iter *it, int n, const nb_tensor *const *ops);
         }                                                                            \
     } while (0)
 
+/* Element i (in elements from nb_data) of an F32 or F64 operand as double,
+ * and the store: the ref kernels' loads in double precision. */
+static inline double nb__ldf(const nb_tensor *t, int64_t i) {
+    return nb_dtype_of(t) == NB_DTYPE_F32 ? (double)((const float *)nb_data(t))[i] : ((const double *)nb_data(t))[i];
+}
+static inline void nb__stf(nb_tensor *t, int64_t i, double v) {
+    if (nb_dtype_of(t) == NB_DTYPE_F32) ((float *)nb_data(t))[i] = (float)v;
+    else ((double *)nb_data(t))[i] = v;
+}
+/* Weight of class c from an optional 1-D weight tensor (1 without one). */
+static inline double nb__class_weight(const nb_tensor *w, int64_t c) {
+    return w ? nb__ldf(w, c * nb_strides(w)[0]) : 1.0;
+}
+
 #endif

@@ -11,13 +11,8 @@
 
 #include <math.h>
 
-static inline double ld(const nb_tensor *t, int64_t i) {
-    return t->dtype == NB_DTYPE_F32 ? (double)((const float *)nb_data(t))[i] : ((const double *)nb_data(t))[i];
-}
-static inline void st(nb_tensor *t, int64_t i, double v) {
-    if (t->dtype == NB_DTYPE_F32) ((float *)nb_data(t))[i] = (float)v;
-    else ((double *)nb_data(t))[i] = v;
-}
+#define ld nb__ldf   /* kernels.h */
+#define st nb__stf
 
 /* ---- an element walker over up to 5 operands of one shape (C order) ---- */
 #define WALK_MAX 5
@@ -71,7 +66,6 @@ static int ref_linear(const nb_kernel_args *a) {
  * in[0] = x (N, C, d...) log-probabilities, in[1] = t (N, d...) i64, in[2] =
  * w (C) or NULL; scalar[0] = ignore_index, scalar[1] = eps (0 for nll_loss):
  *   out_i = (1-eps) * -w_t x_t + eps/C * sum_c -w_c x_c, 0 where t is ignored. */
-static inline double wt_of(const nb_tensor *w, int64_t c) { return w ? ld(w, c * w->stride[0]) : 1.0; }
 
 static int bad_class(int64_t t, int64_t C) {
     return nb__err(NB_ERANGE, "nb_nll_loss: target %lld is out of bounds for %lld classes", (long long)t,
@@ -89,10 +83,10 @@ static int ref_nll_loss(const nb_kernel_args *a) {
         double loss = 0;
         if (tc != ign) {
             if (tc < 0 || tc >= C) return bad_class(tc, C);
-            loss = -(1 - eps) * wt_of(w, tc) * ld(x, ox + tc * sx);
+            loss = -(1 - eps) * nb__class_weight(w, tc) * ld(x, ox + tc * sx);
             if (eps > 0) {
                 double sm = 0;
-                for (int64_t c = 0; c < C; c++) sm -= wt_of(w, c) * ld(x, ox + c * sx);
+                for (int64_t c = 0; c < C; c++) sm -= nb__class_weight(w, c) * ld(x, ox + c * sx);
                 loss += eps / (double)C * sm;
             }
         }
@@ -116,7 +110,7 @@ static int ref_nll_loss_backward(const nb_kernel_args *a) {
         if (keep && (tc < 0 || tc >= C)) return bad_class(tc, C);
         double gv = keep ? ld(g, nb__row_offset(g, -1, r)) : 0.0;
         for (int64_t c = 0; c < C; c++) {
-            double d = keep ? -(1 - eps) * (c == tc ? wt_of(w, tc) : 0.0) - eps / (double)C * wt_of(w, c) : 0.0;
+            double d = keep ? -(1 - eps) * (c == tc ? nb__class_weight(w, tc) : 0.0) - eps / (double)C * nb__class_weight(w, c) : 0.0;
             st(dx, od + c * sd, keep ? gv * d : 0.0);
         }
     }

@@ -28,14 +28,8 @@ int64_t nb__row_offset(const nb_tensor *t, int skip, int64_t r) {
     return off;
 }
 
-/* Element i (in elements) of a float operand, as double, and the store. */
-static inline double ld(const nb_tensor *t, int64_t i) {
-    return t->dtype == NB_DTYPE_F32 ? (double)((const float *)nb_data(t))[i] : ((const double *)nb_data(t))[i];
-}
-static inline void st(nb_tensor *t, int64_t i, double v) {
-    if (t->dtype == NB_DTYPE_F32) ((float *)nb_data(t))[i] = (float)v;
-    else ((double *)nb_data(t))[i] = v;
-}
+#define ld nb__ldf   /* kernels.h */
+#define st nb__stf
 
 /* The geometry of rows along `dim` of t (a 0-dim tensor is one row of 1). */
 typedef struct rowgeo {
@@ -117,7 +111,6 @@ static int bad_target(const char *who, int64_t t, int64_t C) {
     return nb__err(NB_ERANGE, "%s: target %lld is out of bounds for %lld classes", who, (long long)t, (long long)C);
 }
 
-static inline double weight_of(const nb_tensor *w, int64_t c) { return w ? ld(w, c * w->stride[0]) : 1.0; }
 
 static int ref_cross_entropy(const nb_kernel_args *a) {
     const nb_tensor *x = a->in[0], *t = a->in[1], *w = a->in[2];
@@ -131,10 +124,10 @@ static int ref_cross_entropy(const nb_kernel_args *a) {
         if (tc != ign) {
             if (tc < 0 || tc >= C) return bad_target("nb_cross_entropy", tc, C);
             double lse = row_logsumexp(x, ox, sx, C);
-            loss = (1 - eps) * weight_of(w, tc) * (lse - ld(x, ox + tc * sx));
+            loss = (1 - eps) * nb__class_weight(w, tc) * (lse - ld(x, ox + tc * sx));
             if (eps > 0) {
                 double sm = 0;
-                for (int64_t c = 0; c < C; c++) sm += weight_of(w, c) * (lse - ld(x, ox + c * sx));
+                for (int64_t c = 0; c < C; c++) sm += nb__class_weight(w, c) * (lse - ld(x, ox + c * sx));
                 loss += eps / (double)C * sm;
             }
         }
@@ -152,7 +145,7 @@ static int ref_cross_entropy_backward(const nb_kernel_args *a) {
     nb_tensor *dx = a->out;
     int64_t ign = (int64_t)a->scalar[0], C = x->shape[1], sx = x->stride[1], sd = dx->stride[1];
     double eps = a->scalar[1], W = 0;
-    for (int64_t c = 0; c < C; c++) W += weight_of(w, c);
+    for (int64_t c = 0; c < C; c++) W += nb__class_weight(w, c);
     const int64_t *tv = nb_data(t);
     for (int64_t r = 0; r < nb_numel(t); r++) {
         int64_t tc = tv[nb__row_offset(t, -1, r)];
@@ -163,11 +156,11 @@ static int ref_cross_entropy_backward(const nb_kernel_args *a) {
         }
         if (tc < 0 || tc >= C) return bad_target("nb_cross_entropy", tc, C);
         double gv = ld(gt, nb__row_offset(gt, -1, r)), lse = row_logsumexp(x, ox, sx, C);
-        double wt = weight_of(w, tc);
+        double wt = nb__class_weight(w, tc);
         for (int64_t c = 0; c < C; c++) {
             double p = exp(ld(x, ox + c * sx) - lse);
             double d = (1 - eps) * wt * (p - (c == tc ? 1.0 : 0.0));
-            if (eps > 0) d += eps / (double)C * (W * p - weight_of(w, c));
+            if (eps > 0) d += eps / (double)C * (W * p - nb__class_weight(w, c));
             st(dx, od + c * sd, gv * d);
         }
     }
