@@ -50,7 +50,23 @@ void nb__ref_interpolate_register(void);
 void nb__ref_norm_register(void);
 void nb__ref_attention_register(void);
 /* @@DECLARE_NORM@@ */
+/* x86/avx2 (only called when the CPU has AVX2+FMA) */
+/* @@DECLARE_AVX2_ELEMENTWISE@@ */
+/* @@DECLARE_AVX2_REDUCE@@ */
+/* @@DECLARE_AVX2_ROWS@@ */
+/* @@DECLARE_AVX2_OPTIM@@ */
+/* @@DECLARE_ONEDNN_MORE@@ */
 int nb__registry_add(const nb_kernel_desc *k);
+
+/* OpenMP grain size: how many threads a kernel should use for `work` units
+ * of cost (roughly: elements touched, or FLOPs/4 for compute-bound loops)
+ * when one thread should get at least `grain` of them. Small tensors stay on
+ * the calling thread: a 1-element add wakes no one. Never more than
+ * omp_get_max_threads(), which the parallel backward executor lowers per
+ * worker so that concurrent nodes never oversubscribe the pool. */
+#define NB_GRAIN_ELEMENTWISE 32768   /* elements per thread, streaming ops */
+#define NB_GRAIN_TRANSCENDENTAL 8192 /* exp/log/tanh-class ops */
+int nb__par_threads(int64_t work, int64_t grain);
 
 typedef struct nb__iter {
     int ndim;                        /* dims after merging (>= 1) */

@@ -9,6 +9,9 @@
 #include "kernels/kernels.h"
 #include "nb_config.h"
 
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +100,16 @@ static void build(void) {
         nb__ref_norm_register();
         nb__ref_attention_register();
         /* @@REGISTER_NORM@@ */
+        /* The x86/avx2 kernels, compiled with -mavx2 -mfma: even their
+         * register functions may use those instructions, so they are only
+         * called on a CPU that has them. NB_ISA caps them per call. */
+        if (nb_cpu()->avx2_fma) {
+            /* @@REGISTER_AVX2_ELEMENTWISE@@ */
+            /* @@REGISTER_AVX2_REDUCE@@ */
+            /* @@REGISTER_AVX2_ROWS@@ */
+            /* @@REGISTER_AVX2_OPTIM@@ */
+        }
+        /* @@REGISTER_ONEDNN_MORE@@ */
     }
     choose();
     atomic_store(&built, true);
@@ -141,6 +154,19 @@ int nb__dispatch(nb_kernel_args *a, const char *who) {
 }
 
 const char *nb__last_kernel(void) { return last_kernel; }
+
+int nb__par_threads(int64_t work, int64_t grain) {
+#if NB_HAVE_OPENMP
+    if (work < 2 * grain) return 1;
+    int max = omp_get_max_threads();
+    int64_t n = work / (grain > 0 ? grain : 1);
+    return n < max ? (int)n : max;
+#else
+    (void)work;
+    (void)grain;
+    return 1;
+#endif
+}
 
 NB_API const char *nb_kernel_chosen(nb_op op, nb_dtype dt) {
     if ((unsigned)op >= NB_OP_COUNT || (unsigned)dt >= NB_DTYPE_COUNT) return NULL;

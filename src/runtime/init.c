@@ -67,11 +67,15 @@ NB_API int nb_init(const nb_init_opts *opts) {
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;
     nb__cfg.initialised = true;
+    /* @@INIT_POOL@@ */
+    /* @@INIT_PROFILE@@ */
     if (rc) return nb__err(rc, "nb_init: unknown ISA '%s' (expected ref, avx2 or avx512)", isa);
     return 0;
 }
 
 NB_API void nb_shutdown(void) {
+    /* @@SHUTDOWN_PROFILE@@ */
+    /* @@SHUTDOWN_POOL@@ */
     nb__alloc_trim();
     nb__cfg.initialised = false;
 }
@@ -101,4 +105,5 @@ NB_API void nb_runtime_info(FILE *f) {
     fprintf(f, "isa: %s (cpu best: %s)\n", isa_names[nb__cfg.isa_cap], isa_names[best_isa(&cpu)]);
     fprintf(f, "openmp: %s, hwloc: %s, onednn: %s\n", NB_HAVE_OPENMP ? "yes" : "no", NB_HAVE_HWLOC ? "yes" : "no",
             NB_HAVE_ONEDNN ? "yes" : "no");
+    /* @@INFO_POOL@@ */
 }
