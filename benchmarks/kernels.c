@@ -1,28 +1,60 @@
-/* kernels.c — the registry's kernel variants side by side: for each
- * workload, the kernel nabla chooses (oneDNN where it serves) against the
- * portable ref kernel, measured in the same run, at 1 thread and at all
- * threads.
+/* kernels.c — the kernel table of the "Fast kernels" issue: each workload
+ * through every variant nabla has, against oneDNN called directly and the
+ * machine's copy bandwidth, all measured in the same run, at 1 thread and at
+ * all threads (benchmarks/kernels_peer.py measures PyTorch on the same
+ * workloads; scripts/bench-kernels.sh runs both and writes the table).
  *
- * Workloads (F32, the shapes of the training examples):
- *   matmul  (512, 512) @ (512, 512)
- *   linear  x (128, 784), w (512, 784), b (512)           (the MLP's first layer)
- *   conv2d  x (64, 32, 14, 14), w (64, 32, 5, 5), pad 2   (the CNN's second conv)
- * The ref variant comes from re-initialising with NB_ISA=ref. Each timing is
- * the median of REPS calls after a warm-up call.
+ * Variants: nabla is re-initialised with NB_ISA capped at ref, avx2 and
+ * avx512 (those the CPU has); each line names the kernel the registry chose
+ * (nb_kernel_chosen), so the bench follows whatever kernels exist. Besides:
+ *   memcpy         16M floats into a warm buffer (the copy bandwidth), timed
+ *                  in alternation with the element-wise workloads' best kernel
+ *                  (impl=paired) so that their ratio sees one machine load;
+ *   onednn_direct  dnnl_matmul / convolution primitives made once outside
+ *                  the loop; conv in oneDNN's own (blocked, format `any`)
+ *                  layouts, inputs reordered once before timing;
+ *   onednn_plain   the same conv with plain NCHW/OIHW memory.
+ * Workloads (F32):
+ *   add, relu, exp,    16M floats into a fresh output (op result released
+ *   dropout (p 0.5)    each call, so the allocator's cache serves it)
+ *   sgd_step, adam_step  one optimizer step (SGD momentum 0.9; Adam) on a
+ *                      4M-float parameter with its gradient
+ *   softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
+ *   matmul_N           (N, N) @ (N, N), N = 256, 1024, 2048
+ *   conv1, conv2       fwd+bwd of the LeNet convs (examples/fashion_mnist_cnn.c,
+ *                      batch 64): x (64,1,28,28) w (32,1,5,5); x (64,32,14,14)
+ *                      w (64,32,5,5); pad 2, bias; conv1's x needs no grad
+ * Rates: GB/s of logical traffic (each operand read or written once: add 3N
+ * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm fwd+bwd 5N, sgd 5N, adam 7N)
+ * or GFLOP/s.
+ * Each time is the median of reps calls after one warm-up call (ref: a fifth
+ * of them; not timed where one call takes seconds: matmul_2048, conv2).
  *
- * Output, one line per (workload, threads, variant) and one ratio line:
- *   kernel op=matmul threads=1 variant=onednn_matmul ms=... gflops=...
- *   ratio op=matmul threads=1 chosen/ref speedup=...
- * Usage: kernels [reps (default 5)]
+ * Output (machine-readable, one line per measurement):
+ *   info cpu=<brand> threads=<all> best_isa=avx2 onednn=1
+ *   bench wl=add threads=1 impl=avx2 kernel=avx2_add ms=12.345 rate=16.31 unit=GB/s
+ * Usage: kernels [reps (default 10)] [only: run workloads whose name contains it]
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L  /* clock_gettime */
 #endif
 #include <nabla.h>
 
+#include "nb_config.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
+#if NB_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+#define BIG (16 * 1024 * 1024)    /* element-wise size */
+#define ROWS 4096                 /* softmax / layer_norm */
+#define COLS 1024
 
 static double now_ms(void) {
     struct timespec ts;
@@ -35,33 +67,112 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+typedef enum wl_kind {
+    W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM,
+    W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_COUNT
+} wl_kind;
+
 typedef struct workload {
-    const char *name;     /* as printed */
-    nb_op op;             /* whose chosen kernel is reported */
-    double flops;         /* per call */
+    const char *name;   /* wl= */
+    nb_op op, op_bwd;   /* ops whose chosen kernels are named (op_bwd NB_OP_COUNT: none) */
+    bool gflops;        /* amount is FLOPs (else bytes) */
+    double amount;      /* per call */
+    int reps_div;       /* reps / reps_div calls (slow workloads) */
+    bool ref_ok;        /* the ref kernel is quick enough to time */
 } workload;
 
-/* One call of workload w on the given inputs (a new tensor in the scope). */
-static nb_tensor *run(int w, nb_tensor *const *in) {
-    switch (w) {
-    case 0: return nb_matmul(in[0], in[1]);
-    case 1: return nb_linear(in[0], in[1], in[2]);
-    default: return nb_conv2d(in[0], in[1], in[2], &(nb_conv_opts){.padding = {2, 2}});
-    }
+#define MMF(n) (2.0 * (n) * (n) * (n))
+#define CONVF(n, ci, co, hw, k) (2.0 * (n) * (co) * (hw) * (hw) * (ci) * (k) * (k))
+static const workload wls[W_COUNT] = {
+    [W_ADD] = {"add", NB_OP_ADD, NB_OP_COUNT, false, 3.0 * 4 * BIG, 1, true},
+    [W_RELU] = {"relu", NB_OP_RELU, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_EXP] = {"exp", NB_OP_EXP, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_DROPOUT] = {"dropout", NB_OP_DROPOUT, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_SGD] = {"sgd_step", NB_OP_SGD_STEP, NB_OP_COUNT, false, 5.0 * 4 * ROWS * COLS, 1, true},
+    [W_ADAM] = {"adam_step", NB_OP_ADAM_STEP, NB_OP_COUNT, false, 7.0 * 4 * ROWS * COLS, 1, true},
+    [W_SOFTMAX] = {"softmax_fwd_bwd", NB_OP_SOFTMAX, NB_OP_SOFTMAX_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
+    [W_LAYER_NORM] = {"layer_norm_fwd_bwd", NB_OP_LAYER_NORM, NB_OP_LAYER_NORM_BACKWARD, false,
+                      5.0 * 4 * ROWS * COLS, 1, true},
+    [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), 1, true},
+    [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 2, true},
+    [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 4, false},
+    [W_CONV1] = {"conv1_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 2 * CONVF(64, 1, 32, 28, 5), 1, true},
+    [W_CONV2] = {"conv2_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 3 * CONVF(64, 32, 64, 14, 5), 2, false},
+};
+
+/* A LeNet conv: shapes and its tensors (x, w, b, dy). */
+typedef struct conv_case {
+    int64_t n, ci, co, hw, k, pad;   /* batch, channels in/out, H = W, kernel, padding */
+    bool need_dx;                    /* x requires grad (not for the first layer) */
+    nb_tensor *x, *w, *b, *g;        /* input, weight, bias, grad of the output */
+} conv_case;
+
+static struct {
+    nb_tensor *a, *b;          /* BIG floats */
+    nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
+    nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
+    nb_tensor *ma[3], *mb[3];  /* matmul operands per size */
+    conv_case conv[2];
+    nb_tensor *op[2];          /* [ROWS * COLS] parameters of the SGD and Adam steps, with a grad */
+    nb_optimizer *opt[2];      /* SGD (momentum 0.9), Adam */
+} in;
+
+static const int mm_n[3] = {256, 1024, 2048};
+
+static int zero_grads(nb_tensor *const *t, int n) {
+    for (int i = 0; i < n; i++)
+        if (t[i]) nb_zero_grad(t[i]);
+    return 0;
 }
 
-/* Median ms of reps calls (after one warm-up), or -1 on error. */
-static double time_it(int w, nb_tensor *const *in, int reps) {
+/* One call of workload k through nabla's public API: 0 or -1. */
+static int run_ours(wl_kind k) {
+    nb_tensor *y = NULL;
+    int rc = 0;
+    switch (k) {
+    case W_ADD: y = nb_add(in.a, in.b); break;
+    case W_RELU: y = nb_relu(in.a); break;
+    case W_EXP: y = nb_exp(in.a); break;
+    case W_DROPOUT: y = nb_dropout(in.a, 0.5, true, 7); break;
+    case W_SGD:
+    case W_ADAM: return nb_optimizer_step(in.opt[k - W_SGD]) ? -1 : 0;
+    case W_SOFTMAX:
+        nb_zero_grad(in.sx);
+        y = nb_softmax(in.sx, 1);
+        rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_LAYER_NORM:
+        zero_grads((nb_tensor *[]){in.sx, in.lw, in.lb}, 3);
+        y = nb_layer_norm(in.sx, NB_SHAPE(COLS), in.lw, in.lb, NULL);
+        rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_MM256:
+    case W_MM1024:
+    case W_MM2048: y = nb_matmul(in.ma[k - W_MM256], in.mb[k - W_MM256]); break;
+    default: {
+        conv_case *c = &in.conv[k - W_CONV1];
+        zero_grads((nb_tensor *[]){c->x, c->w, c->b}, 3);
+        y = nb_conv2d(c->x, c->w, c->b, &(nb_conv_opts){.padding = {c->pad, c->pad}});
+        rc = y ? nb_backward(y, c->g) : -1;
+    }
+    }
+    return y && !rc ? 0 : -1;
+}
+
+/* Median ms of reps calls of f(k) after one warm-up, each in its own scope
+ * (results released, so their memory goes back to the allocator's cache);
+ * -1 on error. */
+static double time_calls(int (*f)(wl_kind), wl_kind k, int reps) {
     double *t = malloc(sizeof *t * (size_t)reps);
     if (!t) return -1;
     for (int r = -1; r < reps; r++) {
         nb_scope_begin();
         double t0 = now_ms();
-        nb_tensor *y = run(w, in);
+        int rc = f(k);
         double dt = now_ms() - t0;
         nb_scope_end();
-        if (!y) {
-            fprintf(stderr, "kernels: %s\n", nb_last_error());
+        if (rc) {
+            fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
             free(t);
             return -1;
         }
@@ -73,39 +184,354 @@ static double time_it(int w, nb_tensor *const *in, int reps) {
     return m;
 }
 
+static void report(wl_kind k, int threads, const char *impl, const char *kernel, double ms) {
+    double rate = wls[k].amount / (ms * 1e-3) * 1e-9;
+    printf("bench wl=%s threads=%d impl=%s kernel=%s ms=%.3f rate=%.2f unit=%s\n", wls[k].name, threads, impl, kernel,
+           ms, rate, wls[k].gflops ? "GFLOP/s" : "GB/s");
+    fflush(stdout);
+}
+
+/* ---- the copy bandwidth: memcpy of BIG floats split over nt threads ---- */
+static void copy_once(float *dst, const float *src, int nt) {
+#if NB_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t lo = BIG * t / T, hi = BIG * (t + 1) / T;
+        memcpy(dst + lo, src + lo, sizeof *dst * (size_t)(hi - lo));
+    }
+#else
+    (void)nt;
+    memcpy(dst, src, sizeof *dst * BIG);
+#endif
+}
+
+/* Calls of workload k (at the current cap) alternating with memcpy calls,
+ * reps each after one warm-up pair; the medians of both, so that their ratio
+ * sees the same machine load. 0 or -1. */
+static int time_paired(wl_kind k, float *dst, int nt, int reps, double *ms_ours, double *ms_copy) {
+    double *t = malloc(sizeof *t * 2 * (size_t)reps);
+    if (!t) return -1;
+    for (int r = -1; r < reps; r++) {
+        nb_scope_begin();
+        double t0 = now_ms();
+        int rc = run_ours(k);
+        double t1 = now_ms();
+        nb_scope_end();
+        double t2 = now_ms();
+        copy_once(dst, nb_data(in.a), nt);
+        double t3 = now_ms();
+        if (rc) {
+            fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
+            free(t);
+            return -1;
+        }
+        if (r >= 0) t[r] = t1 - t0, t[reps + r] = t3 - t2;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t + reps, (size_t)reps, sizeof *t, cmp_double);
+    *ms_ours = t[reps / 2];
+    *ms_copy = t[reps + reps / 2];
+    free(t);
+    return 0;
+}
+
+/* ---- oneDNN called directly ---- */
+#if NB_HAVE_ONEDNN
+typedef struct dd_prim {
+    dnnl_primitive_t p;          /* owned */
+    int nargs;                   /* used entries of args */
+    dnnl_exec_arg_t args[6];     /* memories (owned by dd_work) */
+} dd_prim;
+
+typedef struct dd_work {
+    dd_prim prim[3];             /* run in order: fwd, [bwd data], bwd weights */
+    int nprim;                   /* used entries of prim */
+    dnnl_memory_t mem[16];       /* every memory made, destroyed with the work */
+    int nmem;                    /* used entries of mem */
+} dd_work;
+
+static dnnl_engine_t dd_engine;
+static dnnl_stream_t dd_stream;
+
+#define DD(call)                                                            \
+    do {                                                                    \
+        dnnl_status_t st_ = (call);                                         \
+        if (st_ != dnnl_success) {                                          \
+            fprintf(stderr, "kernels: %s failed (%d)\n", #call, (int)st_);  \
+            return -1;                                                      \
+        }                                                                   \
+    } while (0)
+
+static void dd_free(dd_work *w) {
+    for (int i = 0; i < w->nprim; i++) dnnl_primitive_destroy(w->prim[i].p);
+    for (int i = 0; i < w->nmem; i++) dnnl_memory_destroy(w->mem[i]);
+    memset(w, 0, sizeof *w);
+}
+
+/* A memory of md for the primitive; with t, filled from t's data (plain
+ * layout `tag` of dims): wrapped when md is that layout, else reordered
+ * once. 0 or -1. */
+static int dd_memory(dd_work *w, const dnnl_memory_desc_t *md, const nb_tensor *t, int nd, const dnnl_dim_t *dims,
+                     dnnl_format_tag_t tag, dnnl_memory_t *out) {
+    dnnl_memory_desc_t user;
+    if (t) DD(dnnl_memory_desc_init_by_tag(&user, nd, dims, dnnl_f32, tag));
+    if (t && dnnl_memory_desc_equal(&user, md)) {
+        DD(dnnl_memory_create(out, md, dd_engine, nb_data(t)));
+        w->mem[w->nmem++] = *out;
+        return 0;
+    }
+    DD(dnnl_memory_create(out, md, dd_engine, DNNL_MEMORY_ALLOCATE));
+    w->mem[w->nmem++] = *out;
+    if (!t) return 0;
+    dnnl_memory_t um;
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t rp;
+    DD(dnnl_memory_create(&um, &user, dd_engine, nb_data(t)));
+    DD(dnnl_reorder_primitive_desc_create(&rpd, &user, dd_engine, md, dd_engine, NULL));
+    DD(dnnl_primitive_create(&rp, rpd));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, um}, {DNNL_ARG_TO, *out}};
+    DD(dnnl_primitive_execute(rp, dd_stream, 2, args));
+    DD(dnnl_stream_wait(dd_stream));
+    dnnl_primitive_destroy(rp);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(um);
+    return 0;
+}
+
+/* Operand roles, in forward terms: their tensors (the data inputs are filled
+ * from) in plain layout, sizes and plain format tags. */
+enum { R_SRC, R_WEI, R_BIA, R_DST, R_COUNT };
+typedef struct dd_roles {
+    nb_tensor *t[R_COUNT];              /* x, w, b, dy (matmul: a, b, -, -) */
+    int nd[R_COUNT];                    /* dims */
+    dnnl_dim_t dims[R_COUNT][4];        /* sizes */
+    dnnl_format_tag_t tag[R_COUNT];     /* plain layouts of the tensors */
+} dd_roles;
+
+/* Adds the primitive of pd with nargs arguments: arg[i] plays role[i]; the
+ * inputs (SRC, WEIGHTS, BIAS, DIFF_DST) are filled from that role's tensor,
+ * the outputs allocated. 0 or -1. */
+static int dd_add(dd_work *w, dnnl_primitive_desc_t pd, int nargs, const int *arg, const int *role,
+                  const dd_roles *r) {
+    dd_prim *p = &w->prim[w->nprim];
+    for (int i = 0; i < nargs; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg[i]);
+        if (!md) return -1;
+        bool input = arg[i] == DNNL_ARG_SRC || arg[i] == DNNL_ARG_WEIGHTS || arg[i] == DNNL_ARG_BIAS ||
+                     arg[i] == DNNL_ARG_DIFF_DST;
+        int ro = role[i];
+        p->args[i].arg = arg[i];
+        if (dd_memory(w, md, input ? r->t[ro] : NULL, r->nd[ro], r->dims[ro], r->tag[ro], &p->args[i].memory))
+            return -1;
+    }
+    p->nargs = nargs;
+    DD(dnnl_primitive_create(&p->p, pd));
+    w->nprim++;
+    return 0;
+}
+
+static int dd_matmul(dd_work *w, int n, nb_tensor *a, nb_tensor *b) {
+    dd_roles r = {.t = {a, b, NULL, NULL}, .nd = {2, 2, 2, 2},
+                  .dims = {{n, n}, {n, n}, {n, n}, {n, n}}, .tag = {dnnl_ab, dnnl_ab, dnnl_ab, dnnl_ab}};
+    dnnl_memory_desc_t md[3];
+    for (int i = 0; i < 3; i++) DD(dnnl_memory_desc_init_by_tag(&md[i], 2, r.dims[i], dnnl_f32, dnnl_ab));
+    dnnl_matmul_desc_t d;
+    dnnl_primitive_desc_t pd;
+    DD(dnnl_matmul_desc_init(&d, &md[0], &md[1], NULL, &md[2]));
+    DD(dnnl_primitive_desc_create(&pd, &d, NULL, dd_engine, NULL));
+    int rc = dd_add(w, pd, 3, (const int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                    (const int[]){R_SRC, R_WEI, R_DST}, &r);
+    dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+
+/* fwd, bwd data (when c->need_dx) and bwd weights+bias of conv c, in
+ * oneDNN's chosen layouts (blocked) or plain NCHW/OIHW. */
+static int dd_conv(dd_work *w, const conv_case *c, bool blocked) {
+    int64_t o = c->hw + 2 * c->pad - c->k + 1;
+    dd_roles r = {.t = {c->x, c->w, c->b, c->g}, .nd = {4, 4, 1, 4},
+                  .dims = {{c->n, c->ci, c->hw, c->hw}, {c->co, c->ci, c->k, c->k}, {c->co}, {c->n, c->co, o, o}},
+                  .tag = {dnnl_nchw, dnnl_oihw, dnnl_x, dnnl_nchw}};
+    dnnl_memory_desc_t md[R_COUNT];
+    for (int i = 0; i < R_COUNT; i++)
+        DD(dnnl_memory_desc_init_by_tag(&md[i], r.nd[i], r.dims[i], dnnl_f32,
+                                        blocked && i != R_BIA ? dnnl_format_tag_any : r.tag[i]));
+    dnnl_dims_t stride = {1, 1}, pad = {c->pad, c->pad};
+    dnnl_convolution_desc_t fd, bd, wd;
+    dnnl_primitive_desc_t fpd, bpd = NULL, wpd;
+    DD(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &md[R_SRC],
+                                          &md[R_WEI], &md[R_BIA], &md[R_DST], stride, pad, pad));
+    DD(dnnl_primitive_desc_create(&fpd, &fd, NULL, dd_engine, NULL));
+    if (c->need_dx) {
+        DD(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &md[R_SRC], &md[R_WEI],
+                                                    &md[R_DST], stride, pad, pad));
+        DD(dnnl_primitive_desc_create(&bpd, &bd, NULL, dd_engine, fpd));
+    }
+    DD(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &md[R_SRC], &md[R_WEI],
+                                                   &md[R_BIA], &md[R_DST], stride, pad, pad));
+    DD(dnnl_primitive_desc_create(&wpd, &wd, NULL, dd_engine, fpd));
+    int rc = dd_add(w, fpd, 4, (const int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST},
+                    (const int[]){R_SRC, R_WEI, R_BIA, R_DST}, &r);
+    if (!rc && bpd)
+        rc = dd_add(w, bpd, 3, (const int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
+                    (const int[]){R_DST, R_WEI, R_SRC}, &r);
+    if (!rc)
+        rc = dd_add(w, wpd, 4,
+                    (const int[]){DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS},
+                    (const int[]){R_SRC, R_DST, R_WEI, R_BIA}, &r);
+    dnnl_primitive_desc_destroy(fpd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    dnnl_primitive_desc_destroy(wpd);
+    return rc;
+}
+
+static dd_work dd_cur;   /* the work time_calls runs through run_direct */
+
+static int run_direct(wl_kind k) {
+    (void)k;
+    for (int i = 0; i < dd_cur.nprim; i++)
+        DD(dnnl_primitive_execute(dd_cur.prim[i].p, dd_stream, dd_cur.prim[i].nargs, dd_cur.prim[i].args));
+    DD(dnnl_stream_wait(dd_stream));
+    return 0;
+}
+
+/* Times oneDNN directly on workload k (matmul or conv); prints its lines. */
+static int bench_direct(wl_kind k, int threads, int reps) {
+    for (int blocked = 1; blocked >= 0; blocked--) {
+        bool conv = k >= W_CONV1;
+        if (!conv && !blocked) continue;
+        int rc = conv ? dd_conv(&dd_cur, &in.conv[k - W_CONV1], blocked)
+                      : dd_matmul(&dd_cur, mm_n[k - W_MM256], in.ma[k - W_MM256], in.mb[k - W_MM256]);
+        double ms = rc ? -1 : time_calls(run_direct, k, reps);
+        dd_free(&dd_cur);
+        if (ms < 0) return -1;
+        report(k, threads, blocked ? "onednn_direct" : "onednn_plain",
+               conv ? (blocked ? "dnnl_conv_any" : "dnnl_conv_nchw") : "dnnl_matmul", ms);
+    }
+    return 0;
+}
+#endif
+
+/* ---- inputs ---- */
+
+static nb_tensor *grad_leaf(nb_tensor *t) {
+    nb_set_requires_grad(t, true);
+    return t;
+}
+
+static int make_inputs(void) {
+    in.a = nb_randn(NB_SHAPE(BIG), NB_F32, 1);
+    in.b = nb_randn(NB_SHAPE(BIG), NB_F32, 2);
+    in.sx = grad_leaf(nb_randn(NB_SHAPE(ROWS, COLS), NB_F32, 3));
+    in.sg = nb_randn(NB_SHAPE(ROWS, COLS), NB_F32, 4);
+    in.lw = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 5));
+    in.lb = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 6));
+    bool ok = in.a && in.b && in.sx && in.sg && in.lw && in.lb;
+    for (int i = 0; i < 3; i++) {
+        in.ma[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 10 + (uint64_t)i);
+        in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);
+        ok = ok && in.ma[i] && in.mb[i];
+    }
+    const conv_case shapes[2] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL},
+                                 {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL}};
+    for (int i = 0; i < 2; i++) {
+        conv_case *c = &in.conv[i];
+        *c = shapes[i];
+        c->x = nb_randn(NB_SHAPE(c->n, c->ci, c->hw, c->hw), NB_F32, 30 + (uint64_t)i);
+        if (c->x && c->need_dx) grad_leaf(c->x);
+        c->w = grad_leaf(nb_mul_scalar(nb_randn(NB_SHAPE(c->co, c->ci, c->k, c->k), NB_F32, 40 + (uint64_t)i), 0.1));
+        c->b = grad_leaf(nb_randn(NB_SHAPE(c->co), NB_F32, 50 + (uint64_t)i));
+        c->g = nb_randn(NB_SHAPE(c->n, c->co, c->hw + 2 * c->pad - c->k + 1, c->hw + 2 * c->pad - c->k + 1), NB_F32,
+                        60 + (uint64_t)i);
+        ok = ok && c->x && c->w && c->b && c->g;
+    }
+    nb_tensor *pg = nb_randn(NB_SHAPE(ROWS * COLS), NB_F32, 70);
+    for (int i = 0; ok && i < 2; i++) {
+        in.op[i] = grad_leaf(nb_randn(NB_SHAPE(ROWS * COLS), NB_F32, 71 + (uint64_t)i));
+        nb_tensor *y = nb_mul_scalar(in.op[i], 1.0);   /* op[i].grad = pg */
+        ok = y && pg && !nb_backward(y, pg);
+        in.opt[i] = !ok ? NULL : i ? nb_adam(&in.op[i], 1, &(nb_adam_opts){.lr = 1e-3})
+                                   : nb_sgd(&in.op[i], 1, &(nb_sgd_opts){.lr = 1e-3, .momentum = 0.9});
+        ok = ok && in.opt[i];
+    }
+    if (!ok) fprintf(stderr, "kernels: inputs: %s\n", nb_last_error());
+    return ok ? 0 : -1;
+}
+
+/* The chosen kernel(s) of workload k at the current cap, "fwd/bwd". */
+static const char *chosen(wl_kind k, char *buf, size_t cap) {
+    const char *f = nb_kernel_chosen(wls[k].op, NB_F32);
+    const char *b = wls[k].op_bwd != NB_OP_COUNT ? nb_kernel_chosen(wls[k].op_bwd, NB_F32) : NULL;
+    snprintf(buf, cap, "%s%s%s", f ? f : "none", b ? "/" : "", b ? b : "");
+    return buf;
+}
+
+static int set_runtime(int threads, const char *isa) {
+    if (nb_init(&(nb_init_opts){.num_threads = threads, .isa = isa, .abort_on_error = -1})) {
+        fprintf(stderr, "kernels: nb_init: %s\n", nb_last_error());
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 5;
-    if (reps < 1) reps = 5;
-    const workload wl[3] = {{"matmul", NB_OP_MATMUL, 2.0 * 512 * 512 * 512},
-                            {"linear", NB_OP_LINEAR, 2.0 * 128 * 784 * 512},
-                            {"conv2d", NB_OP_CONV2D, 2.0 * 64 * 64 * 14 * 14 * 32 * 25}};
-    nb_init(NULL);
+    int reps = argc > 1 ? atoi(argv[1]) : 10;
+    const char *only = argc > 2 ? argv[2] : "";
+    if (reps < 1) reps = 10;
+    if (nb_init(NULL)) return 1;
     int all = nb_num_threads();
+    nb_isa best = nb_isa_active();
+    char brand[64];
+    snprintf(brand, sizeof brand, "%s", nb_cpu()->brand);
+    for (char *p = brand; *p; p++)
+        if (*p == ' ') *p = '_';
+    printf("info cpu=%s threads=%d best_isa=%s onednn=%d\n", brand, all, nb_isa_name(best), NB_HAVE_ONEDNN);
+#if NB_HAVE_ONEDNN
+    if (dnnl_engine_create(&dd_engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&dd_stream, dd_engine, dnnl_stream_default_flags) != dnnl_success)
+        return 1;
+#endif
     nb_scope_begin();
-    nb_tensor *ins[3][3] = {
-        {nb_randn(NB_SHAPE(512, 512), NB_F32, 1), nb_randn(NB_SHAPE(512, 512), NB_F32, 2), NULL},
-        {nb_randn(NB_SHAPE(128, 784), NB_F32, 3), nb_randn(NB_SHAPE(512, 784), NB_F32, 4),
-         nb_randn(NB_SHAPE(512), NB_F32, 5)},
-        {nb_randn(NB_SHAPE(64, 32, 14, 14), NB_F32, 6), nb_randn(NB_SHAPE(64, 32, 5, 5), NB_F32, 7),
-         nb_randn(NB_SHAPE(64), NB_F32, 8)}};
-    int threads[2] = {1, all};
-    for (int ti = 0; ti < (all > 1 ? 2 : 1); ti++) {
-        for (int w = 0; w < 3; w++) {
-            double ms[2];
-            const char *names[2];
-            for (int v = 0; v < 2; v++) {   /* 0: what nabla chooses, 1: ref */
-                nb_init(&(nb_init_opts){.num_threads = threads[ti], .isa = v ? "ref" : NULL, .abort_on_error = -1});
-                names[v] = nb_kernel_chosen(wl[w].op, NB_F32);
-                ms[v] = time_it(w, ins[w], v ? 1 + reps / 5 : reps);   /* ref is slow: fewer reps */
-                if (ms[v] < 0) return 1;
-                printf("kernel op=%s threads=%d variant=%s ms=%.3f gflops=%.2f\n", wl[w].name, threads[ti], names[v],
-                       ms[v], wl[w].flops / ms[v] * 1e-6);
+    int rc = make_inputs();
+    float *dst = malloc(sizeof *dst * BIG);
+    if (dst) memset(dst, 0, sizeof *dst * BIG);
+    if (!dst) rc = -1;
+    const int threads[2] = {1, all};
+    for (int ti = 0; !rc && ti < (all > 1 ? 2 : 1); ti++) {
+        int nt = threads[ti];
+        for (int k = 0; !rc && k < W_COUNT; k++) {
+            if (*only && !strstr(wls[k].name, only)) continue;
+            int r = reps / wls[k].reps_div > 0 ? reps / wls[k].reps_div : 1;
+            for (int isa = NB_ISA_REF; !rc && isa <= (int)best; isa++) {
+                if (isa == NB_ISA_REF && !wls[k].ref_ok) continue;
+                if ((rc = set_runtime(nt, nb_isa_name((nb_isa)isa)))) break;
+                char name[96];
+                chosen((wl_kind)k, name, sizeof name);
+                double ms = time_calls(run_ours, (wl_kind)k, isa == NB_ISA_REF ? (r + 4) / 5 : r);
+                if (ms < 0) rc = -1;
+                else report((wl_kind)k, nt, nb_isa_name((nb_isa)isa), name, ms);
+                double mo, mc;   /* the best cap's kernel paired with memcpy */
+                if (!rc && k <= W_DROPOUT && isa == (int)best) {
+                    if ((rc = time_paired((wl_kind)k, dst, nt, r, &mo, &mc))) break;
+                    report((wl_kind)k, nt, "paired", name, mo);
+                    printf("bench wl=%s threads=%d impl=memcpy kernel=memcpy ms=%.3f rate=%.2f unit=GB/s\n",
+                           wls[k].name, nt, mc, 2.0 * 4 * BIG / (mc * 1e-3) * 1e-9);
+                }
             }
-            printf("ratio op=%s threads=%d chosen/ref speedup=%.1f\n", wl[w].name, threads[ti], ms[1] / ms[0]);
+#if NB_HAVE_ONEDNN
+            if (!rc && k >= W_MM256 && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
+#endif
         }
     }
+    free(dst);
+    for (int i = 0; i < 2; i++) nb_optimizer_free(in.opt[i]);
     nb_scope_end();
+#if NB_HAVE_ONEDNN
+    dnnl_stream_destroy(dd_stream);
+    dnnl_engine_destroy(dd_engine);
+#endif
     nb_init(NULL);
     nb_shutdown();
-    return 0;
+    return rc ? 1 : 0;
 }

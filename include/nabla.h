@@ -51,5 +51,6 @@
 #include "nabla/nn.h"
 #include "nabla/registry.h"
 #include "nabla/data.h"
+#include "nabla/profiler.h"
 
 #endif

@@ -86,6 +86,14 @@ NB_API int nb_register_hook(nb_tensor *t, nb_hook_fn fn, void *user);
  * input's shape and dtype, made with nabla ops (they belong to the scope
  * nabla opens around the call); it returns 0 or NB_E*. The backward runs on whatever
  * thread runs the backward pass, in grad mode when create_graph is set. */
+/* Threads: with the parallel backward executor (NB_BACKWARD=parallel, the
+ * default when the pool has more than one thread) a custom backward, like a
+ * hook on a non-leaf tensor, may run on any thread of nabla's pool, at the
+ * same time as other nodes' backwards. It gets the caller's grad mode and a
+ * scope of its own, but not the caller's other thread-local state (its
+ * nb_last_error, its open scopes); data it shares with other callbacks needs
+ * its own locking. A failing backward's code and message are passed to the
+ * thread that called nb_backward. Hooks on leaves run on that thread. */
 typedef struct nb_ctx nb_ctx;
 typedef nb_tensor *(*nb_forward_fn)(nb_ctx *ctx, nb_tensor *const *inputs, int n);
 typedef int (*nb_backward_fn)(nb_ctx *ctx, nb_tensor *grad_output, nb_tensor **grads);

@@ -55,7 +55,20 @@ typedef enum nb_status {
 /* Settings for nb_init; NULL means "from the environment":
  *   NB_NUM_THREADS  threads for kernels (default: cores in the affinity mask)
  *   NB_ISA          ref|avx2|avx512: the highest ISA kernels may use
- *   NB_ABORT_ON_ERROR=1  abort with the message at the first error */
+ *   NB_ABORT_ON_ERROR=1  abort with the message at the first error
+ *   NB_PIN          compact|scatter|none: how the thread pool's workers are
+ *                   bound to cores (default compact: worker i on the i-th
+ *                   core of the affinity mask; scatter spreads them over
+ *                   packages and NUMA nodes first; none lets them float; with
+ *                   more threads than cores nothing is bound). The thread
+ *                   that calls nabla is never bound.
+ *   NB_BACKWARD     serial|parallel: the backward executor (default parallel:
+ *                   independent graph nodes run at once on the pool; with one
+ *                   thread, or a graph without independent nodes, it runs the
+ *                   serial loop). Both give bitwise identical gradients.
+ *                   force: the parallel executor for every graph (testing).
+ * The pool: NB_NUM_THREADS threads in all, the calling thread included; idle
+ * workers spin for a few microseconds, then sleep. */
 typedef struct nb_init_opts {
     int num_threads;     /* 0: from NB_NUM_THREADS or the affinity mask */
     const char *isa;     /* NULL: from NB_ISA, else the best the CPU has */
@@ -97,6 +110,25 @@ typedef enum nb_isa {
 NB_API nb_isa nb_isa_active(void);   /* the cap in force (CPU and NB_ISA) */
 NB_API const char *nb_isa_name(nb_isa isa);
 NB_API int nb_num_threads(void);
+/* Resizes the thread pool and the kernels' thread count to n (>= 1) threads
+ * in all. Call it from the thread that uses nabla, not while a backward runs
+ * on another thread. Returns 0 or NB_EINVAL (n < 1) / NB_ENOMEM; on failure
+ * the old setting stays. */
+NB_API int nb_set_num_threads(int n);
+
+/* The machine inside the process's affinity mask (hwloc; without it only
+ * the core count is known and the rest is 1 or 0). */
+typedef struct nb_topology_info {
+    int packages;        /* sockets */
+    int numa_nodes;      /* memory nodes */
+    int cores;           /* physical cores */
+    int pus;             /* hardware threads */
+    size_t l1d_bytes;    /* one L1 data cache, 0 when unknown */
+    size_t l2_bytes;     /* one L2 cache */
+    size_t l3_bytes;     /* one L3 cache */
+    int l3_count;        /* L3 caches */
+} nb_topology_info;
+NB_API nb_topology_info nb_topology(void);
 
 /* Errors. nb_last_error() is the last message on this thread ("" if none);
  * the string is owned by nabla and valid until the next error on the thread. */

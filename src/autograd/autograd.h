@@ -12,6 +12,7 @@
 #ifndef NB_AUTOGRAD_INTERNAL_H
 #define NB_AUTOGRAD_INTERNAL_H
 
+#include "runtime/pool.h"
 #include "runtime/runtime.h"
 
 typedef struct nb__node nb__node;
@@ -30,6 +31,7 @@ struct nb__ag_meta {
     nb__hook *hooks;          /* leaf hooks (non-leaf hooks live on the node) */
     unsigned epoch;           /* backward run that `pending` belongs to */
     nb_tensor *pending;       /* leaf: gradient summed during that run (owned) */
+    int pidx;                 /* parallel executor: the leaf's index in its plan */
 };
 
 typedef struct nb__edge {
@@ -76,6 +78,7 @@ struct nb__node {
     nb_tensor *buf;               /* gradient of the output, summed (owned) */
     bool needed;                  /* on a path to a wanted gradient */
     int capture;                  /* index+1 into the captured inputs, or 0 */
+    int pidx;                     /* parallel executor: index in its plan */
 };
 
 /* ---- tensors ---- */
@@ -102,5 +105,57 @@ static inline bool nb__needs_input_grad(const nb__node *n, int i) {
 }
 void nb__node_release(nb__node *n);
 void nb__node_free_saved(nb__node *n);
+
+/* ---- observing the executors (schedule simulator, tests) ----
+ * Walking a graph: start at nb__grad_fn(root); a node's inputs are
+ * n->edges[0..n->nin): edges[i].node is the producer's node (run after n),
+ * edges[i].leaf a leaf that requires grad, both NULL when input i takes no
+ * gradient. n->seq orders nodes (every edge goes to a smaller seq).
+ *
+ * When nb__node_observer is non-NULL, both executors call it after each node
+ * they run (hooks, backward and hand-out of its gradients), with the
+ * monotonic clock (ns) at the node's start and end and the pool worker that
+ * ran it (0: the thread that called backward, 1..N-1: pool workers). It may be
+ * called from several threads at once; set it while no backward runs. */
+extern void (*nb__node_observer)(const nb__node *n, uint64_t t0_ns, uint64_t t1_ns, int worker);
+uint64_t nb__now_ns(void);   /* CLOCK_MONOTONIC in ns */
+
+/* ---- executors (engine.c, engine_parallel.c) ----
+ * Which one runs: nb__backward (runtime/pool.h), from NB_BACKWARD. */
+
+/* One backward run (engine.c builds it; executors run it). */
+typedef struct nb__plan {
+    nb__node **nodes;            /* reachable nodes, then sorted by seq descending */
+    int n, cap;
+    unsigned epoch;              /* stamp of this run */
+    bool accumulate;             /* nb_backward: into leaves' .grad */
+    bool create_graph, retain_graph;
+    bool grad_mode;              /* the caller's grad mode (hooks run under it) */
+    nb_tensor *const *inputs;    /* nb_autograd_grad: wanted inputs */
+    int n_inputs;
+    nb_tensor **captured;        /* their gradients (owned) */
+    nb_tensor **leaves;          /* leaves reached, in first-reached order (borrowed) */
+    int nleaves, leaves_cap;
+    nb_tensor *const *roots;     /* the outputs backward starts from (borrowed) */
+    nb_tensor *const *root_grads;/* their gradients, or NULL (borrowed) */
+    int nroots;
+} nb__plan;
+
+/* Shared steps of both executors (engine.c). */
+int nb__add_into(nb_tensor **slot, nb_tensor *g);
+int nb__input_index(const nb__plan *p, const nb_tensor *t);
+/* Whether n's backward must be called (some input's gradient is wanted). */
+bool nb__node_onward(const nb__plan *p, const nb__node *n);
+/* Hooks, retain_grad and capture on n given its summed gradient g, then the
+ * backward (when onward), filling gin[0..nin) (new references). Runs in the
+ * caller's scope; returns 0 or NB_E*. */
+int nb__node_prologue(nb__plan *p, nb__node *n, nb_tensor *g, nb_tensor **gout);
+int nb__node_call(nb__plan *p, nb__node *n, nb_tensor *g, nb_tensor **gin);
+/* Adds g to a leaf's sum for this run (registers the leaf in p->leaves). */
+int nb__leaf_add(nb__plan *p, nb_tensor *leaf, nb_tensor *g);
+/* Runs leaf hooks and accumulation for the leaves in p->leaves (pending set). */
+int nb__finish_leaves(nb__plan *p, int rc);
+/* The parallel executor: 0, NB_E*, or 1 when it declines (serial is used). */
+int nb__execute_parallel(nb__plan *p);
 
 #endif

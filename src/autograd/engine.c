@@ -9,32 +9,35 @@
  * fixes. Each node's backward runs in its own scope; what survives (the
  * summed buffers, leaf grads, captured results) is retained explicitly.
  *
- * The executor is a function over the prepared plan, so a parallel one can be
- * swapped in. The per-run state lives in the nodes (epoch-stamped): one graph
- * must not be run by two backward calls at once.
+ * The executor is a function over the prepared plan: execute_serial here,
+ * nb__execute_parallel (engine_parallel.c) on the thread pool. NB_BACKWARD=
+ * serial|parallel picks (default parallel, which itself falls back to the
+ * serial loop with one thread or a graph without fan-out). Roots' gradients
+ * are seeded into n->buf / the leaves' pending sums before either executor
+ * runs: they come first in every sum, in both. The per-run state lives in
+ * the nodes (epoch-stamped): one graph must not be run by two backward calls
+ * at once.
  */
 #include "autograd/autograd.h"
 #include "kernels/kernels.h"
+#include "runtime/profile.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+typedef nb__plan plan;
 
 extern bool nb__anomaly;
 static atomic_uint epoch_counter;
+void (*nb__node_observer)(const nb__node *n, uint64_t t0_ns, uint64_t t1_ns, int worker);
 
-typedef struct plan {
-    nb__node **nodes;            /* reachable nodes, then sorted by seq descending */
-    int n, cap;
-    unsigned epoch;              /* stamp of this run */
-    bool accumulate;             /* nb_backward: into leaves' .grad */
-    bool create_graph, retain_graph;
-    nb_tensor *const *inputs;    /* nb_autograd_grad: wanted inputs */
-    int n_inputs;
-    nb_tensor **captured;        /* their gradients (owned) */
-    nb_tensor **leaves;          /* leaves reached, in first-reached order (borrowed) */
-    int nleaves, leaves_cap;
-} plan;
+uint64_t nb__now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int push_node(plan *p, nb__node *n) {
     if (p->n == p->cap) {
@@ -71,14 +74,14 @@ static int by_seq_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static int input_index(const plan *p, const nb_tensor *t) {
+int nb__input_index(const plan *p, const nb_tensor *t) {
     for (int i = 0; i < p->n_inputs; i++)
         if (p->inputs[i] == t) return i;
     return -1;
 }
 
 /* Adds g into *slot (owned). Out of place when the graph is being built. */
-static int add_into(nb_tensor **slot, nb_tensor *g) {
+int nb__add_into(nb_tensor **slot, nb_tensor *g) {
     if (!*slot) {
         *slot = nb_retain(g);
         return 0;
@@ -111,8 +114,8 @@ static nb_tensor *run_hooks(nb__hook *h, nb_tensor *g) {
 }
 
 static int accumulate_leaf(plan *p, nb_tensor *leaf, nb_tensor *g) {
-    int k = p->accumulate ? -1 : input_index(p, leaf);
-    if (!p->accumulate) return k >= 0 ? add_into(&p->captured[k], g) : 0;
+    int k = p->accumulate ? -1 : nb__input_index(p, leaf);
+    if (!p->accumulate) return k >= 0 ? nb__add_into(&p->captured[k], g) : 0;
     g = run_hooks(leaf->ag->hooks, g);
     if (!g) return nb_last_error_code();
     nb__ag_meta *m = leaf->ag;
@@ -123,14 +126,14 @@ static int accumulate_leaf(plan *p, nb_tensor *leaf, nb_tensor *g) {
         m->grad = nb_retain(c);
         return 0;
     }
-    if (p->create_graph || nb__grad_fn(m->grad)) return add_into(&m->grad, g);
+    if (p->create_graph || nb__grad_fn(m->grad)) return nb__add_into(&m->grad, g);
     nb_kernel_args a = {.op = NB_OP_ADD, .out = m->grad, .in = {m->grad, g}, .nin = 2};
     return nb__dispatch(&a, "backward (accumulating a leaf gradient)");
 }
 
 /* Sums a gradient for a leaf; hooks and accumulation run once per leaf at
  * the end of the run, on the total (as PyTorch's AccumulateGrad). */
-static int leaf_add(plan *p, nb_tensor *leaf, nb_tensor *g) {
+int nb__leaf_add(plan *p, nb_tensor *leaf, nb_tensor *g) {
     nb__ag_meta *m = leaf->ag;
     if (m->epoch != p->epoch) {
         if (p->nleaves == p->leaves_cap) {
@@ -145,10 +148,10 @@ static int leaf_add(plan *p, nb_tensor *leaf, nb_tensor *g) {
         nb_release(m->pending);
         m->pending = NULL;
     }
-    return add_into(&m->pending, g);
+    return nb__add_into(&m->pending, g);
 }
 
-static int finish_leaves(plan *p, int rc) {
+int nb__finish_leaves(plan *p, int rc) {
     nb_scope_begin();
     bool prev = nb_set_grad_enabled(p->create_graph);
     for (int i = 0; i < p->nleaves; i++) {
@@ -180,43 +183,60 @@ static int check_finite(const nb__node *n, nb_tensor *g, int input) {
     return 0;
 }
 
+/* Hooks, retain_grad and capture: *gout is the gradient after the hooks
+ * (in the current scope, or borrowed n->buf-like input). */
+int nb__node_prologue(plan *p, nb__node *n, nb_tensor *g, nb_tensor **gout) {
+    g = run_hooks(n->hooks, g);
+    *gout = g;
+    if (!g) return nb_last_error_code();
+    if (n->retain && p->accumulate) {
+        nb_tensor *c = nb_clone(g);
+        if (!c) return nb_last_error_code();
+        nb_set_grad(n->retain, c);
+    }
+    if (n->capture) p->captured[n->capture - 1] = nb_retain(g);
+    return 0;
+}
+
+/* Calls n's backward (grad mode = create_graph) and, under anomaly mode,
+ * checks what it returned. gin[0..nin) must be zeroed by the caller. */
+int nb__node_call(plan *p, nb__node *n, nb_tensor *g, nb_tensor **gin) {
+    bool prev = nb_set_grad_enabled(p->create_graph);
+    int rc = n->backward(n, g, gin);
+    nb_set_grad_enabled(prev);
+    if (rc && nb_last_error_code() != rc) nb__err(rc, "%s: backward failed", n->name);
+    for (int i = 0; i < n->nin && !rc && nb__anomaly; i++)
+        if (gin[i]) rc = check_finite(n, gin[i], i);
+    return rc;
+}
+
+bool nb__node_onward(const plan *p, const nb__node *n) {
+    bool onward = p->accumulate;
+    for (int i = 0; i < n->nin && !onward; i++) {
+        const nb__edge *e = &n->edges[i];
+        onward = (e->node && e->node->needed) || (e->leaf && nb__input_index(p, e->leaf) >= 0);
+    }
+    return onward;
+}
+
 /* Runs one node: hooks, retain_grad, capture, backward, hand-out of gradients. */
 static int run_node(plan *p, nb__node *n, bool call_backward) {
     int rc = 0;
     nb_scope_begin();
-    nb_tensor *g = run_hooks(n->hooks, n->buf);
-    if (!g) {
-        rc = nb_last_error_code();
-        goto out;
-    }
-    if (n->retain && p->accumulate) {
-        nb_tensor *c = nb_clone(g);
-        if (!c) {
-            rc = nb_last_error_code();
-            goto out;
-        }
-        nb_set_grad(n->retain, c);
-    }
-    if (n->capture) {
-        p->captured[n->capture - 1] = nb_retain(g);
-    }
-    if (!call_backward) goto out;
+    nb_tensor *g;
+    if ((rc = nb__node_prologue(p, n, n->buf, &g)) || !call_backward) goto out;
     nb_tensor *gin_small[8], **gin = n->nin <= 8 ? gin_small : calloc((size_t)n->nin, sizeof *gin);
     if (!gin) {
         rc = nb__err(NB_ENOMEM, "backward: out of memory");
         goto out;
     }
     memset(gin, 0, sizeof *gin * (size_t)n->nin);
-    bool prev = nb_set_grad_enabled(p->create_graph);
-    rc = n->backward(n, g, gin);
-    nb_set_grad_enabled(prev);
-    if (rc && nb_last_error_code() != rc) nb__err(rc, "%s: backward failed", n->name);
+    rc = nb__node_call(p, n, g, gin);
     for (int i = 0; i < n->nin && !rc; i++) {
         if (!gin[i]) continue;
-        if (nb__anomaly && (rc = check_finite(n, gin[i], i))) break;
         nb__edge *e = &n->edges[i];
-        if (e->node && e->node->epoch == p->epoch && e->node->needed) rc = add_into(&e->node->buf, gin[i]);
-        else if (e->leaf) rc = leaf_add(p, e->leaf, gin[i]);
+        if (e->node && e->node->epoch == p->epoch && e->node->needed) rc = nb__add_into(&e->node->buf, gin[i]);
+        else if (e->leaf) rc = nb__leaf_add(p, e->leaf, gin[i]);
     }
     if (gin != gin_small) free(gin);
 out:
@@ -230,13 +250,13 @@ static int execute_serial(plan *p) {
     for (int k = 0; k < p->n; k++) {
         nb__node *n = p->nodes[k];
         if (!n->needed || !n->buf) continue;
-        bool onward = p->accumulate;
-        for (int i = 0; i < n->nin && !onward; i++) {
-            nb__edge *e = &n->edges[i];
-            onward = (e->node && e->node->needed) || (e->leaf && input_index(p, e->leaf) >= 0);
-        }
+        bool onward = nb__node_onward(p, n);
+        uint64_t t0 = nb__node_observer ? nb__now_ns() : 0;
+        NB_PROF_NODE_BEGIN(n);
         int rc = run_node(p, n, onward);
+        NB_PROF_NODE_END(n);
         if (!p->retain_graph && onward) nb__node_free_saved(n);
+        if (nb__node_observer) nb__node_observer(n, t0, nb__now_ns(), nb__pool_worker());
         if (rc) return rc;
     }
     return 0;
@@ -244,8 +264,10 @@ static int execute_serial(plan *p) {
 
 static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nroots, const char *who) {
     int rc = 0;
-    nb_tensor *seed[nroots > 0 ? nroots : 1];
-    memset(seed, 0, sizeof seed);
+    p->grad_mode = nb__grad_mode();
+    p->roots = roots;
+    p->root_grads = grads;
+    p->nroots = nroots;
     p->epoch = atomic_fetch_add(&epoch_counter, 1) + 1;
     for (int r = 0; r < nroots; r++) {
         nb_tensor *t = roots[r], *g = grads ? grads[r] : NULL;
@@ -277,7 +299,7 @@ static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nr
             n->needed = n->capture != 0;
             for (int i = 0; i < n->nin && !n->needed; i++) {
                 nb__edge *e = &n->edges[i];
-                n->needed = (e->node && e->node->needed) || (e->leaf && input_index(p, e->leaf) >= 0);
+                n->needed = (e->node && e->node->needed) || (e->leaf && nb__input_index(p, e->leaf) >= 0);
             }
         }
     }
@@ -295,13 +317,16 @@ static int run(plan *p, nb_tensor *const *roots, nb_tensor *const *grads, int nr
         nb_tensor *t = roots[r];
         nb_tensor *g = grads && grads[r] ? grads[r] : nb_ones(nb_dims_get(t), t->dtype);
         if (!g) rc = nb_last_error_code();
-        else if (nb__grad_fn(t)) rc = nb__grad_fn(t)->needed || p->accumulate ? add_into(&nb__grad_fn(t)->buf, g) : 0;
-        else rc = leaf_add(p, t, g);
+        else if (nb__grad_fn(t)) rc = nb__grad_fn(t)->needed || p->accumulate ? nb__add_into(&nb__grad_fn(t)->buf, g) : 0;
+        else rc = nb__leaf_add(p, t, g);
     }
     nb_set_grad_enabled(prev);
     nb_scope_end();
-    if (!rc) rc = execute_serial(p);
-    rc = finish_leaves(p, rc);
+    if (!rc) {
+        rc = nb__backward != NB__BACKWARD_SERIAL ? nb__execute_parallel(p) : 1;
+        if (rc == 1) rc = execute_serial(p);
+    }
+    rc = nb__finish_leaves(p, rc);
     for (int k = 0; k < p->n; k++) {   /* on error, drop what was left in flight */
         nb_release(p->nodes[k]->buf);
         p->nodes[k]->buf = NULL;

@@ -6,6 +6,7 @@
  * dead sub-graph iteratively (a 100,000-op chain must not overflow the stack).
  */
 #include "autograd/autograd.h"
+#include "runtime/profile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,7 @@ nb__node *nb__record(nb_tensor *out, const char *name, const char *op, nb__backw
     nd->name = name;
     nd->op = op;
     nd->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed) + 1;
+    NB_PROF_RECORD(nd);
     nd->backward = bw;
     nd->nin = n;
     nd->edges = (nb__edge *)(nd + 1);

@@ -52,10 +52,15 @@ void nb__ref_attention_register(void);
 /* @@DECLARE_NORM@@ */
 /* x86/avx2 (only called when the CPU has AVX2+FMA) */
 /* @@DECLARE_AVX2_ELEMENTWISE@@ */
+void nb__avx2_elementwise_register(void);
 /* @@DECLARE_AVX2_REDUCE@@ */
+void nb__avx2_reduce_register(void);   /* avx2_reduce.c: sum, amax/amin, argmax/argmin, var/std */
 /* @@DECLARE_AVX2_ROWS@@ */
+void nb__avx2_rows_register(void);     /* avx2_rows.c: softmax family, cross entropy, layer_norm */
 /* @@DECLARE_AVX2_OPTIM@@ */
+void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */
+void nb__onednn_pool_register(void);     /* only when built with oneDNN (onednn_pool.c) */
 int nb__registry_add(const nb_kernel_desc *k);
 
 /* OpenMP grain size: how many threads a kernel should use for `work` units

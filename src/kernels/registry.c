@@ -7,6 +7,7 @@
  * ops run on others (said in registry.h).
  */
 #include "kernels/kernels.h"
+#include "runtime/profile.h"
 #include "nb_config.h"
 
 #if NB_HAVE_OPENMP
@@ -105,11 +106,18 @@ static void build(void) {
          * called on a CPU that has them. NB_ISA caps them per call. */
         if (nb_cpu()->avx2_fma) {
             /* @@REGISTER_AVX2_ELEMENTWISE@@ */
+            nb__avx2_elementwise_register();
             /* @@REGISTER_AVX2_REDUCE@@ */
+            nb__avx2_reduce_register();
             /* @@REGISTER_AVX2_ROWS@@ */
+            nb__avx2_rows_register();
             /* @@REGISTER_AVX2_OPTIM@@ */
+            nb__avx2_optim_register();
         }
         /* @@REGISTER_ONEDNN_MORE@@ */
+#if NB_HAVE_ONEDNN
+        nb__onednn_pool_register();
+#endif
     }
     choose();
     atomic_store(&built, true);
@@ -139,17 +147,20 @@ int nb__dispatch(nb_kernel_args *a, const char *who) {
     ready();
     nb_dtype dt = a->nin > 0 ? a->in[0]->dtype : a->out->dtype;
     slot *s = &table[a->op][dt];
+    NB_PROF_KERNEL_BEGIN();
     if (s->first >= 0) {
         for (int i = s->first; i < s->n; i++) {
             if (s->k[i].isa > nb__cfg.isa_cap) continue;
             int rc = s->k[i].fn(a);
             if (rc == NB_KERNEL_DECLINE) continue;
             last_kernel = s->k[i].name;
+            NB_PROF_KERNEL_END(a, last_kernel, who);
             if (rc < 0 && nb_last_error_code() != rc)
                 nb__err(rc, "%s: kernel %s failed: %s", who, s->k[i].name, nb_strerror(rc));
             return rc < 0 ? rc : 0;
         }
     }
+    NB_PROF_KERNEL_END(a, NULL, who);
     return nb__err(NB_ENOKERNEL, "%s: no kernel for op %s and dtype %s", who, op_names[a->op], nb_dtype_name(dt));
 }
 

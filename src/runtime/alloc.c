@@ -9,6 +9,7 @@
  * blocks go back to the OS. One mutex guards the lists; stats are atomics.
  */
 #include "runtime/runtime.h"
+#include "runtime/profile.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -77,6 +78,7 @@ void *nb__alloc(size_t nbytes) {
     }
     atomic_fetch_add(&n_alloc, 1);
     note_live(nbytes);
+    NB_PROF_MEM((int64_t)nbytes);
     return p;
 }
 
@@ -85,6 +87,7 @@ void nb__free(void *p, size_t nbytes) {
     size_t cls;
     int c = size_class(nbytes, &cls);
     atomic_fetch_sub(&live, nbytes);
+    NB_PROF_MEM(-(int64_t)nbytes);
     atomic_fetch_add(&n_free, 1);
     if (c < NB__NCLASSES && atomic_load(&cached) + cls <= cache_limit) {
         block *b = p;

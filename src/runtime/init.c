@@ -68,14 +68,24 @@ NB_API int nb_init(const nb_init_opts *opts) {
     nb__cfg.generation++;
     nb__cfg.initialised = true;
     /* @@INIT_POOL@@ */
+    void nb__pool_settings(void);   /* runtime/pool.h */
+    int nb__pool_init(int threads);
+    nb__pool_settings();   /* NB_BACKWARD */
+    nb__pool_init(thr);    /* NB_PIN; a thread that fails to start leaves a smaller pool (error recorded) */
     /* @@INIT_PROFILE@@ */
+    void nb__profiler_env_init(void);   /* runtime/profile.h */
+    nb__profiler_env_init();            /* NB_PROFILE=table,trace:PATH */
     if (rc) return nb__err(rc, "nb_init: unknown ISA '%s' (expected ref, avx2 or avx512)", isa);
     return 0;
 }
 
 NB_API void nb_shutdown(void) {
     /* @@SHUTDOWN_PROFILE@@ */
+    void nb__profiler_shutdown(void);   /* runtime/profile.h */
+    nb__profiler_shutdown();            /* NB_PROFILE report; frees the event buffers */
     /* @@SHUTDOWN_POOL@@ */
+    void nb__pool_shutdown(void);   /* runtime/pool.h */
+    nb__pool_shutdown();
     nb__alloc_trim();
     nb__cfg.initialised = false;
 }
@@ -106,4 +116,6 @@ NB_API void nb_runtime_info(FILE *f) {
     fprintf(f, "openmp: %s, hwloc: %s, onednn: %s\n", NB_HAVE_OPENMP ? "yes" : "no", NB_HAVE_HWLOC ? "yes" : "no",
             NB_HAVE_ONEDNN ? "yes" : "no");
     /* @@INFO_POOL@@ */
+    void nb__pool_info(FILE *);   /* runtime/pool.h */
+    nb__pool_info(f);
 }

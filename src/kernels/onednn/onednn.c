@@ -1,13 +1,28 @@
-/* onednn.c — the oneDNN engine, stream and primitive cache.
+/* onednn.c — the oneDNN engine, streams, primitive cache and weight cache.
  *
- * One CPU engine and one in-order stream serve all calls (oneDNN
- * parallelizes inside each primitive with OpenMP). The cache is an
- * open-addressing table of at most 1024 primitives guarded by a mutex;
- * when full it stops caching (a new shape then costs a primitive creation,
- * correct but slower), which a training loop never reaches.
+ * One CPU engine serves all calls; each thread that runs a kernel gets its
+ * own in-order stream (made on first use, destroyed when the thread ends).
+ * oneDNN parallelizes inside each primitive with OpenMP.
+ *
+ * The primitive cache is an open-addressing table of at most 1024
+ * primitives guarded by a mutex; when full it stops caching (a new shape
+ * then costs a primitive creation, correct but slower), which a training
+ * loop never reaches.
+ *
+ * The weight cache is a small LRU table (WC_SLOTS copies, WC_MAX_BYTES each
+ * at most) of weights already reordered into a primitive's blocked layout,
+ * keyed by (storage, offset, user layout, target layout) and valid for one
+ * storage version. Its workload is a training loop: a few conv weights, each
+ * read by the forward and the backward-data primitive between two optimizer
+ * steps, so each is reordered once per step instead of twice, and not at
+ * all in inference.
  */
 #include "kernels/onednn/onednn.h"
+#include "nb_config.h"
 
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 #include <pthread.h>
 #include <string.h>
 
@@ -22,31 +37,46 @@ typedef struct slot {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
-static dnnl_stream_t stream;
+static pthread_key_t stream_key;   /* this thread's dnnl_stream_t */
+static bool have_key;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static slot table[CACHE_SLOTS];
 static int count;
 static uint64_t misses;
+
+static void stream_free(void *s) { dnnl_stream_destroy(s); }
 
 static void start(void) {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) {
         engine = NULL;
         return;
     }
-    if (dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
-        dnnl_engine_destroy(engine);
-        engine = NULL;
-        stream = NULL;
-    }
+    have_key = pthread_key_create(&stream_key, stream_free) == 0;
 }
 
 dnnl_engine_t nb__dnnl_engine(void) {
     pthread_once(&once, start);
-    return engine;
+    return have_key ? engine : NULL;
 }
+
 dnnl_stream_t nb__dnnl_stream(void) {
-    pthread_once(&once, start);
-    return stream;
+    if (!nb__dnnl_engine()) return NULL;
+    dnnl_stream_t s = pthread_getspecific(stream_key);
+    if (s) return s;
+    if (dnnl_stream_create(&s, engine, dnnl_stream_default_flags) != dnnl_success) return NULL;
+    if (pthread_setspecific(stream_key, s)) {
+        dnnl_stream_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+int nb__dnnl_threads(void) {
+#if NB_HAVE_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
 static uint64_t hash(const nb__dnnl_key *k) {
@@ -99,3 +129,119 @@ dnnl_primitive_t nb__dnnl_cache_put(const nb__dnnl_key *k, dnnl_primitive_t p, b
 }
 
 uint64_t nb__dnnl_cache_misses(void) { return misses; }
+
+/* ---- the weight cache ---- */
+
+#define WC_SLOTS 32
+#define WC_MAX_BYTES ((size_t)32 << 20)
+
+typedef struct wc_entry {
+    nb__storage *storage;          /* +1 reference while the entry lives; NULL: free slot */
+    int64_t offset;                /* the tensor's offset in elements */
+    dnnl_memory_desc_t from, to;   /* the tensor's layout, the copy's layout */
+    uint64_t version;              /* storage version the copy was made from */
+    void *buf;                     /* the copy (nb__alloc) */
+    size_t bytes;                  /* its size */
+    int pins;                      /* callers reading buf now */
+    uint64_t used;                 /* LRU clock of the last lookup */
+} wc_entry;
+
+static pthread_mutex_t wc_lock = PTHREAD_MUTEX_INITIALIZER;
+static wc_entry wc[WC_SLOTS];
+static uint64_t wc_clock, wc_reorders;
+
+/* Frees e's copy and drops its storage reference (the last one frees the
+ * storage, as nb_release would). Under wc_lock, e unpinned. */
+static void wc_drop(wc_entry *e) {
+    nb__free(e->buf, e->bytes);
+    nb__storage *s = e->storage;
+    if (atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1) {
+        nb__free(s->data, s->nbytes);
+        nb__obj_free(s, sizeof *s);
+    }
+    memset(e, 0, sizeof *e);
+}
+
+/* Runs reorder from t's data into buf; 0 or -1. */
+static int wc_fill(const nb_tensor *t, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                   dnnl_primitive_t reorder, void *buf) {
+    dnnl_memory_t src = NULL, dst = NULL;
+    dnnl_stream_t st = nb__dnnl_stream();
+    int rc = -1;
+    if (st && !dnnl_memory_create(&src, from, engine, nb_data(t)) && !dnnl_memory_create(&dst, to, engine, buf)) {
+        dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+        if (!dnnl_primitive_execute(reorder, st, 2, ra) && !dnnl_stream_wait(st)) rc = 0;
+    }
+    dnnl_memory_destroy(dst);
+    dnnl_memory_destroy(src);
+    if (!rc) wc_reorders++;
+    return rc;
+}
+
+void *nb__dnnl_weight_get(const nb_tensor *t, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                          dnnl_primitive_t reorder, int *pin) {
+    size_t bytes = dnnl_memory_desc_get_size(to);
+    if (!bytes || bytes > WC_MAX_BYTES) return NULL;
+    uint64_t version = nb_version(t);   /* read before the data, so a racing write is seen next time */
+    void *out = NULL;
+    pthread_mutex_lock(&wc_lock);
+    wc_clock++;
+    wc_entry *hit = NULL, *spare = NULL;
+    for (int i = 0; i < WC_SLOTS; i++) {
+        wc_entry *e = &wc[i];
+        if (e->storage && !e->pins && atomic_load(&e->storage->refcount) == 1) wc_drop(e);   /* its tensor died */
+        if (!e->storage) {
+            if (!spare || spare->storage) spare = e;
+            continue;
+        }
+        if (e->storage == t->storage && e->offset == t->offset && dnnl_memory_desc_equal(&e->from, from) &&
+            dnnl_memory_desc_equal(&e->to, to))
+            hit = e;
+        else if (!e->pins && (!spare || (spare->storage && e->used < spare->used)))
+            spare = e;   /* a free slot, else the least recently used unpinned one */
+    }
+    if (hit) {
+        if (hit->version != version) {
+            if (hit->pins || wc_fill(t, from, to, reorder, hit->buf)) goto done;   /* stale and in use: per call */
+            hit->version = version;
+        }
+        hit->pins++;
+        hit->used = wc_clock;
+        *pin = (int)(hit - wc);
+        out = hit->buf;
+        goto done;
+    }
+    if (!spare) goto done;
+    if (spare->storage) wc_drop(spare);
+    void *buf = nb__alloc(bytes);
+    if (!buf) {
+        nb_clear_error();   /* not fatal: the caller reorders per call */
+        goto done;
+    }
+    if (wc_fill(t, from, to, reorder, buf)) {
+        nb__free(buf, bytes);
+        goto done;
+    }
+    atomic_fetch_add_explicit(&t->storage->refcount, 1, memory_order_relaxed);
+    *spare = (wc_entry){.storage = t->storage, .offset = t->offset, .from = *from, .to = *to, .version = version,
+                        .buf = buf, .bytes = bytes, .pins = 1, .used = wc_clock};
+    *pin = (int)(spare - wc);
+    out = buf;
+done:
+    pthread_mutex_unlock(&wc_lock);
+    return out;
+}
+
+void nb__dnnl_weight_unpin(int pin) {
+    pthread_mutex_lock(&wc_lock);
+    NB_ASSERT(pin >= 0 && pin < WC_SLOTS && wc[pin].pins > 0);
+    wc[pin].pins--;
+    pthread_mutex_unlock(&wc_lock);
+}
+
+uint64_t nb__dnnl_weight_reorders(void) {
+    pthread_mutex_lock(&wc_lock);
+    uint64_t n = wc_reorders;
+    pthread_mutex_unlock(&wc_lock);
+    return n;
+}

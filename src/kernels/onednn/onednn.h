@@ -1,7 +1,8 @@
-/* onednn.h — shared plumbing of the oneDNN kernels: one CPU engine and
- * stream, status checks, and a primitive cache keyed by a byte key (shape,
- * strides, dtype, attributes), so the steady state of a training loop
- * creates no primitives. */
+/* onednn.h — shared plumbing of the oneDNN kernels: one CPU engine, a
+ * stream per thread, a primitive cache keyed by a word key (shape, strides,
+ * dtype, attributes, thread count), so the steady state of a training loop
+ * creates no primitives, and a weight cache that keeps a parameter's copy in
+ * a primitive's layout while the parameter's storage version is unchanged. */
 #ifndef NB_ONEDNN_INTERNAL_H
 #define NB_ONEDNN_INTERNAL_H
 
@@ -10,7 +11,14 @@
 #include "kernels/kernels.h"
 
 dnnl_engine_t nb__dnnl_engine(void);   /* NULL when oneDNN cannot start */
+/* This thread's in-order stream (oneDNN streams are not shared between
+ * threads, and the parallel backward executor runs kernels on several);
+ * NULL when it cannot be made. */
 dnnl_stream_t nb__dnnl_stream(void);
+/* The OpenMP threads a primitive made now would use. oneDNN sizes its work
+ * split when a primitive is created, so every cache key includes this: a
+ * primitive made for 1 thread is never run by a caller that has 2. */
+int nb__dnnl_threads(void);
 
 #define NB__DNNL_KEY_WORDS 64
 typedef struct nb__dnnl_key {
@@ -25,6 +33,21 @@ typedef struct nb__dnnl_key {
 dnnl_primitive_t nb__dnnl_cache_get(const nb__dnnl_key *k);
 dnnl_primitive_t nb__dnnl_cache_put(const nb__dnnl_key *k, dnnl_primitive_t p, bool *caller_owns);
 uint64_t nb__dnnl_cache_misses(void);
+
+/* The weight cache. A copy of t in the layout `to` (made by `reorder` from
+ * t's own layout `from`), kept across calls and remade only when t's storage
+ * version has moved: weights are reordered once per optimizer step, not once
+ * per call. Returns the copy's buffer, pinned until nb__dnnl_weight_unpin(*pin);
+ * NULL when it cannot be cached (too large, cache full of pinned copies, no
+ * memory) and the caller reorders per call. The entry holds a reference on
+ * t's storage, so a storage's address cannot be reused by a new tensor while
+ * its entry lives; entries whose storage nobody else holds are dropped on the
+ * next lookup. Writers of a weight must bump its version (nb_bump_version;
+ * the optimizers and in-place ops do). Thread-safe. */
+void *nb__dnnl_weight_get(const nb_tensor *t, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                          dnnl_primitive_t reorder, int *pin);
+void nb__dnnl_weight_unpin(int pin);
+uint64_t nb__dnnl_weight_reorders(void);   /* copies made or remade so far (tests) */
 
 void nb__onednn_matmul_register(void);
 

@@ -5,7 +5,8 @@
  * Transposed operands arrive as strides and are described to oneDNN as
  * strides (no copies). A batch dim broadcast with stride 0 becomes size 1
  * in that operand's descriptor, oneDNN's broadcast form. Primitives are
- * cached by (dims, strides); only memory objects are made per call.
+ * cached by (dims, strides, OpenMP threads); only memory objects are made
+ * per call.
  */
 #include "kernels/onednn/onednn.h"
 
@@ -87,6 +88,7 @@ static int onednn_matmul(const nb_kernel_args *a) {
             key.w[kw++] = strides[t][d];
         }
     }
+    key.w[kw++] = nb__dnnl_threads();   /* oneDNN splits the work when it creates the primitive */
     /* oneDNN needs a usable stride even on size-1 dims: give them the product
      * of the inner extent, which it ignores for indexing */
     for (int t = 0; t < 3; t++)
@@ -134,7 +136,8 @@ static int onednn_linear(const nb_kernel_args *a) {
     }
     nb__dnnl_key key;
     memset(&key, 0, sizeof key);
-    int64_t vals[] = {NB_OP_LINEAR, b != NULL, R, K, N, xs[0], xs[1], ws[0], ws[1], ys[0], ys[1], bs[1]};
+    int64_t vals[] = {NB_OP_LINEAR, b != NULL, R, K, N, xs[0], xs[1], ws[0], ws[1], ys[0], ys[1], bs[1],
+                      nb__dnnl_threads()};
     memcpy(key.w, vals, sizeof vals);
     const int64_t *dp[3] = {xd, wd, yd}, *sp[3] = {xs, ws, ys};
     void *ptrs[3] = {nb_data(x), nb_data(w), nb_data(y)};

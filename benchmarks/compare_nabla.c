@@ -1,0 +1,288 @@
+/* compare_nabla.c — nabla's side of benchmarks/compare: one workload, timed
+ * step by step, in a process of its own (so its peak RSS is nabla's alone).
+ *
+ * Workloads (shapes come from benchmarks/workloads.json through the command
+ * line, so the PyTorch side, compare_torch.py, runs exactly the same):
+ *   mlp_step     Linear-ReLU-Linear-ReLU-Linear (dims=784,512,256,10), batch,
+ *                cross-entropy, SGD(lr, momentum): zero_grad + forward +
+ *                backward + step.
+ *   cnn_step     examples/fashion_mnist_cnn.c's LeNet-like CNN (conv k×k c1
+ *                pad, ReLU, max-pool 2, conv c2, ReLU, max-pool 2, linear
+ *                hidden, ReLU, linear classes), same step and optimizer.
+ *   op_overhead  benchmarks/op_overhead.c's chain of `ops` add/mul/tanh on
+ *                1-element tensors, forward + backward (time per op).
+ *   branches     `branches` independent chains from one x (batch, width),
+ *                each `depth` × (matmul with its own W (width, width), tanh);
+ *                loss = sum of all outputs; zero_grad + forward + backward.
+ * Each rep runs inside its own scope; `warmup` untimed reps come first.
+ * clock=cpu times reps in process CPU time instead of wall time (on a shared
+ * machine, at 1 thread, that leaves out the time other processes took).
+ *
+ * Usage: compare_nabla WORKLOAD threads=N warmup=W reps=R [clock=wall|cpu] [key=value ...]
+ * Output, one machine-readable line (times in `unit`):
+ *   compare impl=nabla workload=mlp_step threads=1 unit=ms median=... min=...
+ *           max=... rss_kb=... times=t1,t2,...
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L  /* clock_gettime */
+#endif
+#include <nabla.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+enum { MAX_KV = 32, MAX_PARAMS = 64, MAX_BRANCH_W = 256 };
+
+typedef struct kv {
+    const char *key[MAX_KV];   /* borrowed from argv */
+    const char *val[MAX_KV];
+    int n;
+} kv;
+
+static const char *kv_get(const kv *a, const char *key, const char *def) {
+    for (int i = 0; i < a->n; i++)
+        if (!strcmp(a->key[i], key)) return a->val[i];
+    return def;
+}
+static long kv_int(const kv *a, const char *key, long def) {
+    const char *v = kv_get(a, key, NULL);
+    return v ? strtol(v, NULL, 10) : def;
+}
+static double kv_num(const kv *a, const char *key, double def) {
+    const char *v = kv_get(a, key, NULL);
+    return v ? strtod(v, NULL) : def;
+}
+
+static clockid_t clock_id = CLOCK_MONOTONIC;   /* clock=cpu: CLOCK_PROCESS_CPUTIME_ID */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(clock_id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- a workload: setup once, then step() per rep (0 or NB_E*) ---- */
+typedef struct bench {
+    nb_module *model;                 /* mlp_step, cnn_step */
+    nb_optimizer *opt;                /* mlp_step, cnn_step */
+    nb_tensor *x, *y;                 /* input, I64 targets (owned) */
+    nb_tensor *c1, *c2;               /* op_overhead constants (owned) */
+    nb_tensor *w[MAX_BRANCH_W];       /* branches weights (owned) */
+    int ops, branches, depth;         /* op_overhead, branches */
+} bench;
+
+static int train_step(bench *b) {
+    nb_optimizer_zero_grad(b->opt);
+    nb_tensor *loss = nb_cross_entropy(nb_module_forward(b->model, b->x), b->y);
+    if (!loss) return nb_last_error_code();
+    int rc = nb_backward(loss, NULL);
+    return rc ? rc : nb_optimizer_step(b->opt);
+}
+
+static int chain_step(bench *b) {
+    nb_zero_grad(b->x);
+    nb_tensor *y = b->x;
+    for (int i = 0; i < b->ops; i++) {
+        switch (i % 3) {
+        case 0: y = nb_add(y, b->c1); break;
+        case 1: y = nb_mul(y, b->c2); break;
+        default: y = nb_tanh(y); break;
+        }
+    }
+    return y ? nb_backward(y, NULL) : nb_last_error_code();
+}
+
+static int branches_step(bench *b) {
+    for (int i = 0; i < b->branches * b->depth; i++) nb_zero_grad(b->w[i]);
+    nb_tensor *loss = NULL;
+    for (int k = 0; k < b->branches; k++) {
+        nb_tensor *h = b->x;
+        for (int d = 0; d < b->depth; d++) h = nb_tanh(nb_matmul(h, b->w[k * b->depth + d]));
+        nb_tensor *s = nb_sum_all(h);
+        loss = loss ? nb_add(loss, s) : s;
+    }
+    return loss ? nb_backward(loss, NULL) : nb_last_error_code();
+}
+
+static int make_targets(bench *b, int64_t n, int64_t classes) {
+    int64_t *lab = malloc(sizeof *lab * (size_t)n);
+    if (!lab) return NB_ENOMEM;
+    for (int64_t i = 0; i < n; i++) lab[i] = (i * 7 + 3) % classes;
+    b->y = nb_from_data(NB_SHAPE(n), NB_I64, lab);
+    free(lab);
+    return b->y ? 0 : nb_last_error_code();
+}
+
+static int make_sgd(bench *b, const kv *a) {
+    if (!b->model) return nb_last_error_code();
+    nb_tensor *params[MAX_PARAMS];
+    int np = nb_module_parameters(b->model, params, MAX_PARAMS);
+    if (np < 0 || np > MAX_PARAMS) return np < 0 ? np : NB_ERANGE;
+    nb_sgd_opts so = {.lr = kv_num(a, "lr", 0.01), .momentum = kv_num(a, "momentum", 0.9)};
+    b->opt = nb_sgd(params, np, &so);
+    return b->opt ? 0 : nb_last_error_code();
+}
+
+static int setup_mlp(bench *b, const kv *a) {
+    int64_t dims[16];
+    int nd = 0;
+    const char *s = kv_get(a, "dims", "784,512,256,10");
+    for (char *end; *s && nd < 16; s = *end ? end + 1 : end) dims[nd++] = strtoll(s, &end, 10);
+    if (nd < 2) return NB_EINVAL;
+    int64_t batch = kv_int(a, "batch", 128);
+    nb_module *layers[32];
+    int nl = 0;
+    for (int i = 0; i + 1 < nd; i++) {
+        layers[nl++] = nb_linear_module(dims[i], dims[i + 1], true, (uint64_t)i + 1);
+        if (i + 2 < nd) layers[nl++] = nb_relu_module();
+    }
+    b->model = nb_sequential(nl, layers);
+    b->x = nb_randn(NB_SHAPE(batch, dims[0]), NB_F32, 11);
+    if (!b->x) return nb_last_error_code();
+    int rc = make_targets(b, batch, dims[nd - 1]);
+    return rc ? rc : make_sgd(b, a);
+}
+
+static int setup_cnn(bench *b, const kv *a) {
+    int64_t batch = kv_int(a, "batch", 64), c1 = kv_int(a, "c1", 32), c2 = kv_int(a, "c2", 64);
+    int64_t k = kv_int(a, "k", 5), pad = kv_int(a, "pad", 2), hidden = kv_int(a, "hidden", 128);
+    int64_t classes = kv_int(a, "classes", 10), img = kv_int(a, "image", 28);
+    int64_t side = ((img + 2 * pad - k + 1) / 2 + 2 * pad - k + 1) / 2;
+    nb_conv_opts po = {.padding = {pad, pad}};
+    nb_module *layers[10] = {
+        nb_conv2d_module(1, c1, k, k, &po, true, 1), nb_relu_module(), nb_maxpool2d_module(2, 2, NULL),
+        nb_conv2d_module(c1, c2, k, k, &po, true, 2), nb_relu_module(), nb_maxpool2d_module(2, 2, NULL),
+        nb_flatten_module(1, -1),
+        nb_linear_module(c2 * side * side, hidden, true, 3), nb_relu_module(),
+        nb_linear_module(hidden, classes, true, 4)};
+    b->model = nb_sequential(10, layers);
+    b->x = nb_randn(NB_SHAPE(batch, 1, img, img), NB_F32, 11);
+    if (!b->x) return nb_last_error_code();
+    int rc = make_targets(b, batch, classes);
+    return rc ? rc : make_sgd(b, a);
+}
+
+static int setup_chain(bench *b, const kv *a) {
+    b->ops = (int)kv_int(a, "ops", 200);
+    b->x = nb_full(NB_SHAPE(1), NB_F32, 0.5);
+    b->c1 = nb_full(NB_SHAPE(1), NB_F32, 0.1);
+    b->c2 = nb_full(NB_SHAPE(1), NB_F32, 0.9);
+    if (!b->x || !b->c1 || !b->c2) return nb_last_error_code();
+    return nb_set_requires_grad(b->x, true);
+}
+
+static int setup_branches(bench *b, const kv *a) {
+    int64_t batch = kv_int(a, "batch", 64), width = kv_int(a, "width", 256);
+    b->branches = (int)kv_int(a, "branches", 8);
+    b->depth = (int)kv_int(a, "depth", 4);
+    if (b->branches < 1 || b->depth < 1 || b->branches * b->depth > MAX_BRANCH_W) return NB_ERANGE;
+    b->x = nb_randn(NB_SHAPE(batch, width), NB_F32, 11);
+    if (!b->x) return nb_last_error_code();
+    double scale = 1.0 / sqrt((double)width);
+    for (int i = 0; i < b->branches * b->depth; i++) {
+        nb_tensor *w = nb_empty(NB_SHAPE(width, width), NB_F32);
+        if (!w || nb_init_uniform(w, -scale, scale, 100 + (uint64_t)i)) {
+            nb_release(w);
+            return nb_last_error_code();
+        }
+        b->w[i] = w;
+        int rc = nb_set_requires_grad(w, true);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void bench_free(bench *b) {
+    nb_optimizer_free(b->opt);
+    nb_module_free(b->model);
+    nb_release(b->x);
+    nb_release(b->y);
+    nb_release(b->c1);
+    nb_release(b->c2);
+    for (int i = 0; i < MAX_BRANCH_W; i++) nb_release(b->w[i]);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: compare_nabla mlp_step|cnn_step|op_overhead|branches threads=N warmup=W reps=R "
+                        "[key=value ...]\n");
+        return 2;
+    }
+    const char *name = argv[1];
+    kv a = {.n = 0};
+    for (int i = 2; i < argc && a.n < MAX_KV; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq) continue;
+        *eq = '\0';
+        a.key[a.n] = argv[i];
+        a.val[a.n++] = eq + 1;
+    }
+    int threads = (int)kv_int(&a, "threads", 1), warmup = (int)kv_int(&a, "warmup", 5);
+    int reps = (int)kv_int(&a, "reps", 20);
+    if (reps < 1) reps = 1;
+    if (!strcmp(kv_get(&a, "clock", "wall"), "cpu")) clock_id = CLOCK_PROCESS_CPUTIME_ID;
+    nb_init_opts io = {.num_threads = threads, .isa = NULL, .abort_on_error = -1};
+    if (nb_init(&io) != 0) {
+        fprintf(stderr, "compare_nabla: nb_init: %s\n", nb_last_error());
+        return 1;
+    }
+    bench b;
+    memset(&b, 0, sizeof b);
+    int (*step)(bench *) = NULL;
+    int rc = NB_EINVAL;
+    double per = 1e3;   /* seconds -> unit */
+    const char *unit = "ms";
+    if (!strcmp(name, "mlp_step")) rc = setup_mlp(&b, &a), step = train_step;
+    else if (!strcmp(name, "cnn_step")) rc = setup_cnn(&b, &a), step = train_step;
+    else if (!strcmp(name, "branches")) rc = setup_branches(&b, &a), step = branches_step;
+    else if (!strcmp(name, "op_overhead")) {
+        rc = setup_chain(&b, &a), step = chain_step, unit = "us_per_op";
+        per = 1e6 / (b.ops > 0 ? b.ops : 1);
+    } else {
+        fprintf(stderr, "compare_nabla: unknown workload '%s'\n", name);
+        nb_shutdown();
+        return 2;
+    }
+    double *times = malloc(sizeof *times * (size_t)reps);
+    if (rc || !times) goto fail;
+    for (int i = 0; i < warmup + reps; i++) {
+        double t0 = now_s();
+        nb_scope_begin();
+        rc = step(&b);
+        nb_scope_end();
+        double t1 = now_s();
+        if (rc) goto fail;
+        if (i >= warmup) times[i - warmup] = (t1 - t0) * per;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("compare impl=nabla workload=%s threads=%d unit=%s", name, nb_num_threads(), unit);
+    double *sorted = malloc(sizeof *sorted * (size_t)reps);
+    if (!sorted) goto fail;
+    memcpy(sorted, times, sizeof *times * (size_t)reps);
+    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
+    double med = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
+    printf(" median=%.4f min=%.4f max=%.4f rss_kb=%ld times=", med, sorted[0], sorted[reps - 1], ru.ru_maxrss);
+    for (int i = 0; i < reps; i++) printf("%s%.4f", i ? "," : "", times[i]);
+    printf("\n");
+    free(sorted);
+    free(times);
+    bench_free(&b);
+    nb_shutdown();
+    return 0;
+
+fail:
+    fprintf(stderr, "compare_nabla: %s: %s\n", name, rc ? nb_last_error() : "out of memory");
+    free(times);
+    bench_free(&b);
+    nb_shutdown();
+    return 1;
+}

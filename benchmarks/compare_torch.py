@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""compare_torch.py — PyTorch's side of benchmarks/compare, one workload per
+process (so ru_maxrss is PyTorch's own), the same workloads and arguments as
+benchmarks/compare_nabla.c (see that file for what each one does):
+
+  mlp_step, cnn_step   zero_grad + forward + cross_entropy + backward +
+                       SGD(lr, momentum).step()
+  op_overhead          the chain of `ops` add/mul/tanh on 1-element tensors,
+                       forward + backward, time per op
+  branches             `branches` chains of `depth` × (matmul, tanh) from one
+                       x; loss = sum of all outputs; zero_grad + fwd + bwd
+
+Usage: /usr/bin/python3 compare_torch.py WORKLOAD threads=N warmup=W reps=R [clock=wall|cpu] [key=value ...]
+Prints compare_nabla's line with impl=pytorch. Exits 2 (message on stderr)
+when torch cannot be imported.
+"""
+import resource
+import statistics
+import sys
+import time
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:  # benchmarks/compare reports the skip
+    print(f"compare_torch: torch not available ({e})", file=sys.stderr)
+    sys.exit(2)
+
+
+def targets(n, classes):
+    return torch.tensor([(i * 7 + 3) % classes for i in range(n)], dtype=torch.int64)
+
+
+def train_setup(model, a, x, classes):
+    opt = torch.optim.SGD(model.parameters(), lr=float(a.get("lr", 0.01)),
+                          momentum=float(a.get("momentum", 0.9)))
+    y = targets(x.shape[0], classes)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def setup_mlp(a):
+    dims = [int(d) for d in a.get("dims", "784,512,256,10").split(",")]
+    layers = []
+    for i in range(len(dims) - 1):
+        layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+        if i + 2 < len(dims):
+            layers.append(torch.nn.ReLU())
+    x = torch.randn(int(a.get("batch", 128)), dims[0])
+    return train_setup(torch.nn.Sequential(*layers), a, x, dims[-1])
+
+
+def setup_cnn(a):
+    g = {k: int(a.get(k, d)) for k, d in
+         dict(batch=64, c1=32, c2=64, k=5, pad=2, hidden=128, classes=10, image=28).items()}
+    side = ((g["image"] + 2 * g["pad"] - g["k"] + 1) // 2 + 2 * g["pad"] - g["k"] + 1) // 2
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, g["c1"], g["k"], padding=g["pad"]), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(g["c1"], g["c2"], g["k"], padding=g["pad"]), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(g["c2"] * side * side, g["hidden"]), torch.nn.ReLU(),
+        torch.nn.Linear(g["hidden"], g["classes"]))
+    x = torch.randn(g["batch"], 1, g["image"], g["image"])
+    return train_setup(model, a, x, g["classes"])
+
+
+def setup_chain(a):
+    ops = int(a.get("ops", 200))
+    x = torch.full((1,), 0.5, requires_grad=True)
+    c1 = torch.full((1,), 0.1)
+    c2 = torch.full((1,), 0.9)
+
+    def step():
+        x.grad = None
+        y = x
+        for i in range(ops):
+            k = i % 3
+            if k == 0:
+                y = torch.add(y, c1)
+            elif k == 1:
+                y = torch.mul(y, c2)
+            else:
+                y = torch.tanh(y)
+        y.backward()
+    return step, ops
+
+
+def setup_branches(a):
+    batch, width = int(a.get("batch", 64)), int(a.get("width", 256))
+    nbr, depth = int(a.get("branches", 8)), int(a.get("depth", 4))
+    x = torch.randn(batch, width)
+    bound = 1.0 / width ** 0.5
+    ws = [torch.empty(width, width).uniform_(-bound, bound).requires_grad_() for _ in range(nbr * depth)]
+
+    def step():
+        for w in ws:
+            w.grad = None
+        loss = None
+        for k in range(nbr):
+            h = x
+            for d in range(depth):
+                h = torch.tanh(h @ ws[k * depth + d])
+            s = h.sum()
+            loss = s if loss is None else loss + s
+        loss.backward()
+    return step
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: compare_torch.py WORKLOAD threads=N warmup=W reps=R [key=value ...]", file=sys.stderr)
+        return 2
+    name = sys.argv[1]
+    a = dict(arg.split("=", 1) for arg in sys.argv[2:] if "=" in arg)
+    threads, warmup, reps = int(a.get("threads", 1)), int(a.get("warmup", 5)), max(1, int(a.get("reps", 20)))
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    unit, per = "ms", 1e3
+    if name == "mlp_step":
+        step = setup_mlp(a)
+    elif name == "cnn_step":
+        step = setup_cnn(a)
+    elif name == "branches":
+        step = setup_branches(a)
+    elif name == "op_overhead":
+        step, ops = setup_chain(a)
+        unit, per = "us_per_op", 1e6 / max(ops, 1)
+    else:
+        print(f"compare_torch: unknown workload '{name}'", file=sys.stderr)
+        return 2
+    clock = time.process_time if a.get("clock", "wall") == "cpu" else time.perf_counter
+    times = []
+    for i in range(warmup + reps):
+        t0 = clock()
+        step()
+        t1 = clock()
+        if i >= warmup:
+            times.append((t1 - t0) * per)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"compare impl=pytorch workload={name} threads={torch.get_num_threads()} unit={unit} "
+          f"median={statistics.median(times):.4f} min={min(times):.4f} max={max(times):.4f} rss_kb={rss} "
+          f"times={','.join(f'{t:.4f}' for t in times)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

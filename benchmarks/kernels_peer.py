@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""kernels_peer.py — PyTorch on the workloads of benchmarks/kernels.c, at 1
+thread and at all threads (the cores in the affinity mask), printing the same
+machine-readable lines with impl=torch:
+
+    bench wl=add threads=1 impl=torch kernel=torch-1.13.0 ms=12.345 rate=16.31 unit=GB/s
+
+Workloads, sizes, byte/FLOP counts and timing (median of reps calls after one
+warm-up) are those of kernels.c: add/relu/exp into a fresh output on 16M
+floats; dropout (p 0.5) likewise; one SGD (momentum 0.9) and one Adam step on
+a 4M-float parameter (single-tensor code, foreach=False); softmax and layer_norm fwd+bwd on [4096, 1024]; matmul 256/1024/2048;
+conv1/conv2 fwd+bwd of the LeNet convs (batch 64, pad 2, bias; conv1's input
+takes no gradient). Gradients are reset to None before each call, as nabla's
+nb_zero_grad drops them.
+
+Usage: kernels_peer.py [reps (default 10)] [only: workloads whose name contains it]
+"""
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+BIG = 16 * 1024 * 1024
+ROWS, COLS = 4096, 1024
+
+
+def mmf(n):
+    return 2.0 * n * n * n
+
+
+def convf(n, ci, co, hw, k):
+    return 2.0 * n * co * hw * hw * ci * k * k
+
+
+def median_ms(fn, reps):
+    fn()  # warm-up
+    t = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1e3)
+    t.sort()
+    return t[len(t) // 2]
+
+
+def main():
+    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    only = sys.argv[2] if len(sys.argv) > 2 else ""
+    reps = reps if reps > 0 else 10
+    allt = len(os.sched_getaffinity(0))
+    torch.manual_seed(0)
+    a, b = torch.randn(BIG), torch.randn(BIG)
+    sx = torch.randn(ROWS, COLS, requires_grad=True)
+    sg = torch.randn(ROWS, COLS)
+    lw = torch.randn(COLS, requires_grad=True)
+    lb = torch.randn(COLS, requires_grad=True)
+    mm = {n: (torch.randn(n, n), torch.randn(n, n)) for n in (256, 1024, 2048)}
+    params = []
+    for i in range(2):
+        p = torch.randn(ROWS * COLS, requires_grad=True)
+        p.grad = torch.randn(ROWS * COLS)
+        params.append(p)
+    sgd = torch.optim.SGD([params[0]], lr=1e-3, momentum=0.9, foreach=False)
+    adam = torch.optim.Adam([params[1]], lr=1e-3, foreach=False)
+    convs = {}
+    for name, (n, ci, co, hw, k, need_dx) in {"conv1_fwd_bwd": (64, 1, 32, 28, 5, False),
+                                              "conv2_fwd_bwd": (64, 32, 64, 14, 5, True)}.items():
+        x = torch.randn(n, ci, hw, hw, requires_grad=need_dx)
+        w = (torch.randn(co, ci, k, k) * 0.1).requires_grad_()
+        bias = torch.randn(co, requires_grad=True)
+        g = torch.randn(n, co, hw, hw)
+        convs[name] = (x, w, bias, g, (3 if need_dx else 2) * convf(n, ci, co, hw, k))
+
+    def fwd_bwd(leaves, f, g):
+        def call():
+            for t in leaves:
+                t.grad = None
+            f().backward(g)
+        return call
+
+    # name -> (call, amount, unit, reps divisor)
+    wl = {
+        "add": (lambda: torch.add(a, b), 3.0 * 4 * BIG, "GB/s", 1),
+        "relu": (lambda: torch.relu(a), 2.0 * 4 * BIG, "GB/s", 1),
+        "exp": (lambda: torch.exp(a), 2.0 * 4 * BIG, "GB/s", 1),
+        "dropout": (lambda: F.dropout(a, 0.5, True), 2.0 * 4 * BIG, "GB/s", 1),
+        "sgd_step": (sgd.step, 5.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "adam_step": (adam.step, 7.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "softmax_fwd_bwd": (fwd_bwd([sx], lambda: torch.softmax(sx, 1), sg), 5.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "layer_norm_fwd_bwd": (fwd_bwd([sx, lw, lb], lambda: F.layer_norm(sx, (COLS,), lw, lb), sg),
+                               5.0 * 4 * ROWS * COLS, "GB/s", 1),
+    }
+    for n, div in ((256, 1), (1024, 2), (2048, 4)):
+        x, y = mm[n]
+        wl["matmul_%d" % n] = ((lambda x=x, y=y: x @ y), mmf(n), "GFLOP/s", div)
+    for name, (x, w, bias, g, flops) in convs.items():
+        leaves = [t for t in (x, w, bias) if t.requires_grad]
+        call = fwd_bwd(leaves, (lambda x=x, w=w, bias=bias: F.conv2d(x, w, bias, padding=2)), g)
+        wl[name] = (call, flops, "GFLOP/s", 1 if name == "conv1_fwd_bwd" else 2)
+
+    for nt in ([1, allt] if allt > 1 else [1]):
+        torch.set_num_threads(nt)
+        for name, (call, amount, unit, div) in wl.items():
+            if only and only not in name:
+                continue
+            ms = median_ms(call, max(1, reps // div))
+            print("bench wl=%s threads=%d impl=torch kernel=torch-%s ms=%.3f rate=%.2f unit=%s"
+                  % (name, nt, torch.__version__, ms, amount / (ms * 1e-3) * 1e-9, unit), flush=True)
+
+
+if __name__ == "__main__":
+    main()

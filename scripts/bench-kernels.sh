@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# bench-kernels.sh — the kernel table in one command: builds nabla (release),
+# runs benchmarks/kernels (every kernel variant, oneDNN called directly, the
+# memcpy bandwidth) and benchmarks/kernels_peer.py (PyTorch) at 1 thread and
+# all threads, prints a Markdown table of the rates and the same-run ratios,
+# and writes it into the "Kernels" section of benchmarks/README.md with the
+# date and the machine.
+#
+# Usage: scripts/bench-kernels.sh [builddir (default: build-release)] [reps (default: 10)]
+# Env: ONLY=<substring> runs only the workloads whose name contains it (the
+# README is then left alone); NO_README=1 prints without writing.
+# The peer is skipped, with a note in the table, when /usr/bin/python3 cannot
+# import torch (Debian: apt-get install python3-torch).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+builddir="${1:-build-release}"
+reps="${2:-10}"
+only="${ONLY:-}"
+
+if [ ! -f "$builddir/build.ninja" ]; then
+    meson setup "$builddir" --buildtype=release >/dev/null
+else
+    meson configure "$builddir" -Dbuildtype=release -Db_ndebug=if-release >/dev/null
+fi
+ninja -C "$builddir" benchmarks/kernels >/dev/null
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+"$builddir/benchmarks/kernels" "$reps" "$only" | tee "$tmp/ours.txt"
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    /usr/bin/python3 benchmarks/kernels_peer.py "$reps" "$only" | tee "$tmp/peer.txt"
+else
+    echo "peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"
+    : >"$tmp/peer.txt"
+fi
+
+write=1
+if [ -n "$only" ] || [ -n "${NO_README:-}" ]; then write=0; fi
+python3 - "$tmp/ours.txt" "$tmp/peer.txt" benchmarks/README.md "$write" "$reps" <<'EOF'
+import datetime, os, platform, re, sys
+
+ours_f, peer_f, readme, write, reps = sys.argv[1:6]
+
+def parse(path):
+    rows, info = [], {}
+    for line in open(path):
+        kv = dict(re.findall(r"(\w+)=(\S+)", line))
+        if line.startswith("bench "):
+            rows.append(kv)
+        elif line.startswith("info "):
+            info = kv
+    return rows, info
+
+ours, info = parse(ours_f)
+peer, _ = parse(peer_f)
+best = info.get("best_isa", "avx2")
+isas = [i for i in ("ref", "avx2", "avx512") if any(r["impl"] == i for r in ours)]
+rate = {}    # (wl, threads, impl) -> (rate, kernel)
+for r in ours + peer:
+    rate[(r["wl"], r["threads"], r["impl"])] = (float(r["rate"]), r["kernel"])
+order = []
+for r in ours:
+    if (r["wl"], r["threads"]) not in order:
+        order.append((r["wl"], r["threads"]))
+units = {r["wl"]: r["unit"] for r in ours}
+
+def cell(key):
+    v = rate.get(key)
+    return "%.3g" % v[0] if v else "–"
+
+def ratio(a, b):
+    x, y = rate.get(a), rate.get(b)
+    return "%.2f" % (x[0] / y[0]) if x and y and y[0] > 0 else "–"
+
+head = ["workload", "thr", "unit"] + isas + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
+        "ours/PyTorch", "ours/oneDNN", "ours/copy", "ours = kernel"]
+lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+for wl, th in order:
+    ours_k = (wl, th, best)
+    elem = wl in ("add", "relu", "exp", "dropout")
+    mc = (wl, th, "memcpy")
+    row = [wl, th, units[wl]] + [cell((wl, th, i)) for i in isas]
+    row += [cell((wl, th, "onednn_direct")), cell((wl, th, "onednn_plain")),
+            cell(mc) if elem else "", cell((wl, th, "torch")),
+            ratio(ours_k, (wl, th, "torch")), ratio(ours_k, (wl, th, "onednn_direct")),
+            ratio((wl, th, "paired"), mc) if elem else "", rate.get(ours_k, (0, "?"))[1]]
+    lines.append("| " + " | ".join(row) + " |")
+table = "\n".join(lines)
+
+cpu = info.get("cpu", "?").replace("_", " ")
+date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
+torch_v = peer[0]["kernel"] if peer else "not installed"
+section = f"""## Kernels
+
+Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/kernels` and
+`benchmarks/kernels_peer.py`, rewrites this section). Last run: {date} on {cpu}
+({info.get('threads', '?')} threads, best ISA {best}, {platform.machine()}, Linux {platform.release()}),
+PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median).
+
+Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm
+fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 4M otherwise)
+or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
+chose is named in the last column for the best cap, "ours"). `oneDNN direct`: the dnnl primitives
+called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop);
+`oneDNN plain`: the same conv on plain NCHW memory. `memcpy`: the copy bandwidth (16M floats into a
+warm buffer), timed in alternation with ours for `ours/copy`.
+Ratios are rate ratios measured in the same run (above 1: ours is faster). The machine is shared
+and noisy: read ratios, repeat before trusting a single figure.
+
+Targets (issue "Fast kernels"): add/relu/exp ≥ 0.85 of copy; softmax, layer_norm ≥ 1.5× PyTorch;
+matmul ≥ 0.95 of oneDNN; conv fwd+bwd ≥ 0.90 of oneDNN direct.
+
+{table}
+"""
+print()
+print(section)
+if write != "1":
+    sys.exit(0)
+text = open(readme).read() if os.path.exists(readme) else "# Benchmarks\n\nEach section is written by the command it names.\n"
+m = re.search(r"^## Kernels\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+if m:
+    text = text[:m.start()] + section + ("\n" if text[m.end():] else "") + text[m.end():]
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(readme, "w").write(text)
+print(f"written: {readme}")
+EOF

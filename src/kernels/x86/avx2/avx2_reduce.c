@@ -1,0 +1,442 @@
+/* avx2_reduce.c — AVX2+FMA kernels of the F32 reductions: sum, amax/amin,
+ * argmax/argmin, var/std (variants of ref_reduce.c and ref_reduce_full.c,
+ * same arguments: in[0] (d0..dn) -> out of the same rank, size 1 on reduced
+ * dims; scalar[0] the correction of var/std).
+ *
+ * Layouts served (after dropping size-1 dims and merging neighbouring dims
+ * of the same kind, kept or reduced, that are contiguous in memory):
+ *   inner: the reduced dims form one block of stride 1: a contiguous row per
+ *          kept index (the kept dims, before or after it, any strides);
+ *   outer: one reduced block of any stride, and the last kept block has
+ *          stride 1: each of its rows is folded into a vector accumulator
+ *          ([M, N] -> [1, N], [B, M, N] -> [B, 1, N], or a transposed input).
+ * out must be contiguous. Anything else declines to ref.
+ *
+ * Precision: sums (sum, the mean and the squared deviations of var) are
+ * accumulated in double, as ref does, so the F32 result is within about one
+ * rounding of ref's (the order differs: error <= n * 2^-53 * sum|x| before
+ * the final rounding). max/min and the arg forms are exact. NaN: amax/amin
+ * give NaN when a slice holds one; argmax/argmin return the first NaN, else
+ * the first extreme, as ref and PyTorch.
+ *
+ * Threads: rows (or column blocks of the outer layout) are split among
+ * threads, each computed whole by one thread. A full reduction of one long
+ * row is cut into blocks that depend only on its length, and the blocks'
+ * partials are combined in block order: results never depend on the thread
+ * count.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "vmath.h"
+
+/* ---- a double-precision helper (vmath.h has the F32 ones) ---- */
+
+static inline double hsum_pd(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* ---- spans: one contiguous run of floats ---- */
+
+/* sum of p[0..n) in double. */
+static double sum_span(const float *p, int64_t n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)));
+        a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)));
+        a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)));
+    }
+    for (; i + 4 <= n; i += 4) a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
+    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* sum of (p[i] - mean)^2 in double. */
+static double ss_span(const float *p, int64_t n, double mean) {
+    __m256d m = _mm256_set1_pd(mean), a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), m);
+        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)), m);
+        __m256d d2 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)), m);
+        __m256d d3 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)), m);
+        a0 = _mm256_fmadd_pd(d0, d0, a0);
+        a1 = _mm256_fmadd_pd(d1, d1, a1);
+        a2 = _mm256_fmadd_pd(d2, d2, a2);
+        a3 = _mm256_fmadd_pd(d3, d3, a3);
+    }
+    for (; i + 4 <= n; i += 4) {
+        __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), m);
+        a0 = _mm256_fmadd_pd(d, d, a0);
+    }
+    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    for (; i < n; i++) s += ((double)p[i] - mean) * ((double)p[i] - mean);
+    return s;
+}
+
+/* One step of a NaN-sticky max (mn: min): a NaN in x or acc stays. */
+static inline __m256 ext_step(__m256 acc, __m256 x, bool mn) {
+    __m256 e = mn ? _mm256_min_ps(x, acc) : _mm256_max_ps(x, acc);   /* acc when either is NaN */
+    return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* max (mn: min) of p[0..n); NaN when any is; -inf (inf) when n is 0. */
+static float ext_span(const float *p, int64_t n, bool mn) {
+    __m256 a0 = _mm256_set1_ps(mn ? INFINITY : -INFINITY), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = ext_step(a0, _mm256_loadu_ps(p + i), mn);
+        a1 = ext_step(a1, _mm256_loadu_ps(p + i + 8), mn);
+        a2 = ext_step(a2, _mm256_loadu_ps(p + i + 16), mn);
+        a3 = ext_step(a3, _mm256_loadu_ps(p + i + 24), mn);
+    }
+    for (; i + 8 <= n; i += 8) a0 = ext_step(a0, _mm256_loadu_ps(p + i), mn);
+    if (i < n) {   /* masked-off lanes load 0: replace them by the identity */
+        __m256i k = nb__tail_mask((int)(n - i));
+        __m256 x = _mm256_blendv_ps(_mm256_set1_ps(mn ? INFINITY : -INFINITY), _mm256_maskload_ps(p + i, k),
+                                    _mm256_castsi256_ps(k));
+        a0 = ext_step(a0, x, mn);
+    }
+    a0 = ext_step(ext_step(a0, a1, mn), ext_step(a2, a3, mn), mn);
+    float v[8];
+    _mm256_storeu_ps(v, a0);
+    float r = v[0];
+    for (int j = 1; j < 8; j++) {
+        if (isnan(r)) break;
+        if (isnan(v[j]) || (mn ? v[j] < r : v[j] > r)) r = v[j];
+    }
+    return r;
+}
+
+/* Index of the first element of p[0..n) equal to v, or of the first NaN when
+ * v is NaN; n when none (cannot happen for v from ext_span). */
+static int64_t find_span(const float *p, int64_t n, float v) {
+    bool nan = isnan(v);
+    __m256 vv = _mm256_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(p + i);
+        int m = _mm256_movemask_ps(nan ? _mm256_cmp_ps(x, x, _CMP_UNORD_Q) : _mm256_cmp_ps(x, vv, _CMP_EQ_OQ));
+        if (m) return i + __builtin_ctz((unsigned)m);
+    }
+    for (; i < n; i++)
+        if (nan ? isnan(p[i]) : p[i] == v) return i;
+    return n;
+}
+
+/* argmax (mn: argmin) of p[0..n): the first NaN, else the first extreme; 0
+ * when n is 0. *val gets the value there. */
+static int64_t arg_span(const float *p, int64_t n, bool mn, float *val) {
+    if (n == 0) {
+        *val = NAN;
+        return 0;
+    }
+    *val = ext_span(p, n, mn);
+    return find_span(p, n, *val);
+}
+
+/* ---- layout ---- */
+
+enum { RG_INNER, RG_OUTER };
+
+typedef struct rgeo {
+    int kind;                        /* RG_INNER or RG_OUTER */
+    int nk;                          /* kept blocks (outer: but the last) */
+    int64_t kshape[NB_MAX_DIMS];     /* their sizes, in dim order */
+    int64_t kstride[NB_MAX_DIMS];    /* their strides in in[0] */
+    int64_t nk1;                     /* product of kshape */
+    int64_t rlen, rstride;           /* the reduced block: elements, stride */
+    int64_t n2;                      /* outer: size of the last kept block (stride 1); inner: 1 */
+} rgeo;
+
+/* Reads the call's layout; false when it is not one this file serves. */
+static bool rgeo_init(rgeo *g, const nb_tensor *in, const nb_tensor *out) {
+    if (in->dtype != NB_DTYPE_F32 || out->ndim != in->ndim || !nb_is_contiguous(out)) return false;
+    int64_t sz[NB_MAX_DIMS], sd[NB_MAX_DIMS];
+    bool red[NB_MAX_DIMS];
+    int n = 0;
+    memset(g, 0, sizeof *g);
+    g->nk1 = g->rlen = g->n2 = 1;
+    g->rstride = 1;
+    bool empty = in->numel == 0;
+    for (int d = 0; d < in->ndim; d++) {
+        bool r = out->shape[d] != in->shape[d] || in->shape[d] == 1;
+        if (r && out->shape[d] != 1) return false;
+        if (in->shape[d] == 1) continue;
+        if (empty) {   /* no data to address: only the slice count and length matter */
+            if (r) g->rlen *= in->shape[d];
+            else g->kshape[g->nk++] = in->shape[d], g->nk1 *= in->shape[d];
+            continue;
+        }
+        if (n > 0 && red[n - 1] == r && sd[n - 1] == in->stride[d] * in->shape[d]) {
+            sz[n - 1] *= in->shape[d];
+            sd[n - 1] = in->stride[d];
+            continue;
+        }
+        sz[n] = in->shape[d];
+        sd[n] = in->stride[d];
+        red[n++] = r;
+    }
+    if (empty) return true;
+    int nred = 0, at = -1;
+    for (int i = 0; i < n; i++)
+        if (red[i]) nred++, at = i;
+    if (nred > 1) return false;
+    int lastk = -1;   /* the last kept block: the vector dim of the outer layout */
+    for (int i = 0; i < n; i++)
+        if (!red[i]) lastk = i;
+    if (nred == 1) {
+        g->rlen = sz[at];
+        g->rstride = sd[at];
+        if (sd[at] == 1) g->kind = RG_INNER;
+        else if (lastk >= 0 && sd[lastk] == 1) g->kind = RG_OUTER, g->n2 = sz[lastk];
+        else return false;
+    }
+    for (int i = 0; i < n; i++) {
+        if (red[i] || (g->kind == RG_OUTER && i == lastk)) continue;
+        g->kshape[g->nk] = sz[i];
+        g->kstride[g->nk++] = sd[i];
+        g->nk1 *= sz[i];
+    }
+    return true;
+}
+
+/* Element offset of kept index k (C order of the kept blocks in rgeo). */
+static inline int64_t kept_off(const rgeo *g, int64_t k) {
+    if (g->nk == 1) return k * g->kstride[0];
+    int64_t off = 0;
+    for (int d = g->nk - 1; d >= 0; d--) {
+        off += (k % g->kshape[d]) * g->kstride[d];
+        k /= g->kshape[d];
+    }
+    return off;
+}
+
+/* ---- what each op does with a span and with the outer layout ---- */
+
+typedef enum rop { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_VAR, R_STD } rop;
+
+static double var_div(double ss, int64_t n, double corr) {
+    double div = (double)n - corr;
+    return ss / (div > 0 ? div : 0.0);   /* n 0: NaN, as ref */
+}
+
+/* The value of one contiguous slice (inner layout, one thread). */
+static void slice_value(rop op, const float *p, int64_t n, double corr, float *of, int64_t *oi) {
+    float v;
+    switch (op) {
+    case R_SUM: *of = (float)sum_span(p, n); break;
+    case R_MAX: *of = ext_span(p, n, false); break;
+    case R_MIN: *of = ext_span(p, n, true); break;
+    case R_ARGMAX: *oi = arg_span(p, n, false, &v); break;
+    case R_ARGMIN: *oi = arg_span(p, n, true, &v); break;
+    default: {
+        double mean = sum_span(p, n) / (double)n, var = var_div(ss_span(p, n, mean), n, corr);
+        *of = (float)(op == R_STD ? sqrt(var) : var);
+    }
+    }
+}
+
+/* A full reduction of one long contiguous row: fixed blocks (a function of
+ * n only), any thread per block, partials combined in block order. */
+#define FULL_MAXBLK 256
+#define FULL_MINBLK 8192
+
+static void full_value(rop op, const float *p, int64_t n, double corr, float *of, int64_t *oi) {
+    int64_t nb = (n + FULL_MINBLK - 1) / FULL_MINBLK;
+    if (nb > FULL_MAXBLK) nb = FULL_MAXBLK;
+    if (nb <= 1) {
+        slice_value(op, p, n, corr, of, oi);
+        return;
+    }
+    int64_t bs = ((n + nb - 1) / nb + 63) / 64 * 64;
+    nb = (n + bs - 1) / bs;
+    double part[FULL_MAXBLK];
+    float pv[FULL_MAXBLK];
+    int64_t pi[FULL_MAXBLK];
+    int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
+    bool var = op == R_VAR || op == R_STD;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t s = b * bs, e = s + bs < n ? s + bs : n;
+        if (op == R_SUM || var) part[b] = sum_span(p + s, e - s);
+        else if (op == R_MAX || op == R_MIN) pv[b] = ext_span(p + s, e - s, op == R_MIN);
+        else pi[b] = s + arg_span(p + s, e - s, op == R_ARGMIN, &pv[b]);
+    }
+    double acc = 0;
+    if (op == R_SUM || var)
+        for (int64_t b = 0; b < nb; b++) acc += part[b];
+    if (op == R_SUM) {
+        *of = (float)acc;
+        return;
+    }
+    if (var) {
+        double mean = acc / (double)n;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t s = b * bs, e = s + bs < n ? s + bs : n;
+            part[b] = ss_span(p + s, e - s, mean);
+        }
+        double ss = 0;
+        for (int64_t b = 0; b < nb; b++) ss += part[b];
+        double v = var_div(ss, n, corr);
+        *of = (float)(op == R_STD ? sqrt(v) : v);
+        return;
+    }
+    bool mn = op == R_MIN || op == R_ARGMIN;
+    int64_t best = 0;   /* the block holding the result: first NaN, else first extreme */
+    for (int64_t b = 1; b < nb && !isnan(pv[best]); b++)
+        if (isnan(pv[b]) || (mn ? pv[b] < pv[best] : pv[b] > pv[best])) best = b;
+    if (op == R_MAX || op == R_MIN) *of = pv[best];
+    else *oi = pi[best];
+}
+
+/* Outer layout: columns [c0, c0+w) of the K2 block, for kept index k1:
+ * out[k1*n2 + c] folds the rlen rows at stride rstride. w <= OUT_CW. */
+#define OUT_CW 256
+
+static void outer_block(rop op, const rgeo *g, const float *base, double corr, float *of, int64_t *oi, int64_t k1,
+                        int64_t c0, int64_t w) {
+    const float *p0 = base + kept_off(g, k1) + c0;
+    int64_t R = g->rlen, rs = g->rstride, o = k1 * g->n2 + c0, c;
+    if (op == R_SUM || op == R_VAR || op == R_STD) {
+        double acc[OUT_CW], ss[OUT_CW];
+        for (c = 0; c < w; c++) acc[c] = 0;
+        for (int64_t r = 0; r < R; r++) {
+            const float *p = p0 + r * rs;
+            for (c = 0; c + 8 <= w; c += 8) {
+                __m256 x = _mm256_loadu_ps(p + c);
+                _mm256_storeu_pd(acc + c,
+                                 _mm256_add_pd(_mm256_loadu_pd(acc + c), _mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+                _mm256_storeu_pd(acc + c + 4, _mm256_add_pd(_mm256_loadu_pd(acc + c + 4),
+                                                            _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+            }
+            for (; c < w; c++) acc[c] += p[c];
+        }
+        if (op == R_SUM) {
+            for (c = 0; c < w; c++) of[o + c] = (float)acc[c];
+            return;
+        }
+        for (c = 0; c < w; c++) {
+            acc[c] /= (double)R;   /* the mean */
+            ss[c] = 0;
+        }
+        for (int64_t r = 0; r < R; r++) {
+            const float *p = p0 + r * rs;
+            for (c = 0; c + 4 <= w; c += 4) {
+                __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + c)), _mm256_loadu_pd(acc + c));
+                _mm256_storeu_pd(ss + c, _mm256_fmadd_pd(d, d, _mm256_loadu_pd(ss + c)));
+            }
+            for (; c < w; c++) ss[c] += ((double)p[c] - acc[c]) * ((double)p[c] - acc[c]);
+        }
+        for (c = 0; c < w; c++) {
+            double v = var_div(ss[c], R, corr);
+            of[o + c] = (float)(op == R_STD ? sqrt(v) : v);
+        }
+        return;
+    }
+    bool mn = op == R_MIN || op == R_ARGMIN, arg = op == R_ARGMAX || op == R_ARGMIN;
+    float best[OUT_CW];   /* R >= 1: empty inputs never get here */
+    int32_t idx[OUT_CW];
+    memcpy(best, p0, sizeof(float) * (size_t)w);
+    memset(idx, 0, sizeof(int32_t) * (size_t)w);
+    for (int64_t r = 1; r < R; r++) {
+        const float *p = p0 + r * rs;
+        __m256i rv = _mm256_set1_epi32((int32_t)r);
+        for (c = 0; c + 8 <= w; c += 8) {
+            __m256 x = _mm256_loadu_ps(p + c), b = _mm256_loadu_ps(best + c);
+            if (!arg) {
+                _mm256_storeu_ps(best + c, ext_step(b, x, mn));
+                continue;
+            }
+            /* take x where it beats b, or is the first NaN (as ref's scalar loop) */
+            __m256 beat = mn ? _mm256_cmp_ps(x, b, _CMP_LT_OQ) : _mm256_cmp_ps(x, b, _CMP_GT_OQ);
+            __m256 xnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q), bnan = _mm256_cmp_ps(b, b, _CMP_UNORD_Q);
+            __m256 take = _mm256_or_ps(beat, _mm256_andnot_ps(bnan, xnan));
+            _mm256_storeu_ps(best + c, _mm256_blendv_ps(b, x, take));
+            __m256i id = _mm256_loadu_si256((const __m256i *)(idx + c));
+            id = _mm256_castps_si256(
+                _mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(rv), take));
+            _mm256_storeu_si256((__m256i *)(idx + c), id);
+        }
+        for (; c < w; c++) {
+            bool take = !isnan(best[c]) && (isnan(p[c]) || (mn ? p[c] < best[c] : p[c] > best[c]));
+            if (take) best[c] = p[c], idx[c] = (int32_t)r;
+        }
+    }
+    for (c = 0; c < w; c++) {
+        if (arg) oi[o + c] = idx[c];
+        else of[o + c] = best[c];
+    }
+}
+
+/* ---- the driver ---- */
+
+static int run(const nb_kernel_args *a, rop op) {
+    const nb_tensor *in = a->in[0];
+    nb_tensor *out = a->out;
+    bool arg = op == R_ARGMAX || op == R_ARGMIN;
+    if (out->dtype != (arg ? NB_DTYPE_I64 : NB_DTYPE_F32)) return NB_KERNEL_DECLINE;
+    rgeo g;
+    if (!rgeo_init(&g, in, out)) return NB_KERNEL_DECLINE;
+    if (g.kind == RG_OUTER && g.rlen > INT32_MAX) return NB_KERNEL_DECLINE;   /* int32 lane indices */
+    float *of = arg ? NULL : nb_data(out);
+    int64_t *oi = arg ? nb_data(out) : NULL;
+    const float *base = in->numel ? nb_data(in) : NULL;
+    double corr = a->scalar[0];
+    int64_t cnt = g.nk1 * g.n2;
+    if (cnt == 0) return 0;
+    if (in->numel == 0) {   /* empty slices: ref's values (sum 0, amax -inf, argmax 0, var NaN) */
+        for (int64_t k = 0; k < cnt; k++) slice_value(op, NULL, 0, corr, arg ? NULL : of + k, arg ? oi + k : NULL);
+        return 0;
+    }
+    int64_t work = g.nk1 * g.n2 * g.rlen * (op == R_VAR || op == R_STD ? 2 : 1);
+    if (g.kind == RG_INNER) {
+        if (g.nk1 == 1) {
+            full_value(op, base, g.rlen, corr, of, oi);
+            return 0;
+        }
+        int nt = nb__par_threads(work, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t k = 0; k < g.nk1; k++)
+            slice_value(op, base + kept_off(&g, k), g.rlen, corr, arg ? NULL : of + k, arg ? oi + k : NULL);
+        return 0;
+    }
+    int64_t nbk = (g.n2 + OUT_CW - 1) / OUT_CW, tasks = g.nk1 * nbk;
+    int nt = nb__par_threads(work, NB_GRAIN_ELEMENTWISE);
+    if (nt > tasks) nt = (int)tasks;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t k1 = t / nbk, c0 = (t % nbk) * OUT_CW;
+        int64_t w = g.n2 - c0 < OUT_CW ? g.n2 - c0 : OUT_CW;
+        outer_block(op, &g, base, corr, of, oi, k1, c0, w);
+    }
+    return 0;
+}
+
+static int avx2_sum(const nb_kernel_args *a) { return run(a, R_SUM); }
+static int avx2_amax(const nb_kernel_args *a) { return run(a, R_MAX); }
+static int avx2_amin(const nb_kernel_args *a) { return run(a, R_MIN); }
+static int avx2_argmax(const nb_kernel_args *a) { return run(a, R_ARGMAX); }
+static int avx2_argmin(const nb_kernel_args *a) { return run(a, R_ARGMIN); }
+static int avx2_var(const nb_kernel_args *a) { return run(a, R_VAR); }
+static int avx2_std(const nb_kernel_args *a) { return run(a, R_STD); }
+
+void nb__avx2_reduce_register(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_SUM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_sum", 10, avx2_sum},
+        {NB_OP_AMAX, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_amax", 10, avx2_amax},
+        {NB_OP_AMIN, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_amin", 10, avx2_amin},
+        {NB_OP_ARGMAX, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_argmax", 10, avx2_argmax},
+        {NB_OP_ARGMIN, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_argmin", 10, avx2_argmin},
+        {NB_OP_VAR, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_var", 10, avx2_var},
+        {NB_OP_STD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_std", 10, avx2_std},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+}

@@ -1,0 +1,350 @@
+/* pool.c — the runtime thread pool: N threads in all (the caller of nabla is
+ * one of them and helps while it waits), a priority queue of intrusive
+ * tasks, workers that spin briefly and then sleep, and the share of threads
+ * each running task may give its kernels.
+ *
+ * Workload: the parallel backward executor queues graph nodes whose cost
+ * goes from about a microsecond (an add of 100 floats) to milliseconds (a
+ * big matmul). One queue with one mutex is enough at that grain: a push or a
+ * pop holds the lock for tens of nanoseconds, and the executor runs one of
+ * the nodes a finished node makes ready itself, without the queue (so a
+ * chain never touches it). The queue is a binary max-heap on the task's
+ * priority (the executor uses the node's sequence number, so it follows the
+ * serial order where it can and frees memory in the same order).
+ *
+ * Sleeping: an idle worker polls the queue's size for SPIN_NS, then waits
+ * on `work_cv`; a submit signals as many sleepers as it queued tasks. A
+ * thread waiting for its own tasks to finish (nb__pool_wait) runs queued
+ * tasks meanwhile, then sleeps on `done_cv`, which nb__pool_done and
+ * submits (when no worker sleeps) signal.
+ *
+ * Threads for kernels (no oversubscription): `running` tasks each hold one
+ * thread and `extras` threads are lent out to their OpenMP teams; a task
+ * starting asks for size / (running + queued) threads and gets at most
+ * what is left (size - running - extras), at least its own. A task alone
+ * gets them all. OpenMP's thread count is a per-thread setting, so each
+ * worker sets it for itself; oneDNN follows it. A pinned worker starts its
+ * OpenMP team with its binding widened to the whole mask (team threads
+ * inherit the binding of the thread that creates them), once per team size.
+ */
+#include "runtime/pool.h"
+#include "runtime/profile.h"
+#include "nb_config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define SPIN_NS 30000   /* idle polling before sleeping: ~a few small nodes */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* the heap and the sleeper counts */
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER;  /* workers wait for tasks */
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;  /* waiters wait for their counter */
+static nb__task **heap;            /* max-heap on prio */
+static int heap_n, heap_cap;       /* used, allocated */
+static atomic_int queued;          /* heap_n, readable without the lock */
+static int sleeping_workers;       /* waiting on work_cv */
+static int sleeping_waiters;       /* waiting on done_cv */
+static bool stopping;              /* workers exit when the queue is empty */
+static pthread_t *threads;         /* nworkers worker threads */
+static int nworkers;
+static atomic_int size = 1;        /* threads in all */
+static atomic_int running;         /* tasks running now */
+static atomic_int extras;          /* threads lent to running tasks' kernels */
+static nb__pin pin_mode;           /* NB_PIN */
+static bool atfork_armed;          /* the child handler is installed */
+
+static _Thread_local int my_id;        /* 1..N-1 in a worker */
+static _Thread_local int my_slots;     /* pool size when this worker was bound */
+static _Thread_local bool my_bound;    /* this worker is pinned */
+#if NB_HAVE_OPENMP
+static _Thread_local int my_team;      /* OpenMP team size started with a wide binding */
+#endif
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* ---- the heap (lock held) ---- */
+static bool heap_push(nb__task *t) {
+    if (heap_n == heap_cap) {
+        int nc = heap_cap ? heap_cap * 2 : 256;
+        nb__task **h = realloc(heap, sizeof *h * (size_t)nc);
+        if (!h) return false;
+        heap = h;
+        heap_cap = nc;
+    }
+    int i = heap_n++;
+    while (i > 0 && heap[(i - 1) / 2]->prio < t->prio) {
+        heap[i] = heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    heap[i] = t;
+    atomic_store_explicit(&queued, heap_n, memory_order_relaxed);
+    return true;
+}
+
+static nb__task *heap_pop(void) {
+    if (!heap_n) return NULL;
+    nb__task *top = heap[0], *last = heap[--heap_n];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= heap_n) break;
+        if (c + 1 < heap_n && heap[c + 1]->prio > heap[c]->prio) c++;
+        if (heap[c]->prio <= last->prio) break;
+        heap[i] = heap[c];
+        i = c;
+    }
+    if (heap_n) heap[i] = last;
+    atomic_store_explicit(&queued, heap_n, memory_order_relaxed);
+    return top;
+}
+
+static nb__task *try_pop(void) {
+    if (atomic_load_explicit(&queued, memory_order_relaxed) == 0) return NULL;
+    NB_PROF_SYNC_BEGIN();
+    pthread_mutex_lock(&lock);
+    nb__task *t = heap_pop();
+    pthread_mutex_unlock(&lock);
+    NB_PROF_SYNC_END();
+    return t;
+}
+
+static void run_task(nb__task *t) {
+    atomic_fetch_add(&running, 1);
+    t->run(t);
+    atomic_fetch_sub(&running, 1);
+}
+
+/* ---- workers ---- */
+static void *worker_main(void *arg) {
+    my_id = (int)(intptr_t)arg;
+    my_slots = atomic_load(&size);
+    my_bound = nb__topo_bind(pin_mode, my_id, my_slots) >= 0;
+    nb_scope_begin();   /* the worker's outermost scope: tasks' scopes nest in it */
+    for (;;) {
+        nb__task *t = try_pop();
+        if (!t) {
+            NB_PROF_WAIT_BEGIN();
+            uint64_t until = now_ns() + SPIN_NS;
+            while (!atomic_load_explicit(&queued, memory_order_relaxed) && now_ns() < until) cpu_relax();
+            pthread_mutex_lock(&lock);
+            while (!heap_n && !stopping) {
+                sleeping_workers++;
+                pthread_cond_wait(&work_cv, &lock);
+                sleeping_workers--;
+            }
+            t = heap_pop();
+            pthread_mutex_unlock(&lock);
+            NB_PROF_WAIT_END();
+            if (!t) break;   /* stopping and nothing left */
+        }
+        run_task(t);
+    }
+    nb_scope_end();
+    return NULL;
+}
+
+void nb__pool_submit(nb__task *const *tasks, int n) {
+    if (n <= 0) return;
+    NB_PROF_SYNC_BEGIN();
+    pthread_mutex_lock(&lock);
+    int pushed = 0;
+    for (; pushed < n && heap_push(tasks[pushed]); pushed++) {
+    }
+    int wake = pushed < sleeping_workers ? pushed : sleeping_workers;
+    for (int i = 0; i < wake; i++) pthread_cond_signal(&work_cv);
+    if (pushed > wake && sleeping_waiters) pthread_cond_broadcast(&done_cv);
+    pthread_mutex_unlock(&lock);
+    NB_PROF_SYNC_END();
+    for (int i = pushed; i < n; i++) run_task(tasks[i]);   /* no memory for the queue: run here */
+}
+
+void nb__pool_wait(atomic_int *pending) {
+    while (atomic_load_explicit(pending, memory_order_acquire) > 0) {
+        nb__task *t = try_pop();
+        if (t) {
+            run_task(t);
+            continue;
+        }
+        NB_PROF_WAIT_BEGIN();
+        uint64_t until = now_ns() + SPIN_NS;
+        while (atomic_load_explicit(pending, memory_order_acquire) > 0 &&
+               !atomic_load_explicit(&queued, memory_order_relaxed) && now_ns() < until)
+            cpu_relax();
+        pthread_mutex_lock(&lock);
+        while (atomic_load_explicit(pending, memory_order_acquire) > 0 && !heap_n) {
+            sleeping_waiters++;
+            pthread_cond_wait(&done_cv, &lock);
+            sleeping_waiters--;
+        }
+        pthread_mutex_unlock(&lock);
+        NB_PROF_WAIT_END();
+    }
+}
+
+void nb__pool_done(void) {
+    pthread_mutex_lock(&lock);
+    if (sleeping_waiters) pthread_cond_broadcast(&done_cv);
+    pthread_mutex_unlock(&lock);
+}
+
+/* ---- threads for kernels ---- */
+int nb__pool_share_begin(int *saved) {
+    int n = atomic_load(&size);
+#if NB_HAVE_OPENMP
+    *saved = omp_get_max_threads();
+#else
+    *saved = 1;
+#endif
+    if (n <= 1) return 1;
+    int r = atomic_load(&running), q = atomic_load_explicit(&queued, memory_order_relaxed);
+    int contenders = r + q > 0 ? r + q : 1;
+    int want = n / contenders > 1 ? n / contenders : 1, take, e = atomic_load(&extras);
+    do {
+        int avail = n - (r > 0 ? r : 1) - e;
+        take = want - 1 < avail ? want - 1 : avail;
+        if (take < 0) take = 0;
+    } while (!atomic_compare_exchange_weak(&extras, &e, e + take));
+    int share = 1 + take;
+#if NB_HAVE_OPENMP
+    if (my_bound && share > my_team) {   /* see the top of the file */
+        nb__topo_widen();
+#pragma omp parallel num_threads(share)
+        {
+        }
+        nb__topo_rebind(pin_mode, my_id, my_slots);
+        my_team = share;
+    }
+    omp_set_num_threads(share);
+#endif
+    return share;
+}
+
+void nb__pool_share_end(int share, int saved) {
+    if (share > 1) atomic_fetch_sub(&extras, share - 1);
+#if NB_HAVE_OPENMP
+    omp_set_num_threads(saved);
+#else
+    (void)saved;
+#endif
+}
+
+/* ---- life cycle ---- */
+static void stop_workers(void) {
+    pthread_mutex_lock(&lock);
+    stopping = true;
+    pthread_cond_broadcast(&work_cv);
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < nworkers; i++) pthread_join(threads[i], NULL);
+    free(threads);
+    threads = NULL;
+    nworkers = 0;
+    stopping = false;
+}
+
+/* A forked child has none of the parent's workers: start again on demand. */
+static void after_fork_child(void) {
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&work_cv, NULL);
+    pthread_cond_init(&done_cv, NULL);
+    threads = NULL;   /* the parent's array: not ours to free */
+    nworkers = 0;
+    heap_n = 0;
+    atomic_store(&queued, 0);
+    sleeping_workers = sleeping_waiters = 0;
+    atomic_store(&running, 0);
+    atomic_store(&extras, 0);
+}
+
+static nb__pin read_pin(int threads_wanted) {
+    const char *e = getenv("NB_PIN");
+    nb__pin m = NB__PIN_COMPACT;
+    if (e && !strcasecmp(e, "none")) m = NB__PIN_NONE;
+    else if (e && !strcasecmp(e, "scatter")) m = NB__PIN_SCATTER;
+    if (threads_wanted > nb__topo_cores()) m = NB__PIN_NONE;   /* oversubscribed: let the OS place them */
+    return m;
+}
+
+int nb__pool_init(int n) {
+    if (n < 1) n = 1;
+    nb__topo_init();
+    nb__pin pin = read_pin(n);
+    if (n == atomic_load(&size) && nworkers == n - 1 && pin == pin_mode) return 0;
+    if (!atfork_armed) {
+        pthread_atfork(NULL, NULL, after_fork_child);
+        atfork_armed = true;
+    }
+    stop_workers();
+    pin_mode = pin;
+    atomic_store(&size, n);
+    int rc = 0;
+    if (n > 1) {
+        threads = calloc((size_t)n - 1, sizeof *threads);
+        if (!threads) rc = nb__err(NB_ENOMEM, "nb_init: out of memory for the thread pool");
+        for (int i = 1; threads && i < n; i++) {
+            if (pthread_create(&threads[nworkers], NULL, worker_main, (void *)(intptr_t)i)) {
+                rc = nb__err(NB_ENOMEM, "nb_init: could not start thread %d of the pool", i);
+                break;
+            }
+            nworkers++;
+        }
+    }
+    return rc;
+}
+
+void nb__pool_shutdown(void) {
+    stop_workers();
+    pthread_mutex_lock(&lock);
+    free(heap);
+    heap = NULL;
+    heap_n = heap_cap = 0;
+    atomic_store(&queued, 0);
+    pthread_mutex_unlock(&lock);
+    atomic_store(&size, 1);
+    nb__topo_free();
+}
+
+nb__backward_mode nb__backward = NB__BACKWARD_PARALLEL;
+
+void nb__pool_settings(void) {
+    const char *e = getenv("NB_BACKWARD");
+    nb__backward = NB__BACKWARD_PARALLEL;
+    if (e && !strcasecmp(e, "serial")) nb__backward = NB__BACKWARD_SERIAL;
+    if (e && !strcasecmp(e, "force")) nb__backward = NB__BACKWARD_FORCE;   /* tests */
+}
+
+int nb__pool_size(void) { return atomic_load(&size); }
+int nb__pool_worker(void) { return my_id; }
+
+void nb__pool_info(FILE *f) {
+    static const char *const pins[] = {"none", "compact", "scatter"};
+    fprintf(f, "pool: %d thread(s) (%d worker(s) + the caller), NB_PIN=%s\n", atomic_load(&size), nworkers,
+            pins[pin_mode]);
+    nb__topo_print(f);
+}
+
+NB_API int nb_set_num_threads(int n) {
+    nb__ensure_init();
+    if (n < 1) return nb__err(NB_EINVAL, "nb_set_num_threads: %d threads requested; expected at least 1", n);
+    int rc = nb__pool_init(n);
+    nb__cfg.num_threads = atomic_load(&size);
+#if NB_HAVE_OPENMP
+    omp_set_num_threads(nb__cfg.num_threads);
+#endif
+    return rc;
+}

@@ -1,0 +1,523 @@
+/* test_parallel.c — the parallel backward executor and the thread pool.
+ *
+ * The oracle is the serial executor: for random graphs (chains, wide layers,
+ * diamonds, fan-out/fan-in, random mixes; f32 and f64; several shapes) the
+ * parallel executor must give bitwise the same leaf gradients at 1, 2, 3, 4
+ * and 8 threads. Then hooks, retain_graph, create_graph, nb_autograd_grad,
+ * custom functions, errors inside a backward (reported on the caller's
+ * thread, nothing leaks, the pool still works), the node observer, and a
+ * stress loop of 10,000 backward calls.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "testutil.h"
+
+/* Under TSan (tests/autograd/tsan) everything runs ~10x slower: smaller sweeps. */
+#ifdef NB_PAR_SMALL
+#define PAR_SEEDS 3
+#define PAR_STRESS 1000
+#else
+#define PAR_SEEDS 24
+#define PAR_STRESS 10000
+#endif
+
+static void par_init(void) { nb_init(NULL); }
+static void par_fini(void) {
+    nb__backward = NB__BACKWARD_PARALLEL;
+    nb__node_observer = NULL;
+    nb_shutdown();
+}
+
+/* ---- random graphs ---- */
+typedef struct rng { uint64_t s; } rng;
+static uint32_t rnd(rng *r) {
+    r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(r->s >> 33);
+}
+static int rndn(rng *r, int n) { return (int)(rnd(r) % (uint32_t)n); }
+
+#define PAR_LEAVES 5
+
+typedef struct pgraph {
+    nb_tensor *leaf[PAR_LEAVES];   /* [m,n] x3, W [n,n], bias [1,n] (owned) */
+    int m, n;
+    nb_dtype dt;
+} pgraph;
+
+static void graph_leaves(pgraph *g, uint64_t seed, nb_dtype dt) {
+    static const int sizes[] = {1, 3, 7, 16, 33};
+    rng r = {seed * 7919 + 17};
+    g->m = sizes[rndn(&r, 5)];
+    g->n = sizes[rndn(&r, 5)];
+    g->dt = dt;
+    for (int i = 0; i < PAR_LEAVES; i++) {
+        nb_dims d = i < 3 ? NB_SHAPE(g->m, g->n) : i == 3 ? NB_SHAPE(g->n, g->n) : NB_SHAPE(1, g->n);
+        g->leaf[i] = nb_keep(nb_randn(d, dt, seed * 31 + (uint64_t)i));
+        cr_assert_not_null(g->leaf[i], "%s", nb_last_error());
+        cr_assert_eq(nb_set_requires_grad(g->leaf[i], true), 0);
+    }
+}
+
+static void graph_free(pgraph *g) {
+    for (int i = 0; i < PAR_LEAVES; i++) nb_release(g->leaf[i]);
+}
+
+/* One random op on a (and maybe b), all [m,n]. */
+static nb_tensor *rand_op(rng *r, pgraph *g, nb_tensor *a, nb_tensor *b) {
+    switch (rndn(r, 9)) {
+    case 0: return nb_add(a, b);
+    case 1: return nb_sub(a, b);
+    case 2: return nb_tanh(nb_mul(a, b));
+    case 3: return nb_tanh(a);
+    case 4: return nb_sigmoid(a);
+    case 5: return nb_mul_scalar(a, 0.75);
+    case 6: return nb_tanh(nb_matmul(a, g->leaf[3]));
+    case 7: return nb_add(a, g->leaf[4]);   /* broadcast: its backward reduces */
+    default: return nb_mul(a, g->leaf[rndn(r, 3)]);
+    }
+}
+
+enum { K_CHAIN, K_WIDE, K_DIAMOND, K_FAN, K_MIX, K_COUNT };
+
+/* The loss of a random graph of `kind` (in the open scope). */
+static nb_tensor *graph_loss(pgraph *g, uint64_t seed, int kind) {
+    rng r = {seed * 104729 + (uint64_t)kind};
+    nb_tensor *pool[256];
+    int np = 0;
+    for (int i = 0; i < 3; i++) pool[np++] = g->leaf[i];
+    nb_tensor *loss = NULL;
+    switch (kind) {
+    case K_CHAIN: {
+        nb_tensor *x = g->leaf[0];
+        int len = 20 + rndn(&r, 120);
+        for (int i = 0; i < len; i++) x = rand_op(&r, g, x, g->leaf[1 + rndn(&r, 2)]);
+        loss = nb_sum_all(x);
+        break;
+    }
+    case K_WIDE: {
+        int w = 2 + rndn(&r, 15), depth = 1 + rndn(&r, 5);
+        nb_tensor *layer[16], *next[16];
+        for (int j = 0; j < w; j++) layer[j] = rand_op(&r, g, g->leaf[rndn(&r, 3)], g->leaf[rndn(&r, 3)]);
+        for (int d = 0; d < depth; d++) {
+            for (int j = 0; j < w; j++) next[j] = rand_op(&r, g, layer[j], layer[rndn(&r, w)]);
+            memcpy(layer, next, sizeof layer);
+        }
+        loss = nb_sum_all(layer[0]);
+        for (int j = 1; j < w; j++) loss = nb_add(loss, nb_sum_all(layer[j]));
+        break;
+    }
+    case K_DIAMOND: {
+        nb_tensor *x = g->leaf[0];
+        int k = 2 + rndn(&r, 20);
+        for (int i = 0; i < k; i++) {
+            nb_tensor *a = rand_op(&r, g, x, g->leaf[1]), *b = rand_op(&r, g, x, g->leaf[2]);
+            x = rndn(&r, 2) ? nb_add(a, b) : nb_tanh(nb_mul(a, b));
+        }
+        loss = nb_sum_all(x);
+        break;
+    }
+    case K_FAN: {
+        nb_tensor *x = nb_tanh(nb_add(g->leaf[0], g->leaf[1]));
+        int k = 3 + rndn(&r, 30);
+        nb_tensor *acc = NULL;
+        for (int i = 0; i < k; i++) {
+            nb_tensor *y = rand_op(&r, g, x, g->leaf[2]);
+            acc = acc ? nb_add(acc, y) : y;
+        }
+        loss = nb_sum_all(acc);
+        break;
+    }
+    default: {
+        int steps = 5 + rndn(&r, 60);
+        for (int i = 0; i < steps && np < 256; i++) {
+            int lo = rndn(&r, 2) ? np - 1 - rndn(&r, np < 4 ? np : 4) : rndn(&r, np);
+            pool[np] = rand_op(&r, g, pool[lo], pool[rndn(&r, np)]);
+            np++;
+        }
+        loss = nb_sum_all(pool[np - 1]);
+        for (int i = 3; i < np - 1; i += 1 + rndn(&r, 3)) loss = nb_add(loss, nb_mean_all(pool[i]));
+    }
+    }
+    cr_assert_not_null(loss, "%s", nb_last_error());
+    return loss;
+}
+
+/* Leaves' gradients as bytes (NULL grad: all 0xA5). */
+static size_t grads_bytes(pgraph *g, unsigned char *out, size_t cap) {
+    size_t n = 0;
+    for (int i = 0; i < PAR_LEAVES; i++) {
+        nb_tensor *gr = nb_grad(g->leaf[i]);
+        size_t b = (size_t)nb_numel(g->leaf[i]) * nb_dtype_size(g->dt);
+        cr_assert(n + b <= cap);
+        if (gr) cr_assert_eq(nb_copy_to(gr, out + n, b), 0, "%s", nb_last_error());
+        else memset(out + n, 0xA5, b);
+        n += b;
+        nb_zero_grad(g->leaf[i]);
+    }
+    return n;
+}
+
+static size_t run_once(pgraph *g, uint64_t seed, int kind, nb__backward_mode mode, unsigned char *out,
+                       size_t cap) {
+    nb__backward = mode;
+    nb_scope_begin();
+    nb_tensor *loss = graph_loss(g, seed, kind);
+    int rc = nb_backward(loss, NULL);
+    cr_assert_eq(rc, 0, "seed %llu kind %d: %s", (unsigned long long)seed, kind, nb_last_error());
+    nb_scope_end();
+    return grads_bytes(g, out, cap);
+}
+
+#define PAR_CAP (1 << 16)
+
+static void bitwise_sweep(nb_dtype dt, int seeds) {
+    static const int threads[] = {1, 2, 3, 4, 8};
+    unsigned char *a = malloc(PAR_CAP), *b = malloc(PAR_CAP);
+    cr_assert(a && b);
+    for (int ti = 0; ti < 5; ti++) {
+        cr_assert_eq(nb_set_num_threads(threads[ti]), 0, "%s", nb_last_error());
+        for (int s = 0; s < seeds; s++) {
+            pgraph g;
+            graph_leaves(&g, (uint64_t)s + 1000u * (uint64_t)dt, dt);
+            for (int kind = 0; kind < K_COUNT; kind++) {
+                uint64_t seed = (uint64_t)s * 13 + (uint64_t)kind;
+                size_t na = run_once(&g, seed, kind, NB__BACKWARD_SERIAL, a, PAR_CAP);
+                size_t nb = run_once(&g, seed, kind, NB__BACKWARD_FORCE, b, PAR_CAP);
+                cr_assert_eq(na, nb);
+                cr_assert(!memcmp(a, b, na), "threads %d seed %d kind %d (%s, [%d,%d]): parallel != serial",
+                          threads[ti], s, kind, nb_dtype_name(dt), g.m, g.n);
+                nb = run_once(&g, seed, kind, NB__BACKWARD_PARALLEL, b, PAR_CAP);
+                cr_assert(!memcmp(a, b, na), "threads %d seed %d kind %d: default executor != serial",
+                          threads[ti], s, kind);
+            }
+            graph_free(&g);
+        }
+    }
+    free(a);
+    free(b);
+}
+
+Test(parallel, random_graphs_bitwise_f64, .init = par_init, .fini = par_fini) { bitwise_sweep(NB_F64, PAR_SEEDS); }
+Test(parallel, random_graphs_bitwise_f32, .init = par_init, .fini = par_fini) { bitwise_sweep(NB_F32, PAR_SEEDS); }
+
+/* ---- engine features under the parallel executor ---- */
+static atomic_int hook_calls;
+static nb_tensor *double_hook(nb_tensor *grad, void *user) {
+    (void)user;
+    atomic_fetch_add(&hook_calls, 1);
+    return nb_mul_scalar(grad, 2.0);
+}
+
+/* y = tanh(x*w); z = y + sigmoid(y) + y*w, with a hook on y and on x. */
+static nb_tensor *hooked_loss(nb_tensor *x, nb_tensor *w) {
+    nb_tensor *y = nb_tanh(nb_mul(x, w));
+    cr_assert_geq(nb_register_hook(y, double_hook, NULL), 0, "%s", nb_last_error());
+    nb_tensor *z = nb_add(nb_add(y, nb_sigmoid(y)), nb_mul(y, w));
+    return nb_sum_all(z);
+}
+
+static void two_leaves(nb_tensor **x, nb_tensor **w, nb_dtype dt) {
+    *x = nb_keep(nb_randn(NB_SHAPE(7, 5), dt, 1));
+    *w = nb_keep(nb_randn(NB_SHAPE(7, 5), dt, 2));
+    cr_assert_eq(nb_set_requires_grad(*x, true), 0);
+    cr_assert_eq(nb_set_requires_grad(*w, true), 0);
+}
+
+static void expect_same(nb_tensor *a, nb_tensor *b) {
+    cr_assert_not_null(a);
+    cr_assert_not_null(b);
+    cr_assert_eq(nb_numel(a), nb_numel(b));
+    size_t n = (size_t)nb_numel(a) * nb_dtype_size(nb_dtype_of(a));
+    unsigned char *pa = malloc(n), *pb = malloc(n);
+    cr_assert(pa && pb);
+    cr_assert_eq(nb_copy_to(a, pa, n), 0);
+    cr_assert_eq(nb_copy_to(b, pb, n), 0);
+    cr_assert(!memcmp(pa, pb, n), "tensors differ");
+    free(pa);
+    free(pb);
+}
+
+Test(parallel, hooks_run_once_and_match_serial, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(4);
+    nb_tensor *x, *w, *gs[2] = {0};
+    two_leaves(&x, &w, NB_F64);
+    cr_assert_geq(nb_register_hook(x, double_hook, NULL), 0);
+    for (int mode = 0; mode < 2; mode++) {
+        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        atomic_store(&hook_calls, 0);
+        nb_scope_begin();
+        cr_assert_eq(nb_backward(hooked_loss(x, w), NULL), 0, "%s", nb_last_error());
+        nb_scope_end();
+        cr_assert_eq(atomic_load(&hook_calls), 2, "hooks ran %d times", atomic_load(&hook_calls));
+        if (!mode) {
+            gs[0] = nb_retain(nb_grad(x));
+            gs[1] = nb_retain(nb_grad(w));
+            nb_zero_grad(x);
+            nb_zero_grad(w);
+        }
+    }
+    expect_same(gs[0], nb_grad(x));
+    expect_same(gs[1], nb_grad(w));
+    nb_release(gs[0]);
+    nb_release(gs[1]);
+    nb_release(x);
+    nb_release(w);
+}
+
+Test(parallel, retain_graph_then_second_backward, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(3);
+    nb_tensor *x, *w, *ref = NULL;
+    two_leaves(&x, &w, NB_F32);
+    for (int mode = 0; mode < 2; mode++) {
+        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        nb_scope_begin();
+        nb_tensor *l = hooked_loss(x, w);
+        nb_backward_opts o = {.retain_graph = true};
+        cr_assert_eq(nb_backward_ex(l, NULL, &o), 0, "%s", nb_last_error());
+        cr_assert_eq(nb_backward(l, NULL), 0, "%s", nb_last_error());
+        cr_assert_eq(nb_backward(l, NULL), NB_EAUTOGRAD, "a third backward must fail");
+        cr_assert(strstr(nb_last_error(), "second time"), "%s", nb_last_error());
+        nb_scope_end();
+        if (!mode) ref = nb_retain(nb_grad(w));
+        nb_zero_grad(x);
+        if (mode) expect_same(ref, nb_grad(w));
+        nb_zero_grad(w);
+    }
+    nb_release(ref);
+    nb_release(x);
+    nb_release(w);
+}
+
+Test(parallel, create_graph_double_backward, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(4);
+    nb_tensor *x, *w, *ref[2] = {0};
+    two_leaves(&x, &w, NB_F64);
+    for (int mode = 0; mode < 2; mode++) {
+        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        nb_scope_begin();
+        nb_tensor *y = nb_tanh(nb_mul(x, w));
+        nb_tensor *l = nb_sum_all(nb_add(nb_mul(y, y), nb_mul(nb_sigmoid(y), x)));
+        nb_tensor *gx[2];
+        nb_tensor *ins[2] = {x, w};
+        nb_grad_opts o = {.create_graph = true};
+        cr_assert_eq(nb_autograd_grad(&l, 1, ins, 2, NULL, &o, gx), 0, "%s", nb_last_error());
+        nb_tensor *gg = nb_add(nb_sum_all(nb_mul(gx[0], gx[0])), nb_sum_all(gx[1]));
+        cr_assert_eq(nb_backward(gg, NULL), 0, "%s", nb_last_error());
+        nb_scope_end();
+        if (!mode) {
+            ref[0] = nb_retain(nb_grad(x));
+            ref[1] = nb_retain(nb_grad(w));
+        } else {
+            expect_same(ref[0], nb_grad(x));
+            expect_same(ref[1], nb_grad(w));
+        }
+        nb_zero_grad(x);
+        nb_zero_grad(w);
+    }
+    nb_release(ref[0]);
+    nb_release(ref[1]);
+    nb_release(x);
+    nb_release(w);
+}
+
+Test(parallel, autograd_grad_prunes_and_leaves_grad_alone, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(4);
+    nb_tensor *x, *w, *ref[2] = {0};
+    two_leaves(&x, &w, NB_F64);
+    for (int mode = 0; mode < 2; mode++) {
+        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        nb_scope_begin();
+        nb_tensor *h = nb_tanh(nb_mul(x, x));   /* a non-leaf input */
+        nb_tensor *a = nb_sigmoid(nb_add(h, w)), *b = nb_tanh(nb_mul(h, w));
+        nb_tensor *outs[2] = {nb_sum_all(nb_mul(a, b)), nb_sum_all(nb_add(a, w))};
+        nb_tensor *ins[2] = {h, w}, *got[2];
+        cr_assert_eq(nb_autograd_grad(outs, 2, ins, 2, NULL, NULL, got), 0, "%s", nb_last_error());
+        cr_assert_null(nb_grad(x));
+        cr_assert_null(nb_grad(w));
+        if (!mode) {
+            ref[0] = nb_retain(got[0]);
+            ref[1] = nb_retain(got[1]);
+        } else {
+            expect_same(ref[0], got[0]);
+            expect_same(ref[1], got[1]);
+        }
+        nb_scope_end();
+    }
+    nb_release(ref[0]);
+    nb_release(ref[1]);
+    nb_release(x);
+    nb_release(w);
+}
+
+/* A custom function: y = 3x, whose backward fails when told to. */
+static atomic_int fail_backward;
+static nb_tensor *triple_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
+    (void)ctx;
+    (void)n;
+    return nb_mul_scalar(in[0], 3.0);
+}
+static int triple_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
+    (void)ctx;
+    if (atomic_load(&fail_backward)) return nb__err(NB_EINVAL, "TripleBackward: failing on purpose");
+    gin[0] = nb_mul_scalar(gout, 3.0);
+    return 0;
+}
+static const nb_function triple = {"TripleBackward", triple_fwd, triple_bwd};
+
+/* 12 branches from x, one through the custom function. */
+static nb_tensor *branchy_loss(nb_tensor *x) {
+    nb_tensor *acc = NULL;
+    for (int i = 0; i < 12; i++) {
+        nb_tensor *y = nb_tanh(nb_mul_scalar(x, 0.1 * (i + 1)));
+        if (i == 7) y = nb_function_apply(&triple, &y, 1);
+        y = nb_sigmoid(y);
+        acc = acc ? nb_add(acc, y) : y;
+    }
+    return nb_sum_all(acc);
+}
+
+Test(parallel, custom_function_and_error_in_a_branch, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(4);
+    nb__backward = NB__BACKWARD_FORCE;
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(33, 7), NB_F32, 5));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    uint64_t before = nb_memory_stats().live_tensors;
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&fail_backward, round % 2 == 0);
+        nb_scope_begin();
+        int rc = nb_backward(branchy_loss(x), NULL);
+        if (round % 2 == 0) {
+            cr_assert_eq(rc, NB_EINVAL, "round %d: rc %d (%s)", round, rc, nb_last_error());
+            cr_assert(strstr(nb_last_error(), "failing on purpose"), "%s", nb_last_error());
+            cr_assert_null(nb_grad(x), "a failed backward must not accumulate");
+        } else {
+            cr_assert_eq(rc, 0, "round %d: %s", round, nb_last_error());   /* the pool still works */
+            cr_assert_not_null(nb_grad(x));
+        }
+        nb_scope_end();
+        nb_zero_grad(x);
+    }
+    cr_assert_eq(nb_memory_stats().live_tensors, before, "tensors leaked: %llu -> %llu",
+                 (unsigned long long)before, (unsigned long long)nb_memory_stats().live_tensors);
+    nb_release(x);
+}
+
+Test(parallel, anomaly_mode_names_the_op, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(2);
+    nb__backward = NB__BACKWARD_FORCE;
+    bool prev = nb_set_anomaly_enabled(true);
+    nb_tensor *x = nb_keep(nb_full(NB_SHAPE(4), NB_F64, 0.0));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    nb_scope_begin();
+    nb_tensor *l = nb_add(nb_sum_all(nb_sqrt(x)), nb_sum_all(nb_tanh(x)));   /* d sqrt(0) = inf */
+    int rc = nb_backward(l, NULL);
+    cr_assert_eq(rc, NB_ENUMERIC, "%d: %s", rc, nb_last_error());
+    cr_assert(strstr(nb_last_error(), "nb_sqrt"), "%s", nb_last_error());
+    nb_scope_end();
+    nb_set_anomaly_enabled(prev);
+    nb_release(x);
+}
+
+/* ---- the observer ---- */
+static atomic_int observed, bad_worker;
+static void observe(const nb__node *n, uint64_t t0, uint64_t t1, int worker) {
+    (void)n;
+    atomic_fetch_add(&observed, 1);
+    if (t1 < t0 || worker < 0 || worker >= nb_num_threads()) atomic_fetch_add(&bad_worker, 1);
+}
+
+/* Nodes reachable from a root (walking the edges as a simulator would). */
+static int count_nodes(nb__node *root) {
+    nb__node *stack[512], *seen[512];
+    int sp = 0, ns = 0;
+    stack[sp++] = root;
+    while (sp) {
+        nb__node *n = stack[--sp];
+        bool dup = false;
+        for (int i = 0; i < ns && !dup; i++) dup = seen[i] == n;
+        if (dup) continue;
+        cr_assert(ns < 512);
+        seen[ns++] = n;
+        for (int i = 0; i < n->nin; i++)
+            if (n->edges[i].node) {
+                cr_assert_lt(n->edges[i].node->seq, n->seq, "edges go to older nodes");
+                stack[sp++] = n->edges[i].node;
+            }
+    }
+    return ns;
+}
+
+Test(parallel, observer_sees_every_node_once, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(3);
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(16, 16), NB_F32, 9));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    nb__node_observer = observe;
+    for (int mode = 0; mode < 2; mode++) {
+        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        atomic_store(&observed, 0);
+        nb_scope_begin();
+        atomic_store(&fail_backward, 0);
+        nb_tensor *l = branchy_loss(x);
+        int nodes = count_nodes(nb__grad_fn(l));
+        cr_assert_eq(nb_backward(l, NULL), 0, "%s", nb_last_error());
+        cr_assert_eq(atomic_load(&observed), nodes, "observed %d of %d nodes", atomic_load(&observed), nodes);
+        nb_scope_end();
+    }
+    cr_assert_eq(atomic_load(&bad_worker), 0);
+    nb__node_observer = NULL;
+    nb_release(x);
+}
+
+/* ---- the pool ---- */
+Test(parallel, set_num_threads_and_topology, .init = par_init, .fini = par_fini) {
+    cr_assert_eq(nb_set_num_threads(0), NB_EINVAL);
+    cr_assert_eq(nb_set_num_threads(3), 0);
+    cr_assert_eq(nb_num_threads(), 3);
+    nb_topology_info t = nb_topology();
+    cr_assert_geq(t.cores, 1);
+    cr_assert_geq(t.pus, t.cores);
+    cr_assert_geq(t.packages, 1);
+    cr_assert_geq(t.numa_nodes, 1);
+    char buf[4096] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    cr_assert_not_null(f);
+    nb_runtime_info(f);
+    fclose(f);
+    cr_assert(strstr(buf, "pool: 3 thread(s)"), "%s", buf);
+    cr_assert(strstr(buf, "topology:"), "%s", buf);
+    cr_assert_eq(nb_set_num_threads(1), 0);
+    cr_assert_eq(nb_num_threads(), 1);
+}
+
+/* ---- stress ---- */
+Test(parallel, stress_10000_backward_calls, .init = par_init, .fini = par_fini) {
+    nb_set_num_threads(4);
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(3, 4), NB_F32, 3));
+    nb_tensor *w = nb_keep(nb_randn(NB_SHAPE(3, 4), NB_F32, 4));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    cr_assert_eq(nb_set_requires_grad(w, true), 0);
+    uint64_t before = nb_memory_stats().live_tensors;
+    rng r = {42};
+    for (int it = 0; it < PAR_STRESS; it++) {
+        nb__backward = it % 3 ? NB__BACKWARD_FORCE : NB__BACKWARD_PARALLEL;
+        nb_scope_begin();
+        nb_tensor *pool[16] = {x, w};
+        int np = 2, steps = 2 + rndn(&r, 10);
+        for (int i = 0; i < steps; i++) {
+            nb_tensor *a = pool[rndn(&r, np)], *b = pool[rndn(&r, np)];
+            pool[np++] = rndn(&r, 2) ? nb_tanh(nb_mul(a, b)) : nb_add(a, nb_sigmoid(b));
+        }
+        nb_tensor *l = nb_sum_all(pool[np - 1]);
+        for (int i = 2; i < np - 1; i += 2) l = nb_add(l, nb_sum_all(pool[i]));
+        cr_assert_eq(nb_backward(l, NULL), 0, "iteration %d: %s", it, nb_last_error());
+        nb_scope_end();
+    }
+    nb_zero_grad(x);
+    nb_zero_grad(w);
+    cr_assert_eq(nb_memory_stats().live_tensors, before, "tensors leaked");
+    nb_release(x);
+    nb_release(w);
+}

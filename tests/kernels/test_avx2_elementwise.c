@@ -1,0 +1,501 @@
+/* test_avx2_elementwise.c — the AVX2 element-wise kernels
+ * (src/kernels/x86/avx2/avx2_elementwise.c, vmath.h) against the ref kernels;
+ * the measured maxima are logged by math_ops_full_range_sweep.
+ *
+ * Each case runs the same operands through the registry three times: ISA
+ * capped to avx2 (asserting an avx2_* kernel served it), capped to ref in
+ * F32, and capped to ref in F64 (inputs converted exactly). Bounds asserted:
+ *  - exact ops (add sub mul div maximum minimum add/mul_scalar neg abs square
+ *    sqrt relu fill copy): bitwise equal to the F32 ref (NaN == NaN);
+ *  - math ops: max ULP distance from the F64 ref result rounded to float:
+ *    exp, log, tanh, erf 2; sigmoid 3; silu 4; gelu (erf) 8; gelu (tanh form)
+ *    8 + 3|2u| (u its tanh argument: the rounding of u is amplified in the
+ *    negative tail). Where the F64 ref itself cancels (deep tails: special
+ *    values and the full-range sweep) the oracle is libm in double with the
+ *    stable form (erfc for gelu, x/(1+e^{-2u}) for the tanh form). The
+ *    bounds hold for denormal results too.
+ * Layouts: sizes 0, 1, 7, 15, 16, 17, 33, 1023, 4097 contiguous and strided;
+ * transposed and sliced 2-D operands, a permuted 3-D one, a transposed
+ * output; scalar (0-dim), row [M,N]+[N] and column [M,N]+[M,1] broadcast;
+ * sizes large enough to be split over OpenMP threads (by rows and inside
+ * one long row). Special values: ±0, ±inf, NaN, denormals, FLT_MAX, the
+ * exp overflow/underflow edges, large magnitudes. Skipped without AVX2.
+ */
+#include <criterion/criterion.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+static void ew_teardown(void) {
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+
+static void ew_setup(void) {
+    cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error());
+    if (!nb_cpu()->avx2_fma) cr_skip("no AVX2+FMA on this CPU");
+    nb_scope_begin();
+}
+
+TestSuite(avx2_ew, .init = ew_setup, .fini = ew_teardown);
+
+/* ---- the ops under test ---- */
+
+typedef struct ew_op {
+    nb_op op;          /* registry op */
+    const char *name;  /* for messages */
+    int nin;           /* tensor inputs */
+    double s0;         /* scalar[0] */
+    int ulp;           /* -1: bitwise equal to F32 ref; else the ULP bound vs F64 */
+    float lo, hi;      /* random inputs drawn in [lo, hi) */
+} ew_op;
+
+#define GELU_TANH_ULP 1000   /* marker: the bound depends on x (ew_bound) */
+static const ew_op ew_ops[] = {
+    {NB_OP_ADD, "add", 2, 0, -1, -10, 10},
+    {NB_OP_SUB, "sub", 2, 0, -1, -10, 10},
+    {NB_OP_MUL, "mul", 2, 0, -1, -10, 10},
+    {NB_OP_DIV, "div", 2, 0, -1, -10, 10},
+    {NB_OP_MAXIMUM, "maximum", 2, 0, -1, -2, 2},
+    {NB_OP_MINIMUM, "minimum", 2, 0, -1, -2, 2},
+    {NB_OP_ADD_SCALAR, "add_scalar", 1, 1.3, -1, -10, 10},
+    {NB_OP_MUL_SCALAR, "mul_scalar", 1, -0.7, -1, -10, 10},
+    {NB_OP_NEG, "neg", 1, 0, -1, -10, 10},
+    {NB_OP_ABS, "abs", 1, 0, -1, -10, 10},
+    {NB_OP_SQUARE, "square", 1, 0, -1, -10, 10},
+    {NB_OP_SQRT, "sqrt", 1, 0, -1, -1, 100},
+    {NB_OP_RELU, "relu", 1, 0, -1, -10, 10},
+    {NB_OP_FILL, "fill", 0, 3.7, -1, 0, 0},
+    {NB_OP_COPY, "copy", 1, 0, -1, -10, 10},
+    {NB_OP_EXP, "exp", 1, 0, 2, -100, 95},
+    {NB_OP_LOG, "log", 1, 0, 2, -0.5f, 100},
+    {NB_OP_TANH, "tanh", 1, 0, 2, -10, 10},
+    {NB_OP_SIGMOID, "sigmoid", 1, 0, 3, -40, 40},
+    {NB_OP_SILU, "silu", 1, 0, 4, -40, 40},
+    {NB_OP_GELU, "gelu", 1, 0, 8, -5, 5},
+    {NB_OP_GELU, "gelu_tanh", 1, 1, GELU_TANH_ULP, -4, 4},
+    {NB_OP_ERF, "erf", 1, 0, 2, -5, 5},
+};
+#define EW_NOPS (int)(sizeof ew_ops / sizeof ew_ops[0])
+
+/* ---- values ---- */
+
+static uint64_t ew_rng = 0x9E3779B97F4A7C15ull;
+static double ew_u01(void) {   /* xorshift64* in [0, 1) */
+    ew_rng ^= ew_rng >> 12;
+    ew_rng ^= ew_rng << 25;
+    ew_rng ^= ew_rng >> 27;
+    return (double)((ew_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53;
+}
+static void ew_fill(float *x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * ew_u01());
+}
+
+static const float ew_special[] = {
+    0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-40f, 1.4e-45f, -1.4e-45f, FLT_MIN, -FLT_MIN,
+    FLT_MAX, -FLT_MAX, 1.0f, -1.0f, 0.5f, 1e-7f, -1e-7f, 3.0f, -3.0f, 10.0f, -10.0f, 20.0f, -20.0f,
+    88.72f, 88.73f, -87.3f, -103.9f, -104.5f, 100.0f, -100.0f, 1e30f, -1e30f, 0.55f, -0.55f, 0.54999f};
+#define EW_NSPECIAL (int)(sizeof ew_special / sizeof ew_special[0])
+
+/* Distance in representable floats (0 when both are NaN; huge when only one is). */
+static int64_t ew_ord(float f) {
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return i < 0 ? (int64_t)INT32_MIN - i : i;
+}
+static double ew_ulps(float got, float want) {
+    if (isnan(got) || isnan(want)) return isnan(got) && isnan(want) ? 0 : 1e30;
+    int64_t d = ew_ord(got) - ew_ord(want);
+    return (double)(d < 0 ? -d : d);
+}
+static bool ew_same(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0; }
+
+/* The ULP bound of op at input x (oracle result w). */
+static double ew_bound(const ew_op *o, float x, float w) {
+    double b = o->ulp;
+    if (o->ulp == GELU_TANH_ULP) {
+        double u2 = 2 * 0.7978845608 * ((double)x + 0.044715 * (double)x * x * x);
+        b = isnan(u2) ? 8 : 8 + 3 * fabs(u2);
+    }
+    (void)w;
+    return b;
+}
+
+/* The stable double-precision oracle of a math op (libm). */
+static double ew_oracle(const ew_op *o, double x) {
+    switch (o->op) {
+    case NB_OP_EXP: return exp(x);
+    case NB_OP_LOG: return log(x);
+    case NB_OP_TANH: return tanh(x);
+    case NB_OP_SIGMOID: return 1 / (1 + exp(-x));
+    case NB_OP_SILU: return x / (1 + exp(-x));
+    case NB_OP_ERF: return erf(x);
+    case NB_OP_GELU:
+        if (o->s0 == 0) return 0.5 * x * erfc(-x * 0.70710678118654752440);
+        return x / (1 + exp(-2 * 0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+    default: return NAN;
+    }
+}
+
+/* ---- operands ---- */
+
+/* A [M,N] F32 tensor with logical values v (C order) in layout:
+ * 'c' contiguous, 't' transposed in memory, 's' every 2nd column of a wider
+ * tensor (the gaps hold NaN). Belongs to the open scope. */
+static nb_tensor *ew_make(const float *v, int64_t M, int64_t N, char layout) {
+    if (layout == 'c') return nb_from_data(NB_SHAPE(M, N), NB_F32, v);
+    if (layout == 't') {
+        float *w = malloc(sizeof *w * (size_t)(M * N + 1));
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) w[j * M + i] = v[i * N + j];
+        nb_tensor *t = nb_transpose(nb_from_data(NB_SHAPE(N, M), NB_F32, w), 0, 1);
+        free(w);
+        return t;
+    }
+    float *w = malloc(sizeof *w * (size_t)(2 * M * N + 1));
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) w[i * 2 * N + 2 * j] = v[i * N + j], w[i * 2 * N + 2 * j + 1] = NAN;
+    nb_tensor *t = nb_slice(nb_from_data(NB_SHAPE(M, 2 * N), NB_F32, w), 1, 0, 2 * N, 2);
+    free(w);
+    return t;
+}
+
+/* Runs op on (out, in0, in1) with the ISA capped to isa; returns the kernel's name. */
+static const char *ew_run(const ew_op *o, nb_tensor *out, const nb_tensor *in0, const nb_tensor *in1,
+                          const char *isa) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .abort_on_error = -1}), 0, "%s", nb_last_error());
+    nb_kernel_args a = {.op = o->op, .out = out, .in = {in0, in1}, .nin = o->nin, .scalar = {o->s0}};
+    cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s: %s", o->name, nb_last_error());
+    return nb__last_kernel();
+}
+
+/* Logical values of t as floats (malloc'ed). */
+static float *ew_values(nb_tensor *t) {
+    int64_t n = nb_numel(t);
+    float *v = malloc(sizeof *v * (size_t)(n + 1));
+    nb_tensor *c = nb_contiguous(nb_to_dtype(t, NB_F32));
+    cr_assert_not_null(c, "%s", nb_last_error());
+    if (n) memcpy(v, nb_data(c), sizeof *v * (size_t)n);
+    return v;
+}
+
+/* An output of like's shape: mode 0 a fresh tensor, 1 transposed in memory,
+ * 2 columns 1..N of a wider [M, N+1] tensor (rows start off 32-byte
+ * alignment); modes 1 and 2 are 2-D only. */
+static nb_tensor *ew_out(const nb_tensor *like, nb_dtype dt, int mode) {
+    if (!mode) return nb_empty(nb_dims_get(like), dt);
+    const int64_t *s = nb_shape(like);
+    if (mode == 1) return nb_transpose(nb_empty(NB_SHAPE(s[1], s[0]), dt), 0, 1);
+    return nb_slice(nb_empty(NB_SHAPE(s[0], s[1] + 1), dt), 1, 1, s[1] + 1, 1);
+}
+
+/* Checks op on in0/in1 (views of out's shape): avx2 against F32 ref
+ * (bitwise) or F64 ref (ULP bound). Returns the max ULP seen. */
+static double ew_check(const ew_op *o, nb_tensor *in0, nb_tensor *in1, nb_tensor *shape_of, int out_mode,
+                       const char *what) {
+    int64_t n = nb_numel(shape_of);
+    nb_tensor *oa = ew_out(shape_of, NB_F32, out_mode), *orf = ew_out(shape_of, NB_F32, out_mode);
+    /* outputs start as NaN so that an element the kernel skips shows */
+    cr_assert(nb_fill_(oa, NAN) && nb_fill_(orf, NAN), "%s", nb_last_error());
+    const char *k = ew_run(o, oa, in0, in1, "avx2");
+    cr_assert(k && strncmp(k, "avx2_", 5) == 0, "%s %s: served by %s, not avx2", o->name, what, k ? k : "?");
+    ew_run(o, orf, in0, in1, "ref");
+    float *ga = ew_values(oa), *gr = ew_values(orf);
+    double worst = 0;
+    if (o->ulp < 0) {
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(ew_same(ga[i], gr[i]), "%s %s: element %lld: avx2 %a, ref %a", o->name, what, (long long)i,
+                      (double)ga[i], (double)gr[i]);
+    } else {
+        nb_tensor *i64 = nb_to_dtype(in0, NB_F64);
+        nb_tensor *o64 = nb_empty(nb_dims_get(shape_of), NB_F64);
+        ew_run(o, o64, i64, NULL, "ref");
+        nb_tensor *oc = nb_contiguous(o64);
+        const double *w = nb_data(oc);
+        float *x = ew_values(in0);
+        for (int64_t i = 0; i < n; i++) {
+            double u = ew_ulps(ga[i], (float)w[i]);
+            cr_assert(u <= ew_bound(o, x[i], (float)w[i]), "%s %s: x = %a: avx2 %a, f64 ref %a (%g ULP)", o->name,
+                      what, (double)x[i], (double)ga[i], w[i], u);
+            if (u > worst) worst = u;
+        }
+        free(x);
+    }
+    free(ga);
+    free(gr);
+    return worst;
+}
+
+/* ---- sizes and layouts ---- */
+
+static const int64_t ew_sizes[] = {0, 1, 7, 15, 16, 17, 33, 1023, 4097};
+
+Test(avx2_ew, sizes_contiguous_and_strided) {
+    for (int oi = 0; oi < EW_NOPS; oi++) {
+        const ew_op *o = &ew_ops[oi];
+        for (size_t si = 0; si < sizeof ew_sizes / sizeof ew_sizes[0]; si++) {
+            int64_t n = ew_sizes[si];
+            float *a = malloc(sizeof *a * (size_t)(n + 1)), *b = malloc(sizeof *b * (size_t)(n + 1));
+            ew_fill(a, n, o->lo, o->hi);
+            ew_fill(b, n, o->lo, o->hi);
+            for (const char *l = "cs"; *l; l++) {
+                nb_tensor *x = ew_make(a, 1, n, *l), *y = ew_make(b, 1, n, *l);
+                char what[64];
+                snprintf(what, sizeof what, "n=%lld layout %c", (long long)n, *l);
+                ew_check(o, x, o->nin > 1 ? y : NULL, x, 0, what);
+            }
+            free(a);
+            free(b);
+        }
+    }
+}
+
+Test(avx2_ew, transposed_sliced_permuted_and_transposed_out) {
+    const int64_t M = 37, N = 29;
+    float *a = malloc(sizeof *a * M * N), *b = malloc(sizeof *b * M * N);
+    for (int oi = 0; oi < EW_NOPS; oi++) {
+        const ew_op *o = &ew_ops[oi];
+        ew_fill(a, M * N, o->lo, o->hi);
+        ew_fill(b, M * N, o->lo, o->hi);
+        static const char lay[][2] = {{'t', 'c'}, {'c', 't'}, {'t', 't'}, {'s', 't'}, {'s', 'c'}};
+        for (int li = 0; li < 5; li++) {
+            nb_tensor *x = ew_make(a, M, N, lay[li][0]), *y = ew_make(b, M, N, lay[li][1]);
+            char what[64];
+            snprintf(what, sizeof what, "[%lld,%lld] layouts %c%c", (long long)M, (long long)N, lay[li][0],
+                     lay[li][1]);
+            ew_check(o, x, o->nin > 1 ? y : NULL, x, 0, what);
+            ew_check(o, x, o->nin > 1 ? y : NULL, x, 1, "transposed out");
+            ew_check(o, x, o->nin > 1 ? y : NULL, x, 2, "misaligned out rows");
+        }
+        /* 3-D permuted: [5,6,7] seen as [7,5,6] */
+        nb_tensor *x3 = nb_permute(nb_reshape(ew_make(a, 1, 210, 'c'), NB_SHAPE(5, 6, 7)), (int[]){2, 0, 1}, 3);
+        nb_tensor *y3 = nb_contiguous(nb_permute(nb_reshape(ew_make(b, 1, 210, 'c'), NB_SHAPE(5, 6, 7)), (int[]){2, 0, 1}, 3));
+        cr_assert_not_null(x3);
+        cr_assert_not_null(y3);
+        ew_check(o, x3, o->nin > 1 ? y3 : NULL, x3, 0, "3-D permuted");
+    }
+    free(a);
+    free(b);
+}
+
+/* Broadcast second (and first) operands: scalar, row and column. */
+Test(avx2_ew, broadcast_scalar_row_column) {
+    const int64_t M = 19, N = 45;
+    float *a = malloc(sizeof *a * M * N), *b = malloc(sizeof *b * M * N);
+    for (int oi = 0; oi < EW_NOPS; oi++) {
+        const ew_op *o = &ew_ops[oi];
+        ew_fill(a, M * N, o->lo, o->hi);
+        ew_fill(b, M * N, o->lo, o->hi);
+        nb_tensor *x = ew_make(a, M, N, 'c'), *xt = ew_make(a, M, N, 't');
+        nb_tensor *s = nb_expand(nb_from_data(NB_SHAPE0, NB_F32, b), NB_SHAPE(M, N));
+        nb_tensor *row = nb_expand(nb_from_data(NB_SHAPE(N), NB_F32, b), NB_SHAPE(M, N));
+        nb_tensor *col = nb_expand(nb_from_data(NB_SHAPE(M, 1), NB_F32, b), NB_SHAPE(M, N));
+        cr_assert(s && row && col, "%s", nb_last_error());
+        if (o->nin == 2) {
+            nb_tensor *bs[] = {s, row, col};
+            const char *names[] = {"scalar", "row [N]", "column [M,1]"};
+            for (int k = 0; k < 3; k++) {
+                char what[64];
+                snprintf(what, sizeof what, "x op %s", names[k]);
+                ew_check(o, x, bs[k], x, 0, what);
+                snprintf(what, sizeof what, "%s op x", names[k]);
+                ew_check(o, bs[k], x, x, 0, what);
+                snprintf(what, sizeof what, "x^T op %s", names[k]);
+                ew_check(o, xt, bs[k], x, 0, what);
+            }
+        } else {
+            ew_check(o, s, NULL, x, 0, "0-dim broadcast input");
+            ew_check(o, row, NULL, x, 0, "row broadcast input");
+            ew_check(o, col, NULL, x, 0, "column broadcast input");
+        }
+    }
+    free(a);
+    free(b);
+}
+
+/* Large enough for nb__par_threads to use every thread: many rows, one long
+ * row (split into chunks), transposed. */
+Test(avx2_ew, threaded_sizes) {
+    cr_assert_eq(nb_init(NULL), 0);
+    const int64_t shapes[][2] = {{300, 301}, {1, 200003}, {3, 70001}};
+    for (int si = 0; si < 3; si++) {
+        int64_t M = shapes[si][0], N = shapes[si][1];
+        float *a = malloc(sizeof *a * (size_t)(M * N)), *b = malloc(sizeof *b * (size_t)(M * N));
+        for (int oi = 0; oi < EW_NOPS; oi++) {
+            const ew_op *o = &ew_ops[oi];
+            ew_fill(a, M * N, o->lo, o->hi);
+            ew_fill(b, M * N, o->lo, o->hi);
+            nb_tensor *x = ew_make(a, M, N, 'c'), *y = ew_make(b, M, N, si == 0 ? 't' : 'c');
+            nb_tensor *row = nb_expand(nb_from_data(NB_SHAPE(N), NB_F32, b), NB_SHAPE(M, N));
+            char what[64];
+            snprintf(what, sizeof what, "[%lld,%lld]", (long long)M, (long long)N);
+            ew_check(o, x, o->nin > 1 ? y : NULL, x, 0, what);
+            if (o->nin > 1) ew_check(o, x, row, x, 0, "row broadcast, threaded");
+        }
+        free(a);
+        free(b);
+    }
+}
+
+/* Outputs of 4M+ elements take the non-temporal store path (aligned
+ * streams after a masked head): one long row with a misaligned start, and
+ * 2-D rows of every alignment. */
+Test(avx2_ew, streaming_stores_for_large_outputs) {
+    cr_assert_eq(nb_init(NULL), 0);
+    static const int pick[] = {0, 12, 14, 13, 15, 20};   /* add relu copy fill exp gelu */
+    const int64_t M = 1031, N = 4099;
+    float *a = malloc(sizeof *a * (size_t)(M * N)), *b = malloc(sizeof *b * (size_t)(M * N));
+    for (int pi = 0; pi < 6; pi++) {
+        const ew_op *o = &ew_ops[pick[pi]];
+        ew_fill(a, M * N, o->lo, o->hi);
+        ew_fill(b, M * N, o->lo, o->hi);
+        nb_tensor *x = ew_make(a, M, N, 'c'), *y = ew_make(b, M, N, 'c');
+        ew_check(o, x, o->nin > 1 ? y : NULL, x, 2, "4M, misaligned out rows");
+        if (o->nin > 1) {
+            nb_tensor *row = nb_expand(nb_from_data(NB_SHAPE(N), NB_F32, b), NB_SHAPE(M, N));
+            ew_check(o, x, row, x, 0, "4M, row broadcast");
+        }
+        nb_tensor *x1 = nb_reshape(x, NB_SHAPE(1, M * N)), *y1 = nb_reshape(y, NB_SHAPE(1, M * N));
+        ew_check(o, x1, o->nin > 1 ? y1 : NULL, x1, 2, "4M, one long row");
+    }
+    free(a);
+    free(b);
+}
+
+/* ---- special values ---- */
+
+/* Every pair of special values for the binary ops (a column [K,1] against a
+ * row [K]), every special for the unary ones; exact ops bitwise against F32
+ * ref, math ops against the stable libm oracle. */
+Test(avx2_ew, special_values) {
+    const int64_t K = EW_NSPECIAL;
+    nb_tensor *col = nb_expand(nb_from_data(NB_SHAPE(K, 1), NB_F32, ew_special), NB_SHAPE(K, K));
+    nb_tensor *row = nb_expand(nb_from_data(NB_SHAPE(K), NB_F32, ew_special), NB_SHAPE(K, K));
+    nb_tensor *v = nb_from_data(NB_SHAPE(1, K), NB_F32, ew_special);
+    for (int oi = 0; oi < EW_NOPS; oi++) {
+        const ew_op *o = &ew_ops[oi];
+        if (o->ulp < 0) {
+            if (o->nin == 2) ew_check(o, col, row, col, 0, "special pairs");
+            else ew_check(o, v, NULL, v, 0, "specials");
+            continue;
+        }
+        nb_tensor *out = nb_empty(NB_SHAPE(1, K), NB_F32);
+        ew_run(o, out, v, NULL, "avx2");
+        const float *y = nb_data(out);
+        for (int i = 0; i < K; i++) {
+            float x = ew_special[i], w = (float)ew_oracle(o, x);
+            double u = ew_ulps(y[i], w);
+            cr_assert(u <= ew_bound(o, x, w), "%s(%a) = %a, want %a (%g ULP)", o->name, (double)x, (double)y[i],
+                      (double)w, u);
+        }
+    }
+    /* the documented edges, spelled out */
+    const ew_op *ex = &ew_ops[15], *lg = &ew_ops[16], *th = &ew_ops[17];
+    cr_assert_eq(ex->op, NB_OP_EXP);
+    const float xs[] = {INFINITY, -INFINITY, 89.0f, -105.0f, 0.0f};
+    nb_tensor *e = nb_empty(NB_SHAPE(5), NB_F32);
+    ew_run(ex, e, nb_from_data(NB_SHAPE(5), NB_F32, xs), NULL, "avx2");
+    const float *ey = nb_data(e);
+    cr_assert(isinf(ey[0]) && ey[0] > 0 && ey[1] == 0 && isinf(ey[2]) && ey[3] == 0 && ey[4] == 1);
+    const float ls[] = {0.0f, -1.0f, INFINITY, 1.4e-45f, 1.0f};
+    nb_tensor *l = nb_empty(NB_SHAPE(5), NB_F32);
+    ew_run(lg, l, nb_from_data(NB_SHAPE(5), NB_F32, ls), NULL, "avx2");
+    const float *ly = nb_data(l);
+    cr_assert(isinf(ly[0]) && ly[0] < 0 && isnan(ly[1]) && isinf(ly[2]) && ly[2] > 0);
+    cr_assert(ew_ulps(ly[3], (float)log((double)ls[3])) <= 1 && ly[4] == 0);
+    const float ts[] = {0.0f, -0.0f, 50.0f, -50.0f, INFINITY};
+    nb_tensor *tt = nb_empty(NB_SHAPE(5), NB_F32);
+    ew_run(th, tt, nb_from_data(NB_SHAPE(5), NB_F32, ts), NULL, "avx2");
+    const float *ty = nb_data(tt);
+    cr_assert(ty[0] == 0 && !signbit(ty[0]) && ty[1] == 0 && signbit(ty[1]));
+    cr_assert(ty[2] == 1 && ty[3] == -1 && ty[4] == 1);
+}
+
+/* The math ops over the whole float line (every 4099th bit pattern of each
+ * sign), against the libm oracle: the accuracy claims of vmath.h. */
+Test(avx2_ew, math_ops_full_range_sweep) {
+    const int64_t n = 2 * (0x7f800000ll / 4099 + 1);
+    float *x = malloc(sizeof *x * (size_t)n);
+    int64_t k = 0;
+    for (uint32_t b = 0; b < 0x7f800000u && k + 1 < n; b += 4099) {
+        uint32_t nb = b | 0x80000000u;
+        memcpy(&x[k++], &b, 4);
+        memcpy(&x[k++], &nb, 4);
+    }
+    nb_tensor *in = nb_from_data(NB_SHAPE(k), NB_F32, x);
+    nb_tensor *out = nb_empty(NB_SHAPE(k), NB_F32);
+    for (int oi = 0; oi < EW_NOPS; oi++) {
+        const ew_op *o = &ew_ops[oi];
+        if (o->ulp < 0) continue;
+        ew_run(o, out, in, NULL, "avx2");
+        const float *y = nb_data(out);
+        double worst = 0;
+        for (int64_t i = 0; i < k; i++) {
+            float w = (float)ew_oracle(o, x[i]);
+            double u = ew_ulps(y[i], w);
+            cr_assert(u <= ew_bound(o, x[i], w), "%s(%a) = %a, want %a (%g ULP)", o->name, (double)x[i],
+                      (double)y[i], (double)w, u);
+            if (u > worst && fabsf(w) >= FLT_MIN) worst = u;
+        }
+        cr_log_info("%s: max %g ULP (normal results) over %lld inputs", o->name, worst, (long long)k);
+    }
+    free(x);
+}
+
+/* ---- declines and the registry's choice ---- */
+
+Test(avx2_ew, other_dtypes_are_declined_to_ref) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0);
+    const double v[] = {1, -2, 3.5};
+    nb_tensor *d = tu_tensor(NB_SHAPE(3), NB_F64, v);
+    nb_tensor *y = nb_exp(d);
+    cr_assert_not_null(y, "%s", nb_last_error());
+    cr_assert_str_eq(nb__last_kernel(), "ref_exp_double");
+    /* F32 -> F64 copy converts on ref */
+    nb_tensor *f = tu_tensor(NB_SHAPE(3), NB_F32, v);
+    nb_tensor *o = nb_empty(NB_SHAPE(3), NB_F64);
+    nb_kernel_args a = {.op = NB_OP_COPY, .out = o, .in = {f}, .nin = 1};
+    cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s", nb_last_error());
+    cr_assert_str_eq(nb__last_kernel(), "ref_copy");
+    cr_assert_eq(((double *)nb_data(o))[1], -2.0);
+}
+
+static char *ew_dump(void) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    nb_registry_dump(f);
+    fclose(f);
+    return buf;
+}
+
+Test(avx2_ew, registry_chooses_avx2_by_default_and_ref_when_capped) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0);
+    cr_assert_str_eq(nb_kernel_chosen(NB_OP_ADD, NB_F32), "avx2_add");
+    cr_assert_str_eq(nb_kernel_chosen(NB_OP_EXP, NB_F32), "avx2_exp");
+    cr_assert_str_eq(nb_kernel_chosen(NB_OP_ADD, NB_F64), "ref_add_double");
+    char *d = ew_dump();
+    cr_assert_not_null(strstr(d, "avx2_add"), "%s", d);
+    cr_assert_not_null(strstr(d, "avx2_exp"), "%s", d);
+    free(d);
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+    cr_assert_str_eq(nb_kernel_chosen(NB_OP_ADD, NB_F32), "ref_add_float");
+    cr_assert_str_eq(nb_kernel_chosen(NB_OP_EXP, NB_F32), "ref_exp_float");
+    d = ew_dump();
+    cr_assert_not_null(strstr(d, "isa cap: ref"), "%s", d);
+    cr_assert_not_null(strstr(d, "avx2_add:avx2:p10(over cap)"), "%s", d);
+    free(d);
+    /* and a public op served under each cap */
+    nb_tensor *x = nb_full(NB_SHAPE(9), NB_F32, 2.0f);
+    cr_assert_not_null(nb_exp(x));
+    cr_assert_str_eq(nb__last_kernel(), "ref_exp_float");
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0);
+    cr_assert_not_null(nb_exp(x));
+    cr_assert_str_eq(nb__last_kernel(), "avx2_exp");
+}

@@ -1,0 +1,275 @@
+/* test_avx2_reduce.c — the AVX2 reduction kernels (src/kernels/x86/avx2/
+ * avx2_reduce.c) against the ref kernels.
+ *
+ * Each case runs one kernel call twice through the registry on the same
+ * input: as nabla chooses (the avx2 kernel, asserted to have served it when
+ * the layout is one it handles, ref otherwise) and with the ISA capped to
+ * ref. Errors asserted: sum, var, std within 1 ULP of ref (both accumulate in
+ * double and round once; only the order differs, which moves the double
+ * result by at most n * 2^-53 * sum|x|: invisible in F32 unless the sum
+ * cancels catastrophically, as +3e38 - 3e38 + small, which is not asserted);
+ * amax, amin, argmax, argmin exact; NaN where ref has NaN, the same
+ * infinities.
+ *
+ * Layouts: the reduced dim innermost (rows), outermost ([M, N] -> [1, N]),
+ * in the middle, all dims (one long row, cut into blocks), merged dims,
+ * transposed and sliced inputs (declined or served, always right), size 0
+ * and 1; lengths 1, 7, 15, 16, 17, 33, 1023, 4097 and 300000. Special
+ * values: NaN, +-inf, ties. Results do not depend on the thread count.
+ * Skipped when the CPU lacks AVX2+FMA (or NB_ISA caps it).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+static void rd_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
+static void rd_teardown(void) {
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+TestSuite(avx2_reduce, .init = rd_setup, .fini = rd_teardown);
+
+static void rd_need(void) {
+    const char *k = nb_kernel_chosen(NB_OP_SUM, NB_F32);
+    if (!nb_cpu()->avx2_fma || !k || strncmp(k, "avx2", 4)) cr_skip("avx2 reductions not chosen (%s)", k ? k : "none");
+}
+
+static const nb_op rd_ops[] = {NB_OP_SUM, NB_OP_AMAX, NB_OP_AMIN, NB_OP_ARGMAX, NB_OP_ARGMIN, NB_OP_VAR, NB_OP_STD};
+#define RD_NOPS (int)(sizeof rd_ops / sizeof rd_ops[0])
+
+static bool rd_is_arg(nb_op op) { return op == NB_OP_ARGMAX || op == NB_OP_ARGMIN; }
+
+/* One kernel call: out (keepdim shape) = op(in) over the dims in mask. The
+ * kernel that served it goes to *served. */
+static nb_tensor *rd_call(nb_op op, nb_tensor *in, unsigned mask, double corr, const char **served) {
+    int64_t ks[NB_MAX_DIMS];
+    for (int d = 0; d < nb_ndim(in); d++) ks[d] = mask & (1u << d) ? 1 : nb_shape(in)[d];
+    nb_tensor *out = nb__new("test", rd_is_arg(op) ? NB_DTYPE_I64 : NB_DTYPE_F32, nb_ndim(in), ks);
+    cr_assert_not_null(out, "%s", nb_last_error());
+    nb_kernel_args a = {.op = op, .out = out, .in = {in}, .nin = 1, .scalar = {corr}};
+    cr_assert_eq(nb__dispatch(&a, "test_avx2_reduce"), 0, "%s: %s", nb_op_name(op), nb_last_error());
+    if (served) *served = nb__last_kernel();
+    return nb__scoped(out);
+}
+
+static nb_tensor *rd_call_ref(nb_op op, nb_tensor *in, unsigned mask, double corr) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+    const char *k;
+    nb_tensor *r = rd_call(op, in, mask, corr, &k);
+    cr_assert(strncmp(k, "ref", 3) == 0, "capped to ref, yet %s served", k);
+    cr_assert_eq(nb_init(NULL), 0);
+    return r;
+}
+
+/* Distance in ULP between two floats (0 for two NaNs or equal infinities). */
+static int64_t rd_ulp(float a, float b) {
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INT64_MAX;
+    if (a == b) return 0;
+    if (isinf(a) || isinf(b)) return INT64_MAX;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+    return oa > ob ? oa - ob : ob - oa;
+}
+
+/* Compares one op on one input; expect: 1 the avx2 kernel must serve it, 0
+ * ref must (declined), -1 either. */
+static void rd_check(nb_op op, nb_tensor *in, unsigned mask, double corr, int expect, const char *what) {
+    nb_scope_begin();
+    const char *served;
+    nb_tensor *got = rd_call(op, in, mask, corr, &served);
+    if (expect == 1)
+        cr_assert(strncmp(served, "avx2", 4) == 0, "%s %s: served by %s, expected avx2", what, nb_op_name(op), served);
+    if (expect == 0)
+        cr_assert(strncmp(served, "ref", 3) == 0, "%s %s: served by %s, expected a decline", what, nb_op_name(op),
+                  served);
+    nb_tensor *ref = rd_call_ref(op, in, mask, corr);
+    int64_t n = nb_numel(ref);
+    if (rd_is_arg(op)) {
+        const int64_t *a = nb_data(got), *b = nb_data(ref);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert_eq(a[i], b[i], "%s %s [%lld]: %lld vs ref %lld", what, nb_op_name(op), (long long)i,
+                         (long long)a[i], (long long)b[i]);
+    } else {
+        const float *a = nb_data(got), *b = nb_data(ref);
+        int64_t tol = op == NB_OP_AMAX || op == NB_OP_AMIN ? 0 : 1;
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(rd_ulp(a[i], b[i]) <= tol, "%s %s [%lld]: %.9g vs ref %.9g", what, nb_op_name(op),
+                      (long long)i, a[i], b[i]);
+    }
+    nb_scope_end();
+}
+
+static void rd_check_all(nb_tensor *in, unsigned mask, int expect, const char *what) {
+    for (int o = 0; o < RD_NOPS; o++) {
+        /* sums of +-3e38 cancel: the order of summation shows (see the top) */
+        if (rd_ops[o] == NB_OP_SUM && strstr(what, "special 4")) continue;
+        rd_check(rd_ops[o], in, mask, 1.0, expect, what);
+        if (rd_ops[o] == NB_OP_VAR) rd_check(rd_ops[o], in, mask, 0.0, expect, what);
+    }
+}
+
+static const int64_t rd_lens[] = {1, 7, 15, 16, 17, 33, 1023, 4097};
+#define RD_NLENS (int)(sizeof rd_lens / sizeof rd_lens[0])
+
+/* Random values with ties (multiples of 0.25 in [-4, 4)) in every 3rd case. */
+static nb_tensor *rd_input(nb_dims shape, uint64_t seed) {
+    nb_tensor *t = nb_randn(shape, NB_F32, seed);
+    cr_assert_not_null(t);
+    if (seed % 3 == 0) {
+        float *p = nb_data(t);
+        for (int64_t i = 0; i < nb_numel(t); i++) p[i] = floorf(p[i] * 4.0f) / 4.0f;
+    }
+    return t;
+}
+
+Test(avx2_reduce, inner_rows) {
+    rd_need();
+    nb_scope_begin();
+    for (int l = 0; l < RD_NLENS; l++) {
+        int64_t L = rd_lens[l];
+        rd_check_all(rd_input(NB_SHAPE(L), 10 + l), 1u, 1, "[L] all");
+        rd_check_all(rd_input(NB_SHAPE(3, L), 20 + l), 2u, 1, "[3,L] dim 1");
+        rd_check_all(rd_input(NB_SHAPE(5, 2, L), 30 + l), 4u, 1, "[5,2,L] dim 2");
+        rd_check_all(rd_input(NB_SHAPE(2, L, 1), 40 + l), 2u, 1, "[2,L,1] dim 1");
+    }
+    nb_scope_end();
+}
+
+Test(avx2_reduce, outer_rows) {
+    rd_need();
+    nb_scope_begin();
+    static const int64_t ns[] = {1, 7, 33, 300};   /* 300 crosses a column block */
+    for (int l = 0; l < RD_NLENS; l++)
+        for (int j = 0; j < 4; j++) {
+            int64_t L = rd_lens[l], N = ns[j];
+            if (L * N > 400000) continue;
+            rd_check_all(rd_input(NB_SHAPE(L, N), 50 + l * 4 + j), 1u, N > 1 ? 1 : -1, "[L,N] dim 0");
+            if (L * N < 50000)
+                rd_check_all(rd_input(NB_SHAPE(4, L, N), 90 + l * 4 + j), 2u, N > 1 ? 1 : -1, "[4,L,N] dim 1");
+        }
+    nb_scope_end();
+}
+
+Test(avx2_reduce, merged_and_full) {
+    rd_need();
+    nb_scope_begin();
+    nb_tensor *x = rd_input(NB_SHAPE(3, 4, 5), 7);
+    rd_check_all(x, 7u, 1, "[3,4,5] all");
+    rd_check_all(x, 6u, 1, "[3,4,5] dims 1,2");
+    rd_check_all(x, 3u, 1, "[3,4,5] dims 0,1");
+    rd_check_all(x, 5u, 0, "[3,4,5] dims 0,2");   /* two reduced blocks: ref */
+    rd_check_all(x, 0u, 1, "[3,4,5] no dim");
+    rd_check_all(nb_randn(NB_SHAPE0, NB_F32, 3), 0u, 1, "0-dim");
+    /* one long row: blocks combined in order (sum over 300000 in double) */
+    rd_check_all(rd_input(NB_SHAPE(300000), 8), 1u, 1, "[300000]");
+    rd_check_all(rd_input(NB_SHAPE(300001), 9), 1u, 1, "[300001] ties");
+    nb_scope_end();
+}
+
+Test(avx2_reduce, non_contiguous) {
+    rd_need();
+    nb_scope_begin();
+    for (int l = 0; l < RD_NLENS; l++) {
+        int64_t L = rd_lens[l];
+        nb_tensor *t = nb_transpose(rd_input(NB_SHAPE(L, 9), 200 + l), 0, 1);   /* (9, L), strides (1, 9) */
+        rd_check_all(t, 1u, L > 1 ? 1 : -1, "transposed dim 0");   /* reduced dim has stride 1 */
+        rd_check_all(t, 2u, L > 1 ? 1 : -1, "transposed dim 1");   /* rows of 9 folded: outer */
+        nb_tensor *s = nb_slice(rd_input(NB_SHAPE(6, 2 * L), 300 + l), 1, 0, 2 * L, 2);   /* stride 2 */
+        rd_check_all(s, 2u, L > 1 ? 0 : -1, "sliced dim 1");
+        rd_check_all(s, 1u, -1, "sliced dim 0");
+        rd_check_all(s, 3u, L > 1 ? 0 : -1, "sliced all");
+    }
+    nb_scope_end();
+}
+
+Test(avx2_reduce, empty) {
+    rd_need();
+    nb_scope_begin();
+    nb_tensor *z = nb_zeros(NB_SHAPE(3, 0), NB_F32);
+    rd_check(NB_OP_SUM, z, 2u, 1, -1, "[3,0] dim 1");
+    rd_check(NB_OP_VAR, z, 2u, 1, -1, "[3,0] dim 1");
+    rd_check(NB_OP_AMAX, z, 2u, 1, -1, "[3,0] dim 1");
+    rd_check(NB_OP_ARGMAX, z, 2u, 1, -1, "[3,0] dim 1");
+    rd_check_all(z, 1u, -1, "[3,0] dim 0");
+    rd_check(NB_OP_SUM, nb_zeros(NB_SHAPE(0), NB_F32), 1u, 1, -1, "[0]");
+    nb_scope_end();
+}
+
+/* NaN, infinities and ties at chosen places of rows of several lengths, in
+ * the inner, outer and full layouts. */
+Test(avx2_reduce, special_values) {
+    rd_need();
+    nb_scope_begin();
+    static const int64_t lens[] = {7, 17, 33, 1023, 20000};
+    for (int l = 0; l < 5; l++) {
+        int64_t L = lens[l];
+        for (int kind = 0; kind < 6; kind++) {
+            nb_tensor *t = rd_input(NB_SHAPE(4, L), 400 + (uint64_t)l * 8 + (uint64_t)kind);
+            float *p = nb_data(t);
+            for (int r = 0; r < 4; r++) {
+                float *row = p + r * L;
+                int64_t a = (r * 5 + 3) % L, b = (r * 11 + L / 2) % L;
+                switch (kind) {
+                case 0: row[a] = NAN; row[b] = NAN; break;
+                case 1: row[a] = INFINITY; row[b] = -INFINITY; break;
+                case 2: row[a] = INFINITY; row[b] = INFINITY; break;   /* tie at +inf */
+                case 3: for (int64_t i = 0; i < L; i++) row[i] = -INFINITY; break;
+                case 4: row[a] = 3e38f; row[b] = -3e38f; break;   /* var overflows F32 */
+                default: row[b] = 100.0f; row[a] = 100.0f; row[L - 1] = NAN; break;   /* tie, then NaN last */
+                }
+            }
+            char what[64];
+            snprintf(what, sizeof what, "special %d, L %lld, inner", kind, (long long)L);
+            rd_check_all(t, 2u, 1, what);
+            snprintf(what, sizeof what, "special %d, L %lld, outer", kind, (long long)L);
+            rd_check_all(t, 1u, 1, what);
+            snprintf(what, sizeof what, "special %d, L %lld, all", kind, (long long)L);
+            rd_check_all(t, 3u, 1, what);
+        }
+    }
+    nb_scope_end();
+}
+
+/* The same call with 1 thread and with all threads: bit-identical. */
+Test(avx2_reduce, thread_count_independent) {
+    rd_need();
+    nb_scope_begin();
+    nb_tensor *big = rd_input(NB_SHAPE(1000003), 77), *mat = rd_input(NB_SHAPE(512, 700), 78);
+    for (int o = 0; o < RD_NOPS; o++)
+        for (unsigned mask = 1; mask <= 3; mask++) {
+            nb_tensor *in = mask == 1 && o % 2 ? big : mat;
+            cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 1, .abort_on_error = -1}), 0);
+            nb_tensor *one = rd_call(rd_ops[o], in, in == big ? 1u : mask, 1.0, NULL);
+            cr_assert_eq(nb_init(NULL), 0);
+            nb_tensor *all = rd_call(rd_ops[o], in, in == big ? 1u : mask, 1.0, NULL);
+            cr_assert_eq(memcmp(nb_data(one), nb_data(all), (size_t)nb_numel(one) * (rd_is_arg(rd_ops[o]) ? 8 : 4)),
+                         0, "%s mask %u: results differ between 1 and all threads", nb_op_name(rd_ops[o]), mask);
+        }
+    nb_scope_end();
+}
+
+/* Through the public ops: nb_sum / nb_mean / nb_max / nb_argmax / nb_var
+ * keep working with the avx2 kernels chosen. */
+Test(avx2_reduce, public_ops) {
+    rd_need();
+    nb_scope_begin();
+    const double v[] = {1, 5, 2, 5, -1, 0};
+    nb_tensor *x = tu_tensor(NB_SHAPE(2, 3), NB_F32, v);
+    int d1 = 1, d0 = 0;
+    cr_assert_float_eq(nb_item(nb_sum_all(x)), 12.0, 1e-6);
+    cr_assert_float_eq(nb_item(nb_mean_all(x)), 2.0, 1e-6);
+    nb_tensor *m = nb_max(x, &d1, 1, false);
+    cr_assert_float_eq(((float *)nb_data(nb_contiguous(m)))[0], 5.0, 0);
+    nb_tensor *am = nb_argmax(x, 0, false);
+    cr_assert_eq(((int64_t *)nb_data(nb_contiguous(am)))[1], 0);   /* column 1: 5 vs 0 */
+    nb_tensor *var = nb_var(x, &d0, 1, 1.0, false);
+    cr_assert_float_eq(((float *)nb_data(nb_contiguous(var)))[0], 8.0, 1e-6);   /* column 0: 1, 5 */
+    nb_scope_end();
+}

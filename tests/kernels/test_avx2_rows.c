@@ -1,0 +1,418 @@
+/* test_avx2_rows.c — the AVX2 row kernels (src/kernels/x86/avx2/avx2_rows.c:
+ * softmax, log_softmax and their backwards, cross entropy and its backward,
+ * layer_norm and its backward) against the ref kernels.
+ *
+ * Each case runs one kernel call twice through the registry on the same
+ * inputs: as nabla chooses (asserted to be the avx2 kernel when the layout is
+ * one it serves, ref when it must decline) and with the ISA capped to ref.
+ * Per element, |avx2 - ref| <= rtol |ref| + atol * (max |ref| of that row; a
+ * row of layer_norm is a normalized slice, of cross entropy the batch),
+ * NaN exactly where ref has NaN and the same infinities. (rtol, atol):
+ *   softmax 4e-6, 1e-6        log_softmax 2e-6, 1e-6
+ *   softmax_bwd, log_softmax_bwd 1e-5, 1e-5
+ *   cross_entropy 1e-5, 1e-6  cross_entropy_bwd 1e-5, 1e-5
+ *   layer_norm 1e-5, 1e-5     layer_norm_bwd 1e-5, 1e-4
+ * (F32 exp/log within 2 ULP, sums in double; the atol terms cover the
+ * cancellation of g - sum(g y) and of the layer_norm gradient's three terms.)
+ *
+ * Sizes 0, 1, 7, 15, 16, 17, 33, 1023, 4097 on the row dim and several row
+ * counts; strided rows, transposed and sliced operands (declined or served,
+ * always right), broadcast gradients; special values (+-inf, NaN, 1e30).
+ * Skipped when the CPU lacks AVX2+FMA (or NB_ISA caps it).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+static void rw_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
+static void rw_teardown(void) {
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+TestSuite(avx2_rows, .init = rw_setup, .fini = rw_teardown);
+
+static void rw_need(nb_op op) {
+    const char *k = nb_kernel_chosen(op, NB_F32);
+    if (!nb_cpu()->avx2_fma || !k || strncmp(k, "avx2", 4))
+        cr_skip("%s: avx2 kernel not chosen (%s)", nb_op_name(op), k ? k : "none");
+}
+
+static const int64_t rw_lens[] = {1, 7, 15, 16, 17, 33, 1023, 4097};
+#define RW_NLENS (int)(sizeof rw_lens / sizeof rw_lens[0])
+
+typedef struct rw_tol {
+    double rtol, atol;   /* per element: rtol |ref| + atol * max |ref| of the row */
+} rw_tol;
+
+static rw_tol rw_tol_of(nb_op op) {
+    switch (op) {
+    case NB_OP_SOFTMAX: return (rw_tol){4e-6, 1e-6};
+    case NB_OP_LOG_SOFTMAX: return (rw_tol){2e-6, 1e-6};
+    case NB_OP_CROSS_ENTROPY: return (rw_tol){1e-5, 1e-6};
+    case NB_OP_LAYER_NORM_BACKWARD: return (rw_tol){1e-5, 1e-4};
+    default: return (rw_tol){1e-5, 1e-5};
+    }
+}
+
+/* One kernel call into a new out of `shape`; the serving kernel to *served. */
+static nb_tensor *rw_call(nb_op op, nb_dims shape, const nb_tensor *const *in, int nin, const double *s, int ns,
+                          const char **served) {
+    nb_tensor *out = nb__new("test", NB_DTYPE_F32, shape.ndim, shape.d);
+    cr_assert_not_null(out, "%s", nb_last_error());
+    nb_kernel_args a = {.op = op, .out = out, .nin = nin};
+    for (int i = 0; i < nin; i++) a.in[i] = in[i];
+    for (int i = 0; i < ns; i++) a.scalar[i] = s[i];
+    int rc = nb__dispatch(&a, "test_avx2_rows");
+    cr_assert_eq(rc, 0, "%s: %s", nb_op_name(op), nb_last_error());
+    if (served) *served = nb__last_kernel();
+    return nb__scoped(out);
+}
+
+/* Worst error of got vs ref in units of the tolerance (<= 1 passes). */
+static double rw_compare(nb_tensor *got, nb_tensor *ref, rw_tol tol, const char *what) {
+    nb_tensor *g = nb_contiguous(got), *r = nb_contiguous(ref);
+    const float *a = nb_data(g), *b = nb_data(r);
+    int64_t n = nb_numel(r), len = nb_ndim(r) ? nb_shape(r)[nb_ndim(r) - 1] : 1;
+    if (len == 0) return 0;
+    double worst = 0;
+    for (int64_t row = 0; row < n / len; row++) {
+        double scale = 0;
+        for (int64_t i = row * len; i < (row + 1) * len; i++)
+            if (isfinite(b[i]) && fabs(b[i]) > scale) scale = fabs(b[i]);
+        for (int64_t i = row * len; i < (row + 1) * len; i++) {
+            if (isnan(b[i]) || isinf(b[i]) || isnan(a[i]) || isinf(a[i])) {
+                bool same = (isnan(a[i]) && isnan(b[i])) || a[i] == b[i];
+                cr_assert(same, "%s [%lld]: %.9g vs ref %.9g", what, (long long)i, a[i], b[i]);
+                continue;
+            }
+            double e = fabs((double)a[i] - b[i]) / (tol.rtol * fabs(b[i]) + tol.atol * scale + 1e-37);
+            cr_assert(e <= 1, "%s [%lld]: %.9g vs ref %.9g (%.3g x the tolerance)", what, (long long)i, a[i], b[i],
+                      e);
+            if (e > worst) worst = e;
+        }
+    }
+    return worst;
+}
+
+/* Runs op both ways and compares, rows of rowlen elements (0: the last
+ * dim); expect 1: avx2 serves, 0: ref, -1: either. */
+static void rw_check_rows(nb_op op, nb_dims shape, const nb_tensor *const *in, int nin, const double *s, int ns,
+                          int expect, int64_t rowlen, const char *what) {
+    nb_scope_begin();
+    const char *served;
+    nb_tensor *got = rw_call(op, shape, in, nin, s, ns, &served);
+    if (expect == 1)
+        cr_assert(strncmp(served, "avx2", 4) == 0, "%s %s: served by %s, expected avx2", what, nb_op_name(op), served);
+    if (expect == 0)
+        cr_assert(strncmp(served, "ref", 3) == 0, "%s %s: served by %s, expected a decline", what, nb_op_name(op),
+                  served);
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+    nb_tensor *ref = rw_call(op, shape, in, nin, s, ns, &served);
+    cr_assert(strncmp(served, "ref", 3) == 0, "capped to ref, yet %s served", served);
+    cr_assert_eq(nb_init(NULL), 0);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s %s", what, nb_op_name(op));
+    if (rowlen > 0 && nb_numel(ref) > 0) {
+        got = nb_reshape(nb_contiguous(got), NB_SHAPE(nb_numel(ref) / rowlen, rowlen));
+        ref = nb_reshape(ref, NB_SHAPE(nb_numel(ref) / rowlen, rowlen));
+    }
+    rw_compare(got, ref, rw_tol_of(op), msg);
+    nb_scope_end();
+}
+
+static void rw_check(nb_op op, nb_dims shape, const nb_tensor *const *in, int nin, const double *s, int ns,
+                     int expect, const char *what) {
+    rw_check_rows(op, shape, in, nin, s, ns, expect, 0, what);
+}
+
+/* ---- softmax family ---- */
+
+/* softmax, log_softmax of x along dim, and both backwards with gradient g
+ * at y = the forward's (ref) result. */
+static void rw_softmax_all(nb_tensor *x, nb_tensor *g, int dim, int expect, const char *what) {
+    double s[1] = {dim};
+    nb_dims shape = nb_dims_get(x);
+    const nb_tensor *in1[1] = {x};
+    rw_check(NB_OP_SOFTMAX, shape, in1, 1, s, 1, expect, what);
+    rw_check(NB_OP_LOG_SOFTMAX, shape, in1, 1, s, 1, expect, what);
+    if (!g) return;
+    for (int logs = 0; logs < 2; logs++) {
+        nb_tensor *y = logs ? nb_log_softmax(x, dim) : nb_softmax(x, dim);
+        cr_assert_not_null(y, "%s", nb_last_error());
+        const nb_tensor *in2[2] = {g, y};
+        rw_check(logs ? NB_OP_LOG_SOFTMAX_BACKWARD : NB_OP_SOFTMAX_BACKWARD, shape, in2, 2, s, 1, expect, what);
+    }
+}
+
+static nb_tensor *rw_randn(nb_dims shape, uint64_t seed, double scale) {
+    nb_tensor *t = nb_randn(shape, NB_F32, seed);
+    cr_assert_not_null(t);
+    return scale != 1 ? nb_contiguous(nb_mul_scalar(t, scale)) : t;
+}
+
+Test(avx2_rows, softmax_sizes) {
+    rw_need(NB_OP_SOFTMAX);
+    nb_scope_begin();
+    static const int64_t nrows[] = {1, 3, 64};
+    for (int l = 0; l < RW_NLENS; l++)
+        for (int r = 0; r < 3; r++) {
+            int64_t L = rw_lens[l], R = nrows[r];
+            nb_dims sh = NB_SHAPE(R, L);
+            char what[64];
+            snprintf(what, sizeof what, "[%lld, %lld]", (long long)R, (long long)L);
+            rw_softmax_all(rw_randn(sh, 10 + l * 3 + r, 3.0), rw_randn(sh, 100 + l * 3 + r, 1.0), 1, 1, what);
+        }
+    nb_tensor *z = nb_zeros(NB_SHAPE(3, 0), NB_F32);
+    rw_softmax_all(z, z, 1, -1, "[3, 0]");
+    rw_softmax_all(nb_zeros(NB_SHAPE(0, 5), NB_F32), NULL, 1, -1, "[0, 5]");
+    nb_scope_end();
+}
+
+Test(avx2_rows, softmax_layouts) {
+    rw_need(NB_OP_SOFTMAX);
+    nb_scope_begin();
+    for (int l = 0; l < RW_NLENS; l++) {
+        int64_t L = rw_lens[l];
+        char what[64];
+        /* 3-D along the last dim, and along dim 1 (stride L: declined unless L is 1) */
+        nb_tensor *x3 = rw_randn(NB_SHAPE(2, 3, L), 200 + l, 2.0), *g3 = rw_randn(NB_SHAPE(2, 3, L), 220 + l, 1.0);
+        snprintf(what, sizeof what, "[2,3,%lld] dim 2", (long long)L);
+        rw_softmax_all(x3, g3, 2, 1, what);
+        snprintf(what, sizeof what, "[2,3,%lld] dim 1", (long long)L);
+        rw_softmax_all(x3, g3, 1, L == 1 ? -1 : 0, what);
+        /* transposed: (5, L) with strides (1, 5): x has stride 1 along dim 0 but the
+         * contiguous out has not, so both dims decline (unless L is 1) */
+        nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, 5), 240 + l, 2.0), 0, 1);
+        nb_tensor *gt = nb_transpose(rw_randn(NB_SHAPE(L, 5), 260 + l, 1.0), 0, 1);
+        snprintf(what, sizeof what, "transposed (5,%lld) dim 0", (long long)L);
+        rw_softmax_all(xt, gt, 0, L == 1 ? -1 : 0, what);
+        snprintf(what, sizeof what, "transposed (5,%lld) dim 1", (long long)L);
+        rw_softmax_all(xt, gt, 1, L == 1 ? -1 : 0, what);
+        /* every 2nd element (declined), and a narrowed batch (rows at an offset: served) */
+        nb_tensor *xs = nb_slice(rw_randn(NB_SHAPE(4, 2 * L), 280 + l, 2.0), 1, 0, 2 * L, 2);
+        snprintf(what, sizeof what, "sliced (4,%lld)", (long long)L);
+        nb_tensor *gs = nb_slice(rw_randn(NB_SHAPE(4, 2 * L), 290 + l, 1.0), 1, 1, 2 * L, 2);
+        rw_softmax_all(xs, gs, 1, L == 1 ? -1 : 0, what);
+        nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(6, L + 3), 300 + l, 2.0), 1, 2, L);
+        snprintf(what, sizeof what, "narrowed (6,%lld)", (long long)L);
+        rw_softmax_all(xn, rw_randn(NB_SHAPE(6, L), 310 + l, 1.0), 1, 1, what);
+        /* a broadcast gradient (stride 0 along the dim): the backward declines */
+        nb_tensor *gb = nb_expand(rw_randn(NB_SHAPE(3, 1), 320 + l, 1.0), NB_SHAPE(3, L));
+        nb_tensor *y = nb_softmax(rw_randn(NB_SHAPE(3, L), 330 + l, 1.0), 1);
+        const nb_tensor *in2[2] = {gb, y};
+        double s[1] = {1};
+        rw_check(NB_OP_SOFTMAX_BACKWARD, NB_SHAPE(3, L), in2, 2, s, 1, L == 1 ? -1 : 0, "broadcast g");
+    }
+    nb_scope_end();
+}
+
+/* Rows with infinities, NaN and huge values: ref's results exactly where
+ * they are special, within the tolerance elsewhere. (Not 1e30: ref computes
+ * x - (m + log(sum)) in double, where log(sum) vanishes next to m >= 1e17, so
+ * ref gives 1, not 1/n, on a row of equal huge values; avx2 and PyTorch give
+ * 1/n.) */
+Test(avx2_rows, softmax_special_values) {
+    rw_need(NB_OP_SOFTMAX);
+    nb_scope_begin();
+    static const int64_t lens[] = {7, 17, 1023};
+    for (int l = 0; l < 3; l++) {
+        int64_t L = lens[l];
+        enum { K = 10 };
+        nb_tensor *x = rw_randn(NB_SHAPE(K, L), 400 + l, 1.0);
+        float *p = nb_data(x);
+        for (int64_t i = 0; i < L; i++) {
+            p[3 * L + i] = -INFINITY;                 /* row 3: all -inf */
+            p[6 * L + i] = 1e10f;                     /* row 6: all equal and large */
+            p[7 * L + i] *= 1e4f;                     /* row 7: a wide spread */
+            p[8 * L + i] = (i % 2 ? 1e10f : -1e10f);  /* row 8: +-1e10 */
+        }
+        p[0 * L + L / 2] = INFINITY;                  /* row 0: one +inf */
+        p[1 * L + 0] = INFINITY;                      /* row 1: two +inf and a -inf */
+        p[1 * L + L - 1] = INFINITY;
+        p[1 * L + L / 3] = -INFINITY;
+        p[2 * L + L / 2] = NAN;                       /* row 2: a NaN */
+        p[4 * L + L - 1] = -INFINITY;                 /* row 4: one -inf */
+        p[5 * L + 0] = NAN;                           /* row 5: NaN and +inf */
+        p[5 * L + L - 1] = INFINITY;
+        p[9 * L + 0] = -3e38f;                        /* row 9: x - max overflows to -inf */
+        p[9 * L + 1] = 3e38f;
+        rw_softmax_all(x, rw_randn(NB_SHAPE(K, L), 410 + l, 1.0), 1, 1, "special");
+    }
+    nb_scope_end();
+}
+
+/* ---- cross entropy ---- */
+
+static nb_tensor *rw_targets(int64_t N, int64_t C, uint64_t seed, int64_t ign) {
+    int64_t *t = malloc(sizeof *t * (size_t)(N ? N : 1));
+    uint64_t s = seed * 2654435761u + 1;
+    for (int64_t i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int64_t)((s >> 33) % (uint64_t)C);
+        if (ign != -100 && i % 5 == 2) t[i] = ign;
+    }
+    nb_tensor *r = nb_from_data(NB_SHAPE(N), NB_I64, t);
+    free(t);
+    cr_assert_not_null(r);
+    return r;
+}
+
+/* CE forward and backward on logits x (N, C) and targets t. */
+static void rw_ce(nb_tensor *x, nb_tensor *t, nb_tensor *w, nb_tensor *g, double ign, double eps, int expect,
+                  const char *what) {
+    int64_t N = nb_shape(x)[0];
+    double s[2] = {ign, eps};
+    const nb_tensor *in[4] = {x, t, w, g};
+    rw_check(NB_OP_CROSS_ENTROPY, NB_SHAPE(N), in, 3, s, 2, expect, what);
+    rw_check(NB_OP_CROSS_ENTROPY_BACKWARD, nb_dims_get(x), in, 4, s, 2, expect, what);
+}
+
+Test(avx2_rows, cross_entropy) {
+    rw_need(NB_OP_CROSS_ENTROPY);
+    nb_scope_begin();
+    static const int64_t ns[] = {1, 7, 64};
+    for (int l = 0; l < RW_NLENS; l++)
+        for (int j = 0; j < 3; j++) {
+            int64_t C = rw_lens[l], N = ns[j];
+            uint64_t sd = 500 + (uint64_t)l * 3 + (uint64_t)j;
+            nb_tensor *x = rw_randn(NB_SHAPE(N, C), sd, 3.0), *g = rw_randn(NB_SHAPE(N), sd + 1000, 1.0);
+            nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, sd + 2000), 0.5));
+            nb_tensor *t = rw_targets(N, C, sd, -100);
+            char what[96];
+            for (int v = 0; v < 4; v++) {
+                bool wt = v & 1, smooth = v & 2;
+                int64_t ign = C > 2 && v == 3 ? 2 : -100;
+                snprintf(what, sizeof what, "ce (%lld, %lld)%s%s%s", (long long)N, (long long)C, wt ? " weight" : "",
+                         smooth ? " smoothing" : "", ign == 2 ? " ignore 2" : "");
+                rw_ce(x, ign == 2 ? rw_targets(N, C, sd, 2) : t, wt ? w : NULL, g, (double)ign, smooth ? 0.1 : 0, 1,
+                      what);
+            }
+            /* the mean reduction's gradient: one value broadcast (stride 0) */
+            nb_tensor *gb = nb_expand(rw_randn(NB_SHAPE(1), sd + 3000, 1.0), NB_SHAPE(N));
+            rw_ce(x, t, NULL, gb, -100, 0, 1, "ce broadcast g");
+            /* strided targets (served), transposed logits (declined unless C is 1) */
+            nb_tensor *t2 = nb_slice(rw_targets(2 * N, C, sd + 7, -100), 0, 0, 2 * N, 2);
+            rw_ce(x, t2, NULL, g, -100, 0, 1, "ce strided targets");
+            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(C, N), sd + 4000, 3.0), 0, 1);
+            rw_ce(xt, t, w, g, -100, 0.1, C == 1 || N == 1 ? -1 : 0, "ce transposed logits");
+        }
+    nb_scope_end();
+}
+
+Test(avx2_rows, cross_entropy_special_values) {
+    rw_need(NB_OP_CROSS_ENTROPY);
+    nb_scope_begin();
+    static const int64_t cs[] = {7, 33, 1023};
+    for (int l = 0; l < 3; l++) {
+        int64_t C = cs[l], N = 6;
+        nb_tensor *x = rw_randn(NB_SHAPE(N, C), 600 + l, 1.0);
+        float *p = nb_data(x);
+        for (int64_t c = 0; c < C; c++) {
+            p[2 * C + c] = -INFINITY;     /* row 2: all -inf */
+            p[4 * C + c] *= 1e4f;         /* row 4: wide */
+            p[5 * C + c] += 1e6f;         /* row 5: a big offset */
+        }
+        p[0 * C + 1] = INFINITY;          /* row 0: +inf */
+        p[1 * C + C / 2] = NAN;           /* row 1: NaN */
+        p[3 * C + 0] = -INFINITY;         /* row 3: one -inf */
+        nb_tensor *g = rw_randn(NB_SHAPE(N), 610 + l, 1.0);
+        nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, 620 + l), 0.5));
+        for (int v = 0; v < 4; v++)
+            rw_ce(x, rw_targets(N, C, 630 + l, -100), v & 1 ? w : NULL, g, -100, v & 2 ? 0.2 : 0, 1, "ce special");
+    }
+    nb_scope_end();
+}
+
+Test(avx2_rows, cross_entropy_bad_target) {
+    rw_need(NB_OP_CROSS_ENTROPY);
+    nb_scope_begin();
+    nb_tensor *x = rw_randn(NB_SHAPE(3, 5), 700, 1.0);
+    const int64_t tv[] = {1, 5, 0};
+    nb_tensor *t = nb_from_data(NB_SHAPE(3), NB_I64, tv);
+    nb_tensor *out = nb_zeros(NB_SHAPE(3), NB_F32);
+    nb_kernel_args a = {.op = NB_OP_CROSS_ENTROPY, .out = out, .in = {x, t, NULL}, .nin = 3, .scalar = {-100, 0}};
+    cr_assert_eq(nb__dispatch(&a, "test"), NB_ERANGE);
+    cr_assert_str_eq(nb__last_kernel(), "avx2_cross_entropy");
+    cr_assert(strstr(nb_last_error(), "out of bounds"), "%s", nb_last_error());
+    nb_scope_end();
+}
+
+/* ---- layer_norm ---- */
+
+static void rw_ln(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int k, int expect, const char *what) {
+    double s[2] = {k, 1e-5};
+    const nb_tensor *inf[3] = {x, w, b}, *inb[3] = {dy, x, w};
+    int64_t n = 1;   /* rows of the comparison: the normalized slices */
+    for (int d = nb_ndim(x) - k; d < nb_ndim(x); d++) n *= nb_shape(x)[d];
+    rw_check_rows(NB_OP_LAYER_NORM, nb_dims_get(x), inf, 3, s, 2, expect, n, what);
+    rw_check_rows(NB_OP_LAYER_NORM_BACKWARD, nb_dims_get(x), inb, 3, s, 2, expect, n, what);
+}
+
+Test(avx2_rows, layer_norm) {
+    rw_need(NB_OP_LAYER_NORM);
+    nb_scope_begin();
+    static const int64_t nrows[] = {1, 5, 64};
+    for (int l = 0; l < RW_NLENS; l++)
+        for (int r = 0; r < 3; r++) {
+            int64_t L = rw_lens[l], R = nrows[r];
+            uint64_t sd = 800 + (uint64_t)l * 3 + (uint64_t)r;
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
+            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0);
+            nb_tensor *w = rw_randn(NB_SHAPE(L), sd + 200, 1.0), *b = rw_randn(NB_SHAPE(L), sd + 300, 1.0);
+            char what[64];
+            snprintf(what, sizeof what, "ln [%lld, %lld]", (long long)R, (long long)L);
+            rw_ln(x, w, b, dy, 1, 1, what);
+            rw_ln(x, NULL, NULL, dy, 1, 1, what);
+            rw_ln(x, w, NULL, dy, 1, 1, what);
+            /* normalized over the last 2 dims */
+            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            nb_tensor *w3 = rw_randn(NB_SHAPE(3, L), sd + 600, 1.0);
+            rw_ln(x3, w3, w3, dy3, 2, 1, "ln k 2");
+            /* a transposed x (declined unless L is 1), a narrowed batch (served) */
+            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            rw_ln(xt, w, b, dy, 1, L == 1 || R == 1 ? -1 : 0, "ln transposed x");
+            nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
+            rw_ln(xn, w, b, dy, 1, 1, "ln narrowed x");
+        }
+    nb_tensor *z = nb_zeros(NB_SHAPE(4, 0), NB_F32);
+    rw_ln(z, NULL, NULL, z, 1, -1, "ln [4, 0]");
+    nb_tensor *s = rw_randn(NB_SHAPE(3, 9), 900, 1.0);
+    float *p = nb_data(s);
+    for (int i = 0; i < 9; i++) p[9 + i] = 2.5f;   /* row 1 constant: var 0, rstd = 1/sqrt(eps) */
+    p[2 * 9 + 4] = NAN;
+    rw_ln(s, NULL, NULL, rw_randn(NB_SHAPE(3, 9), 901, 1.0), 1, 1, "ln special");
+    nb_scope_end();
+}
+
+/* Through the public ops with autograd: softmax, cross entropy and
+ * layer_norm forward and backward agree with the ref-capped run. */
+Test(avx2_rows, public_ops) {
+    rw_need(NB_OP_SOFTMAX);
+    nb_scope_begin();
+    double res[2][4];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+        nb_tensor *x = nb_randn(NB_SHAPE(16, 37), NB_F32, 42);
+        nb_set_requires_grad(x, true);
+        nb_tensor *t = rw_targets(16, 37, 43, -100);
+        nb_tensor *ln = nb_layer_norm(x, NB_SHAPE(37), NULL, NULL, NULL);
+        nb_tensor *loss = nb_add(nb_cross_entropy(ln, t), nb_sum_all(nb_mul(nb_softmax(x, 1), x)));
+        cr_assert_not_null(loss, "%s", nb_last_error());
+        cr_assert_eq(nb_backward(loss, NULL), 0, "%s", nb_last_error());
+        const float *gx = nb_data(nb_contiguous(nb_grad(x)));
+        res[pass][0] = nb_item(loss);
+        res[pass][1] = gx[0];
+        res[pass][2] = gx[100];
+        res[pass][3] = gx[16 * 37 - 1];
+        nb_init(NULL);
+    }
+    for (int i = 0; i < 4; i++)
+        cr_assert(fabs(res[0][i] - res[1][i]) <= 1e-5 * (1 + fabs(res[1][i])), "value %d: %.9g vs ref %.9g", i,
+                  res[0][i], res[1][i]);
+    nb_scope_end();
+}
