@@ -36,6 +36,7 @@
  *   nabla/nn.h        modules: layers, Sequential, your own modules, initialization
  *   nabla/optim.h     optimizers, learning-rate schedules, gradient clipping
  *   nabla/registry.h  the op list and kernels, for plugging in your own
+ *   nabla/profiler.h  per-op profiler: table, Chrome trace, ranges, schedule
  *   nabla/data.h      datasets, the data loader, transforms; IDX, CSV and .npy files
  */
 #ifndef NABLA_H

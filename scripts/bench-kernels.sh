@@ -96,7 +96,7 @@ section = f"""## Kernels
 Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/kernels` and
 `benchmarks/kernels_peer.py`, rewrites this section). Last run: {date} on {cpu}
 ({info.get('threads', '?')} threads, best ISA {best}, {platform.machine()}, Linux {platform.release()}),
-PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median).
+PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
 
 Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm
 fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 4M otherwise)

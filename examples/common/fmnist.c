@@ -160,6 +160,7 @@ static double run_epoch(nb_module *model, nb_optimizer *opt, nb_loader *loader, 
         loss_avg = i ? 0.98 * loss_avg + 0.02 * l : l;
         seen += nb_shape(batch[0])[0];
         nb_scope_end();
+        nb_profiler_step();   /* NB_PROFILE=...,skip=N,steps=M counts training steps */
         i++;
         double dt = now() - t0;
         if (i % 10 == 0 || i == nb) progress(epoch + 1, epochs, i, nb, loss_avg, seen / dt, dt / i * (nb - i));

@@ -113,7 +113,8 @@ void nb__node_free_saved(nb__node *n);
  * gradient. n->seq orders nodes (every edge goes to a smaller seq).
  *
  * When nb__node_observer is non-NULL, both executors call it after each node
- * they run (hooks, backward and hand-out of its gradients), with the
+ * they run (hooks, backward and hand-out of its gradients; the parallel
+ * executor also sums the node's incoming gradients there), with the
  * monotonic clock (ns) at the node's start and end and the pool worker that
  * ran it (0: the thread that called backward, 1..N-1: pool workers). It may be
  * called from several threads at once; set it while no backward runs. */

@@ -11,8 +11,9 @@
  *
  * The executor is a function over the prepared plan: execute_serial here,
  * nb__execute_parallel (engine_parallel.c) on the thread pool. NB_BACKWARD=
- * serial|parallel picks (default parallel, which itself falls back to the
- * serial loop with one thread or a graph without fan-out). Roots' gradients
+ * serial|parallel|force picks (default parallel, which itself falls back to
+ * the serial loop with one thread, a graph without fan-out or too little
+ * work; force: never falls back, for tests). Roots' gradients
  * are seeded into n->buf / the leaves' pending sums before either executor
  * runs: they come first in every sum, in both. The per-run state lives in
  * the nodes (epoch-stamped): one graph must not be run by two backward calls

@@ -196,6 +196,7 @@ static int avx2_adam_step_f32(const nb_kernel_args *a) {
 #define PHILOX_M1 0xCD9E8D57u
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
+#define PHILOX_ROUNDS 10
 
 /* hi and lo 32 bits of a * M in each of 8 lanes (mul_epu32 multiplies the
  * even lanes; the odd ones are shifted down for a second multiply). */
@@ -207,26 +208,22 @@ static inline void mulhilo8(__m256i a, __m256i M, __m256i *hi, __m256i *lo) {
 }
 
 /* Philox4x32-10 of counters ctr .. ctr+7 (ctr a multiple of 8; counter =
- * {lo32, hi32, 0, 0}, key = the seed's halves), returned in element order:
+ * {lo32, hi32, 0, 0}; k0/k1 the key words of each round, broadcast: see
+ * drop_par), returned in element order:
  * r[j] holds the words of elements 4*ctr + 8*j .. +7, element 4*ctr + e
  * being word e%4 of nb__philox(seed, ctr + e/4). */
-static inline void philox8(uint64_t seed, uint64_t ctr, __m256i r[4]) {
+static inline void philox8(const __m256i *k0, const __m256i *k1, uint64_t ctr, __m256i r[4]) {
     /* ctr is a multiple of 8, so lo + lane never carries into the high word */
     __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)ctr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(ctr >> 32));
     __m256i c2 = _mm256_setzero_si256(), c3 = _mm256_setzero_si256();
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     const __m256i M0 = _mm256_set1_epi32((int)PHILOX_M0), M1 = _mm256_set1_epi32((int)PHILOX_M1);
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
+    for (int round = 0; round < PHILOX_ROUNDS; round++) {
         __m256i hi0, lo0, hi1, lo1;
         mulhilo8(c0, M0, &hi0, &lo0);
         mulhilo8(c2, M1, &hi1, &lo1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0[round]);
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1[round]);
         c1 = lo1;
         c3 = lo0;
     }
@@ -244,7 +241,7 @@ static inline void philox8(uint64_t seed, uint64_t ctr, __m256i r[4]) {
 }
 
 typedef struct drop_par {
-    uint64_t seed;   /* Philox key */
+    __m256i k0[PHILOX_ROUNDS], k1[PHILOX_ROUNDS];   /* per round: the seed's halves plus r Weyl steps */
     __m256i thr;     /* keep when the word >= thr (unsigned) */
     __m256d scale;   /* 1 / (1 - p), applied in double as ref does */
 } drop_par;
@@ -253,7 +250,7 @@ typedef struct drop_par {
 static void drop_range(float *y, const float *x, const drop_par *s, int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; b += 32) {
         __m256i r[4];
-        philox8(s->seed, (uint64_t)b >> 2, r);
+        philox8(s->k0, s->k1, (uint64_t)b >> 2, r);
         for (int j = 0; j < 4; j++) {
             int64_t i = b + 8 * j, k = hi - i;
             if (k <= 0) break;
@@ -289,9 +286,14 @@ static int avx2_dropout_f32(const nb_kernel_args *a) {
     /* ref keeps word r when (double)r >= cut, i.e. r >= ceil(cut) */
     double thr = cut <= 0 ? 0 : ceil(cut);
     if (thr > 4294967295.0) none = true;
-    drop_par s = {.seed = (uint64_t) * (const int64_t *)nb_data(a->in[1]),
-                  .thr = _mm256_set1_epi32(none ? 0 : (int)(uint32_t)thr),
+    drop_par s = {.thr = _mm256_set1_epi32(none ? 0 : (int)(uint32_t)thr),
                   .scale = _mm256_set1_pd(p < 1 ? 1.0 / (1.0 - p) : 0.0)};
+    uint64_t seed = (uint64_t) * (const int64_t *)nb_data(a->in[1]);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < PHILOX_ROUNDS; r++, k0 += PHILOX_W0, k1 += PHILOX_W1) {
+        s.k0[r] = _mm256_set1_epi32((int)k0);
+        s.k1[r] = _mm256_set1_epi32((int)k1);
+    }
     int nt = nb__par_threads(n, NB_GRAIN_TRANSCENDENTAL);
     if (nt <= 1) {
         if (none) zero_range(y, 0, n);

@@ -297,44 +297,85 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
     else *oi = pi[best];
 }
 
-/* Outer layout: columns [c0, c0+w) of the K2 block, for kept index k1:
- * out[k1*n2 + c] folds the rlen rows at stride rstride. w <= OUT_CW. */
+/* Outer layout, a block of 32 columns kept in registers while every row
+ * streams by (an accumulator array would be loaded and stored once per row).
+ * Sums of the columns in double: */
+static void cols32_sum(const float *p0, int64_t R, int64_t rs, double *acc) {
+    __m256d a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+    for (int64_t r = 0; r < R; r++)
+        for (int j = 0; j < 8; j++) a[j] = _mm256_add_pd(a[j], _mm256_cvtps_pd(_mm_loadu_ps(p0 + r * rs + 4 * j)));
+    for (int j = 0; j < 8; j++) _mm256_storeu_pd(acc + 4 * j, a[j]);
+}
+
+/* ... sums of squared deviations from mean[32]: */
+static void cols32_ss(const float *p0, int64_t R, int64_t rs, const double *mean, double *ss) {
+    __m256d a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+    for (int64_t r = 0; r < R; r++)
+        for (int j = 0; j < 8; j++) {
+            __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p0 + r * rs + 4 * j)), _mm256_loadu_pd(mean + 4 * j));
+            a[j] = _mm256_fmadd_pd(d, d, a[j]);
+        }
+    for (int j = 0; j < 8; j++) _mm256_storeu_pd(ss + 4 * j, a[j]);
+}
+
+/* One row step of argmax (mn: argmin) on 8 columns: take x where it beats b,
+ * or is the first NaN (as ref's scalar loop). */
+static inline void arg_step(__m256 *b, __m256i *id, __m256 x, __m256i rv, bool mn) {
+    __m256 beat = mn ? _mm256_cmp_ps(x, *b, _CMP_LT_OQ) : _mm256_cmp_ps(x, *b, _CMP_GT_OQ);
+    __m256 xnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q), bnan = _mm256_cmp_ps(*b, *b, _CMP_UNORD_Q);
+    __m256 take = _mm256_or_ps(beat, _mm256_andnot_ps(bnan, xnan));
+    *b = _mm256_blendv_ps(*b, x, take);
+    *id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*id), _mm256_castsi256_ps(rv), take));
+}
+
+/* ... extremes (and their row indices when arg) of the columns, R >= 1: */
+static void cols32_ext(const float *p0, int64_t R, int64_t rs, bool mn, bool arg, float *best, int32_t *idx) {
+    __m256 b[4];
+    __m256i id[4];
+    for (int j = 0; j < 4; j++) {
+        b[j] = _mm256_loadu_ps(p0 + 8 * j);
+        id[j] = _mm256_setzero_si256();
+    }
+    for (int64_t r = 1; r < R; r++) {
+        __m256i rv = _mm256_set1_epi32((int32_t)r);
+        for (int j = 0; j < 4; j++) {
+            __m256 x = _mm256_loadu_ps(p0 + r * rs + 8 * j);
+            if (arg) arg_step(&b[j], &id[j], x, rv, mn);
+            else b[j] = ext_step(b[j], x, mn);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(best + 8 * j, b[j]);
+        _mm256_storeu_si256((__m256i *)(idx + 8 * j), id[j]);
+    }
+}
+
+/* Outer layout: columns [c0, c0+w) of the last kept block, for kept index
+ * k1: out[k1*n2 + c] folds the rlen rows at stride rstride. w <= OUT_CW.
+ * Blocks of 32 columns run in registers, the last w % 32 one by one. */
 #define OUT_CW 256
 
 static void outer_block(rop op, const rgeo *g, const float *base, double corr, float *of, int64_t *oi, int64_t k1,
                         int64_t c0, int64_t w) {
     const float *p0 = base + kept_off(g, k1) + c0;
-    int64_t R = g->rlen, rs = g->rstride, o = k1 * g->n2 + c0, c;
+    int64_t R = g->rlen, rs = g->rstride, o = k1 * g->n2 + c0, c, c32 = w / 32 * 32;
     if (op == R_SUM || op == R_VAR || op == R_STD) {
         double acc[OUT_CW], ss[OUT_CW];
-        for (c = 0; c < w; c++) acc[c] = 0;
-        for (int64_t r = 0; r < R; r++) {
-            const float *p = p0 + r * rs;
-            for (c = 0; c + 8 <= w; c += 8) {
-                __m256 x = _mm256_loadu_ps(p + c);
-                _mm256_storeu_pd(acc + c,
-                                 _mm256_add_pd(_mm256_loadu_pd(acc + c), _mm256_cvtps_pd(_mm256_castps256_ps128(x))));
-                _mm256_storeu_pd(acc + c + 4, _mm256_add_pd(_mm256_loadu_pd(acc + c + 4),
-                                                            _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
-            }
-            for (; c < w; c++) acc[c] += p[c];
-        }
+        for (c = 0; c < c32; c += 32) cols32_sum(p0 + c, R, rs, acc + c);
+        for (c = c32; c < w; c++) acc[c] = 0;
+        for (int64_t r = 0; r < R && c32 < w; r++)
+            for (c = c32; c < w; c++) acc[c] += p0[r * rs + c];
         if (op == R_SUM) {
             for (c = 0; c < w; c++) of[o + c] = (float)acc[c];
             return;
         }
-        for (c = 0; c < w; c++) {
-            acc[c] /= (double)R;   /* the mean */
-            ss[c] = 0;
-        }
-        for (int64_t r = 0; r < R; r++) {
-            const float *p = p0 + r * rs;
-            for (c = 0; c + 4 <= w; c += 4) {
-                __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + c)), _mm256_loadu_pd(acc + c));
-                _mm256_storeu_pd(ss + c, _mm256_fmadd_pd(d, d, _mm256_loadu_pd(ss + c)));
-            }
-            for (; c < w; c++) ss[c] += ((double)p[c] - acc[c]) * ((double)p[c] - acc[c]);
-        }
+        for (c = 0; c < w; c++) acc[c] /= (double)R;   /* the mean */
+        for (c = 0; c < c32; c += 32) cols32_ss(p0 + c, R, rs, acc + c, ss + c);
+        for (c = c32; c < w; c++) ss[c] = 0;
+        for (int64_t r = 0; r < R && c32 < w; r++)
+            for (c = c32; c < w; c++) ss[c] += ((double)p0[r * rs + c] - acc[c]) * ((double)p0[r * rs + c] - acc[c]);
         for (c = 0; c < w; c++) {
             double v = var_div(ss[c], R, corr);
             of[o + c] = (float)(op == R_STD ? sqrt(v) : v);
@@ -344,32 +385,17 @@ static void outer_block(rop op, const rgeo *g, const float *base, double corr, f
     bool mn = op == R_MIN || op == R_ARGMIN, arg = op == R_ARGMAX || op == R_ARGMIN;
     float best[OUT_CW];   /* R >= 1: empty inputs never get here */
     int32_t idx[OUT_CW];
-    memcpy(best, p0, sizeof(float) * (size_t)w);
-    memset(idx, 0, sizeof(int32_t) * (size_t)w);
-    for (int64_t r = 1; r < R; r++) {
-        const float *p = p0 + r * rs;
-        __m256i rv = _mm256_set1_epi32((int32_t)r);
-        for (c = 0; c + 8 <= w; c += 8) {
-            __m256 x = _mm256_loadu_ps(p + c), b = _mm256_loadu_ps(best + c);
-            if (!arg) {
-                _mm256_storeu_ps(best + c, ext_step(b, x, mn));
-                continue;
-            }
-            /* take x where it beats b, or is the first NaN (as ref's scalar loop) */
-            __m256 beat = mn ? _mm256_cmp_ps(x, b, _CMP_LT_OQ) : _mm256_cmp_ps(x, b, _CMP_GT_OQ);
-            __m256 xnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q), bnan = _mm256_cmp_ps(b, b, _CMP_UNORD_Q);
-            __m256 take = _mm256_or_ps(beat, _mm256_andnot_ps(bnan, xnan));
-            _mm256_storeu_ps(best + c, _mm256_blendv_ps(b, x, take));
-            __m256i id = _mm256_loadu_si256((const __m256i *)(idx + c));
-            id = _mm256_castps_si256(
-                _mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(rv), take));
-            _mm256_storeu_si256((__m256i *)(idx + c), id);
-        }
-        for (; c < w; c++) {
-            bool take = !isnan(best[c]) && (isnan(p[c]) || (mn ? p[c] < best[c] : p[c] > best[c]));
-            if (take) best[c] = p[c], idx[c] = (int32_t)r;
-        }
+    for (c = 0; c < c32; c += 32) cols32_ext(p0 + c, R, rs, mn, arg, best + c, idx + c);
+    for (c = c32; c < w; c++) {
+        best[c] = p0[c];
+        idx[c] = 0;
     }
+    for (int64_t r = 1; r < R && c32 < w; r++)
+        for (c = c32; c < w; c++) {
+            float x = p0[r * rs + c];
+            bool take = !isnan(best[c]) && (isnan(x) || (mn ? x < best[c] : x > best[c]));
+            if (take) best[c] = x, idx[c] = (int32_t)r;
+        }
     for (c = 0; c < w; c++) {
         if (arg) oi[o + c] = idx[c];
         else of[o + c] = best[c];

@@ -127,13 +127,17 @@ static double ss_span(const float *p, int64_t n, double mean) {
 /* sum of a[i] * b[i] in double (b NULL: sum of a). */
 static double dot_span(const float *a, const float *b, int64_t n) {
     if (!b) return sum_span(a, n);
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 16 <= n; i += 16) {
         a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), a0);
         a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)), a1);
+        a2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 8)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 8)), a2);
+        a3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 12)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 12)), a3);
     }
-    double s = hsum_pd(_mm256_add_pd(a0, a1));
+    for (; i + 4 <= n; i += 4)
+        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), a0);
+    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
     for (; i < n; i++) s += (double)a[i] * b[i];
     return s;
 }
