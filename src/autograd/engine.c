@@ -121,8 +121,12 @@ static int accumulate_leaf(plan *p, nb_tensor *leaf, nb_tensor *g) {
     if (!g) return nb_last_error_code();
     nb__ag_meta *m = leaf->ag;
     if (!m->grad) {
-        /* a fresh copy: g may be shared (e.g. by both inputs of an add) */
-        nb_tensor *c = p->create_graph ? g : nb_clone(g);
+        /* g itself when nothing else holds it (as PyTorch's AccumulateGrad
+         * steals a sole gradient); otherwise a fresh copy, since g may be
+         * shared (e.g. by both inputs of an add) */
+        bool sole = atomic_load(&g->refcount) == 1 && atomic_load(&g->storage->refcount) == 1 && !g->ag &&
+                    nb_is_contiguous(g) && g->offset == 0;
+        nb_tensor *c = p->create_graph || sole ? g : nb_clone(g);
         if (!c) return nb_last_error_code();
         m->grad = nb_retain(c);
         return 0;
