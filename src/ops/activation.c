@@ -31,28 +31,12 @@ NB_API nb_tensor *nb_sigmoid(nb_tensor *a) {
                            nb__float_of(a->dtype), 0.0, 0.0);
 }
 
-/* (out > 0) as 1/0 in out's floating dtype, for out >= 0 (a relu output),
- * with ops that have vector kernels (the ref compare + select costs a branch
- * miss per element: 6x slower on a 128x512 step): out · 2^e · 2^e is >= 1 for
- * every positive float, even the smallest subnormal (2^-149 · 2^254,
- * 2^-1074 · 2^1200), or inf, and 0 for 0; min(·, 1) makes it exactly 1. Two
- * factors because 2^254 overflows f32. out is detached: the mask is a
- * constant. NULL when out holds a NaN (the mask would be NaN there, where
- * PyTorch passes g through): the caller takes the select then. */
-static nb_tensor *positive_mask(nb_tensor *out) {
-    double f = out->dtype == NB_DTYPE_F32 ? 0x1p127 : 0x1p600;
-    nb_tensor *big = nb_mul_scalar(nb_mul_scalar(nb_detach(out), f), f);
-    nb_tensor *mask = nb_minimum(big, nb_scalar_dtype(1.0, out->dtype));
-    nb_tensor *count = mask ? nb_sum_all(mask) : NULL;   /* NaN when a NaN is in out */
-    return count && !isnan(nb_item(count)) ? mask : NULL;
-}
-
-/* ---- relu: out = max(a, 0);  da = g where out > 0, else 0 ---- */
+/* ---- relu: out = max(a, 0);  da = 0 where out <= 0, else g ----
+ * PyTorch's threshold_backward(g, out, 0): a NaN out (from a NaN a) passes
+ * g through. Two streaming passes (a BOOL mask, then the fill), each with a
+ * vector kernel. */
 static int relu_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    nb_tensor *out = nb__saved_get(n, 0), *mask = NULL;
-    if (out && (out->dtype == NB_DTYPE_F32 || out->dtype == NB_DTYPE_F64) && out->dtype == g->dtype)
-        mask = positive_mask(out);
-    gin[0] = mask ? nb_mul(g, mask) : nb_masked_fill(g, nb_le_scalar(out, 0.0), 0.0);
+    gin[0] = nb_masked_fill(g, nb_le_scalar(nb__saved_get(n, 0), 0.0), 0.0);
     return nb__grads_ok(n, gin);
 }
 NB_API nb_tensor *nb_relu(nb_tensor *a) {

@@ -6,9 +6,10 @@
  * capped to avx2 (asserting an avx2_* kernel served it), capped to ref in
  * F32, and capped to ref in F64 (inputs converted exactly). Bounds asserted:
  *  - exact ops (add sub mul div maximum minimum add/mul_scalar neg abs square
- *    sqrt relu fill copy): bitwise equal to the F32 ref (NaN == NaN);
+ *    sqrt relu fill copy rsqrt reciprocal sign leaky_relu clamp (with and
+ *    without bounds)): bitwise equal to the F32 ref (NaN == NaN);
  *  - math ops: max ULP distance from the F64 ref result rounded to float:
- *    exp, log, tanh, erf 2; sigmoid 3; silu 4; gelu (erf) 8; gelu (tanh form)
+ *    exp, log, tanh, erf 2; sigmoid 3; silu, elu, softplus 4; gelu (erf) 8; gelu (tanh form)
  *    8 + 3|2u| (u its tanh argument: the rounding of u is amplified in the
  *    negative tail). Where the F64 ref itself cancels (deep tails: special
  *    values and the full-range sweep) the oracle is libm in double with the
@@ -19,7 +20,13 @@
  * output; scalar (0-dim), row [M,N]+[N] and column [M,N]+[M,1] broadcast;
  * sizes large enough to be split over OpenMP threads (by rows and inside
  * one long row). Special values: ±0, ±inf, NaN, denormals, FLT_MAX, the
- * exp overflow/underflow edges, large magnitudes. Skipped without AVX2.
+ * exp overflow/underflow edges, large magnitudes.
+ * Comparisons (tensor and scalar), logical ops, where and masked_fill:
+ * BOOL (or F32) results bitwise against F32 ref at the same sizes and
+ * layouts, each input in turn a scalar, row or column broadcast, threaded
+ * sizes, every pair of special values and each special as the scalar
+ * (where: its one-pass flat path and its two-pass general one). Skipped
+ * without AVX2.
  */
 #include <criterion/criterion.h>
 #include <float.h>
@@ -53,33 +60,47 @@ typedef struct ew_op {
     double s0;         /* scalar[0] */
     int ulp;           /* -1: bitwise equal to F32 ref; else the ULP bound vs F64 */
     float lo, hi;      /* random inputs drawn in [lo, hi) */
+    double s1;         /* scalar[1] (CLAMP's max) */
 } ew_op;
 
 #define GELU_TANH_ULP 1000   /* marker: the bound depends on x (ew_bound) */
 static const ew_op ew_ops[] = {
-    {NB_OP_ADD, "add", 2, 0, -1, -10, 10},
-    {NB_OP_SUB, "sub", 2, 0, -1, -10, 10},
-    {NB_OP_MUL, "mul", 2, 0, -1, -10, 10},
-    {NB_OP_DIV, "div", 2, 0, -1, -10, 10},
-    {NB_OP_MAXIMUM, "maximum", 2, 0, -1, -2, 2},
-    {NB_OP_MINIMUM, "minimum", 2, 0, -1, -2, 2},
-    {NB_OP_ADD_SCALAR, "add_scalar", 1, 1.3, -1, -10, 10},
-    {NB_OP_MUL_SCALAR, "mul_scalar", 1, -0.7, -1, -10, 10},
-    {NB_OP_NEG, "neg", 1, 0, -1, -10, 10},
-    {NB_OP_ABS, "abs", 1, 0, -1, -10, 10},
-    {NB_OP_SQUARE, "square", 1, 0, -1, -10, 10},
-    {NB_OP_SQRT, "sqrt", 1, 0, -1, -1, 100},
-    {NB_OP_RELU, "relu", 1, 0, -1, -10, 10},
-    {NB_OP_FILL, "fill", 0, 3.7, -1, 0, 0},
-    {NB_OP_COPY, "copy", 1, 0, -1, -10, 10},
-    {NB_OP_EXP, "exp", 1, 0, 2, -100, 95},
-    {NB_OP_LOG, "log", 1, 0, 2, -0.5f, 100},
-    {NB_OP_TANH, "tanh", 1, 0, 2, -10, 10},
-    {NB_OP_SIGMOID, "sigmoid", 1, 0, 3, -40, 40},
-    {NB_OP_SILU, "silu", 1, 0, 4, -40, 40},
-    {NB_OP_GELU, "gelu", 1, 0, 8, -5, 5},
-    {NB_OP_GELU, "gelu_tanh", 1, 1, GELU_TANH_ULP, -4, 4},
-    {NB_OP_ERF, "erf", 1, 0, 2, -5, 5},
+    {NB_OP_ADD, "add", 2, 0, -1, -10, 10, 0},
+    {NB_OP_SUB, "sub", 2, 0, -1, -10, 10, 0},
+    {NB_OP_MUL, "mul", 2, 0, -1, -10, 10, 0},
+    {NB_OP_DIV, "div", 2, 0, -1, -10, 10, 0},
+    {NB_OP_MAXIMUM, "maximum", 2, 0, -1, -2, 2, 0},
+    {NB_OP_MINIMUM, "minimum", 2, 0, -1, -2, 2, 0},
+    {NB_OP_ADD_SCALAR, "add_scalar", 1, 1.3, -1, -10, 10, 0},
+    {NB_OP_MUL_SCALAR, "mul_scalar", 1, -0.7, -1, -10, 10, 0},
+    {NB_OP_NEG, "neg", 1, 0, -1, -10, 10, 0},
+    {NB_OP_ABS, "abs", 1, 0, -1, -10, 10, 0},
+    {NB_OP_SQUARE, "square", 1, 0, -1, -10, 10, 0},
+    {NB_OP_SQRT, "sqrt", 1, 0, -1, -1, 100, 0},
+    {NB_OP_RELU, "relu", 1, 0, -1, -10, 10, 0},
+    {NB_OP_FILL, "fill", 0, 3.7, -1, 0, 0, 0},
+    {NB_OP_COPY, "copy", 1, 0, -1, -10, 10, 0},
+    {NB_OP_EXP, "exp", 1, 0, 2, -100, 95, 0},
+    {NB_OP_LOG, "log", 1, 0, 2, -0.5f, 100, 0},
+    {NB_OP_TANH, "tanh", 1, 0, 2, -10, 10, 0},
+    {NB_OP_SIGMOID, "sigmoid", 1, 0, 3, -40, 40, 0},
+    {NB_OP_SILU, "silu", 1, 0, 4, -40, 40, 0},
+    {NB_OP_GELU, "gelu", 1, 0, 8, -5, 5, 0},
+    {NB_OP_GELU, "gelu_tanh", 1, 1, GELU_TANH_ULP, -4, 4, 0},
+    {NB_OP_ERF, "erf", 1, 0, 2, -5, 5, 0},
+    {NB_OP_RSQRT, "rsqrt", 1, 0, -1, -1, 100, 0},
+    {NB_OP_RECIPROCAL, "reciprocal", 1, 0, -1, -10, 10, 0},
+    {NB_OP_SIGN, "sign", 1, 0, -1, -10, 10, 0},
+    {NB_OP_LEAKY_RELU, "leaky_relu", 1, 0.01, -1, -10, 10, 0},
+    {NB_OP_CLAMP, "clamp", 1, -2, -1, -5, 5, 3},
+    {NB_OP_CLAMP, "clamp_min", 1, -2, -1, -5, 5, NAN},
+    {NB_OP_CLAMP, "clamp_max", 1, NAN, -1, -5, 5, 3},
+    {NB_OP_CLAMP, "clamp_min_above_max", 1, 2, -1, -5, 5, -1},
+    {NB_OP_ELU, "elu", 1, 1.0, 4, -10, 5, 0},
+    {NB_OP_ELU, "elu_alpha", 1, 0.3, 4, -2, 2, 0},
+    {NB_OP_SOFTPLUS, "softplus", 1, 1.0, 4, -30, 30, 20},
+    {NB_OP_SOFTPLUS, "softplus_beta", 1, 2.5, 4, -10, 10, 15},
+    {NB_OP_SOFTPLUS, "softplus_negative_beta", 1, -0.5, 4, -60, 60, 20},
 };
 #define EW_NOPS (int)(sizeof ew_ops / sizeof ew_ops[0])
 
@@ -138,6 +159,11 @@ static double ew_oracle(const ew_op *o, double x) {
     case NB_OP_GELU:
         if (o->s0 == 0) return 0.5 * x * erfc(-x * 0.70710678118654752440);
         return x / (1 + exp(-2 * 0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+    case NB_OP_ELU: return x > 0 ? x : o->s0 * expm1(x);
+    case NB_OP_SOFTPLUS: {
+        double z = x * o->s0;
+        return z > o->s1 ? x : (fmax(z, 0) + log1p(exp(-fabs(z)))) / o->s0;
+    }
     default: return NAN;
     }
 }
@@ -169,7 +195,7 @@ static nb_tensor *ew_make(const float *v, int64_t M, int64_t N, char layout) {
 static const char *ew_run(const ew_op *o, nb_tensor *out, const nb_tensor *in0, const nb_tensor *in1,
                           const char *isa) {
     cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .abort_on_error = -1}), 0, "%s", nb_last_error());
-    nb_kernel_args a = {.op = o->op, .out = out, .in = {in0, in1}, .nin = o->nin, .scalar = {o->s0}};
+    nb_kernel_args a = {.op = o->op, .out = out, .in = {in0, in1}, .nin = o->nin, .scalar = {o->s0, o->s1}};
     cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s: %s", o->name, nb_last_error());
     return nb__last_kernel();
 }
@@ -445,6 +471,199 @@ Test(avx2_ew, math_ops_full_range_sweep) {
         cr_log_info("%s: max %g ULP (normal results) over %lld inputs", o->name, worst, (long long)k);
     }
     free(x);
+}
+
+/* ---- comparisons, logical ops, where, masked_fill ----
+ * BOOL results (and where/masked_fill's F32 ones) bitwise against F32 ref. */
+
+typedef struct cb_op {
+    nb_op op;          /* registry op */
+    const char *name;  /* for messages */
+    int nin;           /* tensor inputs */
+    double s0;         /* scalar[0] */
+    int kind;          /* 0 compare (F32 in, BOOL out), 1 logical (BOOL), 2 where, 3 masked_fill */
+} cb_op;
+
+static const cb_op cb_ops[] = {
+    {NB_OP_EQ, "eq", 2, 0, 0},
+    {NB_OP_NE, "ne", 2, 0, 0},
+    {NB_OP_LT, "lt", 2, 0, 0},
+    {NB_OP_LE, "le", 2, 0, 0},
+    {NB_OP_GT, "gt", 2, 0, 0},
+    {NB_OP_GE, "ge", 2, 0, 0},
+    {NB_OP_EQ_SCALAR, "eq_scalar", 1, 1, 0},
+    {NB_OP_NE_SCALAR, "ne_scalar", 1, 1, 0},
+    {NB_OP_LT_SCALAR, "lt_scalar", 1, 0, 0},
+    {NB_OP_LE_SCALAR, "le_scalar", 1, 0, 0},
+    {NB_OP_GT_SCALAR, "gt_scalar", 1, -1, 0},
+    {NB_OP_GE_SCALAR, "ge_scalar", 1, 0.5, 0},
+    {NB_OP_LOGICAL_NOT, "logical_not", 1, 0, 1},
+    {NB_OP_LOGICAL_AND, "logical_and", 2, 0, 1},
+    {NB_OP_LOGICAL_OR, "logical_or", 2, 0, 1},
+    {NB_OP_WHERE, "where", 3, 0, 2},
+    {NB_OP_MASKED_FILL, "masked_fill", 2, -7.5, 3},
+};
+#define CB_NOPS (int)(sizeof cb_ops / sizeof cb_ops[0])
+
+/* dtype of input i of o */
+static nb_dtype cb_in_dtype(const cb_op *o, int i) {
+    if (o->kind == 1) return NB_BOOL;
+    if (o->kind == 2) return i == 2 ? NB_BOOL : NB_F32;
+    if (o->kind == 3) return i == 1 ? NB_BOOL : NB_F32;
+    return NB_F32;
+}
+
+/* Like ew_make for any dtype: logical values v (as floats, converted) in
+ * layout 'c', 't' or 's' (every 2nd column of a wider tensor). */
+static nb_tensor *cb_make(const float *v, int64_t M, int64_t N, char layout, nb_dtype dt) {
+    nb_tensor *t = ew_make(v, M, N, layout);
+    if (dt == NB_F32) return t;
+    /* same layout in dt: build the F32 storage's twin, then copy values in */
+    nb_tensor *w = layout == 'c'   ? nb_empty(NB_SHAPE(M, N), dt)
+                   : layout == 't' ? nb_transpose(nb_empty(NB_SHAPE(N, M), dt), 0, 1)
+                                   : nb_slice(nb_empty(NB_SHAPE(M, 2 * N), dt), 1, 0, 2 * N, 2);
+    cr_assert(w && nb_copy_(w, t), "%s", nb_last_error());
+    return w;
+}
+
+/* Random values of input i of o: small integers (so that ties happen),
+ * with a NaN and infinities mixed into F32 inputs. */
+static void cb_fill(const cb_op *o, int i, float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) {
+        double u = ew_u01();
+        x[k] = cb_in_dtype(o, i) == NB_BOOL ? (u < 0.5 ? 0.0f : 1.0f) : (float)floor(u * 5) - 2.0f;
+        if (cb_in_dtype(o, i) == NB_F32 && u > 0.97) x[k] = u > 0.99 ? NAN : u > 0.98 ? INFINITY : -INFINITY;
+    }
+}
+
+static const char *cb_run(const cb_op *o, nb_tensor *out, nb_tensor *const *in, const char *isa) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .abort_on_error = -1}), 0, "%s", nb_last_error());
+    nb_kernel_args a = {.op = o->op, .out = out, .in = {in[0], in[1], in[2]}, .nin = o->nin, .scalar = {o->s0}};
+    cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s: %s", o->name, nb_last_error());
+    return nb__last_kernel();
+}
+
+/* o on in[] (views of shape_of's shape) under avx2 (an avx2 kernel must
+ * serve it) against ref, bitwise. */
+static void cb_check(const cb_op *o, nb_tensor *const *in, nb_tensor *shape_of, const char *what) {
+    nb_dtype dt = o->kind >= 2 ? NB_F32 : NB_BOOL;
+    nb_tensor *oa = nb_empty(nb_dims_get(shape_of), dt), *orf = nb_empty(nb_dims_get(shape_of), dt);
+    cr_assert(nb_fill_(oa, 1) && nb_fill_(orf, 0), "%s", nb_last_error());   /* differ unless written */
+    const char *k = cb_run(o, oa, in, "avx2");
+    cr_assert(k && strncmp(k, "avx2_", 5) == 0, "%s %s: served by %s, not avx2", o->name, what, k ? k : "?");
+    cb_run(o, orf, in, "ref");
+    int64_t n = nb_numel(shape_of);
+    float *ga = ew_values(oa), *gr = ew_values(orf);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(ew_same(ga[i], gr[i]), "%s %s: element %lld: avx2 %a, ref %a", o->name, what, (long long)i,
+                  (double)ga[i], (double)gr[i]);
+    free(ga);
+    if (nb_ndim(shape_of) == 2) {   /* again into an output transposed in memory */
+        nb_tensor *ot = ew_out(shape_of, dt, 1);
+        cr_assert(nb_fill_(ot, 1), "%s", nb_last_error());
+        cb_run(o, ot, in, "avx2");
+        ga = ew_values(ot);
+        for (int64_t i = 0; i < n; i++)
+            cr_assert(ew_same(ga[i], gr[i]), "%s %s, transposed out: element %lld: avx2 %a, ref %a", o->name, what,
+                      (long long)i, (double)ga[i], (double)gr[i]);
+        free(ga);
+    }
+    free(gr);
+}
+
+/* Inputs of o as [M,N] tensors in layout l (malloc'ed values freed here). */
+static void cb_inputs(const cb_op *o, int64_t M, int64_t N, char l, nb_tensor **in) {
+    float *v = malloc(sizeof *v * (size_t)(M * N + 1));
+    for (int i = 0; i < 3; i++) {
+        in[i] = NULL;
+        if (i >= o->nin) continue;
+        cb_fill(o, i, v, M * N);
+        in[i] = cb_make(v, M, N, l, cb_in_dtype(o, i));
+    }
+    free(v);
+}
+
+Test(avx2_ew, compare_where_sizes_contiguous_and_strided) {
+    for (int oi = 0; oi < CB_NOPS; oi++) {
+        const cb_op *o = &cb_ops[oi];
+        for (size_t si = 0; si < sizeof ew_sizes / sizeof ew_sizes[0]; si++) {
+            int64_t n = ew_sizes[si];
+            for (const char *l = "cs"; *l; l++) {
+                nb_tensor *in[3];
+                cb_inputs(o, 1, n, *l, in);
+                char what[64];
+                snprintf(what, sizeof what, "n=%lld layout %c", (long long)n, *l);
+                cb_check(o, in, in[0], what);
+            }
+        }
+    }
+}
+
+Test(avx2_ew, compare_where_broadcast_transposed_threaded) {
+    const int64_t shapes[][2] = {{19, 45}, {300, 301}};
+    for (int si = 0; si < 2; si++) {
+        int64_t M = shapes[si][0], N = shapes[si][1];
+        float *b = malloc(sizeof *b * (size_t)(M * N));
+        for (int oi = 0; oi < CB_NOPS; oi++) {
+            const cb_op *o = &cb_ops[oi];
+            nb_tensor *in[3], *tr[3];
+            cb_inputs(o, M, N, 'c', in);
+            cb_inputs(o, M, N, 't', tr);
+            cb_check(o, in, in[0], "contiguous [M,N]");
+            cb_check(o, tr, in[0], "transposed");
+            /* each input in turn replaced by a scalar, a row and a column */
+            for (int i = 0; i < o->nin; i++) {
+                nb_dtype dt = cb_in_dtype(o, i);
+                cb_fill(o, i, b, M * N);
+                nb_tensor *s = nb_expand(cb_make(b, 1, 1, 'c', dt), NB_SHAPE(M, N));
+                nb_tensor *row = nb_expand(cb_make(b, 1, N, 'c', dt), NB_SHAPE(M, N));
+                nb_tensor *col = nb_expand(cb_make(b, M, 1, 'c', dt), NB_SHAPE(M, N));
+                nb_tensor *bs[] = {s, row, col};
+                const char *names[] = {"scalar", "row", "column"};
+                for (int k = 0; k < 3; k++) {
+                    nb_tensor *v[3] = {in[0], in[1], in[2]};
+                    v[i] = bs[k];
+                    char what[64];
+                    snprintf(what, sizeof what, "input %d as %s [%lld,%lld]", i, names[k], (long long)M, (long long)N);
+                    cb_check(o, v, in[0], what);
+                }
+            }
+        }
+        free(b);
+    }
+}
+
+/* Every pair of special values (±0, ±inf, NaN, denormals ...) for the
+ * tensor comparisons, and each special as the scalar of the *_SCALAR ones. */
+Test(avx2_ew, compare_special_values) {
+    const int64_t K = EW_NSPECIAL;
+    nb_tensor *col = nb_expand(nb_from_data(NB_SHAPE(K, 1), NB_F32, ew_special), NB_SHAPE(K, K));
+    nb_tensor *row = nb_expand(nb_from_data(NB_SHAPE(K), NB_F32, ew_special), NB_SHAPE(K, K));
+    nb_tensor *v = nb_from_data(NB_SHAPE(1, K), NB_F32, ew_special);
+    for (int oi = 0; oi < 12; oi++) {
+        cb_op o = cb_ops[oi];
+        if (o.nin == 2) {
+            nb_tensor *in[3] = {col, row, NULL};
+            cb_check(&o, in, col, "special pairs");
+            continue;
+        }
+        for (int i = 0; i < K; i++) {
+            o.s0 = ew_special[i];
+            nb_tensor *in[3] = {v, NULL, NULL};
+            char what[64];
+            snprintf(what, sizeof what, "specials vs scalar %a", o.s0);
+            cb_check(&o, in, v, what);
+        }
+    }
+    /* NaN: unequal to everything, itself included */
+    const float x[] = {NAN, 1.0f};
+    nb_tensor *a = nb_from_data(NB_SHAPE(2), NB_F32, x);
+    nb_tensor *eq = nb_empty(NB_SHAPE(2), NB_BOOL), *ne = nb_empty(NB_SHAPE(2), NB_BOOL);
+    nb_tensor *in[3] = {a, a, NULL};
+    cb_run(&cb_ops[0], eq, in, "avx2");
+    cb_run(&cb_ops[1], ne, in, "avx2");
+    const bool *e = nb_data(eq), *ne_ = nb_data(ne);
+    cr_assert(!e[0] && e[1] && ne_[0] && !ne_[1]);
 }
 
 /* ---- declines and the registry's choice ---- */

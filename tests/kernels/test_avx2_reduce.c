@@ -8,8 +8,10 @@
  * double and round once; only the order differs, which moves the double
  * result by at most n * 2^-53 * sum|x|: invisible in F32 unless the sum
  * cancels catastrophically, as +3e38 - 3e38 + small, which is not asserted);
- * amax, amin, argmax, argmin exact; NaN where ref has NaN, the same
- * infinities.
+ * amax, amin, argmax, argmin exact; logsumexp (F32 exps within 1 ULP,
+ * summed in F32 blocks of 16 terms a lane emptied into double: the sum's
+ * relative error, <= ~1.2e-6, becomes an absolute error of the log) within
+ * 2e-6 + 1 ULP of |ref|; NaN where ref has NaN, the same infinities.
  *
  * Layouts: the reduced dim innermost (rows), outermost ([M, N] -> [1, N]),
  * in the middle, all dims (one long row, cut into blocks), merged dims,
@@ -39,7 +41,8 @@ static void rd_need(void) {
     if (!nb_cpu()->avx2_fma || !k || strncmp(k, "avx2", 4)) cr_skip("avx2 reductions not chosen (%s)", k ? k : "none");
 }
 
-static const nb_op rd_ops[] = {NB_OP_SUM, NB_OP_AMAX, NB_OP_AMIN, NB_OP_ARGMAX, NB_OP_ARGMIN, NB_OP_VAR, NB_OP_STD};
+static const nb_op rd_ops[] = {NB_OP_SUM, NB_OP_AMAX,   NB_OP_AMIN, NB_OP_ARGMAX,
+                               NB_OP_ARGMIN, NB_OP_VAR, NB_OP_STD,  NB_OP_LOGSUMEXP};
 #define RD_NOPS (int)(sizeof rd_ops / sizeof rd_ops[0])
 
 static bool rd_is_arg(nb_op op) { return op == NB_OP_ARGMAX || op == NB_OP_ARGMIN; }
@@ -99,6 +102,14 @@ static void rd_check(nb_op op, nb_tensor *in, unsigned mask, double corr, int ex
     } else {
         const float *a = nb_data(got), *b = nb_data(ref);
         int64_t tol = op == NB_OP_AMAX || op == NB_OP_AMIN ? 0 : 1;
+        if (op == NB_OP_LOGSUMEXP) {   /* F32 exps and F32-block sums: see the top */
+            for (int64_t i = 0; i < n; i++) {
+                bool same = rd_ulp(a[i], b[i]) == 0 || fabs((double)a[i] - b[i]) <= 2e-6 + 0x1p-23 * fabs(b[i]);
+                cr_assert(same, "%s logsumexp [%lld]: %.9g vs ref %.9g", what, (long long)i, a[i], b[i]);
+            }
+            nb_scope_end();
+            return;
+        }
         for (int64_t i = 0; i < n; i++)
             cr_assert(rd_ulp(a[i], b[i]) <= tol, "%s %s [%lld]: %.9g vs ref %.9g", what, nb_op_name(op),
                       (long long)i, a[i], b[i]);
@@ -110,7 +121,8 @@ static void rd_check_all(nb_tensor *in, unsigned mask, int expect, const char *w
     for (int o = 0; o < RD_NOPS; o++) {
         /* sums of +-3e38 cancel: the order of summation shows (see the top) */
         if (rd_ops[o] == NB_OP_SUM && strstr(what, "special 4")) continue;
-        rd_check(rd_ops[o], in, mask, 1.0, expect, what);
+        /* logsumexp serves the inner layout only (asserted in its own test) */
+        rd_check(rd_ops[o], in, mask, 1.0, rd_ops[o] == NB_OP_LOGSUMEXP && expect == 1 ? -1 : expect, what);
         if (rd_ops[o] == NB_OP_VAR) rd_check(rd_ops[o], in, mask, 0.0, expect, what);
     }
 }
@@ -237,6 +249,29 @@ Test(avx2_reduce, special_values) {
     nb_scope_end();
 }
 
+/* logsumexp: the avx2 kernel serves rows (reduced dims of stride 1, one
+ * long row cut in blocks) and declines the outer layout. */
+Test(avx2_reduce, logsumexp_layouts) {
+    rd_need();
+    nb_scope_begin();
+    for (int l = 0; l < RD_NLENS; l++) {
+        int64_t L = rd_lens[l];
+        nb_tensor *t = rd_input(NB_SHAPE(5, L), 500 + l);
+        float *p = nb_data(t);
+        for (int64_t i = 0; i < L; i++) p[i] = p[i] * 30.0f - 50.0f;   /* row 0: wide range, far from 0 */
+        rd_check(NB_OP_LOGSUMEXP, t, 2u, 0, 1, "[5,L] dim 1");
+        rd_check(NB_OP_LOGSUMEXP, t, 3u, 0, 1, "[5,L] all");
+        rd_check(NB_OP_LOGSUMEXP, t, 1u, 0, L > 1 ? 0 : -1, "[5,L] dim 0 (outer)");
+    }
+    rd_check(NB_OP_LOGSUMEXP, rd_input(NB_SHAPE(1000003), 9), 1u, 0, 1, "[1000003]");
+    rd_check(NB_OP_LOGSUMEXP, nb_zeros(NB_SHAPE(3, 0), NB_F32), 2u, 0, -1, "[3,0] dim 1");
+    nb_tensor *big = nb_full(NB_SHAPE(40000), NB_F32, 88.0);   /* e^88 * 40000 overflows F32 unless shifted */
+    rd_check(NB_OP_LOGSUMEXP, big, 1u, 0, 1, "[40000] of 88");
+    ((float *)nb_data(big))[39999] = INFINITY;
+    rd_check(NB_OP_LOGSUMEXP, big, 1u, 0, 1, "[40000] +inf last");
+    nb_scope_end();
+}
+
 /* The same call with 1 thread and with all threads: bit-identical. */
 Test(avx2_reduce, thread_count_independent) {
     rd_need();
@@ -271,5 +306,8 @@ Test(avx2_reduce, public_ops) {
     cr_assert_eq(((int64_t *)nb_data(nb_contiguous(am)))[1], 0);   /* column 1: 5 vs 0 */
     nb_tensor *var = nb_var(x, &d0, 1, 1.0, false);
     cr_assert_float_eq(((float *)nb_data(nb_contiguous(var)))[0], 8.0, 1e-6);   /* column 0: 1, 5 */
+    nb_tensor *lse = nb_contiguous(nb_logsumexp(x, &d1, 1, false));
+    cr_assert_float_eq(((float *)nb_data(lse))[0], log(exp(1.0) + exp(5.0) + exp(2.0)), 2e-6);
+    cr_assert_float_eq(((float *)nb_data(lse))[1], log(exp(5.0) + exp(-1.0) + exp(0.0)), 2e-6);
     nb_scope_end();
 }

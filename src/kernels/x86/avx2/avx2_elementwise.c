@@ -1,14 +1,22 @@
 /* avx2_elementwise.c — AVX2+FMA kernels for the F32 element-wise ops:
  * add sub mul div (any broadcast), add_scalar mul_scalar, neg exp log tanh
- * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy.
+ * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy,
+ * rsqrt reciprocal sign clamp leaky_relu elu softplus; and (see the section
+ * near the end, ref_compare.c's arguments) the comparisons eq..ge and
+ * eq_scalar..ge_scalar (F32 in, BOOL out), logical_not/and/or (BOOL),
+ * masked_fill and where (F32 values, BOOL mask).
  *
  * They are variants of src/kernels/ref/ref_elementwise.c and ref_math.c
  * with the same arguments (see the top of ref_math.c): out and inputs of
  * out's shape, inputs broadcast with stride 0, scalar[0] the scalar of
  * *_SCALAR/FILL and GELU's form (0 erf, else tanh).
- *  - Exact ops (add ... square, relu, abs, neg, maximum, minimum, fill, copy)
- *    do ref's one IEEE operation per element and agree with ref bitwise
- *    (NaN payloads aside). Maximum/minimum propagate NaN like ref (x + y).
+ *  - Exact ops (add ... square, relu, abs, neg, maximum, minimum, fill, copy,
+ *    rsqrt, reciprocal, sign, clamp, leaky_relu, the comparisons, logical
+ *    ops, masked_fill, where) do ref's IEEE operations per element and agree
+ *    with ref bitwise (NaN payloads aside). Maximum/minimum propagate NaN
+ *    like ref (x + y); sign(NaN) = +0 as ref.
+ *  - elu and softplus (expm1, log1p by Kahan's forms on vmath.h's exp and
+ *    log) stay within 4 ULP of the double-precision result.
  *  - exp log tanh sigmoid gelu silu erf use vmath.h, within a few ULP of the
  *    double-precision result (often closer than ref's float libm path:
  *    sigmoid and gelu keep their relative accuracy in the negative tail).
@@ -28,11 +36,13 @@
 #include "nb_config.h"
 #include "vmath.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 typedef struct ew_par {
-    __m256 s;      /* scalar[0] as float, in every lane (*_SCALAR, FILL) */
+    __m256 s;      /* scalar[0] as float, in every lane (*_SCALAR, FILL, CLAMP's min) */
+    __m256 s1;     /* scalar[1] as float (CLAMP's max) */
     bool stream;   /* non-temporal stores: the output is far larger than the caches */
 } ew_par;
 
@@ -83,6 +93,73 @@ static inline __m256 op_gelu(__m256 x, __m256 y, const ew_par *p) { (void)y, (vo
 static inline __m256 op_gelu_tanh(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return nb__v_gelu_tanh(x);
+}
+
+/* rsqrt and reciprocal: ref's 1 / sqrtf(x) and 1 / x, each IEEE-rounded */
+static inline __m256 op_rsqrt(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm256_div_ps(NB__V1(1.0f), _mm256_sqrt_ps(x));
+}
+static inline __m256 op_recip(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm256_div_ps(NB__V1(1.0f), x);
+}
+/* ref: (x > 0) - (x < 0), so sign(±0) = +0 and sign(NaN) = +0 */
+static inline __m256 op_sign(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    __m256 z = _mm256_setzero_ps(), one = NB__V1(1.0f);
+    return _mm256_sub_ps(_mm256_and_ps(_mm256_cmp_ps(x, z, _CMP_GT_OQ), one),
+                         _mm256_and_ps(_mm256_cmp_ps(x, z, _CMP_LT_OQ), one));
+}
+/* ref: x > 0 ? x : x * slope (NaN: x * slope, a NaN) */
+static inline __m256 op_leaky(__m256 x, __m256 y, const ew_par *p) {
+    (void)y;
+    return _mm256_blendv_ps(_mm256_mul_ps(x, p->s), x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+/* ref: x < min gives min, then x > max gives max (k_clamp turns a missing
+ * bound into -inf/+inf, which no x passes); NaN x stays */
+static inline __m256 op_clamp(__m256 x, __m256 y, const ew_par *p) {
+    (void)y;
+    x = _mm256_blendv_ps(x, p->s, _mm256_cmp_ps(x, p->s, _CMP_LT_OQ));
+    return _mm256_blendv_ps(x, p->s1, _mm256_cmp_ps(x, p->s1, _CMP_GT_OQ));
+}
+
+/* e^x - 1 for x <= 0 (any x: NaN stays NaN). Above -0.5, Kahan's form
+ * (u - 1) x / ln u with u = e^x rounded: u - 1 is exact there and the ratio
+ * cancels u's rounding, so the result keeps its relative accuracy near 0
+ * (u = 1: x itself). Below, u - 1 has no cancellation. */
+static inline __m256 ew_expm1_neg(__m256 x) {
+    __m256 u = nb__v_exp(x), one = NB__V1(1.0f), um1 = _mm256_sub_ps(u, one);
+    __m256 k = _mm256_div_ps(_mm256_mul_ps(um1, x), nb__v_log(u));
+    k = _mm256_blendv_ps(k, x, _mm256_cmp_ps(u, one, _CMP_EQ_OQ));
+    return _mm256_blendv_ps(um1, k, _mm256_cmp_ps(x, NB__V1(-0.5f), _CMP_GE_OQ));
+}
+/* ref: x > 0 ? x : alpha expm1(x) */
+static inline __m256 op_elu(__m256 x, __m256 y, const ew_par *p) {
+    (void)y;
+    return _mm256_blendv_ps(_mm256_mul_ps(p->s, ew_expm1_neg(_mm256_min_ps(_mm256_setzero_ps(), x))), x,
+                            _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+/* ref: z = x beta; z > threshold ? x : log1p(e^z) / beta, computed as
+ * (max(z, 0) + log1p(e^-|z|)) / beta. z's rounding error zl (exact by FMA)
+ * is put back, else it would be amplified |z| times in the tail:
+ * e^-|z| gets the factor (1 -+ zl), max(z, 0) the term zl. log1p(w) is
+ * Kahan's w ln(v) / (v - 1), v = 1 + w (w itself when v rounds to 1).
+ * min_ps(z, -z) is -|z|, NaN included; an infinite z has no zl. */
+static inline __m256 op_softplus(__m256 x, __m256 y, const ew_par *p) {
+    (void)y;
+    __m256 zero = _mm256_setzero_ps(), one = NB__V1(1.0f);
+    __m256 z = _mm256_mul_ps(x, p->s), zl = _mm256_fmsub_ps(x, p->s, z);
+    zl = _mm256_and_ps(zl, _mm256_cmp_ps(nb__v_abs(z), NB__V1(INFINITY), _CMP_LT_OQ));   /* 0 for inf z */
+    __m256 neg = _mm256_cmp_ps(z, zero, _CMP_LT_OQ);
+    __m256 w = nb__v_exp(_mm256_min_ps(z, _mm256_sub_ps(zero, z)));
+    w = _mm256_fmadd_ps(w, _mm256_blendv_ps(_mm256_sub_ps(zero, zl), zl, neg), w);
+    __m256 v = _mm256_add_ps(one, w);
+    __m256 l = _mm256_div_ps(_mm256_mul_ps(w, nb__v_log(v)), _mm256_sub_ps(v, one));
+    l = _mm256_blendv_ps(l, w, _mm256_cmp_ps(v, one, _CMP_EQ_OQ));
+    __m256 pos = _mm256_and_ps(_mm256_cmp_ps(z, zero, _CMP_GT_OQ), z);
+    __m256 r = _mm256_div_ps(_mm256_add_ps(pos, _mm256_add_ps(_mm256_andnot_ps(neg, zl), l)), p->s);
+    return _mm256_blendv_ps(r, x, _mm256_cmp_ps(z, p->s1, _CMP_GT_OQ));
 }
 
 /* A row: n elements, byte strides so/sa/sb (the iterator's). */
@@ -161,7 +238,8 @@ static const float ew_zero[8];   /* stands in for a missing input (stride 0) */
 EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum)
 EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_ROW(square)
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
-EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf)
+EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
+EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -301,26 +379,24 @@ static void ew_tiles(const ew_job *j, int64_t b0, int64_t b1) {
 
 static bool is_f32(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_F32; }
 
-/* Checks the operands (all F32, as many inputs as the op has) and runs f
- * over them; declines anything else. */
-static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) {
-    if (a->nin < nin || !is_f32(a->out)) return NB_KERNEL_DECLINE;
-    for (int i = 0; i < nin; i++)
-        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
+/* Runs f over the merged iteration of ops[0..nops) (out first), split
+ * over threads; `tiles`: F32 operands that may use the transposed-tile walk. */
+static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *ops, ew_row_fn f, int64_t grain,
+                    bool tiles) {
     int64_t total = nb_numel(a->out);
     if (total <= 0) return 0;
     ew_job j;
-    const nb_tensor *ops[3] = {a->out, nin > 0 ? a->in[0] : NULL, nin > 1 ? a->in[1] : NULL};
-    nb__iter_init(&j.it, nin + 1, ops);
+    nb__iter_init(&j.it, nops, ops);
     j.f = f;
     j.par.s = _mm256_set1_ps((float)a->scalar[0]);
-    j.par.stream = total >= EW_STREAM_MIN;
+    j.par.s1 = _mm256_set1_ps((float)a->scalar[1]);
+    j.par.stream = tiles && total >= EW_STREAM_MIN;
     j.len = j.it.shape[j.it.ndim - 1];
     int64_t rows = total / j.len;
     j.cpr = 1;
     j.chunk = j.len;
     int nt = nb__par_threads(total, grain);
-    if (ew_wants_tiles(&j.it)) {
+    if (tiles && ew_wants_tiles(&j.it)) {
         j.par.stream = false;   /* rows are revisited piecewise: keep out in cache */
         int64_t blocks = (rows + EW_TILE_R - 1) / EW_TILE_R;
         if (nt > blocks) nt = (int)blocks;
@@ -352,6 +428,16 @@ static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) 
     return 0;
 }
 
+/* Checks the operands (all F32, as many inputs as the op has) and runs f
+ * over them; declines anything else. */
+static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) {
+    if (a->nin < nin || !is_f32(a->out)) return NB_KERNEL_DECLINE;
+    for (int i = 0; i < nin; i++)
+        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, nin > 0 ? a->in[0] : NULL, nin > 1 ? a->in[1] : NULL};
+    return ew_drive(a, nin + 1, ops, f, grain, true);
+}
+
 #define GE NB_GRAIN_ELEMENTWISE
 #define GT NB_GRAIN_TRANSCENDENTAL
 #define EW_KERNEL(NAME, NIN, GRAIN) \
@@ -362,6 +448,16 @@ EW_KERNEL(maximum, 2, GE) EW_KERNEL(minimum, 2, GE) EW_KERNEL(adds, 1, GE) EW_KE
 EW_KERNEL(neg, 1, GE) EW_KERNEL(abs, 1, GE) EW_KERNEL(square, 1, GE) EW_KERNEL(sqrt, 1, GE)
 EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT)
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
+EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
+EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT)
+
+/* CLAMP: scalar[0] = min, scalar[1] = max, NaN = no bound (-inf/+inf here). */
+static int k_clamp(const nb_kernel_args *a) {
+    nb_kernel_args b = *a;
+    if (isnan(b.scalar[0])) b.scalar[0] = -INFINITY;
+    if (isnan(b.scalar[1])) b.scalar[1] = INFINITY;
+    return ew_run(&b, 1, row_clamp, GE);
+}
 
 /* GELU: scalar[0] = 0 the exact erf form, else the tanh approximation. */
 static int k_gelu(const nb_kernel_args *a) {
@@ -392,8 +488,254 @@ static int k_copy(const nb_kernel_args *a) {
     return ew_run(a, 1, row_copy, GE);
 }
 
+/* ---- comparisons, logical ops, masked_fill, where (ref_compare.c's
+ * arguments). BOOL operands are bytes 0/1; results agree with ref exactly.
+ * Rows with element stride 1 or 0 run 16 lanes at a time, any other row
+ * runs ref's scalar expression. ---- */
+
+/* 8 floats at element i of a contiguous (s = 1) or broadcast (s = 0)
+ * operand, of which only k (clamped to 0..8) are read. */
+static inline __m256 ew_ld8(const float *P, int64_t s, int64_t i, int64_t k) {
+    if (!s) return _mm256_broadcast_ss(P);
+    return k >= 8 ? _mm256_loadu_ps(P + i) : _mm256_maskload_ps(P + i, nb__tail_mask((int)(k < 0 ? 0 : k)));
+}
+
+/* Two 8-lane compare masks (elements 0-7, 8-15) as 16 bytes 0/1, in order:
+ * the signed packs keep -1 and 0, the and makes -1 a 1. */
+static inline __m128i ew_mask_bytes(__m256 c0, __m256 c1) {
+    __m256i a = _mm256_castps_si256(c0), b = _mm256_castps_si256(c1);
+    __m128i w0 = _mm_packs_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    __m128i w1 = _mm_packs_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    return _mm_and_si128(_mm_packs_epi16(w0, w1), _mm_set1_epi8(1));
+}
+
+/* Stores the first k (<= 16) bytes of r at o. */
+static inline void ew_st16(uint8_t *o, __m128i r, int64_t k) {
+    if (k >= 16) {
+        _mm_storeu_si128((__m128i *)o, r);
+        return;
+    }
+    uint8_t t[16];
+    _mm_storeu_si128((__m128i *)t, r);
+    memcpy(o, t, (size_t)k);
+}
+
+/* row_NAME: out (bool) = x PRED y with y from in[1] or the scalar (no
+ * in[1]); EXPR is ref's C expression, for the strided rows. The predicates
+ * are the ordered ones except NE (unordered: NaN != anything is true). */
+#define CMP_ROW(NAME, PRED, EXPR)                                                                      \
+    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa,  \
+                           int64_t sb, const ew_par *p) {                                              \
+        uint8_t *o = (uint8_t *)po;                                                                    \
+        const float *A = (const float *)pa, *B = (const float *)pb;                                    \
+        float ys = _mm256_cvtss_f32(p->s);                                                             \
+        sa /= 4, sb = B ? sb / 4 : 0;                                                                  \
+        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                               \
+            for (int64_t i = 0; i < n; i += 16) {                                                      \
+                int64_t k = n - i;                                                                     \
+                __m256 y0 = B ? ew_ld8(B, sb, i, k) : p->s, y1 = B ? ew_ld8(B, sb, i + 8, k - 8) : p->s; \
+                __m256 c0 = _mm256_cmp_ps(ew_ld8(A, sa, i, k), y0, PRED);                              \
+                __m256 c1 = _mm256_cmp_ps(ew_ld8(A, sa, i + 8, k - 8), y1, PRED);                      \
+                ew_st16(o + i, ew_mask_bytes(c0, c1), k);                                              \
+            }                                                                                          \
+        } else {                                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                          \
+                float x = A[i * sa], y = B ? B[i * sb] : ys;                                           \
+                o[i * so] = (EXPR);                                                                    \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+CMP_ROW(eq, _CMP_EQ_OQ, x == y) CMP_ROW(ne, _CMP_NEQ_UQ, x != y) CMP_ROW(lt, _CMP_LT_OQ, x < y)
+CMP_ROW(le, _CMP_LE_OQ, x <= y) CMP_ROW(gt, _CMP_GT_OQ, x > y) CMP_ROW(ge, _CMP_GE_OQ, x >= y)
+
+static bool is_bool(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_BOOL; }
+
+/* Tensor-tensor (nin 2) or tensor-scalar (nin 1) comparison of F32 inputs. */
+static int cmp_run(const nb_kernel_args *a, int nin, ew_row_fn f) {
+    if (a->nin < nin || !is_bool(a->out)) return NB_KERNEL_DECLINE;
+    for (int i = 0; i < nin; i++)
+        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, a->in[0], nin > 1 ? a->in[1] : NULL};
+    return ew_drive(a, nin + 1, ops, f, GE, false);
+}
+#define CMP_KERNELS(NAME)                                                             \
+    static int k_##NAME(const nb_kernel_args *a) { return cmp_run(a, 2, row_##NAME); } \
+    static int k_##NAME##_scalar(const nb_kernel_args *a) { return cmp_run(a, 1, row_##NAME); }
+CMP_KERNELS(eq) CMP_KERNELS(ne) CMP_KERNELS(lt) CMP_KERNELS(le) CMP_KERNELS(gt) CMP_KERNELS(ge)
+
+/* 32 bytes at byte i of a contiguous (s = 1) or broadcast (s = 0) BOOL
+ * operand, k of them read (the rest 0). */
+static inline __m256i ew_ldb32(const uint8_t *P, int64_t s, int64_t i, int64_t k) {
+    if (!s) return _mm256_set1_epi8((char)*P);
+    if (k >= 32) return _mm256_loadu_si256((const __m256i *)(P + i));
+    uint8_t t[32] = {0};
+    memcpy(t, P + i, (size_t)k);
+    return _mm256_loadu_si256((const __m256i *)t);
+}
+
+/* row_NAME on BOOL: za, zb are 0xFF where x, y are 0; VEXPR gives 0xFF
+ * where the result is true; EXPR is ref's, for the strided rows. */
+#define LOGIC_ROW(NAME, VEXPR, EXPR)                                                                   \
+    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa,  \
+                           int64_t sb, const ew_par *p) {                                              \
+        (void)p;                                                                                       \
+        uint8_t *o = (uint8_t *)po;                                                                    \
+        const uint8_t *A = (const uint8_t *)pa, *B = pb ? (const uint8_t *)pb : A;                     \
+        sb = pb ? sb : sa;                                                                             \
+        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                               \
+            __m256i z = _mm256_setzero_si256(), all = _mm256_set1_epi8(-1), one = _mm256_set1_epi8(1);  \
+            for (int64_t i = 0; i < n; i += 32) {                                                      \
+                int64_t k = n - i < 32 ? n - i : 32;                                                   \
+                __m256i za = _mm256_cmpeq_epi8(ew_ldb32(A, sa, i, k), z);                              \
+                __m256i zb = _mm256_cmpeq_epi8(ew_ldb32(B, sb, i, k), z);                              \
+                (void)zb, (void)all;                                                                   \
+                __m256i r = _mm256_and_si256(VEXPR, one);                                              \
+                if (k == 32) {                                                                         \
+                    _mm256_storeu_si256((__m256i *)(o + i), r);                                        \
+                } else {                                                                               \
+                    uint8_t t[32];                                                                     \
+                    _mm256_storeu_si256((__m256i *)t, r);                                              \
+                    memcpy(o + i, t, (size_t)k);                                                       \
+                }                                                                                      \
+            }                                                                                          \
+        } else {                                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                          \
+                bool x = A[i * sa] != 0, y = B[i * sb] != 0;                                           \
+                (void)y;                                                                               \
+                o[i * so] = (EXPR);                                                                    \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+LOGIC_ROW(lnot, za, !x)
+LOGIC_ROW(land, _mm256_andnot_si256(_mm256_or_si256(za, zb), all), x && y)
+LOGIC_ROW(lor, _mm256_andnot_si256(_mm256_and_si256(za, zb), all), x || y)
+
+/* LOGICAL_NOT/AND/OR with BOOL inputs (other dtypes stay on ref). */
+static int logic_run(const nb_kernel_args *a, int nin, ew_row_fn f) {
+    if (a->nin < nin || !is_bool(a->out)) return NB_KERNEL_DECLINE;
+    for (int i = 0; i < nin; i++)
+        if (!is_bool(a->in[i])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, a->in[0], nin > 1 ? a->in[1] : NULL};
+    return ew_drive(a, nin + 1, ops, f, 4 * GE, false);
+}
+static int k_lnot(const nb_kernel_args *a) { return logic_run(a, 1, row_lnot); }
+static int k_land(const nb_kernel_args *a) { return logic_run(a, 2, row_land); }
+static int k_lor(const nb_kernel_args *a) { return logic_run(a, 2, row_lor); }
+
+/* 8 bool bytes at element i (contiguous s = 1 or broadcast s = 0, k read)
+ * as an 8-lane float mask: all-ones where the byte is nonzero. */
+static inline __m256 ew_ldmask8(const uint8_t *M, int64_t s, int64_t i, int64_t k) {
+    __m128i b;
+    if (!s) {
+        b = _mm_set1_epi8((char)*M);
+    } else if (k >= 8) {
+        b = _mm_loadl_epi64((const __m128i *)(M + i));
+    } else {
+        uint8_t t[16] = {0};
+        if (k > 0) memcpy(t, M + i, (size_t)k);
+        b = _mm_loadu_si128((const __m128i *)t);
+    }
+    __m256i w = _mm256_cvtepu8_epi32(b);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+}
+
+/* masked_fill: out = m ? v : x, x from in[0] (F32), m from in[1] (BOOL). */
+static void row_mfill(char *po, const char *pa, const char *pm, int64_t n, int64_t so, int64_t sa, int64_t sm,
+                      const ew_par *p) {
+    float *o = (float *)po;
+    const float *A = (const float *)pa;
+    const uint8_t *M = (const uint8_t *)pm;
+    so /= 4, sa /= 4;
+    if (so == 1 && (sa | 1) == 1 && (sm | 1) == 1) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_blendv_ps(ew_ld8(A, sa, i, 8), p->s, ew_ldmask8(M, sm, i, 8)));
+        if (i < n) {
+            __m256i t = nb__tail_mask((int)(n - i));
+            _mm256_maskstore_ps(o + i, t, _mm256_blendv_ps(ew_ld8(A, sa, i, n - i), p->s, ew_ldmask8(M, sm, i, n - i)));
+        }
+    } else {
+        float v = _mm256_cvtss_f32(p->s);
+        for (int64_t i = 0; i < n; i++) o[i * so] = M[i * sm] ? v : A[i * sa];
+    }
+}
+static int k_mfill(const nb_kernel_args *a) {
+    if (a->nin < 2 || !is_f32(a->out) || !is_f32(a->in[0]) || !is_bool(a->in[1])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, a->in[0], a->in[1]};
+    return ew_drive(a, 3, ops, row_mfill, GE, false);
+}
+
+/* How an operand of out's shape lines up with a contiguous out of n
+ * elements: 1 contiguous, 0 one value broadcast everywhere, -1 otherwise. */
+static int ew_flat(const nb_tensor *t, int64_t n) {
+    if (nb_is_contiguous(t) && nb_numel(t) == n) return 1;
+    for (int d = 0; d < nb_ndim(t); d++)
+        if (nb_shape(t)[d] > 1 && nb_strides(t)[d] != 0) return -1;
+    return 0;
+}
+
+/* where's second pass on other layouts: out = m ? x : out, x from in[0]
+ * (F32), m from in[1] (BOOL); out already holds y. */
+static void row_wsel(char *po, const char *pa, const char *pm, int64_t n, int64_t so, int64_t sa, int64_t sm,
+                     const ew_par *p) {
+    (void)p;
+    float *o = (float *)po;
+    const float *A = (const float *)pa;
+    const uint8_t *M = (const uint8_t *)pm;
+    so /= 4, sa /= 4;
+    if (so == 1 && (sa | 1) == 1 && (sm | 1) == 1) {
+        for (int64_t i = 0; i < n; i += 8) {
+            int64_t k = n - i;
+            __m256 r = _mm256_blendv_ps(ew_ld8(o, 1, i, k), ew_ld8(A, sa, i, k), ew_ldmask8(M, sm, i, k));
+            if (k >= 8) _mm256_storeu_ps(o + i, r);
+            else _mm256_maskstore_ps(o + i, nb__tail_mask((int)k), r);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            if (M[i * sm]) o[i * so] = A[i * sa];
+    }
+}
+
+/* WHERE: out = c ? x : y with x = in[0], y = in[1] (F32), c = in[2]
+ * (BOOL). Four operands are one more than the iterator walks: a contiguous
+ * out whose inputs are each contiguous or a single broadcast value goes in
+ * one flat pass; any other layout in two passes of the iterator (out = y,
+ * then out = c ? x : out), as ref does but without its branches. */
+static int k_where(const nb_kernel_args *a) {
+    if (a->nin < 3 || !is_f32(a->out) || !is_f32(a->in[0]) || !is_f32(a->in[1]) || !is_bool(a->in[2]))
+        return NB_KERNEL_DECLINE;
+    int64_t n = nb_numel(a->out);
+    if (n <= 0) return 0;
+    int sx = ew_flat(a->in[0], n), sy = ew_flat(a->in[1], n), sc = ew_flat(a->in[2], n);
+    if (!nb_is_contiguous(a->out) || sx < 0 || sy < 0 || sc < 0) {
+        const nb_tensor *cp[3] = {a->out, a->in[1], NULL}, *sel[3] = {a->out, a->in[0], a->in[2]};
+        ew_drive(a, 2, cp, row_copy, GE, false);
+        return ew_drive(a, 3, sel, row_wsel, GE, false);
+    }
+    float *o = nb_data(a->out);
+    const float *X = nb_data(a->in[0]), *Y = nb_data(a->in[1]);
+    const uint8_t *C = nb_data(a->in[2]);
+    int nt = nb__par_threads(n, GE);
+#if NB_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
+        for (int64_t i = lo; i < hi; i += 8) {
+            int64_t k = hi - i;
+            __m256 r = _mm256_blendv_ps(ew_ld8(Y, sy, i, k), ew_ld8(X, sx, i, k), ew_ldmask8(C, sc, i, k));
+            if (k >= 8) _mm256_storeu_ps(o + i, r);
+            else _mm256_maskstore_ps(o + i, nb__tail_mask((int)k), r);
+        }
+    }
+    return 0;
+}
+
 #define REG(OP, FN) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_" #FN, 10, k_##FN}
 #define REG_AS(OP, FN, NAME) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_" NAME, 10, k_##FN}
+#define REG_BOOL(OP, FN, NAME) {NB_OP_##OP, NB_DTYPE_BOOL, NB_ISA_AVX2, "avx2_" NAME, 10, k_##FN}
 
 void nb__avx2_elementwise_register(void) {
     static const nb_kernel_desc ks[] = {
@@ -404,6 +746,14 @@ void nb__avx2_elementwise_register(void) {
         REG(RELU, relu),       REG(EXP, exp),         REG(LOG, log),         REG(TANH, tanh),
         REG(SIGMOID, sigmoid), REG(SILU, silu),       REG(GELU, gelu),       REG(FILL, fill),
         REG(COPY, copy),       REG(ERF, erf),
+        REG(RSQRT, rsqrt),     REG_AS(RECIPROCAL, recip, "reciprocal"), REG(SIGN, sign),
+        REG_AS(LEAKY_RELU, leaky, "leaky_relu"), REG(CLAMP, clamp), REG(ELU, elu), REG(SOFTPLUS, softplus),
+        REG(EQ, eq), REG(NE, ne), REG(LT, lt), REG(LE, le), REG(GT, gt), REG(GE, ge),
+        REG(EQ_SCALAR, eq_scalar), REG(NE_SCALAR, ne_scalar), REG(LT_SCALAR, lt_scalar),
+        REG(LE_SCALAR, le_scalar), REG(GT_SCALAR, gt_scalar), REG(GE_SCALAR, ge_scalar),
+        REG_AS(MASKED_FILL, mfill, "masked_fill"), REG(WHERE, where),
+        REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
+        REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }

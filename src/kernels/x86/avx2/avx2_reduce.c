@@ -1,5 +1,5 @@
 /* avx2_reduce.c — AVX2+FMA kernels of the F32 reductions: sum, amax/amin,
- * argmax/argmin, var/std (variants of ref_reduce.c and ref_reduce_full.c,
+ * argmax/argmin, var/std, logsumexp (variants of ref_reduce.c and ref_reduce_full.c,
  * same arguments: in[0] (d0..dn) -> out of the same rank, size 1 on reduced
  * dims; scalar[0] the correction of var/std).
  *
@@ -10,14 +10,18 @@
  *   outer: one reduced block of any stride, and the last kept block has
  *          stride 1: each of its rows is folded into a vector accumulator
  *          ([M, N] -> [1, N], [B, M, N] -> [B, 1, N], or a transposed input).
- * out must be contiguous. Anything else declines to ref.
+ * out must be contiguous. Anything else declines to ref. logsumexp serves
+ * the inner layout only (rows, or one long row in blocks whose (max, sum)
+ * partials are combined in block order).
  *
  * Precision: sums (sum, the mean and the squared deviations of var) are
  * accumulated in double, as ref does, so the F32 result is within about one
  * rounding of ref's (the order differs: error <= n * 2^-53 * sum|x| before
  * the final rounding). max/min and the arg forms are exact. NaN: amax/amin
  * give NaN when a slice holds one; argmax/argmin return the first NaN, else
- * the first extreme, as ref and PyTorch.
+ * the first extreme, as ref and PyTorch. logsumexp: F32 exps (1 ULP) summed
+ * in F32 blocks of 16 terms a lane, emptied into double (sum within ~1.2e-6
+ * relative, so the log within ~2e-6 absolute); NaN, +-inf as ref.
  *
  * Threads: rows (or column blocks of the outer layout) are split among
  * threads, each computed whole by one thread. A full reduction of one long
@@ -80,6 +84,36 @@ static double ss_span(const float *p, int64_t n, double mean) {
     return s;
 }
 
+/* sum of e^(p[i] - m) for logsumexp: F32 exps (vmath.h, 1 ULP) summed in
+ * four 8-lane F32 accumulators that are emptied into a double every 512
+ * elements (16 terms per lane), so the relative error of the sum stays
+ * below about 1.2e-6 whatever n is. */
+#define LSE_BLK 512
+static double sumexp_span(const float *p, int64_t n, float m) {
+    __m256 mv = _mm256_set1_ps(m);
+    double s = 0;
+    int64_t i = 0;
+    while (i + 32 <= n) {
+        int64_t e = i + LSE_BLK < n ? i + LSE_BLK : n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (; i + 32 <= e; i += 32) {
+            a0 = _mm256_add_ps(a0, nb__v_exp(_mm256_sub_ps(_mm256_loadu_ps(p + i), mv)));
+            a1 = _mm256_add_ps(a1, nb__v_exp(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8), mv)));
+            a2 = _mm256_add_ps(a2, nb__v_exp(_mm256_sub_ps(_mm256_loadu_ps(p + i + 16), mv)));
+            a3 = _mm256_add_ps(a3, nb__v_exp(_mm256_sub_ps(_mm256_loadu_ps(p + i + 24), mv)));
+        }
+        s += nb__hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    }
+    __m256 t = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) t = _mm256_add_ps(t, nb__v_exp(_mm256_sub_ps(_mm256_loadu_ps(p + i), mv)));
+    if (i < n) {   /* masked-off lanes zeroed after the exp */
+        __m256i k = nb__tail_mask((int)(n - i));
+        __m256 v = nb__v_exp(_mm256_sub_ps(_mm256_maskload_ps(p + i, k), mv));
+        t = _mm256_add_ps(t, _mm256_and_ps(v, _mm256_castsi256_ps(k)));
+    }
+    return s + nb__hsum(t);
+}
+
 /* One step of a NaN-sticky max (mn: min): a NaN in x or acc stays. */
 static inline __m256 ext_step(__m256 acc, __m256 x, bool mn) {
     __m256 e = mn ? _mm256_min_ps(x, acc) : _mm256_max_ps(x, acc);   /* acc when either is NaN */
@@ -139,6 +173,18 @@ static int64_t arg_span(const float *p, int64_t n, bool mn, float *val) {
     }
     *val = ext_span(p, n, mn);
     return find_span(p, n, *val);
+}
+
+/* logsumexp of p[0..n) in two passes (max, then the sum of e^(x - max)):
+ * NaN when any is NaN, the max itself when it is infinite (+inf: some
+ * element is; -inf: all are, or n is 0), as ref. *m and *sum get the
+ * max and the shifted sum (for combining blocks). */
+static double lse_span(const float *p, int64_t n, float *m, double *sum) {
+    *m = ext_span(p, n, false);
+    *sum = 0;
+    if (isnan(*m) || isinf(*m)) return *m;
+    *sum = sumexp_span(p, n, *m);
+    return log(*sum) + *m;
 }
 
 /* ---- layout ---- */
@@ -220,7 +266,7 @@ static inline int64_t kept_off(const rgeo *g, int64_t k) {
 
 /* ---- what each op does with a span and with the outer layout ---- */
 
-typedef enum rop { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_VAR, R_STD } rop;
+typedef enum rop { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_VAR, R_STD, R_LSE } rop;
 
 static double var_div(double ss, int64_t n, double corr) {
     double div = (double)n - corr;
@@ -236,6 +282,11 @@ static void slice_value(rop op, const float *p, int64_t n, double corr, float *o
     case R_MIN: *of = ext_span(p, n, true); break;
     case R_ARGMAX: *oi = arg_span(p, n, false, &v); break;
     case R_ARGMIN: *oi = arg_span(p, n, true, &v); break;
+    case R_LSE: {
+        double sum;
+        *of = (float)lse_span(p, n, &v, &sum);
+        break;
+    }
     default: {
         double mean = sum_span(p, n) / (double)n, var = var_div(ss_span(p, n, mean), n, corr);
         *of = (float)(op == R_STD ? sqrt(var) : var);
@@ -265,9 +316,24 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++) {
         int64_t s = b * bs, e = s + bs < n ? s + bs : n;
-        if (op == R_SUM || var) part[b] = sum_span(p + s, e - s);
+        if (op == R_LSE) lse_span(p + s, e - s, &pv[b], &part[b]);
+        else if (op == R_SUM || var) part[b] = sum_span(p + s, e - s);
         else if (op == R_MAX || op == R_MIN) pv[b] = ext_span(p + s, e - s, op == R_MIN);
         else pi[b] = s + arg_span(p + s, e - s, op == R_ARGMIN, &pv[b]);
+    }
+    if (op == R_LSE) {   /* M = the max of the block maxima; sum_b part_b e^(m_b - M) */
+        float M = pv[0];
+        for (int64_t b = 1; b < nb && !isnan(M); b++)
+            if (isnan(pv[b]) || pv[b] > M) M = pv[b];
+        if (isnan(M) || isinf(M)) {
+            *of = M;
+            return;
+        }
+        double tot = 0;
+        for (int64_t b = 0; b < nb; b++)
+            if (pv[b] != -INFINITY) tot += part[b] * exp((double)pv[b] - M);
+        *of = (float)(log(tot) + M);
+        return;
     }
     double acc = 0;
     if (op == R_SUM || var)
@@ -412,6 +478,7 @@ static int run(const nb_kernel_args *a, rop op) {
     rgeo g;
     if (!rgeo_init(&g, in, out)) return NB_KERNEL_DECLINE;
     if (g.kind == RG_OUTER && g.rlen > INT32_MAX) return NB_KERNEL_DECLINE;   /* int32 lane indices */
+    if (g.kind == RG_OUTER && op == R_LSE) return NB_KERNEL_DECLINE;          /* inner dims only */
     float *of = arg ? NULL : nb_data(out);
     int64_t *oi = arg ? nb_data(out) : NULL;
     const float *base = in->numel ? nb_data(in) : NULL;
@@ -423,12 +490,13 @@ static int run(const nb_kernel_args *a, rop op) {
         return 0;
     }
     int64_t work = g.nk1 * g.n2 * g.rlen * (op == R_VAR || op == R_STD ? 2 : 1);
+    int grain = op == R_LSE ? NB_GRAIN_TRANSCENDENTAL : NB_GRAIN_ELEMENTWISE;
     if (g.kind == RG_INNER) {
         if (g.nk1 == 1) {
             full_value(op, base, g.rlen, corr, of, oi);
             return 0;
         }
-        int nt = nb__par_threads(work, NB_GRAIN_ELEMENTWISE);
+        int nt = nb__par_threads(work, grain);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
         for (int64_t k = 0; k < g.nk1; k++)
             slice_value(op, base + kept_off(&g, k), g.rlen, corr, arg ? NULL : of + k, arg ? oi + k : NULL);
@@ -453,6 +521,7 @@ static int avx2_argmax(const nb_kernel_args *a) { return run(a, R_ARGMAX); }
 static int avx2_argmin(const nb_kernel_args *a) { return run(a, R_ARGMIN); }
 static int avx2_var(const nb_kernel_args *a) { return run(a, R_VAR); }
 static int avx2_std(const nb_kernel_args *a) { return run(a, R_STD); }
+static int avx2_logsumexp(const nb_kernel_args *a) { return run(a, R_LSE); }
 
 void nb__avx2_reduce_register(void) {
     static const nb_kernel_desc ks[] = {
@@ -463,6 +532,7 @@ void nb__avx2_reduce_register(void) {
         {NB_OP_ARGMIN, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_argmin", 10, avx2_argmin},
         {NB_OP_VAR, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_var", 10, avx2_var},
         {NB_OP_STD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_std", 10, avx2_std},
+        {NB_OP_LOGSUMEXP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_logsumexp", 10, avx2_logsumexp},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }

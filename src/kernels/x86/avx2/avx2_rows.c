@@ -12,24 +12,37 @@
  *   layer_norm:     x and out contiguous over the normalized last k dims,
  *     weight and bias absent or contiguous.
  *
- * Numerics: each row's max is subtracted before exp (as ref); sums of exp,
- * of g*y, the moments of layer_norm and the dot products of cross entropy
- * are accumulated in double, so the F32 results differ from ref's
- * (double, rounded once) by a few ULP of exp/log (vmath.h: 2 ULP) plus the
- * F32 arithmetic of the final per-element formula. Rows whose max is +-inf
- * (or only NaN / -inf) take ref's formulas in double, so special values come
+ * Numerics: each row's max is subtracted before exp (as ref). Row sums (of
+ * exp, of g*y, the moments and sums of layer_norm) are taken in F32 with
+ * four independent 8-lane accumulators emptied into a double every 512
+ * elements (ROWSUM), so each lane adds at most 16 terms: relative error
+ * below ~1.2e-6 of sum |terms| at any row length, at full F32 speed. The
+ * per-element formulas are F32, as PyTorch's (softmax_bwd's y (g - s)
+ * cancels where y peaks). Cross entropy keeps double for its label-
+ * smoothing sums (lse W - sum(w x) cancels). Rows whose max is +-inf (or
+ * only NaN / -inf) take ref's formulas in double, so special values come
  * out as ref's. The errors asserted per op are in tests/kernels/test_avx2_rows.c.
+ *
+ * Memory: softmax and softmax_bwd outputs of >= 1M floats are written with
+ * streaming stores (whole rows <= 2048 floats, 32-byte aligned), and
+ * softmax prefetches the next row to L2 while computing this one: the
+ * inputs are read from DRAM once and the outputs are never read for
+ * ownership (measured: see the report of this change).
  *
  * Threads: rows are split among threads and each row is computed by one
  * thread with the same code, so results do not depend on the thread count.
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "kernels/kernels.h"
 #include "vmath.h"
 
 #define V1 _mm256_set1_ps
+#ifndef ROWS_NT
+#define ROWS_NT 1
+#endif
 
 /* Runs the statements in ... for i = 0, 8, 16, ... < n: full vectors with
  * plain loads and stores, then one masked tail (AMD's masked store is
@@ -55,90 +68,133 @@
 
 /* ---- shared row pieces ---- */
 
-static inline double hsum_pd(__m256d v) {
-    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
 
-/* acc += the 8 lanes of v, in double (two accumulators). */
-static inline void acc8(__m256d *lo, __m256d *hi, __m256 v) {
-    *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-    *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-}
+/* Row sums in F32 (cvtps_pd would halve the throughput): four independent
+ * accumulators of 8 lanes over 32 elements a step, emptied into a double
+ * every SUMBLK elements, so each lane adds at most SUMBLK / 32 = 16 terms
+ * before the block total (one F32 rounding) joins the double: the relative
+ * error of a sum of like-signed terms stays below 18 * 2^-24 ~ 1.1e-6,
+ * whatever the row length.
+ * ROWSUM(n, F, res): res = sum over o = 0, 8, ... < n of the lanes of F(o),
+ * an __m256 expression that may use LD/ST (masked in the tail, whose unused
+ * lanes are zeroed after F). */
+#define SUMBLK 512
+#define ROWSUM(n, F, res)                                                                  \
+    do {                                                                                   \
+        double s_ = 0;                                                                     \
+        int64_t o_ = 0;                                                                    \
+        {                                                                                  \
+            const bool full_ = true;                                                       \
+            const __m256i k_ = _mm256_set1_epi32(-1);                                      \
+            (void)k_;                                                                      \
+            while (o_ + 32 <= (n)) {                                                       \
+                int64_t e_ = o_ + SUMBLK < (n) ? o_ + SUMBLK : (n);                        \
+                __m256 a0_ = _mm256_setzero_ps(), a1_ = a0_, a2_ = a0_, a3_ = a0_;         \
+                for (; o_ + 32 <= e_; o_ += 32) {                                          \
+                    a0_ = _mm256_add_ps(a0_, F(o_));                                       \
+                    a1_ = _mm256_add_ps(a1_, F(o_ + 8));                                   \
+                    a2_ = _mm256_add_ps(a2_, F(o_ + 16));                                  \
+                    a3_ = _mm256_add_ps(a3_, F(o_ + 24));                                  \
+                }                                                                          \
+                s_ += nb__hsum(_mm256_add_ps(_mm256_add_ps(a0_, a1_), _mm256_add_ps(a2_, a3_))); \
+            }                                                                              \
+            __m256 t_ = _mm256_setzero_ps();                                               \
+            for (; o_ + 8 <= (n); o_ += 8) t_ = _mm256_add_ps(t_, F(o_));                  \
+            s_ += nb__hsum(t_);                                                            \
+        }                                                                                  \
+        if (o_ < (n)) {                                                                    \
+            const bool full_ = false;                                                      \
+            const __m256i k_ = nb__tail_mask((int)((n) - o_));                             \
+            s_ += nb__hsum(TAILZERO(F(o_)));                                               \
+        }                                                                                  \
+        (res) = s_;                                                                        \
+    } while (0)
 
 /* Max of p[0..n) ignoring NaN (as ref's fmax): -inf when nothing else. */
 static float row_max(const float *p, int64_t n) {
-    __m256 a0 = V1(-INFINITY), a1 = a0;
+    __m256 a0 = V1(-INFINITY), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {   /* max_ps(x, acc) returns acc when x is NaN */
+    for (; i + 32 <= n; i += 32) {   /* max_ps(x, acc) returns acc when x is NaN */
         a0 = _mm256_max_ps(_mm256_loadu_ps(p + i), a0);
         a1 = _mm256_max_ps(_mm256_loadu_ps(p + i + 8), a1);
+        a2 = _mm256_max_ps(_mm256_loadu_ps(p + i + 16), a2);
+        a3 = _mm256_max_ps(_mm256_loadu_ps(p + i + 24), a3);
     }
     for (; i < n; i += 8) {
         __m256i k = nb__tail_mask((int)(n - i));
         __m256 x = _mm256_blendv_ps(V1(-INFINITY), _mm256_maskload_ps(p + i, k), _mm256_castsi256_ps(k));
         a0 = _mm256_max_ps(x, a0);
     }
-    return nb__hmax(_mm256_max_ps(a0, a1));   /* no NaN lanes left */
+    return nb__hmax(_mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)));   /* no NaN lanes left */
 }
 
-/* sum of e^(p[i] - m) in double; e^(p[i] - m) stored to e when e is not NULL. */
+/* e^(x[o..o+8) - m), also stored to e[o..] when e is not NULL. */
+static inline __m256 exp_at(const float *x, float *e, int64_t o, __m256 mv, bool full_, __m256i k_) {
+    __m256 v = nb__v_exp(_mm256_sub_ps(LD(x + o), mv));
+    if (e) ST(e + o, v);
+    return v;
+}
+
+/* sum of e^(p[i] - m) (F32 blocks, see ROWSUM); e^(p[i] - m) stored to e
+ * when e is not NULL. */
 static double row_sumexp(const float *p, int64_t n, float m, float *e) {
     __m256 mv = V1(m);
-    __m256d lo = _mm256_setzero_pd(), hi = lo;
-    ROWS8(n, i, {
-        __m256 v = TAILZERO(nb__v_exp(_mm256_sub_ps(LD(p + i), mv)));
-        if (e) ST(e + i, v);
-        acc8(&lo, &hi, v);
-    });
-    return hsum_pd(_mm256_add_pd(lo, hi));
-}
-
-/* sum of p[0..n) in double, and sum of (p[i] - mean)^2. */
-static double sum_span(const float *p, int64_t n) {
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
-        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)));
-        a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)));
-        a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)));
-    }
-    for (; i + 4 <= n; i += 4) a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
-    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
-    for (; i < n; i++) s += p[i];
+    double s;
+#define F_(o) exp_at(p, e, (o), mv, full_, k_)
+    ROWSUM(n, F_, s);
+#undef F_
     return s;
 }
 
-static double ss_span(const float *p, int64_t n, double mean) {
-    __m256d m = _mm256_set1_pd(mean), a0 = _mm256_setzero_pd(), a1 = a0;
+/* sum of p[0..n) (F32 blocks). */
+static double sum_span(const float *p, int64_t n) {
+    double s;
+#define F_(o) LD(p + (o))
+    ROWSUM(n, F_, s);
+#undef F_
+    return s;
+}
+
+static inline __m256 sq_dev(__m256 x, __m256 m) {
+    __m256 d = _mm256_sub_ps(x, m);
+    return _mm256_mul_ps(d, d);
+}
+
+/* sum of (p[i] - mean)^2 (F32 blocks, deviations from the F32 mean). */
+static double ss_span(const float *p, int64_t n, float mean) {
+    __m256 m = V1(mean);
+    double s;
+#define F_(o) sq_dev(LD(p + (o)), m)
+    ROWSUM(n, F_, s);
+#undef F_
+    return s;
+}
+
+/* sum of a[i] * b[i] (b NULL: sum of a) in double, for cross entropy,
+ * whose label-smoothing term lse W - sum(w x) cancels. */
+static double dot_span_d(const float *a, const float *b, int64_t n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), m);
-        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)), m);
-        a0 = _mm256_fmadd_pd(d0, d0, a0);
-        a1 = _mm256_fmadd_pd(d1, d1, a1);
+        __m256 va = _mm256_loadu_ps(a + i), vb = b ? _mm256_loadu_ps(b + i) : V1(1.0f);
+        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(va)), _mm256_cvtps_pd(_mm256_castps256_ps128(vb)), a0);
+        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)),
+                             a1);
     }
-    double s = hsum_pd(_mm256_add_pd(a0, a1));
-    for (; i < n; i++) s += ((double)p[i] - mean) * ((double)p[i] - mean);
+    a0 = _mm256_add_pd(a0, a1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a0), _mm256_extractf128_pd(a0, 1));
+    double s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) s += (double)a[i] * (b ? b[i] : 1.0f);
     return s;
 }
 
-/* sum of a[i] * b[i] in double (b NULL: sum of a). */
+/* sum of a[i] * b[i] (F32 blocks; b NULL: sum of a). */
 static double dot_span(const float *a, const float *b, int64_t n) {
     if (!b) return sum_span(a, n);
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), a0);
-        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)), a1);
-        a2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 8)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 8)), a2);
-        a3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 12)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 12)), a3);
-    }
-    for (; i + 4 <= n; i += 4)
-        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), a0);
-    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
-    for (; i < n; i++) s += (double)a[i] * b[i];
+    double s;
+#define F_(o) _mm256_mul_ps(LD(a + (o)), LD(b + (o)))
+    ROWSUM(n, F_, s);
+#undef F_
     return s;
 }
 
@@ -152,8 +208,20 @@ static bool flat_rows(const nb_tensor *t, int dim) { return dim == t->ndim - 1 &
 
 /* ---- softmax / log_softmax: out = exp(x - lse) or x - lse; scalar[0] = dim ---- */
 
-static void softmax_row(const float *x, float *y, int64_t n, bool logs) {
+/* Streaming (non-temporal) stores for whole rows of at most NT_MAXROW
+ * floats starting on a 32-byte boundary with n % 8 == 0 (large row-major
+ * outputs: measured in /tmp bench, see the report); each streamed row ends
+ * with _mm_sfence, so the rows are ordered before any later read. */
+#define NT_MAXROW 2048
+#define NT_MINTOTAL (1 << 20)   /* outputs smaller than this stay in cache */
+static inline bool stream_ok(const float *p, int64_t n, bool big) {
+    return ROWS_NT && big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)p & 31) == 0;
+}
+
+static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big) {
     float m = row_max(x, n);
+    if (big && n <= NT_MAXROW)   /* the next row (flat layout) to L2 while this one computes */
+        for (int64_t j = 0; j < n; j += 16) _mm_prefetch((const char *)(x + n + j), _MM_HINT_T1);
     int64_t i;
     if (!isfinite(m)) {   /* +inf, or only -inf/NaN: lse = m, as ref */
         for (i = 0; i < n; i++) {
@@ -164,7 +232,17 @@ static void softmax_row(const float *x, float *y, int64_t n, bool logs) {
     }
     __m256 mv = V1(m);
     if (!logs) {
-        __m256 inv = V1((float)(1.0 / row_sumexp(x, n, m, y)));
+        /* e^(x - m) into an L1 scratch row, then y written once with
+         * streaming stores (no read of y's lines for ownership) */
+        float buf[NT_MAXROW] __attribute__((aligned(32)));
+        bool nt = stream_ok(y, n, big);
+        float *e = nt ? buf : y;
+        __m256 inv = V1((float)(1.0 / row_sumexp(x, n, m, e)));
+        if (nt) {
+            for (i = 0; i < n; i += 8) _mm256_stream_ps(y + i, _mm256_mul_ps(_mm256_load_ps(e + i), inv));
+            _mm_sfence();
+            return;
+        }
         for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
         for (; i < n; i++) y[i] *= _mm256_cvtss_f32(inv);
         return;
@@ -199,7 +277,8 @@ static int softmax_rows(const nb_kernel_args *a, bool logs) {
     int nt = nb__par_threads(x->numel, NB_GRAIN_TRANSCENDENTAL);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < rows; r++)
-        softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs);
+        softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs,
+                    y->numel >= NT_MINTOTAL);
     return 0;
 }
 static int avx2_softmax(const nb_kernel_args *a) { return softmax_rows(a, false); }
@@ -208,22 +287,28 @@ static int avx2_log_softmax(const nb_kernel_args *a) { return softmax_rows(a, tr
 /* ---- backwards: in[0] = g, in[1] = y; scalar[0] = dim ----
  * softmax:     dx = y * (g - sum(g * y))
  * log_softmax: dx = g - exp(y) * sum(g) */
-static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n, bool logs) {
+static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n, bool logs, bool big) {
     int64_t i;
-    double s = dot_span(g, logs ? NULL : y, n);   /* products and sum in double */
+    double s = dot_span(g, logs ? NULL : y, n);
+    __m256 sv = V1((float)s);
     if (logs) {
-        __m256 sv = V1((float)s);
         ROWS8(n, j, ST(dx + j, _mm256_fnmadd_ps(nb__v_exp(LD(y + j)), sv, LD(g + j))););
         return;
     }
-    /* y (g - s) in double: g - s cancels where y peaks, and F32 would keep
-     * only eps |g| of the small difference */
-    __m256d sd = _mm256_set1_pd(s);
-    for (i = 0; i + 4 <= n; i += 4) {
-        __m256d gv = _mm256_cvtps_pd(_mm_loadu_ps(g + i)), yv = _mm256_cvtps_pd(_mm_loadu_ps(y + i));
-        _mm_storeu_ps(dx + i, _mm256_cvtpd_ps(_mm256_mul_pd(yv, _mm256_sub_pd(gv, sd))));
+    /* y (g - s) in F32, as PyTorch: g - s cancels where y peaks, leaving an
+     * error of about eps (|g| + |s|) y there */
+    if (stream_ok(dx, n, big)) {
+        for (i = 0; i < n; i += 8)
+            _mm256_stream_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(g + i), sv)));
+        _mm_sfence();
+        return;
     }
-    for (; i < n; i++) dx[i] = (float)(y[i] * ((double)g[i] - s));
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(y0, _mm256_sub_ps(_mm256_loadu_ps(g + i), sv)));
+        _mm256_storeu_ps(dx + i + 8, _mm256_mul_ps(y1, _mm256_sub_ps(_mm256_loadu_ps(g + i + 8), sv)));
+    }
+    for (; i < n; i++) dx[i] = y[i] * (g[i] - (float)s);
 }
 
 static int softmax_backward_rows(const nb_kernel_args *a, bool logs) {
@@ -240,7 +325,7 @@ static int softmax_backward_rows(const nb_kernel_args *a, bool logs) {
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < rows; r++)
         softmax_bw_row(gb + row_off(g, dim, r, len, fg), yb + row_off(y, dim, r, len, fy),
-                       db + row_off(dx, dim, r, len, fd), len, logs);
+                       db + row_off(dx, dim, r, len, fd), len, logs, dx->numel >= NT_MINTOTAL);
     return 0;
 }
 static int avx2_softmax_backward(const nb_kernel_args *a) { return softmax_backward_rows(a, false); }
@@ -273,7 +358,7 @@ static int ce_open(ce_call *c, const nb_kernel_args *a) {
                    .w = w ? nb_data(w) : NULL, .N = x->shape[0], .C = x->shape[1],
                    .ign = (int64_t)a->scalar[0], .eps = a->scalar[1]};
     if (c->C == 0) return NB_KERNEL_DECLINE;
-    c->W = c->w ? sum_span(c->w, c->C) : (double)c->C;
+    c->W = c->w ? dot_span_d(c->w, NULL, c->C) : (double)c->C;
     for (int64_t i = 0; i < c->N; i++) {   /* before any thread starts: an error leaves out unwritten */
         int64_t tc = c->t[i * c->st];
         if (tc != c->ign && (tc < 0 || tc >= c->C))
@@ -309,7 +394,7 @@ static double ce_row(const ce_call *c, int64_t i, float *dx, double gv) {
     double lse = m + log(row_sumexp(x, C, m, dx));   /* dx holds e^(x - m) for the backward */
     if (!dx) {   /* sum_c w_c (lse - x_c) = lse W - sum_c w_c x_c */
         double loss = (1 - eps) * wt * (lse - x[tc]);
-        if (eps > 0) loss += eps / (double)C * (lse * c->W - dot_span(x, c->w, C));
+        if (eps > 0) loss += eps / (double)C * (lse * c->W - dot_span_d(x, c->w, C));
         return loss;
     }
     /* dx_k = gv * (A p_k - B w_k), then the target's element again in double */
@@ -391,39 +476,67 @@ static bool ln_ok(const nb_tensor *t, int split, bool param) {
     return param ? nb_is_contiguous(t) : inner_contig(t, split);
 }
 
-static void ln_moments(const float *x, int64_t n, double eps, double *mean, double *rstd) {
-    *mean = sum_span(x, n) / (double)n;
-    *rstd = 1.0 / sqrt(ss_span(x, n, *mean) / (double)n + eps);
+/* mean and 1/sqrt(var + eps) of a row: F32 sums (ROWSUM), the squared
+ * deviations taken from the F32 mean in a second pass over the (L1) row. */
+static void ln_moments(const float *x, int64_t n, double eps, float *mean, float *rstd) {
+    *mean = (float)(sum_span(x, n) / (double)n);
+    *rstd = (float)(1.0 / sqrt(ss_span(x, n, *mean) / (double)n + eps));
 }
 
 static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps) {
-    double mean, rstd;
+    float mean, rstd;
     ln_moments(x, n, eps, &mean, &rstd);
-    __m256 mv = V1((float)mean), rv = V1((float)rstd);
+    __m256 mv = V1(mean), rv = V1(rstd);
     ROWS8(n, i, {
         __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(x + i), mv), rv);
         ST(y + i, _mm256_fmadd_ps(h, w ? LD(w + i) : V1(1.0f), b ? LD(b + i) : V1(0.0f)));
     });
 }
 
-/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w. */
+/* gw = dy * w (dy without w) and gw * x̂ at o, for ln_bw_row. */
+static inline __m256 ln_gw(const float *dy, const float *w, int64_t o, bool full_, __m256i k_) {
+    return w ? _mm256_mul_ps(LD(dy + o), LD(w + o)) : LD(dy + o);
+}
+
+/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w: the moments, then
+ * both sums in one pass (F32, emptied into double every SUMBLK elements as
+ * ROWSUM), then dx; the row stays in L1 throughout. */
 static void ln_bw_row(const float *dy, const float *x, float *dx, const float *w, int64_t n, double eps) {
-    double mean, rstd;
+    float mean, rstd;
     ln_moments(x, n, eps, &mean, &rstd);
-    __m256 mv = V1((float)mean), rv = V1((float)rstd);
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, t0 = s0, t1 = s0;
-    ROWS8(n, i, {   /* masked lanes load 0: gw is 0 there */
-        __m256 gw = w ? _mm256_mul_ps(LD(dy + i), LD(w + i)) : LD(dy + i);
-        __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(x + i), mv), rv);
-        acc8(&s0, &s1, gw);
-        acc8(&t0, &t1, _mm256_mul_ps(gw, h));
+    __m256 mv = V1(mean), rv = V1(rstd);
+    double sa = 0, sb = 0;
+    int64_t i = 0;
+    {
+        const bool full_ = true;
+        const __m256i k_ = _mm256_set1_epi32(-1);
+        while (i + 16 <= n) {
+            int64_t e = i + SUMBLK < n ? i + SUMBLK : n;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+            for (; i + 16 <= e; i += 16) {
+                __m256 g0 = ln_gw(dy, w, i, full_, k_), g1 = ln_gw(dy, w, i + 8, full_, k_);
+                __m256 h0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), rv);
+                __m256 h1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv), rv);
+                a0 = _mm256_add_ps(a0, g0);
+                a1 = _mm256_add_ps(a1, g1);
+                b0 = _mm256_fmadd_ps(g0, h0, b0);
+                b1 = _mm256_fmadd_ps(g1, h1, b1);
+            }
+            sa += nb__hsum(_mm256_add_ps(a0, a1));
+            sb += nb__hsum(_mm256_add_ps(b0, b1));
+        }
+    }
+    ROWS8(n - i, j, {   /* the last < 16: masked lanes load 0, so gw is 0 there */
+        __m256 gw = ln_gw(dy + i, w ? w + i : NULL, j, full_, k_);
+        __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(x + i + j), mv), rv);
+        sa += nb__hsum(gw);
+        sb += nb__hsum(_mm256_mul_ps(gw, h));
     });
-    __m256 a = V1((float)(hsum_pd(_mm256_add_pd(s0, s1)) / (double)n));
-    __m256 bq = V1((float)(hsum_pd(_mm256_add_pd(t0, t1)) / (double)n));
-    ROWS8(n, i, {
-        __m256 gw = w ? _mm256_mul_ps(LD(dy + i), LD(w + i)) : LD(dy + i);
-        __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(x + i), mv), rv);
-        ST(dx + i, _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, a))));
+    __m256 a = V1((float)(sa / (double)n)), bq = V1((float)(sb / (double)n));
+    ROWS8(n, j, {
+        __m256 gw = ln_gw(dy, w, j, full_, k_);
+        __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(x + j), mv), rv);
+        ST(dx + j, _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, a))));
     });
 }
 
@@ -459,6 +572,77 @@ static int layer_norm(const nb_kernel_args *a, bool backward) {
 static int avx2_layer_norm(const nb_kernel_args *a) { return layer_norm(a, false); }
 static int avx2_layer_norm_backward(const nb_kernel_args *a) { return layer_norm(a, true); }
 
+/* ---- layer_norm_param_backward: out (2, n) = (sum dy x̂; sum dy) over the
+ * rows; in {dy, x}, scalar {k, eps} ----
+ * Rows are taken in fixed blocks of LNP_BLK: each block sums its rows into
+ * F32 column accumulators (a row's mean and rstd as ln_row's), the block
+ * partials are then added in block order in double. Which thread runs a
+ * block does not matter, so the result is bitwise the same at any thread
+ * count. Error: F32 over at most LNP_BLK terms a column, then double. */
+#define LNP_BLK 64
+
+/* Adds rows [r0, r1) into acc (2n floats: sum dy x̂, then sum dy). */
+static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_t n, int64_t r0, int64_t r1,
+                      double eps, float *acc) {
+    bool fx = nb_is_contiguous(x), fd = nb_is_contiguous(dy);
+    const float *xb = nb_data(x), *db = nb_data(dy);
+    float *aw = acc, *ab = acc + n;
+    for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = xb + outer_off(x, split, r, n, fx), *gr = db + outer_off(dy, split, r, n, fd);
+        float mean, rstd;
+        ln_moments(xr, n, eps, &mean, &rstd);
+        __m256 mv = V1(mean), rv = V1(rstd);
+        ROWS8(n, i, {
+            __m256 g = LD(gr + i);
+            __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xr + i), mv), rv);
+            ST(aw + i, _mm256_fmadd_ps(g, h, LD(aw + i)));
+            ST(ab + i, _mm256_add_ps(g, LD(ab + i)));
+        });
+    }
+}
+
+static int avx2_layer_norm_param_backward(const nb_kernel_args *a) {
+    const nb_tensor *dy = a->in[0], *x = a->in[1];
+    nb_tensor *out = a->out;
+    int k = (int)a->scalar[0], split = x->ndim - k;
+    double eps = a->scalar[1];
+    if (k < 1 || split < 0 || !dy || dy->ndim != x->ndim || !ln_ok(x, split, false) || !ln_ok(dy, split, false) ||
+        out->dtype != NB_DTYPE_F32 || !nb_is_contiguous(out) || out->ndim != 2 || out->shape[0] != 2)
+        return NB_KERNEL_DECLINE;
+    for (int d = 0; d < x->ndim; d++)
+        if (dy->shape[d] != x->shape[d]) return NB_KERNEL_DECLINE;
+    int64_t n = 1;
+    for (int d = split; d < x->ndim; d++) n *= x->shape[d];
+    if (out->shape[1] != n) return NB_KERNEL_DECLINE;
+    if (n == 0) return 0;
+    int64_t rows = x->numel / n, nblk = (rows + LNP_BLK - 1) / LNP_BLK;
+    float *o = nb_data(out);
+    if (nblk == 0) {
+        for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
+        return 0;
+    }
+    float *part = malloc(sizeof *part * (size_t)(nblk * 2 * n));
+    if (!part) return nb__err(NB_ENOMEM, "layer_norm_param_backward: out of memory for %lld block sums",
+                              (long long)nblk);
+    int nt = nb__par_threads(x->numel * 2, NB_GRAIN_ELEMENTWISE);
+    if (nt > nblk) nt = (int)nblk;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t bk = 0; bk < nblk; bk++) {
+        int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
+        lnp_block(dy, x, split, n, r0, r1, eps, part + bk * 2 * n);
+    }
+    int nt2 = nb__par_threads(nblk * 2 * n, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt2) if (nt2 > 1) schedule(static)
+    for (int64_t i = 0; i < 2 * n; i++) {
+        double s = 0;
+        for (int64_t bk = 0; bk < nblk; bk++) s += part[bk * 2 * n + i];
+        o[i] = (float)s;
+    }
+    free(part);
+    return 0;
+}
+
 void nb__avx2_rows_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_SOFTMAX, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_softmax", 10, avx2_softmax},
@@ -472,6 +656,8 @@ void nb__avx2_rows_register(void) {
         {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm", 10, avx2_layer_norm},
         {NB_OP_LAYER_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_backward", 10,
          avx2_layer_norm_backward},
+        {NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_param_backward", 10,
+         avx2_layer_norm_param_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
