@@ -58,6 +58,7 @@ void nb__avx2_reduce_register(void);   /* avx2_reduce.c: sum, amax/amin, argmax/
 /* @@DECLARE_AVX2_ROWS@@ */
 void nb__avx2_rows_register(void);     /* avx2_rows.c: softmax family, cross entropy, layer_norm */
 /* @@DECLARE_AVX2_OPTIM@@ */
+void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */
 void nb__onednn_pool_register(void);     /* only when built with oneDNN (onednn_pool.c) */

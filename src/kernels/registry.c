@@ -113,6 +113,7 @@ static void build(void) {
             nb__avx2_rows_register();
             /* @@REGISTER_AVX2_OPTIM@@ */
             nb__avx2_optim_register();
+            nb__avx2_gemm_register();
         }
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN

@@ -7,7 +7,8 @@
  *    backward kernel, which recomputes the statistics from the saved x
  *    (batch_norm saves its [2, C] statistics); dweight = sum(dy * x̂) and
  *    dbias = sum(dy) over the non-weight dims, with x̂ from the forward
- *    kernel run without weight and bias;
+ *    kernel run without weight and bias (layer_norm: both from one
+ *    LAYER_NORM_PARAM_BACKWARD kernel, which forms x̂ on the fly);
  *  - create_graph (grad mode on): written with public ops (mean, sub, mul,
  *    pow_scalar, sum), so the backward is recorded and can be differentiated
  *    again, to any order.
@@ -109,13 +110,21 @@ static int last_dims_backward(nb__node *n, nb_tensor *g, nb_tensor **gin, bool c
             nb_kernel_args a = {.op = bwd, .in = {g, x, w}, .nin = 3, .scalar = {k, eps}};
             gin[0] = nb__scoped(run(n->op, &a, x->ndim, x->shape));
         }
-        if (NEED(1)) {
-            nb_kernel_args a = {.op = fwd, .in = {x}, .nin = center ? 3 : 2, .scalar = {k, eps}};
+        if (NEED(1) && center) {   /* (dweight; dbias) in one pass over g and x */
+            nb_kernel_args a = {.op = NB_OP_LAYER_NORM_PARAM_BACKWARD, .in = {g, x}, .nin = 2, .scalar = {k, eps}};
+            int64_t wn = 1;
+            for (int i = 0; i < k; i++) wn *= n->shape[0].d[i];
+            int64_t shape[2] = {2, wn};
+            nb_tensor *p = nb__scoped(run(n->op, &a, 2, shape));
+            gin[1] = nb_reshape(nb_slice(p, 0, 0, 1, 1), n->shape[0]);
+            if (n->nin > 2 && NEED(2)) gin[2] = nb_reshape(nb_slice(p, 0, 1, 2, 1), n->shape[0]);
+        } else if (NEED(1)) {
+            nb_kernel_args a = {.op = fwd, .in = {x}, .nin = 2, .scalar = {k, eps}};
             nb_tensor *xh = nb__scoped(run(n->op, &a, x->ndim, x->shape));
             gin[1] = nb_sum_to(nb_mul(g, xh), n->shape[0]);
         }
     }
-    if (n->nin > 2 && NEED(2)) gin[2] = nb_sum_to(g, n->shape[0]);
+    if (n->nin > 2 && NEED(2) && !gin[2]) gin[2] = nb_sum_to(g, n->shape[0]);
     return nb__grads_ok(n, gin);
 }
 

@@ -12,6 +12,7 @@
  *   softmax_bwd 1e-5, 1e-4    log_softmax_bwd 1e-5, 1e-5
  *   cross_entropy 1e-5, 1e-6  cross_entropy_bwd 1e-5, 1e-5
  *   layer_norm 1e-5, 1e-5     layer_norm_bwd 1e-5, 1e-4
+ *   layer_norm_param_backward 1e-5, 1e-4 (a row: dweight or dbias)
  * (F32 exp/log within 2 ULP; row sums in F32 blocks of 16 terms a lane
  * emptied into double, relative error <= ~1.2e-6 of sum |terms|; ref is
  * double rounded once. The atol terms cover cancellation: softmax_bwd takes
@@ -59,7 +60,8 @@ static rw_tol rw_tol_of(nb_op op) {
     case NB_OP_LOG_SOFTMAX: return (rw_tol){2e-6, 1e-6};
     case NB_OP_CROSS_ENTROPY: return (rw_tol){1e-5, 1e-6};
     case NB_OP_SOFTMAX_BACKWARD:
-    case NB_OP_LAYER_NORM_BACKWARD: return (rw_tol){1e-5, 1e-4};
+    case NB_OP_LAYER_NORM_BACKWARD:
+    case NB_OP_LAYER_NORM_PARAM_BACKWARD: return (rw_tol){1e-5, 1e-4};
     default: return (rw_tol){1e-5, 1e-5};
     }
 }
@@ -435,5 +437,60 @@ Test(avx2_rows, public_ops) {
     for (int i = 0; i < 4; i++)
         cr_assert(fabs(res[0][i] - res[1][i]) <= 1e-5 * (1 + fabs(res[1][i])), "value %d: %.9g vs ref %.9g", i,
                   res[0][i], res[1][i]);
+    nb_scope_end();
+}
+
+/* ---- layer_norm_param_backward: (2, n) = (sum dy x̂; sum dy) over rows ---- */
+
+static void rw_lnp(nb_tensor *x, nb_tensor *dy, int k, int expect, const char *what) {
+    double s[2] = {k, 1e-5};
+    const nb_tensor *in[2] = {dy, x};
+    int64_t n = 1;
+    for (int d = nb_ndim(x) - k; d < nb_ndim(x); d++) n *= nb_shape(x)[d];
+    rw_check_rows(NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_SHAPE(2, n), in, 2, s, 2, expect, n, what);
+}
+
+Test(avx2_rows, layer_norm_param_backward) {
+    rw_need(NB_OP_LAYER_NORM_PARAM_BACKWARD);
+    nb_scope_begin();
+    static const int64_t nrows[] = {1, 5, 64, 65, 200};   /* one block, a block and a tail, several */
+    for (int l = 0; l < RW_NLENS; l++)
+        for (int r = 0; r < 5; r++) {
+            int64_t L = rw_lens[l], R = nrows[r];
+            uint64_t sd = 1800 + (uint64_t)l * 5 + (uint64_t)r;
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
+            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0);
+            char what[64];
+            snprintf(what, sizeof what, "lnp [%lld, %lld]", (long long)R, (long long)L);
+            rw_lnp(x, dy, 1, 1, what);
+            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            rw_lnp(x3, dy3, 2, 1, "lnp k 2");
+            rw_lnp(x3, dy3, 1, 1, "lnp 3-D k 1");
+            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            rw_lnp(xt, dy, 1, L == 1 || R == 1 ? -1 : 0, "lnp transposed x");
+            nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
+            rw_lnp(xn, dy, 1, 1, "lnp narrowed x");
+        }
+    rw_lnp(nb_zeros(NB_SHAPE(0, 5), NB_F32), nb_zeros(NB_SHAPE(0, 5), NB_F32), 1, -1, "lnp [0, 5]");
+    nb_scope_end();
+}
+
+/* 1 vs 2 threads: bitwise equal (fixed row blocks added in block order). */
+Test(avx2_rows, layer_norm_param_backward_threads) {
+    rw_need(NB_OP_LAYER_NORM_PARAM_BACKWARD);
+    nb_scope_begin();
+    nb_tensor *x = rw_randn(NB_SHAPE(1000, 1023), 1900, 1.0), *dy = rw_randn(NB_SHAPE(1000, 1023), 1901, 1.0);
+    float res[2][2 * 1023];
+    for (int t = 0; t < 2; t++) {
+        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = t + 1, .abort_on_error = -1}), 0, "%s", nb_last_error());
+        double s[2] = {1, 1e-5};
+        const nb_tensor *in[2] = {dy, x};
+        const char *served;
+        nb_tensor *o = rw_call(NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_SHAPE(2, 1023), in, 2, s, 2, &served);
+        cr_assert(strncmp(served, "avx2", 4) == 0, "served by %s", served);
+        memcpy(res[t], nb_data(o), sizeof res[t]);
+    }
+    cr_assert_eq(nb_init(NULL), 0);
+    cr_assert(memcmp(res[0], res[1], sizeof res[0]) == 0, "1 and 2 threads differ");
     nb_scope_end();
 }

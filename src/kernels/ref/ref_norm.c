@@ -7,6 +7,9 @@
  *   RMS_NORM             out y <- in {x, w}; scalar {k, eps}
  *   LAYER_NORM_BACKWARD  out dx (x's shape) <- in {dy, x, w}; scalar {k, eps}
  *   RMS_NORM_BACKWARD    out dx <- in {dy, x, w}; scalar {k, eps}
+ *   LAYER_NORM_PARAM_BACKWARD  out (2, n) <- in {dy, x}, n = prod of x's last k dims;
+ *                        scalar {k, eps}: row 0 dweight = sum over the rows of dy * x̂, row 1
+ *                        dbias = sum of dy (x̂ from each row's recomputed mean and rstd)
  *   GROUP_NORM           out y <- in {x (N, C, *), w (C), b (C)}; scalar {groups, eps}
  *   GROUP_NORM_BACKWARD  out dx <- in {dy, x, w}; scalar {groups, eps}
  *   BATCH_NORM_STATS     out (2, C) <- in {x (N, C, *)}: row 0 the mean, row 1 the biased
@@ -187,6 +190,51 @@ static int last_dims(const nb_kernel_args *a, bool center, bool backward) {
     return rc;
 }
 
+/* LAYER_NORM_PARAM_BACKWARD: the sums over x's rows of dy * x̂ and of dy, in
+ * double, rows in order. */
+static int ref_layer_norm_param_backward(const nb_kernel_args *a) {
+    const nb_tensor *dy = a->in[0], *x = a->in[1];
+    int split = x->ndim - (int)a->scalar[0];
+    double eps = a->scalar[1];
+    if (split < 0 || dy->ndim != x->ndim || a->out->ndim < 1)
+        return nb__err(NB_ESHAPE, "layer_norm_param_backward: dy %s, x %s and k %d do not fit", nb__shape_str(dy),
+                       nb__shape_str(x), (int)a->scalar[0]);
+    opnd X = {0}, DY = {0}, O = {0};
+    int rc = opnd_open(&X, x, split);
+    rc = rc ? rc : opnd_open(&DY, dy, split);
+    rc = rc ? rc : opnd_open(&O, a->out, 1);
+    int64_t n = rc ? 0 : X.n_inner;
+    if (!rc && (O.n_outer != 2 || O.n_inner != n || DY.n_inner != n || DY.n_outer != X.n_outer))
+        rc = nb__err(NB_ESHAPE, "layer_norm_param_backward: out %s, dy %s and x %s do not match", nb__shape_str(a->out),
+                     nb__shape_str(dy), nb__shape_str(x));
+    size_t sz = sizeof(double) * (size_t)(n ? n : 1);
+    double *xs = malloc(sz), *ys = malloc(sz), *sw = calloc(1, sz), *sb = calloc(1, sz);
+    if (!rc && (!xs || !ys || !sw || !sb)) rc = nb__err(NB_ENOMEM, "norm kernel: out of memory for a slice");
+    for (int64_t j = 0; !rc && n > 0 && j < X.n_outer; j++) {
+        double mean, var;
+        gather(xs, &X, j, 0, n);
+        gather(ys, &DY, j, 0, n);
+        moments(xs, n, true, &mean, &var);
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int64_t i = 0; i < n; i++) {
+            sw[i] += ys[i] * (xs[i] - mean) * rstd;
+            sb[i] += ys[i];
+        }
+    }
+    if (!rc && n > 0) {
+        scatter(&O, 0, 0, n, sw);
+        scatter(&O, 1, 0, n, sb);
+    }
+    free(xs);
+    free(ys);
+    free(sw);
+    free(sb);
+    opnd_close(&O);
+    opnd_close(&DY);
+    opnd_close(&X);
+    return rc;
+}
+
 static int ref_layer_norm(const nb_kernel_args *a) { return last_dims(a, true, false); }
 static int ref_layer_norm_backward(const nb_kernel_args *a) { return last_dims(a, true, true); }
 static int ref_rms_norm(const nb_kernel_args *a) { return last_dims(a, false, false); }
@@ -316,6 +364,7 @@ void nb__ref_norm_register(void) {
     } ks[] = {
         {NB_OP_LAYER_NORM, "ref_layer_norm", ref_layer_norm},
         {NB_OP_LAYER_NORM_BACKWARD, "ref_layer_norm_backward", ref_layer_norm_backward},
+        {NB_OP_LAYER_NORM_PARAM_BACKWARD, "ref_layer_norm_param_backward", ref_layer_norm_param_backward},
         {NB_OP_RMS_NORM, "ref_rms_norm", ref_rms_norm},
         {NB_OP_RMS_NORM_BACKWARD, "ref_rms_norm_backward", ref_rms_norm_backward},
         {NB_OP_GROUP_NORM, "ref_group_norm", ref_group_norm},

@@ -1,7 +1,8 @@
 /* avx2_rows.c — AVX2+FMA kernels of the F32 row-wise ops: softmax,
  * log_softmax and their backwards (variants of ref_softmax.c), the fused
  * cross entropy on class indices and its backward (ref_softmax.c), and
- * layer_norm and its backward (ref_norm.c). Arguments are the ref kernels'.
+ * layer_norm, its backward and layer_norm_param_backward (ref_norm.c).
+ * Arguments are the ref kernels'.
  *
  * Layouts served (anything else declines to ref):
  *   softmax family: every operand has stride 1 along the softmax dim (rows

@@ -1,0 +1,419 @@
+/* avx2_gemm.c — F32 GEMM for MATMUL and LINEAR, AVX2+FMA (Goto/BLIS style).
+ *
+ * C (M, N) = A (M, K) @ B (K, N) (+ bias (N) for LINEAR). Any strides: a
+ * transposed operand is only a different packing loop. Structure:
+ *   jc over N in NC columns -> pc over K in KC steps (pack B: KC x NC into
+ *   16-column panels, zero-padded) -> ic over M in MC rows (pack A: MC x KC
+ *   into 6-row panels, zero-padded) -> 6x16 microkernel (12 ymm accumulators,
+ *   broadcast A, two loads of B, FMA).
+ * The first KC block stores (plus the bias), later blocks add. Tiles cut by
+ * M/N edges, and C without unit column stride, go through a 6x16 scratch
+ * tile, with the same float operations as the direct path.
+ *
+ * Threads: C is cut into nt pieces along N (multiples of 16 columns) or,
+ * when N is narrow, along M (multiples of 6 rows); K is never split, and the
+ * KC blocking does not depend on the split, so every element of C sees the
+ * same operations in the same order: results are bitwise independent of the
+ * thread count. Pack buffers are per thread (_Thread_local), grown on demand
+ * and reused across calls (they live as long as the thread).
+ *
+ * Declines: dtype other than F32 (registered for F32 only), LINEAR whose
+ * leading dims do not merge into one row dim, and - only when oneDNN is
+ * built (it is registered below us, priority 10) - the shapes where oneDNN
+ * 2.6 was measured faster: A stored row-major (unit stride along K) with
+ * K > 16. Measured on this Zen 4 (2 shared vCPUs, other jobs running: best
+ * of 12 interleaved runs, same process; GFLOP/s ours / oneDNN, 1 thread):
+ *     shape (M x N x K)                      ours  oneDNN  ratio   served by
+ *     LINEAR 128x512x784 (x @ w^T + b)        68     73    0.94    oneDNN
+ *     LINEAR 128x256x512                      70     80    0.87    oneDNN
+ *     128x256x512 row-major                   70     73    0.97    oneDNN
+ *     128x784x512 (dx = g @ w)                70     74    0.94    oneDNN
+ *     128x512x256, B transposed               73     80    0.92    oneDNN
+ *     LINEAR 128x10x256                       17     29    0.57    oneDNN
+ *     256,1024,2048 square row-major   85/51/77  95/55/74  0.89/0.93/1.04 oneDNN
+ *     A^T: 512x784x128 (dW = g^T @ x)         73     77    0.95    ours
+ *     A^T: 256x512x128                        79     52    1.52    ours
+ *     A^T: 10x256x128                         64     63    1.02    ours
+ *     A^T: 1024x1024x128                      70     61    1.16    ours
+ *     A^T: 512x512x512                        75     37    2.01    ours
+ *     128x256x10 (K = 10)                     42     41    1.04    ours
+ * (2 threads: A^T 256x512x128 1.47, K = 10 4.07, row-major shapes 0.81-0.94.)
+ * Without oneDNN every F32 call is served (the ref kernel is ~10-50x slower).
+ */
+#include "kernels/kernels.h"
+#include "nb_config.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 6
+#define NR 16
+#define MC 144   /* A block MC x KC = 144 KiB: stays in the 1 MiB L2 */
+#define KC 256   /* B micro-panel KC x NR = 16 KiB: stays in the 32 KiB L1 */
+#define NC 3072  /* B block KC x NC = 3 MiB: L3 */
+
+typedef struct gemm_buf {
+    float *a, *b;
+    size_t na, nb;   /* floats held */
+} gemm_buf;
+static _Thread_local gemm_buf tls_buf;
+
+/* Grows *p to hold n floats (32-byte aligned); false when out of memory. */
+static bool buf_reserve(float **p, size_t *have, size_t n) {
+    if (*have >= n) return true;
+    free(*p);
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    *p = aligned_alloc(64, bytes);
+    *have = *p ? n : 0;
+    return *p != NULL;
+}
+
+/* ---- packing ---- */
+
+/* 8x8 transpose of r[0..7] in place. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* B (kc x nc at b, strides s0 along k, s1 along n) -> panels of NR columns:
+ * dst[p*kc*NR + k*NR + j] = B[k][p*NR + j], zero beyond nc. */
+static void pack_b(const float *b, int64_t s0, int64_t s1, int64_t kc, int64_t nc, float *dst) {
+    for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
+        int64_t nn = nc - j0 < NR ? nc - j0 : NR;
+        const float *src = b + j0 * s1;
+        if (s1 == 1 && nn == NR) {
+            for (int64_t k = 0; k < kc; k++) {
+                _mm256_store_ps(dst + k * NR, _mm256_loadu_ps(src + k * s0));
+                _mm256_store_ps(dst + k * NR + 8, _mm256_loadu_ps(src + k * s0 + 8));
+            }
+        } else if (s0 == 1 && nn == NR) {   /* columns contiguous along k: 8x8 transposes */
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8)
+                for (int h = 0; h < 2; h++) {
+                    __m256 r[8];
+                    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (h * 8 + i) * s1 + k);
+                    transpose8(r);
+                    for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * NR + h * 8, r[i]);
+                }
+            for (; k < kc; k++)
+                for (int j = 0; j < NR; j++) dst[k * NR + j] = src[j * s1 + k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t j = 0;
+                for (; j < nn; j++) dst[k * NR + j] = src[k * s0 + j * s1];
+                for (; j < NR; j++) dst[k * NR + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* A (mc x kc at a, strides s0 along m, s1 along k) -> panels of MR rows:
+ * dst[p*kc*MR + k*MR + i] = A[p*MR + i][k], zero beyond mc. */
+static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t kc, float *dst) {
+    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
+        int64_t mm = mc - i0 < MR ? mc - i0 : MR;
+        const float *src = a + i0 * s0;
+        if (mm == MR && s0 == 1) {
+            for (int64_t k = 0; k < kc; k++)
+                for (int i = 0; i < MR; i++) dst[k * MR + i] = src[k * s1 + i];
+        } else if (mm == MR) {
+            const float *r0 = src, *r1 = src + s0, *r2 = src + 2 * s0, *r3 = src + 3 * s0, *r4 = src + 4 * s0,
+                        *r5 = src + 5 * s0;
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t o = k * s1;
+                float *d = dst + k * MR;
+                d[0] = r0[o], d[1] = r1[o], d[2] = r2[o], d[3] = r3[o], d[4] = r4[o], d[5] = r5[o];
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t i = 0;
+                for (; i < mm; i++) dst[k * MR + i] = src[i * s0 + k * s1];
+                for (; i < MR; i++) dst[k * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* ---- microkernel: c (6 x 16, row stride ldc, unit column stride) ----
+ * first: c = acc (+ bias[0..15] when bias), else c += acc. */
+static inline void ukr(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb, float *restrict c,
+                       int64_t ldc, bool first, const float *bias) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int i = 0; i < MR; i++) {   /* C's lines arrive while the k loop runs */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
+#define NB_GEMM_STEP(u)                                                                           \
+    do {                                                                                          \
+        __m256 b0 = _mm256_loadu_ps(b + (u) * ldb), b1 = _mm256_loadu_ps(b + (u) * ldb + 8);        \
+        __m256 x = _mm256_broadcast_ss(a + (u) * MR + 0);                                         \
+        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);                     \
+        x = _mm256_broadcast_ss(a + (u) * MR + 1);                                                \
+        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);                     \
+        x = _mm256_broadcast_ss(a + (u) * MR + 2);                                                \
+        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);                     \
+        x = _mm256_broadcast_ss(a + (u) * MR + 3);                                                \
+        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);                     \
+        x = _mm256_broadcast_ss(a + (u) * MR + 4);                                                \
+        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);                     \
+        x = _mm256_broadcast_ss(a + (u) * MR + 5);                                                \
+        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);                     \
+    } while (0)
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4, a += 4 * MR, b += 4 * ldb) {
+        _mm_prefetch((const char *)(a + 64), _MM_HINT_T0);
+        NB_GEMM_STEP(0);
+        NB_GEMM_STEP(1);
+        NB_GEMM_STEP(2);
+        NB_GEMM_STEP(3);
+    }
+    for (; k < kc; k++, a += MR, b += ldb) NB_GEMM_STEP(0);
+#undef NB_GEMM_STEP
+    __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    if (first) {
+        if (bias) {
+            __m256 q0 = _mm256_loadu_ps(bias), q1 = _mm256_loadu_ps(bias + 8);
+            for (int i = 0; i < MR; i++) {
+                acc[2 * i] = _mm256_add_ps(acc[2 * i], q0);
+                acc[2 * i + 1] = _mm256_add_ps(acc[2 * i + 1], q1);
+            }
+        }
+        for (int i = 0; i < MR; i++) {
+            _mm256_storeu_ps(c + i * ldc, acc[2 * i]);
+            _mm256_storeu_ps(c + i * ldc + 8, acc[2 * i + 1]);
+        }
+    } else {
+        for (int i = 0; i < MR; i++) {
+            _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc), acc[2 * i]));
+            _mm256_storeu_ps(c + i * ldc + 8, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8), acc[2 * i + 1]));
+        }
+    }
+}
+
+typedef struct gemm_op {
+    int64_t M, N, K;
+    const float *a, *b;
+    float *c;
+    int64_t as0, as1, bs0, bs1, cs0, cs1;
+    const float *bias;   /* contiguous, N (+ NR padding) floats, or NULL */
+} gemm_op;
+
+/* One thread's serial GEMM on the sub-problem g. Returns 0 or NB_ENOMEM. */
+static int gemm_serial(const gemm_op *g) {
+    int64_t M = g->M, N = g->N, K = g->K;
+    if (M <= 0 || N <= 0) return 0;
+    if (K == 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) g->c[i * g->cs0 + j * g->cs1] = g->bias ? g->bias[j] : 0.0f;
+        return 0;
+    }
+    /* K in equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16); depends on K only */
+    int64_t kcb = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+    int64_t ncmax = N < NC ? (N + NR - 1) / NR * NR : NC, kcmax = kcb;
+    int64_t mcmax = M < MC ? (M + MR - 1) / MR * MR : MC;
+    gemm_buf *bf = &tls_buf;
+    if (!buf_reserve(&bf->b, &bf->nb, (size_t)(ncmax * kcmax)) ||
+        !buf_reserve(&bf->a, &bf->na, (size_t)(mcmax * kcmax)))
+        return NB_ENOMEM;
+    float *Ap = bf->a, *Bp = bf->b;
+    bool direct = g->cs1 == 1;
+    float tile[MR * NR] __attribute__((aligned(32)));
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        int64_t nc = N - jc < NC ? N - jc : NC;
+        for (int64_t pc = 0; pc < K; pc += kcb) {
+            int64_t kc = K - pc < kcb ? K - pc : kcb;
+            bool first = pc == 0;
+            /* one M block and rows of B contiguous: full 16-column panels are read in place
+               (packing would cost a pass over B that is used only once); the tail is packed */
+            bool bdirect = g->bs1 == 1 && M <= MC;
+            int64_t jp = bdirect ? nc / NR * NR : 0;
+            if (jp < nc) pack_b(g->b + pc * g->bs0 + (jc + jp) * g->bs1, g->bs0, g->bs1, kc, nc - jp, Bp + jp * kc);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                int64_t mc = M - ic < MC ? M - ic : MC;
+                pack_a(g->a + ic * g->as0 + pc * g->as1, g->as0, g->as1, mc, kc, Ap);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    int64_t nn = nc - jr < NR ? nc - jr : NR;
+                    bool bd = jr < jp;
+                    const float *bp = bd ? g->b + pc * g->bs0 + jc + jr : Bp + jr * kc;
+                    int64_t ldb = bd ? g->bs0 : NR;
+                    const float *bias = first && g->bias ? g->bias + jc + jr : NULL;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        int64_t mm = mc - ir < MR ? mc - ir : MR;
+                        float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
+                        if (direct && mm == MR && nn == NR) {
+                            ukr(kc, Ap + ir * kc, bp, ldb, c, g->cs0, first, bias);
+                        } else {
+                            ukr(kc, Ap + ir * kc, bp, ldb, tile, NR, true, bias);
+                            for (int64_t i = 0; i < mm; i++)
+                                for (int64_t j = 0; j < nn; j++) {
+                                    float *d = c + i * g->cs0 + j * g->cs1;
+                                    *d = first ? tile[i * NR + j] : *d + tile[i * NR + j];
+                                }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Tests set this to serve every F32 call (the declines below off). */
+int nb__avx2_gemm_serve_all = 0;
+
+/* True when oneDNN (registered below us) is measured faster for this GEMM:
+ * A stored row-major (unit stride along K) with K > 16. See the table at
+ * the top of the file. Only with oneDNN built, and only for non-negative
+ * strides (which oneDNN takes; it would not pass such a call on to ref). */
+static bool onednn_wins(const gemm_op *g) {
+#if NB_HAVE_ONEDNN
+    if (nb__avx2_gemm_serve_all) return false;
+    if (g->as0 < 0 || g->as1 < 0 || g->bs0 < 0 || g->bs1 < 0 || g->cs0 < 0 || g->cs1 < 0) return false;
+    bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
+    return !a_colmajor && g->K > 16;
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+/* The whole GEMM, C cut over threads (see the top of the file). */
+static int gemm_run(const gemm_op *g) {
+    int64_t flops = 2 * g->M * g->N * (g->K > 0 ? g->K : 1);
+    int nt = nb__par_threads(flops / 4, 1 << 19);
+    int64_t ntile = (g->N + NR - 1) / NR, mtile = (g->M + MR - 1) / MR;
+    bool split_n = ntile >= mtile || ntile >= 4 * nt;
+    int64_t units = split_n ? ntile : mtile;
+    if (nt > units) nt = (int)units;
+    if (nt <= 1) return gemm_serial(g);
+    int rc = 0;
+#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(min : rc)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = units * t / nt, hi = units * (t + 1) / nt;
+        gemm_op s = *g;
+        if (split_n) {
+            int64_t j0 = lo * NR, j1 = hi * NR < g->N ? hi * NR : g->N;
+            s.N = j1 - j0;
+            s.b += j0 * g->bs1;
+            s.c += j0 * g->cs1;
+            if (s.bias) s.bias += j0;
+        } else {
+            int64_t i0 = lo * MR, i1 = hi * MR < g->M ? hi * MR : g->M;
+            s.M = i1 - i0;
+            s.a += i0 * g->as0;
+            s.c += i0 * g->cs0;
+        }
+        int r = gemm_serial(&s);
+        if (r < rc) rc = r;
+    }
+    return rc;
+}
+
+static int avx2_matmul(const nb_kernel_args *args) {
+    const nb_tensor *A = args->in[0], *B = args->in[1];
+    nb_tensor *C = args->out;
+    int nd = nb_ndim(C), nbd = nd - 2;
+    if (nb_dtype_of(C) != NB_DTYPE_F32 || nb_dtype_of(A) != NB_DTYPE_F32 || nb_dtype_of(B) != NB_DTYPE_F32 || nd < 2)
+        return NB_KERNEL_DECLINE;
+    const int64_t *cs = nb_shape(C), *ast = nb_strides(A), *bst = nb_strides(B), *cst = nb_strides(C);
+    gemm_op g = {.M = cs[nd - 2], .N = cs[nd - 1], .K = nb_shape(A)[nd - 1],
+                 .as0 = ast[nd - 2], .as1 = ast[nd - 1], .bs0 = bst[nd - 2], .bs1 = bst[nd - 1],
+                 .cs0 = cst[nd - 2], .cs1 = cst[nd - 1]};
+    if (onednn_wins(&g)) return NB_KERNEL_DECLINE;
+    if (nb_numel(C) == 0) return 0;
+    int64_t batches = 1;
+    for (int d = 0; d < nbd; d++) batches *= cs[d];
+    int64_t idx[NB_MAX_DIMS] = {0};
+    const float *a0 = nb_data(A), *b0 = nb_data(B);
+    float *c0 = nb_data(C);
+    for (int64_t bt = 0; bt < batches; bt++) {
+        int64_t ao = 0, bo = 0, co = 0;
+        for (int d = 0; d < nbd; d++) {
+            ao += idx[d] * ast[d];
+            bo += idx[d] * bst[d];
+            co += idx[d] * cst[d];
+        }
+        g.a = a0 + ao, g.b = b0 + bo, g.c = c0 + co;
+        int rc = gemm_run(&g);
+        if (rc) return nb__err(rc, "avx2_gemm: out of memory for pack buffers");
+        for (int d = nbd - 1; d >= 0; d--) {
+            if (++idx[d] < cs[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Merges all but the last dim of t into one row dim: *rows rows *rs apart;
+ * -1 when they do not merge. */
+static int merge_rows(const nb_tensor *t, int64_t *rows, int64_t *rs) {
+    int nd = nb_ndim(t);
+    const int64_t *sh = nb_shape(t), *st = nb_strides(t);
+    *rows = 1;
+    *rs = 0;
+    int64_t inner = -1;   /* stride the next outer non-1 dim must have */
+    for (int d = nd - 2; d >= 0; d--) {
+        if (sh[d] == 1) continue;
+        if (inner < 0) *rs = st[d];
+        else if (st[d] != inner) return -1;
+        inner = st[d] * sh[d];
+        *rows *= sh[d];
+    }
+    return 0;
+}
+
+static int avx2_linear(const nb_kernel_args *args) {
+    const nb_tensor *x = args->in[0], *w = args->in[1], *b = args->nin > 2 ? args->in[2] : NULL;
+    nb_tensor *y = args->out;
+    if (nb_dtype_of(y) != NB_DTYPE_F32 || nb_dtype_of(x) != NB_DTYPE_F32 || nb_dtype_of(w) != NB_DTYPE_F32 ||
+        (b && nb_dtype_of(b) != NB_DTYPE_F32) || nb_ndim(x) < 1 || nb_ndim(w) != 2)
+        return NB_KERNEL_DECLINE;
+    int64_t R, xr, R2, yr;
+    if (merge_rows(x, &R, &xr) || merge_rows(y, &R2, &yr) || R != R2) return NB_KERNEL_DECLINE;
+    if (nb_numel(y) == 0) return 0;
+    int64_t K = nb_shape(x)[nb_ndim(x) - 1], N = nb_shape(y)[nb_ndim(y) - 1];
+    const int64_t *wst = nb_strides(w);
+    gemm_op g = {.M = R, .N = N, .K = K, .a = nb_data(x), .b = nb_data(w), .c = nb_data(y),
+                 .as0 = xr, .as1 = nb_strides(x)[nb_ndim(x) - 1], .bs0 = wst[1], .bs1 = wst[0],
+                 .cs0 = yr, .cs1 = nb_strides(y)[nb_ndim(y) - 1]};
+    if (onednn_wins(&g)) return NB_KERNEL_DECLINE;
+    float *bias = NULL;
+    if (b) {   /* a dense copy, padded to whole 16-column panels */
+        size_t n = (size_t)((N + NR - 1) / NR * NR);
+        bias = calloc(n, sizeof(float));
+        if (!bias) return nb__err(NB_ENOMEM, "avx2_linear: out of memory");
+        const float *bd = nb_data(b);
+        int64_t bs = nb_strides(b)[0];
+        for (int64_t j = 0; j < N; j++) bias[j] = bd[j * bs];
+        g.bias = bias;
+    }
+    int rc = gemm_run(&g);
+    free(bias);
+    return rc ? nb__err(rc, "avx2_linear: out of memory for pack buffers") : 0;
+}
+
+void nb__avx2_gemm_register(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_gemm_matmul", 20, avx2_matmul},
+        {NB_OP_LINEAR, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_gemm_linear", 20, avx2_linear},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+}

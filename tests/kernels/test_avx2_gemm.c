@@ -1,0 +1,266 @@
+/* test_avx2_gemm.c — the AVX2 GEMM kernels (src/kernels/x86/avx2/avx2_gemm.c,
+ * MATMUL and LINEAR, F32) against the ref kernels.
+ *
+ * Each case runs nb_matmul / nb_linear twice on the same inputs: ISA capped
+ * to ref, then to avx2 (asserting that avx2_gemm served the call).
+ * Error bound asserted, per element of C:
+ *     |avx2 - ref| <= 2 (K + 2) eps_f32 * sum_k |a_ik| |b_kj|  (+ eps |bias_j|)
+ * (both results are float sums of K products in different orders; each is
+ * within (K + 1) eps of the exact sum of products, relative to the sum of
+ * their magnitudes). Shapes: M, N, K over {1, 7, 15, 16, 17, 33, 100, 257}
+ * combinations, K = 0, A and/or B transposed (strided views), batched with
+ * a broadcast batch dim, LINEAR with and without bias and with 3-D input.
+ * Thread-count independence: 1 vs 2 threads must agree bitwise.
+ * The kernel's declines (shapes oneDNN serves faster) are switched off for
+ * these cases; one test checks the decline rule itself.
+ * Skipped without AVX2.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "nb_config.h"
+#include "testutil.h"
+
+/* avx2_gemm.c: 1 turns its "oneDNN is faster here" declines off */
+extern int nb__avx2_gemm_serve_all;
+
+static void ag_teardown(void) {
+    nb__avx2_gemm_serve_all = 0;
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+
+static void ag_setup(void) {
+    cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error());
+    if (!nb_cpu()->avx2_fma) cr_skip("no AVX2+FMA on this CPU");
+    nb__avx2_gemm_serve_all = 1;
+}
+
+TestSuite(avx2_gemm, .init = ag_setup, .fini = ag_teardown);
+
+static uint64_t ag_rng = 0x9E3779B97F4A7C15ull;
+static float ag_uniform(void) {
+    ag_rng ^= ag_rng >> 12;
+    ag_rng ^= ag_rng << 25;
+    ag_rng ^= ag_rng >> 27;
+    return (float)((double)((ag_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2 - 1);
+}
+
+/* A (rows x cols) matrix with values v (row-major, logical order), stored
+ * either row-major or transposed in memory (then viewed back by
+ * nb_transpose). Batch: a leading dim of `batch` copies (0: none). */
+static nb_tensor *ag_matrix(const float *v, int64_t batch, int64_t rows, int64_t cols, bool transposed) {
+    int64_t nb = batch > 0 ? batch : 1, n = rows * cols;
+    float *buf = malloc((size_t)(nb * n + 1) * sizeof(float));
+    cr_assert_not_null(buf);
+    for (int64_t t = 0; t < nb; t++)
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++)
+                buf[t * n + (transposed ? j * rows + i : i * cols + j)] = v[t * n + i * cols + j];
+    nb_tensor *m;
+    if (batch > 0)
+        m = nb_from_data(transposed ? NB_SHAPE(batch, cols, rows) : NB_SHAPE(batch, rows, cols), NB_F32, buf);
+    else
+        m = nb_from_data(transposed ? NB_SHAPE(cols, rows) : NB_SHAPE(rows, cols), NB_F32, buf);
+    free(buf);
+    cr_assert_not_null(m, "%s", nb_last_error());
+    if (transposed) m = nb_transpose(m, -1, -2);
+    cr_assert_not_null(m, "%s", nb_last_error());
+    return m;
+}
+
+static void ag_isa(const char *isa, int threads) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .num_threads = threads, .abort_on_error = -1}), 0, "%s",
+                 nb_last_error());
+}
+
+static void ag_served(const char *want) {
+    const char *k = nb__last_kernel();
+    cr_assert(k && !strncmp(k, want, strlen(want)), "served by %s, expected %s", k ? k : "?", want);
+}
+
+/* Checks got against ref element by element with the bound above; a and b
+ * are the logical values ((batch) x M x K, (batch or 1) x K x N). */
+static void ag_check(const nb_tensor *got, const nb_tensor *ref, const float *a, const float *b, const float *bias,
+                     int64_t nb, int64_t M, int64_t N, int64_t K, bool b_bcast, const char *what) {
+    nb_tensor *g = nb_contiguous((nb_tensor *)got), *r = nb_contiguous((nb_tensor *)ref);
+    cr_assert(g && r);
+    const float *gv = nb_data(g), *rv = nb_data(r);
+    const double eps = 0x1.0p-24;
+    for (int64_t t = 0; t < nb; t++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++)
+                    s += fabs((double)a[(t * M + i) * K + k]) * fabs((double)b[((b_bcast ? 0 : t) * K + k) * N + j]);
+                double tol = 2.0 * (double)(K + 2) * eps * s + (bias ? eps * fabs((double)bias[j]) : 0.0);
+                int64_t o = (t * M + i) * N + j;
+                cr_assert(fabs((double)gv[o] - (double)rv[o]) <= tol,
+                          "%s: M=%lld N=%lld K=%lld batch %lld C[%lld][%lld]: avx2 %.9g vs ref %.9g (tol %.3g)", what,
+                          (long long)M, (long long)N, (long long)K, (long long)t, (long long)i, (long long)j,
+                          (double)gv[o], (double)rv[o], tol);
+            }
+}
+
+/* One MATMUL case: batch (0: 2-D; else A batched, B broadcast over the batch
+ * when b_bcast), ta/tb: operand stored transposed. */
+static void ag_matmul_case(int64_t batch, int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool b_bcast) {
+    nb_scope_begin();
+    int64_t nb = batch > 0 ? batch : 1, nbb = b_bcast ? 1 : nb;
+    float *a = malloc((size_t)(nb * M * K + 1) * sizeof(float)), *b = malloc((size_t)(nbb * K * N + 1) * sizeof(float));
+    cr_assert(a && b);
+    for (int64_t i = 0; i < nb * M * K; i++) a[i] = ag_uniform();
+    for (int64_t i = 0; i < nbb * K * N; i++) b[i] = ag_uniform();
+    nb_tensor *A = ag_matrix(a, batch, M, K, ta);
+    nb_tensor *B = ag_matrix(b, batch > 0 && !b_bcast ? batch : 0, K, N, tb);
+    ag_isa("ref", 0);
+    nb_tensor *r = nb_matmul(A, B);
+    cr_assert_not_null(r, "%s", nb_last_error());
+    ag_isa("avx2", 0);
+    nb_tensor *c = nb_matmul(A, B);
+    cr_assert_not_null(c, "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    ag_check(c, r, a, b, NULL, nb, M, N, K, b_bcast, ta ? (tb ? "AtBt" : "AtB") : (tb ? "ABt" : "AB"));
+    free(a);
+    free(b);
+    nb_scope_end();
+}
+
+static const int64_t ag_sizes[] = {1, 7, 15, 16, 17, 33, 100, 257};
+#define AG_N (int)(sizeof ag_sizes / sizeof ag_sizes[0])
+
+Test(avx2_gemm, matmul_shapes) {
+    for (int i = 0; i < AG_N; i++)
+        for (int j = 0; j < AG_N; j++)
+            for (int k = 0; k < AG_N; k += (i + j) % 2 ? 2 : 1)
+                ag_matmul_case(0, ag_sizes[i], ag_sizes[j], ag_sizes[k], false, false, false);
+}
+
+Test(avx2_gemm, matmul_transposed) {
+    static const int64_t sz[][3] = {{1, 1, 1}, {7, 17, 33}, {33, 16, 15}, {100, 257, 17}, {257, 33, 100},
+                                    {16, 100, 300}, {150, 40, 520}};
+    for (size_t s = 0; s < sizeof sz / sizeof sz[0]; s++)
+        for (int t = 1; t < 4; t++) ag_matmul_case(0, sz[s][0], sz[s][1], sz[s][2], t & 1, t & 2, false);
+}
+
+Test(avx2_gemm, matmul_large_blocks) {
+    /* more than one MC block, KC block and (with 2 threads) N split */
+    ag_matmul_case(0, 300, 530, 600, false, false, false);
+    ag_matmul_case(0, 290, 70, 513, true, false, false);
+    ag_matmul_case(0, 64, 3100, 20, false, true, false);
+}
+
+Test(avx2_gemm, matmul_batched) {
+    ag_matmul_case(3, 17, 33, 15, false, false, false);
+    ag_matmul_case(4, 7, 16, 100, false, false, true);   /* B broadcast over the batch */
+    ag_matmul_case(2, 33, 17, 7, true, true, true);
+}
+
+Test(avx2_gemm, matmul_k0) {
+    nb_scope_begin();
+    nb_tensor *A = nb_zeros(NB_SHAPE(5, 0), NB_F32), *B = nb_zeros(NB_SHAPE(0, 19), NB_F32);
+    ag_isa("avx2", 0);
+    nb_tensor *c = nb_matmul(A, B);
+    cr_assert_not_null(c, "%s", nb_last_error());
+    nb_tensor *z = nb_zeros(NB_SHAPE(5, 19), NB_F32);
+    cr_assert_eq(tu_max_abs_diff(c, z), 0.0);
+    nb_scope_end();
+}
+
+/* LINEAR: x (lead..., K), w (N, K), bias or not; lead = {R} or {2, R/2}. */
+static void ag_linear_case(int64_t R, int64_t N, int64_t K, bool with_bias, bool x3d) {
+    nb_scope_begin();
+    float *x = malloc((size_t)(R * K + 1) * sizeof(float)), *w = malloc((size_t)(N * K + 1) * sizeof(float));
+    float *bias = malloc((size_t)(N + 1) * sizeof(float)), *wt = malloc((size_t)(N * K + 1) * sizeof(float));
+    cr_assert(x && w && bias && wt);
+    for (int64_t i = 0; i < R * K; i++) x[i] = ag_uniform();
+    for (int64_t i = 0; i < N * K; i++) w[i] = ag_uniform();
+    for (int64_t i = 0; i < N; i++) bias[i] = ag_uniform();
+    for (int64_t n = 0; n < N; n++)   /* w^T, (K, N), for the error bound */
+        for (int64_t k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
+    nb_tensor *X = x3d ? nb_from_data(NB_SHAPE(2, R / 2, K), NB_F32, x) : nb_from_data(NB_SHAPE(R, K), NB_F32, x);
+    nb_tensor *W = nb_from_data(NB_SHAPE(N, K), NB_F32, w);
+    nb_tensor *Bi = with_bias ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    cr_assert(X && W && (!with_bias || Bi));
+    ag_isa("ref", 0);
+    nb_tensor *r = nb_linear(X, W, Bi);
+    cr_assert_not_null(r, "%s", nb_last_error());
+    ag_isa("avx2", 0);
+    nb_tensor *c = nb_linear(X, W, Bi);
+    cr_assert_not_null(c, "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    ag_check(c, r, x, wt, with_bias ? bias : NULL, 1, R, N, K, false, with_bias ? "linear+bias" : "linear");
+    free(x);
+    free(w);
+    free(bias);
+    free(wt);
+    nb_scope_end();
+}
+
+Test(avx2_gemm, linear) {
+    static const int64_t sz[][3] = {{1, 1, 1}, {2, 7, 17}, {16, 33, 15}, {100, 10, 257}, {128, 257, 100},
+                                    {34, 16, 7}, {128, 512, 300}};
+    for (size_t s = 0; s < sizeof sz / sizeof sz[0]; s++)
+        for (int v = 0; v < 3; v++) ag_linear_case(sz[s][0], sz[s][1], sz[s][2], v != 1, v == 2 && sz[s][0] % 2 == 0);
+}
+
+/* 1 vs 2 threads: bitwise equal results (the K order never depends on the
+ * split). Shapes big enough for nb__par_threads to use 2 threads. */
+static void ag_threads_case(int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool lin) {
+    nb_scope_begin();
+    float *a = malloc((size_t)(M * K) * sizeof(float)), *b = malloc((size_t)(K * N) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    cr_assert(a && b && bias);
+    for (int64_t i = 0; i < M * K; i++) a[i] = ag_uniform();
+    for (int64_t i = 0; i < K * N; i++) b[i] = ag_uniform();
+    for (int64_t i = 0; i < N; i++) bias[i] = ag_uniform();
+    nb_tensor *A = ag_matrix(a, 0, M, K, ta), *B = lin ? ag_matrix(b, 0, N, K, false) : ag_matrix(b, 0, K, N, tb);
+    nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    nb_tensor *c[2];
+    for (int t = 0; t < 2; t++) {
+        ag_isa("avx2", t + 1);
+        c[t] = lin ? nb_linear(A, B, Bi) : nb_matmul(A, B);
+        cr_assert_not_null(c[t], "%s", nb_last_error());
+        ag_served("avx2_gemm");
+    }
+    cr_assert_eq(memcmp(nb_data(c[0]), nb_data(c[1]), (size_t)(M * N) * sizeof(float)), 0,
+                 "M=%lld N=%lld K=%lld: 1 and 2 threads differ", (long long)M, (long long)N, (long long)K);
+    free(a);
+    free(b);
+    free(bias);
+    nb_scope_end();
+}
+
+Test(avx2_gemm, thread_count_independent) {
+    ag_threads_case(128, 512, 784, false, false, false);
+    ag_threads_case(512, 784, 128, true, false, false);
+    ag_threads_case(128, 10, 3000, false, true, false);   /* split over M */
+    ag_threads_case(130, 257, 600, false, false, true);   /* LINEAR with bias */
+    ag_threads_case(127, 300, 301, true, true, false);
+}
+
+/* With oneDNN built, row-major A with K > 16 goes to oneDNN; A stored
+ * transposed, or K <= 16, stays here. */
+Test(avx2_gemm, declines_to_onednn) {
+    nb__avx2_gemm_serve_all = 0;
+    nb_scope_begin();
+    ag_isa("avx2", 0);
+    nb_tensor *a = nb_randn(NB_SHAPE(64, 40), NB_F32, 1), *b = nb_randn(NB_SHAPE(40, 24), NB_F32, 2);
+    nb_tensor *at = nb_transpose(nb_randn(NB_SHAPE(40, 64), NB_F32, 3), 0, 1);
+    nb_tensor *a8 = nb_randn(NB_SHAPE(64, 8), NB_F32, 4), *b8 = nb_randn(NB_SHAPE(8, 24), NB_F32, 5);
+    cr_assert(a && b && at && a8 && b8);
+    cr_assert_not_null(nb_matmul(at, b), "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    cr_assert_not_null(nb_matmul(a8, b8), "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    cr_assert_not_null(nb_matmul(a, b), "%s", nb_last_error());
+#if NB_HAVE_ONEDNN
+    ag_served("onednn");
+#else
+    ag_served("avx2_gemm");
+#endif
+    nb_scope_end();
+}
