@@ -29,32 +29,18 @@
 #endif
 #include <nabla.h>
 
-#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+
+#define BENCH_UTIL_SPAWN
+#include "bench_util.h"
 
 #include "autograd/schedsim.h"
-
-extern char **environ;
 
 #define NBRANCH 8
 #define DEPTH 4
 #define WARMUP 3
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* loss = sum_b sum(branch_b(x)) (a new tensor in the scope, NULL on error). */
 static nb_tensor *forward(nb_tensor *x, nb_tensor *const *w) {
@@ -67,6 +53,15 @@ static nb_tensor *forward(nb_tensor *x, nb_tensor *const *w) {
         loss = loss ? nb_add(loss, s) : s;
     }
     return loss;
+}
+
+typedef struct fwd_ctx {
+    nb_tensor *x, *const *w;
+} fwd_ctx;
+
+static nb_tensor *forward_cb(void *ctx) {
+    const fwd_ctx *c = ctx;
+    return forward(c->x, c->w);
 }
 
 /* FNV-1a over the bytes of the weights' gradients. */
@@ -89,24 +84,12 @@ static int child(int iters) {
     nb_init(NULL);
     nb_tensor *x = nb_randn(NB_SHAPE(64, 256), NB_F32, 1);
     nb_tensor *w[NBRANCH * DEPTH];
-    for (int i = 0; i < NBRANCH * DEPTH; i++) {
-        nb_tensor *r = nb_randn(NB_SHAPE(256, 256), NB_F32, 100 + (uint64_t)i);
-        w[i] = nb_mul_scalar(r, 0.0625);   /* 1/sqrt(256): tanh stays out of saturation */
-        nb_release(r);
-        if (!w[i] || nb_set_requires_grad(w[i], true)) goto fail;
-    }
+    if (bench_weights(w, NBRANCH * DEPTH)) goto fail;
+    fwd_ctx ctx = {x, w};
     for (int it = -WARMUP; it < iters; it++) {
         for (int i = 0; i < NBRANCH * DEPTH; i++)
             nb_zero_grad(w[i]);
-        nb_scope_begin();
-        double t0 = now_ms();
-        nb_tensor *loss = forward(x, w);
-        double t1 = now_ms();
-        int rc = loss ? nb_backward(loss, NULL) : -1;
-        double t2 = now_ms();
-        nb_scope_end();
-        if (rc) goto fail;
-        if (it >= 0) printf("sample fb_ms=%.4f bwd_ms=%.4f\n", t2 - t0, t2 - t1);
+        if (bench_fb_sample(forward_cb, &ctx, it >= 0)) goto fail;
     }
     uint64_t h = grad_hash(w, NBRANCH * DEPTH);
     int workers = 0;
@@ -126,74 +109,35 @@ fail:
     return 1;
 }
 
-typedef struct config {
-    const char *executor;   /* NB_BACKWARD */
-    int threads;            /* NB_NUM_THREADS */
-    double *fb, *bwd;       /* samples (ms) */
-    int n;                  /* samples so far */
-    char hash[17];          /* gradient hash of the last round */
-    int workers_seen;       /* distinct workers that ran nodes */
-} config;
+typedef bench_config config;
+
+/* A child's last line: the gradient hash and the workers seen. */
+static void parse_done(config *c, const char *line) {
+    unsigned long long h;
+    int t, ws;
+    if (sscanf(line, "done grad_hash=%llx threads=%d workers_seen=%d", &h, &t, &ws) == 3) {
+        snprintf(c->hash, sizeof c->hash, "%016llx", h);
+        c->workers_seen = ws;
+    }
+}
 
 /* Runs one child for c and appends its samples. Returns 0 or -1. */
 static int run_child(const char *exe, config *c, int iters) {
-    char thr[16], its[16];
-    snprintf(thr, sizeof thr, "%d", c->threads);
+    char its[16];
     snprintf(its, sizeof its, "%d", iters);
-    setenv("NB_BACKWARD", c->executor, 1);
-    setenv("NB_NUM_THREADS", thr, 1);
-    int fd[2];
-    if (pipe(fd)) return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fd[0]);
     char *argv[] = {(char *)exe, "--child", its, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd[1]);
-    if (rc) {
-        close(fd[0]);
-        return -1;
-    }
-    FILE *f = fdopen(fd[0], "r");
-    char line[256];
-    while (f && fgets(line, sizeof line, f)) {
-        double a, b;
-        unsigned long long h;
-        int t, ws;
-        if (sscanf(line, "sample fb_ms=%lf bwd_ms=%lf", &a, &b) == 2) {
-            c->fb[c->n] = a;
-            c->bwd[c->n++] = b;
-        } else if (sscanf(line, "done grad_hash=%llx threads=%d workers_seen=%d", &h, &t, &ws) == 3) {
-            snprintf(c->hash, sizeof c->hash, "%016llx", h);
-            c->workers_seen = ws;
-        }
-    }
-    if (f) fclose(f);
-    else close(fd[0]);
-    int st;
-    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return -1;
-    return 0;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0;
+    return bench_run_child(c, argv, parse_done);
 }
 
 int main(int argc, char **argv) {
-    if (argc > 2 && !strcmp(argv[1], "--child")) return child(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
-    int iters = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 12;
-    int rounds = argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 5;
+    if (argc > 2 && !strcmp(argv[1], "--child")) return child(bench_arg_pos(argc, argv, 2, 1));
+    int iters = bench_arg_pos(argc, argv, 1, 12);
+    int rounds = bench_arg_pos(argc, argv, 2, 5);
     nb_init(NULL);
     int all = nb_num_threads();
     nb_shutdown();
     char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return 1;
-    exe[len] = 0;
+    if (bench_self_exe(exe, sizeof exe)) return 1;
     config cf[4] = {{.executor = "serial", .threads = 1},
                     {.executor = "parallel", .threads = 1},
                     {.executor = "serial", .threads = all},
@@ -213,8 +157,8 @@ int main(int argc, char **argv) {
     double med[4] = {0}, mn[4] = {0};
     for (int k = 0; k < ncf; k++) {
         config *c = &cf[k];
-        double bm = median(c->bwd, c->n);
-        med[k] = median(c->fb, c->n);
+        double bm = bench_median(c->bwd, c->n);
+        med[k] = bench_median(c->fb, c->n);
         mn[k] = c->fb[0];
         printf("bench name=branches executor=%s threads=%d iters=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f "
                "bwd_median_ms=%.3f grad_hash=%s workers_seen=%d\n",

@@ -32,17 +32,14 @@
 #endif
 #include <nabla.h>
 
-#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+
+#define BENCH_UTIL_SPAWN
+#include "bench_util.h"
 
 #include "autograd/autograd.h"   /* nb__backward: the forced configuration */
-
-extern char **environ;
 
 #define WARMUP 3
 #define MM_DEPTH 16
@@ -54,17 +51,6 @@ static const char *const exec_names[NEXEC] = {"serial", "parallel", "forced"};
 static const int wl_nodes[NWL] = {2 * MM_DEPTH + 1, 2 * SMALL_DEPTH + 1};
 
 static const char *const wl_names[NWL] = {"chain_mm", "chain_small"};
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The loss of workload wl (a new tensor in the scope, NULL on error). */
 static nb_tensor *forward(int wl, nb_tensor *x, nb_tensor *const *w) {
@@ -79,6 +65,16 @@ static nb_tensor *forward(int wl, nb_tensor *x, nb_tensor *const *w) {
     return nb_sum_all(h);
 }
 
+typedef struct fwd_ctx {
+    int wl;
+    nb_tensor *x, *const *w;
+} fwd_ctx;
+
+static nb_tensor *forward_cb(void *ctx) {
+    const fwd_ctx *c = ctx;
+    return forward(c->wl, c->x, c->w);
+}
+
 /* The child: workload wl, warm-up, then `iters` timed iterations. */
 static int child(int wl, int iters) {
     nb_init(NULL);
@@ -88,25 +84,13 @@ static int child(int wl, int iters) {
     nb_tensor *w[MM_DEPTH] = {0};
     int nw = wl == 0 ? MM_DEPTH : 0;
     if (!x || (wl == 1 && nb_set_requires_grad(x, true))) goto fail;
-    for (int i = 0; i < nw; i++) {
-        nb_tensor *r = nb_randn(NB_SHAPE(256, 256), NB_F32, 100 + (uint64_t)i);
-        w[i] = nb_mul_scalar(r, 0.0625);   /* 1/sqrt(256): tanh stays out of saturation */
-        nb_release(r);
-        if (!w[i] || nb_set_requires_grad(w[i], true)) goto fail;
-    }
+    if (bench_weights(w, nw)) goto fail;
+    fwd_ctx ctx = {wl, x, w};
     for (int it = -WARMUP; it < iters; it++) {
         for (int i = 0; i < nw; i++)
             nb_zero_grad(w[i]);
         nb_zero_grad(x);
-        nb_scope_begin();
-        double t0 = now_ms();
-        nb_tensor *loss = forward(wl, x, w);
-        double t1 = now_ms();
-        int rc = loss ? nb_backward(loss, NULL) : -1;
-        double t2 = now_ms();
-        nb_scope_end();
-        if (rc) goto fail;
-        if (it >= 0) printf("sample fb_ms=%.4f bwd_ms=%.4f\n", t2 - t0, t2 - t1);
+        if (bench_fb_sample(forward_cb, &ctx, it >= 0)) goto fail;
     }
     for (int i = 0; i < nw; i++)
         nb_release(w[i]);
@@ -118,69 +102,27 @@ fail:
     return 1;
 }
 
-typedef struct config {
-    const char *executor;   /* NB_BACKWARD */
-    int threads;            /* NB_NUM_THREADS */
-    double *fb, *bwd;       /* samples (ms) */
-    int n;                  /* samples so far */
-} config;
+typedef bench_config config;
 
 /* Runs one child (workload wl) for c and appends its samples. 0 or -1. */
 static int run_child(const char *exe, config *c, int wl, int iters) {
-    char thr[16], its[16], w[8];
-    snprintf(thr, sizeof thr, "%d", c->threads);
+    char its[16], w[8];
     snprintf(its, sizeof its, "%d", iters);
     snprintf(w, sizeof w, "%d", wl);
-    setenv("NB_BACKWARD", c->executor, 1);
-    setenv("NB_NUM_THREADS", thr, 1);
-    int fd[2];
-    if (pipe(fd)) return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fd[0]);
     char *argv[] = {(char *)exe, "--child", w, its, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd[1]);
-    if (rc) {
-        close(fd[0]);
-        return -1;
-    }
-    FILE *f = fdopen(fd[0], "r");
-    char line[256];
-    while (f && fgets(line, sizeof line, f)) {
-        double a, b;
-        if (sscanf(line, "sample fb_ms=%lf bwd_ms=%lf", &a, &b) == 2) {
-            c->fb[c->n] = a;
-            c->bwd[c->n++] = b;
-        }
-    }
-    if (f) fclose(f);
-    else close(fd[0]);
-    int st;
-    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) return -1;
-    return 0;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0;
+    return bench_run_child(c, argv, NULL);
 }
 
 int main(int argc, char **argv) {
     if (argc > 3 && !strcmp(argv[1], "--child"))
-        return child(atoi(argv[2]) == 1, atoi(argv[3]) > 0 ? atoi(argv[3]) : 1);
-    int iters = argc > 1 && atoi(argv[1]) > 0 ? atoi(argv[1]) : 15;
-    int rounds = argc > 2 && atoi(argv[2]) > 0 ? atoi(argv[2]) : 5;
+        return child(atoi(argv[2]) == 1, bench_arg_pos(argc, argv, 3, 1));
+    int iters = bench_arg_pos(argc, argv, 1, 15);
+    int rounds = bench_arg_pos(argc, argv, 2, 5);
     nb_init(NULL);
     int all = nb_num_threads();
     nb_shutdown();
     char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return 1;
-    exe[len] = 0;
+    if (bench_self_exe(exe, sizeof exe)) return 1;
     int ncf = (all > 1 ? 2 : 1) * NEXEC;   /* k: thread index k / NEXEC, executor k % NEXEC */
     config cf[NWL][2 * NEXEC];
     for (int wl = 0; wl < NWL; wl++)
@@ -202,8 +144,8 @@ int main(int argc, char **argv) {
         double med[2 * NEXEC] = {0}, bmed[2 * NEXEC] = {0}, mn[2 * NEXEC] = {0};
         for (int k = 0; k < ncf; k++) {
             config *c = &cf[wl][k];
-            bmed[k] = median(c->bwd, c->n);
-            med[k] = median(c->fb, c->n);
+            bmed[k] = bench_median(c->bwd, c->n);
+            med[k] = bench_median(c->fb, c->n);
             mn[k] = c->fb[0];
             printf("bench name=%s executor=%s threads=%d iters=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f "
                    "bwd_median_ms=%.3f\n",

@@ -34,6 +34,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 enum { MAX_KV = 32, MAX_PARAMS = 64, MAX_BRANCH_W = 256 };
 
 typedef struct kv {
@@ -57,17 +59,6 @@ static double kv_num(const kv *a, const char *key, double def) {
 }
 
 static clockid_t clock_id = CLOCK_MONOTONIC;   /* clock=cpu: CLOCK_PROCESS_CPUTIME_ID */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(clock_id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* ---- a workload: setup once, then step() per rep (0 or NB_E*) ---- */
 typedef struct bench {
@@ -254,11 +245,11 @@ int main(int argc, char **argv) {
     double *times = malloc(sizeof *times * (size_t)reps);
     if (rc || !times) goto fail;
     for (int i = 0; i < warmup + reps; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s(clock_id);
         nb_scope_begin();
         rc = step(&b);
         nb_scope_end();
-        double t1 = now_s();
+        double t1 = bench_now_s(clock_id);
         if (rc) goto fail;
         if (i >= warmup) times[i - warmup] = (t1 - t0) * per;
     }
@@ -268,8 +259,7 @@ int main(int argc, char **argv) {
     double *sorted = malloc(sizeof *sorted * (size_t)reps);
     if (!sorted) goto fail;
     memcpy(sorted, times, sizeof *times * (size_t)reps);
-    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
-    double med = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
+    double med = bench_median(sorted, reps);
     printf(" median=%.4f min=%.4f max=%.4f rss_kb=%ld times=", med, sorted[0], sorted[reps - 1], ru.ru_maxrss);
     for (int i = 0; i < reps; i++) printf("%s%.4f", i ? "," : "", times[i]);
     printf("\n");

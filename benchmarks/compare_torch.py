@@ -19,12 +19,10 @@ import statistics
 import sys
 import time
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError as e:  # benchmarks/compare reports the skip
-    print(f"compare_torch: torch not available ({e})", file=sys.stderr)
-    sys.exit(2)
+from peer_util import branches_loss, import_torch, op_chain
+
+torch = import_torch("compare_torch")  # benchmarks/compare reports the skip
+import torch.nn.functional as F  # noqa: E402
 
 
 def targets(n, classes):
@@ -76,16 +74,7 @@ def setup_chain(a):
 
     def step():
         x.grad = None
-        y = x
-        for i in range(ops):
-            k = i % 3
-            if k == 0:
-                y = torch.add(y, c1)
-            elif k == 1:
-                y = torch.mul(y, c2)
-            else:
-                y = torch.tanh(y)
-        y.backward()
+        op_chain(x, c1, c2, ops).backward()
     return step, ops
 
 
@@ -99,14 +88,7 @@ def setup_branches(a):
     def step():
         for w in ws:
             w.grad = None
-        loss = None
-        for k in range(nbr):
-            h = x
-            for d in range(depth):
-                h = torch.tanh(h @ ws[k * depth + d])
-            s = h.sum()
-            loss = s if loss is None else loss + s
-        loss.backward()
+        branches_loss(x, ws, nbr, depth).backward()
     return step
 
 

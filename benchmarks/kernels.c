@@ -44,7 +44,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #if NB_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -52,20 +51,11 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include "bench_util.h"
+
 #define BIG (16 * 1024 * 1024)    /* element-wise size */
 #define ROWS 4096                 /* softmax / layer_norm */
 #define COLS 1024
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef enum wl_kind {
     W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM,
@@ -167,9 +157,9 @@ static double time_calls(int (*f)(wl_kind), wl_kind k, int reps) {
     if (!t) return -1;
     for (int r = -1; r < reps; r++) {
         nb_scope_begin();
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         int rc = f(k);
-        double dt = now_ms() - t0;
+        double dt = bench_now_ms() - t0;
         nb_scope_end();
         if (rc) {
             fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
@@ -178,7 +168,7 @@ static double time_calls(int (*f)(wl_kind), wl_kind k, int reps) {
         }
         if (r >= 0) t[r] = dt;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    bench_sort(t, reps);
     double m = t[reps / 2];
     free(t);
     return m;
@@ -214,13 +204,13 @@ static int time_paired(wl_kind k, float *dst, int nt, int reps, double *ms_ours,
     if (!t) return -1;
     for (int r = -1; r < reps; r++) {
         nb_scope_begin();
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         int rc = run_ours(k);
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         nb_scope_end();
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         copy_once(dst, nb_data(in.a), nt);
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         if (rc) {
             fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
             free(t);
@@ -228,8 +218,8 @@ static int time_paired(wl_kind k, float *dst, int nt, int reps, double *ms_ours,
         }
         if (r >= 0) t[r] = t1 - t0, t[reps + r] = t3 - t2;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    qsort(t + reps, (size_t)reps, sizeof *t, cmp_double);
+    bench_sort(t, reps);
+    bench_sort(t + reps, reps);
     *ms_ours = t[reps / 2];
     *ms_copy = t[reps + reps / 2];
     free(t);
@@ -476,9 +466,8 @@ static int set_runtime(int threads, const char *isa) {
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 10;
+    int reps = bench_arg_pos(argc, argv, 1, 10);
     const char *only = argc > 2 ? argv[2] : "";
-    if (reps < 1) reps = 10;
     if (nb_init(NULL)) return 1;
     int all = nb_num_threads();
     nb_isa best = nb_isa_active();

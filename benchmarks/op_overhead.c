@@ -21,20 +21,10 @@
 #include <nabla.h>
 
 #include <stdlib.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 enum { OPS = 200, WARMUP = 200, DEFAULT_REPS = 2000 };
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The chain of OPS ops from x; NULL (with nb_last_error) on failure. */
 static nb_tensor *chain(nb_tensor *x, nb_tensor *c1, nb_tensor *c2) {
@@ -51,13 +41,13 @@ static nb_tensor *chain(nb_tensor *x, nb_tensor *c1, nb_tensor *c2) {
 
 /* One rep in its own scope; returns its time in µs, or -1 on error. */
 static double one_rep(nb_tensor *x, nb_tensor *c1, nb_tensor *c2, int backward) {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     nb_scope_begin();
     nb_tensor *y = chain(x, c1, c2);
     int rc = y ? 0 : -1;
     if (y && backward) rc = nb_backward(y, NULL);
     nb_scope_end();
-    double t1 = now_us();
+    double t1 = bench_now_us();
     nb_zero_grad(x);
     return rc == 0 ? t1 - t0 : -1.0;
 }
@@ -69,13 +59,11 @@ static double median_rep(nb_tensor *x, nb_tensor *c1, nb_tensor *c2, int backwar
         if (one_rep(x, c1, c2, backward) < 0) return -1.0;
     for (int i = 0; i < reps; i++)
         if ((times[i] = one_rep(x, c1, c2, backward)) < 0) return -1.0;
-    qsort(times, (size_t)reps, sizeof *times, cmp_double);
-    return reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    return bench_median(times, reps);
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : DEFAULT_REPS;
-    if (reps < 1) reps = DEFAULT_REPS;
+    int reps = bench_arg_pos(argc, argv, 1, DEFAULT_REPS);
     if (nb_init(NULL) != 0) {
         fprintf(stderr, "op_overhead: nb_init: %s\n", nb_last_error());
         return 1;

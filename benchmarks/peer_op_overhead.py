@@ -15,31 +15,16 @@ import statistics
 import sys
 import time
 
+from peer_util import import_torch, op_chain
+
 OPS, WARMUP, DEFAULT_REPS = 200, 200, 2000
 
-try:
-    import torch
-except ImportError as e:  # the caller (run.sh) reports the skip
-    print(f"peer_op_overhead: torch not available ({e})", file=sys.stderr)
-    sys.exit(2)
-
-
-def chain(x, c1, c2):
-    y = x
-    for i in range(OPS):
-        k = i % 3
-        if k == 0:
-            y = torch.add(y, c1)
-        elif k == 1:
-            y = torch.mul(y, c2)
-        else:
-            y = torch.tanh(y)
-    return y
+torch = import_torch("peer_op_overhead")  # the caller (run.sh) reports the skip
 
 
 def one_rep(x, c1, c2, backward):
     t0 = time.perf_counter()
-    y = chain(x, c1, c2)
+    y = op_chain(x, c1, c2, OPS)
     if backward:
         y.backward()
     del y

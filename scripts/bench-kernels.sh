@@ -14,26 +14,18 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=bench_common.sh
+source scripts/bench_common.sh
 builddir="${1:-build-release}"
 reps="${2:-10}"
 only="${ONLY:-}"
 
-if [ ! -f "$builddir/build.ninja" ]; then
-    meson setup "$builddir" --buildtype=release >/dev/null
-else
-    meson configure "$builddir" -Dbuildtype=release -Db_ndebug=if-release >/dev/null
-fi
-ninja -C "$builddir" benchmarks/kernels >/dev/null
+bench_build "$builddir" benchmarks/kernels
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$builddir/benchmarks/kernels" "$reps" "$only" | tee "$tmp/ours.txt"
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    /usr/bin/python3 benchmarks/kernels_peer.py "$reps" "$only" | tee "$tmp/peer.txt"
-else
-    echo "peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"
-    : >"$tmp/peer.txt"
-fi
+bench_peer "$tmp/peer.txt" benchmarks/kernels_peer.py "$reps" "$only"
 
 write=1
 if [ -n "$only" ] || [ -n "${NO_README:-}" ]; then write=0; fi
@@ -113,16 +105,6 @@ matmul ≥ 0.95 of oneDNN; conv fwd+bwd ≥ 0.90 of oneDNN direct.
 
 {table}
 """
-print()
-print(section)
-if write != "1":
-    sys.exit(0)
-text = open(readme).read() if os.path.exists(readme) else "# Benchmarks\n\nEach section is written by the command it names.\n"
-m = re.search(r"^## Kernels\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-if m:
-    text = text[:m.start()] + section + ("\n" if text[m.end():] else "") + text[m.end():]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(readme, "w").write(text)
-print(f"written: {readme}")
+open(os.path.join(os.path.dirname(ours_f), "section.md"), "w").write(section)
 EOF
+bench_write_section "Kernels" "$tmp/section.md" benchmarks/README.md "$write"

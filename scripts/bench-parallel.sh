@@ -18,27 +18,19 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=bench_common.sh
+source scripts/bench_common.sh
 builddir="${1:-build-release}"
 rounds="${2:-5}"
 
-if [ ! -f "$builddir/build.ninja" ]; then
-    meson setup "$builddir" --buildtype=release >/dev/null
-else
-    meson configure "$builddir" -Dbuildtype=release -Db_ndebug=if-release >/dev/null
-fi
-ninja -C "$builddir" benchmarks/branches benchmarks/chain benchmarks/schedsim >/dev/null
+bench_build "$builddir" benchmarks/branches benchmarks/chain benchmarks/schedsim
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$builddir/benchmarks/chain" 15 "$rounds" | tee "$tmp/chain.txt"
 "$builddir/benchmarks/branches" 12 "$rounds" | tee "$tmp/branches.txt"
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    /usr/bin/python3 benchmarks/peer_branches.py 12 "$rounds" 1,2 | tee "$tmp/peer.txt"
-else
-    echo "peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"
-    : >"$tmp/peer.txt"
-fi
+bench_peer "$tmp/peer.txt" benchmarks/peer_branches.py 12 "$rounds" 1,2
 # the executor's cost per node: forced parallel vs serial on the 1001-node
 # chain at all threads (clamped at 0: on a noisy machine it can come out negative)
 overhead="$(sed -n 's/^overhead name=chain_small threads=[0-9]* forced_per_node_us=\(-\?[0-9.]*\)$/\1/p' "$tmp/chain.txt" | tail -1)"
@@ -197,16 +189,6 @@ table above, one process per configuration, is the measurement).
 
 {sim_table}
 """
-print()
-print(section)
-if write != "1":
-    sys.exit(0)
-text = open(readme).read() if os.path.exists(readme) else "# Benchmarks\n\nEach section is written by the command it names.\n"
-m = re.search(r"^## Parallel backward\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-if m:
-    text = text[:m.start()] + section + ("\n" if text[m.end():] else "") + text[m.end():]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(readme, "w").write(text)
-print(f"written: {readme}")
+open(os.path.join(tmp, "section.md"), "w").write(section)
 EOF
+bench_write_section "Parallel backward" "$tmp/section.md" benchmarks/README.md "$write"

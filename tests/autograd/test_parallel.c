@@ -219,12 +219,17 @@ static nb_tensor *hooked_loss(nb_tensor *x, nb_tensor *w) {
     return nb_sum_all(z);
 }
 
-static void two_leaves(nb_tensor **x, nb_tensor **w, nb_dtype dt) {
+/* Sets the thread count and makes the two leaves x and w (7, 5) of dtype dt. */
+static void two_leaves(int threads, nb_tensor **x, nb_tensor **w, nb_dtype dt) {
+    nb_set_num_threads(threads);
     *x = nb_keep(nb_randn(NB_SHAPE(7, 5), dt, 1));
     *w = nb_keep(nb_randn(NB_SHAPE(7, 5), dt, 2));
     cr_assert_eq(nb_set_requires_grad(*x, true), 0);
     cr_assert_eq(nb_set_requires_grad(*w, true), 0);
 }
+
+/* mode 0: the serial executor; mode 1: the parallel one, forced. */
+static void use_mode(int mode) { nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL; }
 
 static void expect_same(nb_tensor *a, nb_tensor *b) {
     cr_assert_not_null(a);
@@ -240,13 +245,32 @@ static void expect_same(nb_tensor *a, nb_tensor *b) {
     free(pb);
 }
 
+/* Serial run (mode 0): keeps references to a and b in ref[0..1]; parallel
+ * run (mode 1): expects a and b bitwise equal to them. */
+static void keep_or_expect(int mode, nb_tensor **ref, nb_tensor *a, nb_tensor *b) {
+    if (!mode) {
+        ref[0] = nb_retain(a);
+        ref[1] = nb_retain(b);
+    } else {
+        expect_same(ref[0], a);
+        expect_same(ref[1], b);
+    }
+}
+
+/* Releases the kept references ref[0..1] and the two leaves. */
+static void release_all(nb_tensor **ref, nb_tensor *x, nb_tensor *w) {
+    nb_release(ref[0]);
+    nb_release(ref[1]);
+    nb_release(x);
+    nb_release(w);
+}
+
 Test(parallel, hooks_run_once_and_match_serial, .init = par_init, .fini = par_fini) {
-    nb_set_num_threads(4);
     nb_tensor *x, *w, *gs[2] = {0};
-    two_leaves(&x, &w, NB_F64);
+    two_leaves(4, &x, &w, NB_F64);
     cr_assert_geq(nb_register_hook(x, double_hook, NULL), 0);
     for (int mode = 0; mode < 2; mode++) {
-        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        use_mode(mode);
         atomic_store(&hook_calls, 0);
         nb_scope_begin();
         cr_assert_eq(nb_backward(hooked_loss(x, w), NULL), 0, "%s", nb_last_error());
@@ -261,18 +285,14 @@ Test(parallel, hooks_run_once_and_match_serial, .init = par_init, .fini = par_fi
     }
     expect_same(gs[0], nb_grad(x));
     expect_same(gs[1], nb_grad(w));
-    nb_release(gs[0]);
-    nb_release(gs[1]);
-    nb_release(x);
-    nb_release(w);
+    release_all(gs, x, w);
 }
 
 Test(parallel, retain_graph_then_second_backward, .init = par_init, .fini = par_fini) {
-    nb_set_num_threads(3);
     nb_tensor *x, *w, *ref = NULL;
-    two_leaves(&x, &w, NB_F32);
+    two_leaves(3, &x, &w, NB_F32);
     for (int mode = 0; mode < 2; mode++) {
-        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        use_mode(mode);
         nb_scope_begin();
         nb_tensor *l = hooked_loss(x, w);
         nb_backward_opts o = {.retain_graph = true};
@@ -292,11 +312,10 @@ Test(parallel, retain_graph_then_second_backward, .init = par_init, .fini = par_
 }
 
 Test(parallel, create_graph_double_backward, .init = par_init, .fini = par_fini) {
-    nb_set_num_threads(4);
     nb_tensor *x, *w, *ref[2] = {0};
-    two_leaves(&x, &w, NB_F64);
+    two_leaves(4, &x, &w, NB_F64);
     for (int mode = 0; mode < 2; mode++) {
-        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        use_mode(mode);
         nb_scope_begin();
         nb_tensor *y = nb_tanh(nb_mul(x, w));
         nb_tensor *l = nb_sum_all(nb_add(nb_mul(y, y), nb_mul(nb_sigmoid(y), x)));
@@ -307,28 +326,18 @@ Test(parallel, create_graph_double_backward, .init = par_init, .fini = par_fini)
         nb_tensor *gg = nb_add(nb_sum_all(nb_mul(gx[0], gx[0])), nb_sum_all(gx[1]));
         cr_assert_eq(nb_backward(gg, NULL), 0, "%s", nb_last_error());
         nb_scope_end();
-        if (!mode) {
-            ref[0] = nb_retain(nb_grad(x));
-            ref[1] = nb_retain(nb_grad(w));
-        } else {
-            expect_same(ref[0], nb_grad(x));
-            expect_same(ref[1], nb_grad(w));
-        }
+        keep_or_expect(mode, ref, nb_grad(x), nb_grad(w));
         nb_zero_grad(x);
         nb_zero_grad(w);
     }
-    nb_release(ref[0]);
-    nb_release(ref[1]);
-    nb_release(x);
-    nb_release(w);
+    release_all(ref, x, w);
 }
 
 Test(parallel, autograd_grad_prunes_and_leaves_grad_alone, .init = par_init, .fini = par_fini) {
-    nb_set_num_threads(4);
     nb_tensor *x, *w, *ref[2] = {0};
-    two_leaves(&x, &w, NB_F64);
+    two_leaves(4, &x, &w, NB_F64);
     for (int mode = 0; mode < 2; mode++) {
-        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        use_mode(mode);
         nb_scope_begin();
         nb_tensor *h = nb_tanh(nb_mul(x, x));   /* a non-leaf input */
         nb_tensor *a = nb_sigmoid(nb_add(h, w)), *b = nb_tanh(nb_mul(h, w));
@@ -337,19 +346,10 @@ Test(parallel, autograd_grad_prunes_and_leaves_grad_alone, .init = par_init, .fi
         cr_assert_eq(nb_autograd_grad(outs, 2, ins, 2, NULL, NULL, got), 0, "%s", nb_last_error());
         cr_assert_null(nb_grad(x));
         cr_assert_null(nb_grad(w));
-        if (!mode) {
-            ref[0] = nb_retain(got[0]);
-            ref[1] = nb_retain(got[1]);
-        } else {
-            expect_same(ref[0], got[0]);
-            expect_same(ref[1], got[1]);
-        }
+        keep_or_expect(mode, ref, got[0], got[1]);
         nb_scope_end();
     }
-    nb_release(ref[0]);
-    nb_release(ref[1]);
-    nb_release(x);
-    nb_release(w);
+    release_all(ref, x, w);
 }
 
 /* A custom function: y = 3x, whose backward fails when told to. */
@@ -456,7 +456,7 @@ Test(parallel, observer_sees_every_node_once, .init = par_init, .fini = par_fini
     cr_assert_eq(nb_set_requires_grad(x, true), 0);
     nb__node_observer = observe;
     for (int mode = 0; mode < 2; mode++) {
-        nb__backward = mode ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+        use_mode(mode);
         atomic_store(&observed, 0);
         nb_scope_begin();
         atomic_store(&fail_backward, 0);

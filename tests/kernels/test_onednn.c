@@ -25,48 +25,13 @@
 
 #include "kernels/kernels.h"
 #include "nb_config.h"
+#include "onednn_testutil.h"
 #include "testutil.h"
 #if NB_HAVE_ONEDNN
 #include "kernels/onednn/onednn.h"
 #endif
 
-static void od_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
-
-/* Closes scopes an assertion left open and restores the default ISA. */
-static void od_teardown(void) {
-    while (nb_scope_depth() > 0) nb_scope_end();
-    nb_init(NULL);
-}
-
-TestSuite(onednn, .init = od_setup, .fini = od_teardown);
-
-/* Skips the test unless the kernel nabla chooses for (op, F32) is oneDNN's. */
-static void od_need(nb_op op) {
-    const char *k = nb_kernel_chosen(op, NB_F32);
-    if (!k || strncmp(k, "onednn", 6)) cr_skip("%s: oneDNN kernel not chosen (%s)", nb_op_name(op), k ? k : "none");
-}
-
-static void od_cap_ref(void) {
-    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
-    cr_assert_eq(nb_isa_active(), NB_ISA_REF);
-}
-
-/* max |got - ref| / max |ref| (0 for empty tensors); F32 tensors of one shape. */
-static double od_rel_err(nb_tensor *got, nb_tensor *ref) {
-    cr_assert(got && ref, "result is NULL: %s", nb_last_error());
-    cr_assert_eq(nb_ndim(got), nb_ndim(ref));
-    for (int d = 0; d < nb_ndim(got); d++) cr_assert_eq(nb_shape(got)[d], nb_shape(ref)[d], "dim %d", d);
-    nb_tensor *g = nb_contiguous(got), *r = nb_contiguous(ref);
-    const float *a = nb_data(g), *b = nb_data(r);
-    double diff = 0, mag = 0;
-    for (int64_t i = 0; i < nb_numel(g); i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (isnan(a[i]) || isnan(b[i])) d = INFINITY;
-        diff = d > diff ? d : diff;
-        mag = fabs((double)b[i]) > mag ? fabs((double)b[i]) : mag;
-    }
-    return diff == 0 ? 0 : diff / (mag > 0 ? mag : 1e-30);
-}
+TestSuite(onednn, .init = ot_setup, .fini = ot_teardown);
 
 #define OD_TOL 1e-4
 
@@ -132,7 +97,7 @@ static nb_tensor *od_conv_run(const od_conv *c, nb_op op, nb_dims shape, nb_tens
 
 /* One op of case c with oneDNN then ref; asserts who served and the error. */
 static void od_conv_check(const od_conv *c, nb_op op, bool expect_onednn) {
-    od_need(op);
+    ot_need(op, "onednn");
     nb_scope_begin();
     int64_t kh = od_1d(c) ? 1 : c->kh, h = od_1d(c) ? 1 : c->h;
     int64_t oh = od_out(h, kh, od_1d(c) ? 1 : c->s[0], od_1d(c) ? 0 : c->p[0], od_1d(c) ? 1 : c->d[0]);
@@ -154,13 +119,13 @@ static void od_conv_check(const od_conv *c, nb_op op, bool expect_onednn) {
     cr_assert(a && b, "inputs: %s", nb_last_error());
     const char *k1, *k2;
     nb_tensor *got = od_conv_run(c, op, os, a, b, bias, &k1);
-    od_cap_ref();
+    ot_cap_ref();
     nb_tensor *ref = od_conv_run(c, op, os, a, b, bias, &k2);
     nb_init(NULL);
     cr_assert(!strncmp(k2, "ref", 3), "capped run served by %s", k2);
     if (expect_onednn) cr_assert(!strncmp(k1, "onednn", 6), "%s served by %s, expected oneDNN", nb_op_name(op), k1);
     else cr_assert(!strncmp(k1, "ref", 3), "%s served by %s, expected a decline to ref", nb_op_name(op), k1);
-    double e = od_rel_err(got, ref);
+    double e = ot_rel_err(got, ref, false);
     cr_assert(e <= OD_TOL, "%s (%s, layout %c): relative error %g", nb_op_name(op), k1, c->layout, e);
     nb_scope_end();
 }
@@ -248,7 +213,7 @@ Test(onednn, conv1d) {
 }
 
 Test(onednn, conv_f64_declines) {
-    od_need(NB_OP_CONV2D);
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_tensor *x = nb_randn(NB_SHAPE(1, 2, 5, 5), NB_F64, 1), *w = nb_randn(NB_SHAPE(3, 2, 3, 3), NB_F64, 2);
     nb_tensor *y = nb_conv2d(x, w, NULL, NULL);
@@ -272,16 +237,16 @@ static void od_public_once(od_conv_fn f, nb_dims xs, nb_dims ws, int64_t nb, con
 }
 
 static void od_public(od_conv_fn f, nb_dims xs, nb_dims ws, int64_t nb, nb_conv_opts o) {
-    od_need(NB_OP_CONV2D);
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_tensor *got[4], *ref[4];
     od_public_once(f, xs, ws, nb, &o, got);
-    od_cap_ref();
+    ot_cap_ref();
     od_public_once(f, xs, ws, nb, &o, ref);
     nb_init(NULL);
     static const char *what[4] = {"y", "dx", "dw", "db"};
     for (int i = 0; i < 4; i++) {
-        double e = od_rel_err(got[i], ref[i]);
+        double e = ot_rel_err(got[i], ref[i], false);
         cr_assert(e <= OD_TOL, "%s: relative error %g", what[i], e);
     }
     nb_scope_end();
@@ -308,8 +273,8 @@ Test(onednn, public_conv_transpose2d) {
 
 #if NB_HAVE_ONEDNN
 Test(onednn, conv_cache_second_call_creates_nothing) {
-    od_need(NB_OP_CONV2D);
-    od_need(NB_OP_CONV_BWD_WEIGHT);
+    ot_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV_BWD_WEIGHT, "onednn");
     nb_scope_begin();
     od_conv c = {5, 6, 11, 13, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, 'c', 0};   /* a shape no other test uses */
     nb_tensor *x = nb_randn(NB_SHAPE(5, 6, 11, 13), NB_F32, 1), *w = nb_randn(NB_SHAPE(7, 6, 3, 3), NB_F32, 2);
@@ -332,7 +297,7 @@ Test(onednn, conv_cache_second_call_creates_nothing) {
 }
 
 Test(onednn, conv_cache_training_loop_public) {
-    od_need(NB_OP_CONV2D);
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_conv_opts o = {.stride = {1, 1}, .padding = {2, 2}, .groups = 1};
     nb_tensor *r[4];
@@ -364,10 +329,10 @@ static void od_mm_check(nb_op op, od_mm_fn f, nb_tensor *a, nb_tensor *b, nb_ten
     cr_assert(got, "%s", nb_last_error());
     const char *k = nb__last_kernel();
     if (served) cr_assert(k && !strncmp(k, "onednn", 6), "%s served by %s", nb_op_name(op), k ? k : "none");
-    od_cap_ref();
+    ot_cap_ref();
     nb_tensor *ref = f(a, b, c);
     nb_init(NULL);
-    double e = od_rel_err(got, ref);
+    double e = ot_rel_err(got, ref, false);
     cr_assert(e <= OD_TOL, "%s: relative error %g", nb_op_name(op), e);
 }
 
@@ -379,7 +344,7 @@ static nb_tensor *od_rt(nb_dims s, uint64_t seed) {   /* (..., m, n) stored as (
 }
 
 Test(onednn, matmul_2d) {
-    od_need(NB_OP_MATMUL);
+    ot_need(NB_OP_MATMUL, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(7, 33), 1), od_r(NB_SHAPE(33, 5), 2), NULL, true);
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(33, 7), 1), od_r(NB_SHAPE(7, 33), 2), NULL, true);
@@ -387,7 +352,7 @@ Test(onednn, matmul_2d) {
     nb_scope_end();
 }
 Test(onednn, matmul_1x1_and_k1) {
-    od_need(NB_OP_MATMUL);
+    ot_need(NB_OP_MATMUL, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(1, 1), 1), od_r(NB_SHAPE(1, 1), 2), NULL, false);
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(7, 1), 1), od_r(NB_SHAPE(1, 33), 2), NULL, false);
@@ -395,7 +360,7 @@ Test(onednn, matmul_1x1_and_k1) {
     nb_scope_end();
 }
 Test(onednn, matmul_batched_and_broadcast) {
-    od_need(NB_OP_MATMUL);
+    ot_need(NB_OP_MATMUL, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(3, 7, 33), 1), od_r(NB_SHAPE(3, 33, 5), 2), NULL, true);
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(7, 33), 1), od_r(NB_SHAPE(3, 33, 5), 2), NULL, true);
@@ -406,7 +371,7 @@ Test(onednn, matmul_batched_and_broadcast) {
     nb_scope_end();
 }
 Test(onednn, matmul_transposed) {
-    od_need(NB_OP_MATMUL);
+    ot_need(NB_OP_MATMUL, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_rt(NB_SHAPE(7, 33), 1), od_r(NB_SHAPE(33, 5), 2), NULL, true);
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(7, 33), 1), od_rt(NB_SHAPE(33, 5), 2), NULL, true);
@@ -414,7 +379,7 @@ Test(onednn, matmul_transposed) {
     nb_scope_end();
 }
 Test(onednn, matmul_size0) {
-    od_need(NB_OP_MATMUL);
+    ot_need(NB_OP_MATMUL, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(0, 5), 1), od_r(NB_SHAPE(5, 3), 2), NULL, false);
     od_mm_check(NB_OP_MATMUL, od_matmul2, od_r(NB_SHAPE(4, 0), 1), od_r(NB_SHAPE(0, 3), 2), NULL, false);
@@ -422,7 +387,7 @@ Test(onednn, matmul_size0) {
 }
 
 Test(onednn, linear) {
-    od_need(NB_OP_LINEAR);
+    ot_need(NB_OP_LINEAR, "onednn");
     nb_scope_begin();
     od_mm_check(NB_OP_LINEAR, nb_linear, od_r(NB_SHAPE(7, 33), 1), od_r(NB_SHAPE(5, 33), 2), od_r(NB_SHAPE(5), 3),
                 true);

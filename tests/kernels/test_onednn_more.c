@@ -28,50 +28,13 @@
 
 #include "kernels/kernels.h"
 #include "nb_config.h"
+#include "onednn_testutil.h"
 #include "testutil.h"
 #if NB_HAVE_ONEDNN
 #include "kernels/onednn/onednn.h"
 #endif
 
-static void om_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
-
-static void om_teardown(void) {
-    while (nb_scope_depth() > 0) nb_scope_end();
-    nb_init(NULL);
-}
-
-TestSuite(onednn_more, .init = om_setup, .fini = om_teardown);
-
-/* Skips unless the chosen kernel for (op, F32) starts with `prefix`. */
-static void om_need(nb_op op, const char *prefix) {
-    const char *k = nb_kernel_chosen(op, NB_F32);
-    if (!k || strncmp(k, prefix, strlen(prefix)))
-        cr_skip("%s: %s kernel not chosen (%s)", nb_op_name(op), prefix, k ? k : "none");
-}
-
-static void om_cap_ref(void) {
-    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
-    cr_assert_eq(nb_isa_active(), NB_ISA_REF);
-}
-
-/* max |got - ref| / max |ref|; NaN against NaN counts as equal, NaN against
- * a number as infinite. F32 tensors of one shape. */
-static double om_rel_err(nb_tensor *got, nb_tensor *ref) {
-    cr_assert(got && ref, "result is NULL: %s", nb_last_error());
-    cr_assert_eq(nb_ndim(got), nb_ndim(ref));
-    for (int d = 0; d < nb_ndim(got); d++) cr_assert_eq(nb_shape(got)[d], nb_shape(ref)[d], "dim %d", d);
-    nb_tensor *g = nb_contiguous(got), *r = nb_contiguous(ref);
-    const float *a = nb_data(g), *b = nb_data(r);
-    double diff = 0, mag = 0;
-    for (int64_t i = 0; i < nb_numel(g); i++) {
-        if (isnan(a[i]) && isnan(b[i])) continue;
-        double d = a[i] == b[i] ? 0 : fabs((double)a[i] - (double)b[i]);
-        if (isnan(d)) d = INFINITY;
-        diff = d > diff ? d : diff;
-        if (isfinite(b[i])) mag = fabs((double)b[i]) > mag ? fabs((double)b[i]) : mag;
-    }
-    return diff == 0 ? 0 : diff / (mag > 0 ? mag : 1e-30);
-}
+TestSuite(onednn_more, .init = ot_setup, .fini = ot_teardown);
 
 /* True when two I64 tensors of one shape hold the same values. */
 static bool om_same_i64(nb_tensor *a, nb_tensor *b) {
@@ -148,7 +111,7 @@ static void om_served(nb_op op, const char *got, const char *prefix) {
 
 /* MAX_POOL2D then MAX_POOL2D_BWD of case c, backend against ref: identical. */
 static void om_max_check(const om_pool *c, bool specials) {
-    om_need(NB_OP_MAX_POOL2D, "direct");
+    ot_need(NB_OP_MAX_POOL2D, "direct");
     nb_scope_begin();
     int64_t oh = c->oh ? c->oh : om_out(c->h, c->k[0], c->s[0], c->p[0], c->d[0]);
     int64_t ow = c->ow ? c->ow : om_out(c->w, c->k[1], c->s[1], c->p[1], c->d[1]);
@@ -159,7 +122,7 @@ static void om_max_check(const om_pool *c, bool specials) {
     const char *k1, *k2, *k3, *k4;
     nb_tensor *y1 = om_pool_run(NB_OP_MAX_POOL2D, c, ys, x, NULL, &i1, &k1);
     nb_tensor *dx1 = om_pool_run(NB_OP_MAX_POOL2D_BWD, c, xs, gy, i1, &unused, &k3);
-    om_cap_ref();
+    ot_cap_ref();
     nb_tensor *y2 = om_pool_run(NB_OP_MAX_POOL2D, c, ys, x, NULL, &i2, &k2);
     nb_tensor *dx2 = om_pool_run(NB_OP_MAX_POOL2D_BWD, c, xs, gy, i2, &unused, &k4);
     nb_init(NULL);
@@ -167,8 +130,8 @@ static void om_max_check(const om_pool *c, bool specials) {
     om_served(NB_OP_MAX_POOL2D_BWD, k3, "direct");
     om_served(NB_OP_MAX_POOL2D, k2, NULL);
     cr_assert(om_same_i64(i1, i2), "max_pool2d indices differ from ref (layout %c)", c->layout);
-    cr_assert_eq(om_rel_err(y1, y2), 0, "max_pool2d values differ from ref: %g", om_rel_err(y1, y2));
-    cr_assert_eq(om_rel_err(dx1, dx2), 0, "max_pool2d_bwd differs from ref: %g", om_rel_err(dx1, dx2));
+    cr_assert_eq(ot_rel_err(y1, y2, true), 0, "max_pool2d values differ from ref: %g", ot_rel_err(y1, y2, true));
+    cr_assert_eq(ot_rel_err(dx1, dx2, true), 0, "max_pool2d_bwd differs from ref: %g", ot_rel_err(dx1, dx2, true));
     nb_scope_end();
 }
 
@@ -204,7 +167,7 @@ Test(onednn_more, max_pool_non_contiguous) {
  * serve both, 0 both must be declined to ref, -1 either (layouts oneDNN
  * only has reference code for are declined; the values are checked). */
 static void om_avg_check(const om_pool *c, int mapped) {
-    om_need(NB_OP_AVG_POOL2D, "onednn");
+    ot_need(NB_OP_AVG_POOL2D, "onednn");
     nb_scope_begin();
     int64_t oh = c->oh ? c->oh : om_out(c->h, c->k[0], c->s[0], c->p[0], 1);
     int64_t ow = c->ow ? c->ow : om_out(c->w, c->k[1], c->s[1], c->p[1], 1);
@@ -215,7 +178,7 @@ static void om_avg_check(const om_pool *c, int mapped) {
     const char *k1, *k2, *k3, *k4;
     nb_tensor *y1 = om_pool_run(NB_OP_AVG_POOL2D, c, ys, x, NULL, &unused, &k1);
     nb_tensor *dx1 = om_pool_run(NB_OP_AVG_POOL2D_BWD, c, xs, gy, NULL, &unused, &k3);
-    om_cap_ref();
+    ot_cap_ref();
     nb_tensor *y2 = om_pool_run(NB_OP_AVG_POOL2D, c, ys, x, NULL, &unused, &k2);
     nb_tensor *dx2 = om_pool_run(NB_OP_AVG_POOL2D_BWD, c, xs, gy, NULL, &unused, &k4);
     nb_init(NULL);
@@ -224,7 +187,7 @@ static void om_avg_check(const om_pool *c, int mapped) {
         om_served(NB_OP_AVG_POOL2D_BWD, k3, mapped ? "onednn" : NULL);
     }
     om_served(NB_OP_AVG_POOL2D, k2, NULL);
-    double e1 = om_rel_err(y1, y2), e2 = om_rel_err(dx1, dx2);
+    double e1 = ot_rel_err(y1, y2, true), e2 = ot_rel_err(dx1, dx2, true);
     cr_assert(e1 <= 1e-5, "avg_pool2d (%s): relative error %g", k1, e1);
     cr_assert(e2 <= 1e-5, "avg_pool2d_bwd (%s): relative error %g", k3, e2);
     nb_scope_end();
@@ -255,7 +218,7 @@ Test(onednn_more, avg_pool_non_contiguous) {
 }
 
 Test(onednn_more, pool_f64_goes_to_ref) {
-    om_need(NB_OP_MAX_POOL2D, "direct");
+    ot_need(NB_OP_MAX_POOL2D, "direct");
     cr_assert(!strncmp(nb_kernel_chosen(NB_OP_MAX_POOL2D, NB_F64), "ref", 3));
     cr_assert(!strncmp(nb_kernel_chosen(NB_OP_AVG_POOL2D, NB_F64), "ref", 3));
 }
@@ -279,16 +242,16 @@ static void om_public(om_pool_fn f, nb_dims xs, int64_t k, nb_pool2d_opts o) {
     nb_scope_begin();
     nb_tensor *got[2], *ref[2];
     om_public_once(f, xs, k, &o, got);
-    om_cap_ref();
+    ot_cap_ref();
     om_public_once(f, xs, k, &o, ref);
     nb_init(NULL);
-    cr_assert(om_rel_err(got[0], ref[0]) <= 1e-5, "y: %g", om_rel_err(got[0], ref[0]));
-    cr_assert(om_rel_err(got[1], ref[1]) <= 1e-5, "dx: %g", om_rel_err(got[1], ref[1]));
+    cr_assert(ot_rel_err(got[0], ref[0], true) <= 1e-5, "y: %g", ot_rel_err(got[0], ref[0], true));
+    cr_assert(ot_rel_err(got[1], ref[1], true) <= 1e-5, "dx: %g", ot_rel_err(got[1], ref[1], true));
     nb_scope_end();
 }
 
 Test(onednn_more, public_pools_with_gradients) {
-    om_need(NB_OP_MAX_POOL2D, "direct");
+    ot_need(NB_OP_MAX_POOL2D, "direct");
     om_public(nb_max_pool2d, NB_SHAPE(2, 3, 14, 15), 2, (nb_pool2d_opts){0});
     om_public(nb_max_pool2d, NB_SHAPE(3, 9, 11), 3, (nb_pool2d_opts){.stride = {2, 2}, .padding = {1, 1}});
     om_public(nb_max_pool2d, NB_SHAPE(2, 3, 13, 13), 3, (nb_pool2d_opts){.stride = {2, 2}, .ceil_mode = true});
@@ -302,12 +265,12 @@ Test(onednn_more, public_pools_with_gradients) {
 /* CONV_BWD_BIAS of gy, backend against ref (1e-5); `direct`: must be served
  * by the backend. */
 static void om_bias_check(nb_tensor *gy, bool direct) {
-    om_need(NB_OP_CONV_BWD_BIAS, "direct");
+    ot_need(NB_OP_CONV_BWD_BIAS, "direct");
     cr_assert(gy, "%s", nb_last_error());
     const char *k[2];
     nb_tensor *db[2];
     for (int r = 0; r < 2; r++) {
-        if (r) om_cap_ref();
+        if (r) ot_cap_ref();
         db[r] = nb_full(NB_SHAPE(nb_shape(gy)[1]), NB_F32, NAN);
         nb_kernel_args a = {.op = NB_OP_CONV_BWD_BIAS, .out = db[r], .in = {gy}, .nin = 1};
         cr_assert_eq(nb__dispatch(&a, "test_onednn_more"), 0, "%s", nb_last_error());
@@ -315,7 +278,7 @@ static void om_bias_check(nb_tensor *gy, bool direct) {
     }
     nb_init(NULL);
     om_served(NB_OP_CONV_BWD_BIAS, k[0], direct ? "direct" : NULL);
-    double e = om_rel_err(db[0], db[1]);
+    double e = ot_rel_err(db[0], db[1], true);
     cr_assert(e <= 1e-5, "conv_bwd_bias (%s): relative error %g", k[0], e);
 }
 
@@ -341,16 +304,16 @@ Test(onednn_more, conv_bwd_bias) {
 static nb_tensor *om_conv_both(nb_tensor *x, nb_tensor *w, const nb_conv_opts *o) {
     nb_tensor *got = nb_conv2d(x, w, NULL, o);
     cr_assert(got, "%s", nb_last_error());
-    om_cap_ref();
+    ot_cap_ref();
     nb_tensor *ref = nb_conv2d(x, w, NULL, o);
     nb_init(NULL);
-    double e = om_rel_err(got, ref);
+    double e = ot_rel_err(got, ref, true);
     cr_assert(e <= 1e-4, "conv2d: relative error %g against ref", e);
     return got;
 }
 
 Test(onednn_more, weight_cache_in_place_change_with_version_bump) {
-    om_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_conv_opts o = {.padding = {1, 1}, .groups = 1};
     nb_tensor *x = nb_randn(NB_SHAPE(3, 16, 9, 9), NB_F32, 1), *w = nb_randn(NB_SHAPE(16, 16, 3, 3), NB_F32, 2);
@@ -358,19 +321,19 @@ Test(onednn_more, weight_cache_in_place_change_with_version_bump) {
     uint64_t r0 = nb__dnnl_weight_reorders();
     nb_tensor *y1 = nb_conv2d(x, w, NULL, &o);   /* same version: the cached copy */
     cr_assert_eq(nb__dnnl_weight_reorders(), r0, "a second call at one version reordered the weight again");
-    cr_assert_eq(om_rel_err(y1, y0), 0);
+    cr_assert_eq(ot_rel_err(y1, y0, true), 0);
     float *p = nb_data(w);   /* in place: the contract is a version bump */
     for (int64_t i = 0; i < nb_numel(w); i++) p[i] = -2.0f * p[i] + 0.25f;
     nb_bump_version(w);
     nb_tensor *y2 = om_conv_both(x, w, &o);
-    cr_assert_gt(om_rel_err(y2, y0), 0.1, "the new weights did not change the result");
+    cr_assert_gt(ot_rel_err(y2, y0, true), 0.1, "the new weights did not change the result");
     nb_tensor *y3 = nb_conv2d(x, w, NULL, &o);
-    cr_assert_eq(om_rel_err(y3, y2), 0);
+    cr_assert_eq(ot_rel_err(y3, y2, true), 0);
     nb_scope_end();
 }
 
 Test(onednn_more, weight_cache_in_place_op_and_view) {
-    om_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_conv_opts o = {.padding = {2, 2}, .groups = 1};
     nb_tensor *x = nb_randn(NB_SHAPE(2, 8, 12, 12), NB_F32, 3);
@@ -379,16 +342,16 @@ Test(onednn_more, weight_cache_in_place_op_and_view) {
     nb_tensor *w1 = nb_squeeze(nb_slice(big, 0, 1, 2, 1), 0);
     cr_assert(w0 && w1, "%s", nb_last_error());
     nb_tensor *a = om_conv_both(x, w0, &o), *b = om_conv_both(x, w1, &o);
-    cr_assert_gt(om_rel_err(a, b), 0.1, "two views of one storage gave one result");
+    cr_assert_gt(ot_rel_err(a, b, true), 0.1, "two views of one storage gave one result");
     cr_assert(nb_mul_scalar_(w0, 3.0), "%s", nb_last_error());   /* bumps the shared version */
     nb_tensor *a3 = om_conv_both(x, w0, &o);
-    cr_assert(om_rel_err(a3, a) > 0.5);
+    cr_assert(ot_rel_err(a3, a, true) > 0.5);
     om_conv_both(x, w1, &o);
     nb_scope_end();
 }
 
 Test(onednn_more, weight_cache_freed_weight_is_not_reused) {
-    om_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_conv_opts o = {.padding = {1, 1}, .groups = 1};
     nb_scope_begin();
     nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(2, 8, 7, 7), NB_F32, 5));
@@ -403,7 +366,7 @@ Test(onednn_more, weight_cache_freed_weight_is_not_reused) {
 }
 
 Test(onednn_more, conv_primitives_per_thread_count) {
-    om_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_conv_opts o = {.padding = {1, 1}, .groups = 1};
     nb_tensor *x = nb_randn(NB_SHAPE(3, 8, 10, 10), NB_F32, 6), *w = nb_randn(NB_SHAPE(8, 8, 3, 3), NB_F32, 7);
@@ -413,7 +376,7 @@ Test(onednn_more, conv_primitives_per_thread_count) {
     uint64_t m = nb__dnnl_cache_misses();
     nb_tensor *y2 = nb_conv2d(x, w, NULL, &o);
     if (nb__dnnl_threads() != 1) cr_assert_gt(nb__dnnl_cache_misses(), m, "a 2-thread call reused a 1-thread primitive");
-    cr_assert(om_rel_err(y2, y1) <= 1e-5);
+    cr_assert(ot_rel_err(y2, y1, true) <= 1e-5);
     nb_init(NULL);
     nb_scope_end();
 }
@@ -440,14 +403,14 @@ static void om_train(nb_tensor **out_w) {
 }
 
 Test(onednn_more, sgd_steps_match_ref) {
-    om_need(NB_OP_CONV2D, "onednn");
+    ot_need(NB_OP_CONV2D, "onednn");
     nb_scope_begin();
     nb_tensor *w1, *w2;
     om_train(&w1);
-    om_cap_ref();
+    ot_cap_ref();
     om_train(&w2);
     nb_init(NULL);
-    double e = om_rel_err(w1, w2);
+    double e = ot_rel_err(w1, w2, true);
     cr_assert(e <= 1e-4, "weights after 4 steps: relative error %g", e);
     nb_scope_end();
 }

@@ -44,6 +44,7 @@
 #include "nb_config.h"
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,9 +61,26 @@ typedef struct gemm_buf {
 } gemm_buf;
 static _Thread_local gemm_buf tls_buf;
 
+/* A thread's pack buffers are freed when it exits (pool workers, OpenMP
+ * threads of a resized team), through a pthread key whose value is the
+ * thread's own tls_buf. */
+static pthread_key_t buf_key;
+static pthread_once_t buf_key_once = PTHREAD_ONCE_INIT;
+static void buf_free(void *v) {
+    gemm_buf *b = v;
+    free(b->a);
+    free(b->b);
+    *b = (gemm_buf){0};
+}
+static void buf_key_make(void) { (void)pthread_key_create(&buf_key, buf_free); }
+
 /* Grows *p to hold n floats (32-byte aligned); false when out of memory. */
 static bool buf_reserve(float **p, size_t *have, size_t n) {
     if (*have >= n) return true;
+    if (!tls_buf.a && !tls_buf.b) {   /* this thread's first buffer */
+        pthread_once(&buf_key_once, buf_key_make);
+        (void)pthread_setspecific(buf_key, &tls_buf);
+    }
     free(*p);
     size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
     *p = aligned_alloc(64, bytes);

@@ -40,6 +40,39 @@ static inline void split(int64_t n, int nt, int t, int64_t align, int64_t *lo, i
     *hi = t + 1 == nt ? n : n * (t + 1) / nt / align * align;
 }
 
+/* Runs STMT (a statement on int64_t lo, hi) over [0, n): once, on [0, n),
+ * when nt <= 1, else on nt OpenMP threads over split()'s ranges. */
+#if NB_HAVE_OPENMP
+#define OMP_FOR_NT _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1)")
+#else
+#define OMP_FOR_NT
+#endif
+#define PAR_RANGES(n, nt, align, STMT)                       \
+    do {                                                     \
+        const int64_t n_ = (n);                              \
+        const int nt_ = (nt);                                \
+        if (nt_ <= 1) {                                      \
+            const int64_t lo = 0, hi = n_;                   \
+            STMT;                                            \
+        } else {                                             \
+            OMP_FOR_NT                                       \
+            for (int t_ = 0; t_ < nt_; t_++) {               \
+                int64_t lo, hi;                              \
+                split(n_, nt_, t_, (align), &lo, &hi);       \
+                STMT;                                        \
+            }                                                \
+        }                                                    \
+    } while (0)
+
+/* Masked (full false: the lanes in m) or full 8-lane load and store. */
+static inline __m256 ld8(const float *x, __m256i m, bool full) {
+    return full ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m);
+}
+static inline void st8(float *x, __m256i m, bool full, __m256 v) {
+    if (full) _mm256_storeu_ps(x, v);
+    else _mm256_maskstore_ps(x, m, v);
+}
+
 /* ================= SGD ================= */
 
 typedef struct sgd_par {
@@ -49,24 +82,22 @@ typedef struct sgd_par {
 
 /* One vector of 8 (or fewer: mask) elements; ref's DEF_SGD body. */
 static inline void sgd8(float *p, const float *g, float *buf, const sgd_par *s, __m256i m, bool full) {
-    __m256 vp = full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
-    __m256 d = full ? _mm256_loadu_ps(g) : _mm256_maskload_ps(g, m);
+    __m256 vp = ld8(p, m, full);
+    __m256 d = ld8(g, m, full);
     if (s->maximize) d = _mm256_xor_ps(d, _mm256_set1_ps(-0.0f));
     if (s->wd_on) d = _mm256_add_ps(d, _mm256_mul_ps(s->wd, vp));
     if (s->mom_on) {
         __m256 b;
         if (s->first) b = d;
         else {
-            b = full ? _mm256_loadu_ps(buf) : _mm256_maskload_ps(buf, m);
+            b = ld8(buf, m, full);
             b = _mm256_add_ps(_mm256_mul_ps(b, s->mom), _mm256_mul_ps(s->damp1, d));
         }
-        if (full) _mm256_storeu_ps(buf, b);
-        else _mm256_maskstore_ps(buf, m, b);
+        st8(buf, m, full, b);
         d = s->nesterov ? _mm256_add_ps(d, _mm256_mul_ps(s->mom, b)) : b;
     }
     vp = _mm256_add_ps(vp, _mm256_mul_ps(s->neg_lr, d));
-    if (full) _mm256_storeu_ps(p, vp);
-    else _mm256_maskstore_ps(p, m, vp);
+    st8(p, m, full, vp);
 }
 
 static void sgd_range(float *p, const float *g, float *buf, const sgd_par *s, int64_t lo, int64_t hi) {
@@ -90,18 +121,7 @@ static int avx2_sgd_step_f32(const nb_kernel_args *a) {
                  .nesterov = a->scalar[4] != 0, .maximize = a->scalar[5] != 0, .first = a->scalar[6] != 0};
     if (!s.mom_on) buf = NULL;
     int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
-    if (nt <= 1) {
-        sgd_range(p, g, buf, &s, 0, n);
-        return 0;
-    }
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        split(n, nt, t, 8, &lo, &hi);
-        sgd_range(p, g, buf, &s, lo, hi);
-    }
+    PAR_RANGES(n, nt, 8, sgd_range(p, g, buf, &s, lo, hi));
     return 0;
 }
 
@@ -111,14 +131,6 @@ typedef struct adam_par {
     __m256 neg_step, bc2_sqrt, decay, c1, c2, b1, b2, eps, wd;   /* as ref rounds them */
     bool decoupled, wd_on, maximize;
 } adam_par;
-
-static inline __m256 ld8(const float *x, __m256i m, bool full) {
-    return full ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m);
-}
-static inline void st8(float *x, __m256i m, bool full, __m256 v) {
-    if (full) _mm256_storeu_ps(x, v);
-    else _mm256_maskstore_ps(x, m, v);
-}
 
 /* One vector of ref's DEF_ADAM body; mx NULL without amsgrad. */
 static inline void adam8(float *p, const float *gp, float *m1, float *m2, float *mx, const adam_par *s, __m256i m,
@@ -175,18 +187,7 @@ static int avx2_adam_step_f32(const nb_kernel_args *a) {
                   .wd = _mm256_set1_ps(wd), .decoupled = a->scalar[6] != 0, .wd_on = wd != 0,
                   .maximize = a->scalar[7] != 0};
     int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE / 2);   /* 4-5 streams per element */
-    if (nt <= 1) {
-        adam_range(p, g, m1, m2, mx, &s, 0, n);
-        return 0;
-    }
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        split(n, nt, t, 8, &lo, &hi);
-        adam_range(p, g, m1, m2, mx, &s, lo, hi);
-    }
+    PAR_RANGES(n, nt, 8, adam_range(p, g, m1, m2, mx, &s, lo, hi));
     return 0;
 }
 
@@ -295,20 +296,8 @@ static int avx2_dropout_f32(const nb_kernel_args *a) {
         s.k1[r] = _mm256_set1_epi32((int)k1);
     }
     int nt = nb__par_threads(n, NB_GRAIN_TRANSCENDENTAL);
-    if (nt <= 1) {
-        if (none) zero_range(y, 0, n);
-        else drop_range(y, x, &s, 0, n);
-        return 0;
-    }
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        split(n, nt, t, 32, &lo, &hi);
-        if (none) zero_range(y, lo, hi);
-        else drop_range(y, x, &s, lo, hi);
-    }
+    if (none) PAR_RANGES(n, nt, 32, zero_range(y, lo, hi));
+    else PAR_RANGES(n, nt, 32, drop_range(y, x, &s, lo, hi));
     return 0;
 }
 

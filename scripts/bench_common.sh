@@ -1,0 +1,55 @@
+# bench_common.sh — shared steps of the scripts/bench-*.sh table scripts
+# (sourced, not run): the release build, the PyTorch peer run and writing a
+# section of benchmarks/README.md.
+
+# bench_build BUILDDIR TARGET...: configures BUILDDIR for release (set up if
+# missing) and builds the targets, quietly.
+bench_build() {
+    local builddir="$1"
+    shift
+    if [ ! -f "$builddir/build.ninja" ]; then
+        meson setup "$builddir" --buildtype=release >/dev/null
+    else
+        meson configure "$builddir" -Dbuildtype=release -Db_ndebug=if-release >/dev/null
+    fi
+    ninja -C "$builddir" "$@" >/dev/null
+}
+
+# bench_peer OUT SCRIPT ARG...: runs the PyTorch peer SCRIPT with
+# /usr/bin/python3, its output shown and kept in OUT; when torch cannot be
+# imported, says so and leaves OUT empty.
+bench_peer() {
+    local out="$1"
+    shift
+    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+        /usr/bin/python3 "$@" | tee "$out"
+    else
+        echo "peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"
+        : >"$out"
+    fi
+}
+
+# bench_write_section HEADING SECTION_FILE README WRITE: prints the Markdown
+# section in SECTION_FILE (after an empty line); with WRITE=1 it replaces the
+# "## HEADING" section of README with it (appended where README has none;
+# README created if missing).
+bench_write_section() {
+    python3 - "$@" <<'EOF'
+import os, re, sys
+
+heading, section_f, readme, write = sys.argv[1:5]
+section = open(section_f).read()
+print()
+print(section)
+if write != "1":
+    sys.exit(0)
+text = open(readme).read() if os.path.exists(readme) else "# Benchmarks\n\nEach section is written by the command it names.\n"
+m = re.search(r"^## " + re.escape(heading) + r"\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+if m:
+    text = text[:m.start()] + section + ("\n" if text[m.end():] else "") + text[m.end():]
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(readme, "w").write(text)
+print(f"written: {readme}")
+EOF
+}

@@ -1,0 +1,62 @@
+/* onednn_testutil.h — helpers shared by the oneDNN backend's tests
+ * (test_onednn.c, test_onednn_more.c): suite set-up, skipping when the
+ * backend's kernel is not chosen, capping the ISA to ref, and the relative
+ * error of a result against ref. Include after criterion and testutil.h. */
+#ifndef NB_TESTS_ONEDNN_TESTUTIL_H
+#define NB_TESTS_ONEDNN_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <nabla.h>
+
+static inline void ot_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
+
+/* Closes scopes an assertion left open and restores the default ISA. */
+static inline void ot_teardown(void) {
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+
+/* Skips the test unless the kernel nabla chooses for (op, F32) starts with `prefix`. */
+static inline void ot_need(nb_op op, const char *prefix) {
+    const char *k = nb_kernel_chosen(op, NB_F32);
+    if (!k || strncmp(k, prefix, strlen(prefix)))
+        cr_skip("%s: %s kernel not chosen (%s)", nb_op_name(op), prefix, k ? k : "none");
+}
+
+static inline void ot_cap_ref(void) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+    cr_assert_eq(nb_isa_active(), NB_ISA_REF);
+}
+
+/* max |got - ref| / max |ref| (0 for empty tensors); F32 tensors of one shape.
+ * nan_equal false: any NaN makes the error infinite. nan_equal true: NaN
+ * against NaN (and equal infinities) count as equal, NaN against a number as
+ * infinite, and only finite ref values set the magnitude. */
+static inline double ot_rel_err(nb_tensor *got, nb_tensor *ref, bool nan_equal) {
+    cr_assert(got && ref, "result is NULL: %s", nb_last_error());
+    cr_assert_eq(nb_ndim(got), nb_ndim(ref));
+    for (int d = 0; d < nb_ndim(got); d++) cr_assert_eq(nb_shape(got)[d], nb_shape(ref)[d], "dim %d", d);
+    nb_tensor *g = nb_contiguous(got), *r = nb_contiguous(ref);
+    const float *a = nb_data(g), *b = nb_data(r);
+    double diff = 0, mag = 0;
+    for (int64_t i = 0; i < nb_numel(g); i++) {
+        double d;
+        if (nan_equal) {
+            if (isnan(a[i]) && isnan(b[i])) continue;
+            d = a[i] == b[i] ? 0 : fabs((double)a[i] - (double)b[i]);
+            if (isnan(d)) d = INFINITY;
+        } else {
+            d = fabs((double)a[i] - (double)b[i]);
+            if (isnan(a[i]) || isnan(b[i])) d = INFINITY;
+        }
+        diff = d > diff ? d : diff;
+        if (!nan_equal || isfinite(b[i])) mag = fabs((double)b[i]) > mag ? fabs((double)b[i]) : mag;
+    }
+    return diff == 0 ? 0 : diff / (mag > 0 ? mag : 1e-30);
+}
+
+#endif
