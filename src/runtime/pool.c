@@ -211,6 +211,20 @@ int nb__pool_share_begin(int *saved) {
 #else
     *saved = 1;
 #endif
+    /* Only the caller's thread gives its kernels more than one thread. A
+     * worker that started an OpenMP team of its own would make libgomp
+     * manage more threads than there are cores, and libgomp then puts every
+     * team to sleep (futex) between parallel regions instead of spinning:
+     * measured on benchmarks/branches at 2 threads, the forward pass after a
+     * parallel backward ran 3.5x slower than after a serial one. Workers run
+     * their nodes' kernels on one thread each; the caller's team serves a
+     * node that runs alone on it. */
+    if (my_id > 0) {   /* a worker's own ICV starts at the default, not 1 */
+#if NB_HAVE_OPENMP
+        omp_set_num_threads(1);
+#endif
+        return 1;
+    }
     if (n <= 1) return 1;
     int r = atomic_load(&running), q = atomic_load_explicit(&queued, memory_order_relaxed);
     int contenders = r + q > 0 ? r + q : 1;
