@@ -80,6 +80,10 @@ typedef struct nb_profiler_summary {
     int64_t start_bytes;    /* live bytes when recording began */
     int64_t peak_bytes;     /* highest live bytes while recording */
     uint64_t dropped;       /* events lost to the memory cap */
+    /* The parallel backward executor's ready queue: nodes run, and the time
+     * between a node becoming ready (its last input gradient arrived) and
+     * starting on a thread, in all and the longest. */
+    uint64_t queued_nodes, queue_ns, queue_max_ns;
 } nb_profiler_summary;
 
 /* Starts a new profile (the previous one's results are discarded). NULL opts:

@@ -57,6 +57,7 @@ typedef struct pnode {
     int slot0, nslots;      /* its incoming gradients: par->slots[slot0 ..] */
     int edge0;              /* its edges' receivers: par->edge_slot[edge0 ..] */
     bool onward;            /* needed and its backward is called */
+    uint64_t ready_ns;      /* when its last gradient arrived (profiling only) */
 } pnode;
 
 typedef struct pleaf {
@@ -143,6 +144,7 @@ static int run_one(par *r, pnode *q, int worker) {
     nb__node *n = q->n;
     int rc = 0;
     uint64_t t0 = nb__node_observer ? nb__now_ns() : 0;
+    if (NB__PROF_ON() && q->ready_ns) nb__prof_queued(nb__now_ns() - q->ready_ns);
     int saved, share = nb__pool_share_begin(&saved);
     nb_scope_begin();
     nb_tensor *buf = n->buf;   /* the roots' seed, first in the sum */
@@ -193,6 +195,7 @@ static pnode *release_receivers(par *r, pnode *q) {
         if (!c || !c->needed || r->edge_slot[q->edge0 + i] < 0) continue;
         pnode *cq = &r->pn[c->pidx];
         if (atomic_fetch_sub_explicit(&cq->deps, 1, memory_order_acq_rel) != 1) continue;
+        cq->ready_ns = NB__PROF_ON() ? nb__now_ns() : 0;
         if (!best) {
             best = cq;
             continue;
@@ -360,7 +363,10 @@ int nb__execute_parallel(nb__plan *p) {
         if (ready && nready) {
             nready = 0;
             for (int k = 0; k < p->n; k++)
-                if (p->nodes[k]->needed && r.pn[k].nslots == 0) ready[nready++] = &r.pn[k].task;
+                if (p->nodes[k]->needed && r.pn[k].nslots == 0) {
+                    r.pn[k].ready_ns = NB__PROF_ON() ? nb__now_ns() : 0;
+                    ready[nready++] = &r.pn[k].task;
+                }
             atomic_store(&r.outstanding, nready);
             nb__pool_submit(ready, nready);
             nb__pool_wait(&r.outstanding);

@@ -48,6 +48,8 @@ void nb__prof_kernel_end(const nb_kernel_args *a, const char *kernel, const char
 void nb__prof_node_begin(const char *name, const char *fwd_op, uint64_t seq);
 void nb__prof_record(const char *fwd_op, uint64_t seq);
 void nb__prof_mem(int64_t delta);
+/* A node of the parallel executor waited `ns` between ready and started. */
+void nb__prof_queued(uint64_t ns);
 /* NB_PROFILE from the environment (nb_init) and its report (nb_shutdown). */
 void nb__profiler_env_init(void);
 void nb__profiler_shutdown(void);

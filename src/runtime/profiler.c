@@ -80,6 +80,17 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* the buffer list an
 static tbuf *bufs;                 /* all thread buffers, newest first */
 static int nlanes;                 /* lanes handed out */
 static atomic_uint session;        /* bumped by each start */
+/* ready-queue latency of the parallel executor's nodes (reset by start) */
+static atomic_uint_least64_t q_nodes, q_ns, q_max;
+
+void nb__prof_queued(uint64_t ns) {
+    atomic_fetch_add_explicit(&q_nodes, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&q_ns, ns, memory_order_relaxed);
+    uint64_t m = atomic_load_explicit(&q_max, memory_order_relaxed);
+    while (ns > m && !atomic_compare_exchange_weak_explicit(&q_max, &m, ns, memory_order_relaxed,
+                                                            memory_order_relaxed)) {
+    }
+}
 static atomic_uint buf_gen;        /* bumped when buffers are freed (shutdown) */
 static _Thread_local tbuf *my;     /* this thread's buffer */
 static _Thread_local unsigned my_gen;   /* buf_gen when `my` was made */
@@ -473,6 +484,9 @@ NB_API int nb_profiler_start(const nb_profiler_opts *opts) {
                        o.skip_steps, o.record_steps);
     pthread_mutex_lock(&lock);
     memset(&P, 0, sizeof P);
+    atomic_store(&q_nodes, 0);
+    atomic_store(&q_ns, 0);
+    atomic_store(&q_max, 0);
     P.opts = o;
     P.started = true;
     P.origin = now_ns();
@@ -741,6 +755,9 @@ static void summarize(nb_profiler_summary *s) {
     uint64_t end = P.win1 ? P.win1 : P.win0 ? now_ns() : 0;
     s->wall_ns = end - P.win0;
     s->steps = P.recorded;
+    s->queued_nodes = atomic_load(&q_nodes);
+    s->queue_ns = atomic_load(&q_ns);
+    s->queue_max_ns = atomic_load(&q_max);
     s->start_bytes = s->peak_bytes = P.start_bytes;
     size_t n;
     memev *m = mem_events(&n);
@@ -845,6 +862,10 @@ static int table(FILE *f, nb_profiler_sort sort, int limit, bool by_shape, const
         fprintf(f, "Memory: %llu allocations (%.1f MB), %llu frees; live %.1f MB at start, peak %.1f MB\n",
                 (unsigned long long)s.allocs, (double)s.alloc_bytes / 1e6, (unsigned long long)s.frees,
                 (double)s.start_bytes / 1e6, (double)s.peak_bytes / 1e6);
+    if (s.queued_nodes)
+        fprintf(f, "Ready queue: %llu nodes waited %.3f ms in all between ready and started (mean %.1f us, max %.1f us)\n",
+                (unsigned long long)s.queued_nodes, (double)s.queue_ns * 1e-6,
+                (double)s.queue_ns * 1e-3 / (double)s.queued_nodes, (double)s.queue_max_ns * 1e-3);
     if (s.dropped) fprintf(f, "Dropped: %llu events (per-thread cap reached)\n", (unsigned long long)s.dropped);
     free(r);
     return 0;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
+#include "runtime/pool.h"
 #include "runtime/profile.h"
 #include "testutil.h"
 
@@ -512,6 +513,7 @@ Test(profiler, bad_calls) {
 Test(profiler, parallel_backward_counts_and_lanes) {
     nb_init_opts o = {.num_threads = 2, .abort_on_error = -1};
     cr_assert_eq(nb_init(&o), 0, "%s", nb_last_error());
+    nb__backward = NB__BACKWARD_FORCE;   /* the parallel executor even on this small graph */
     nb_scope_begin();
     nb_tensor *x = randn(NB_SHAPE(32, 64), 1), *w[4];
     for (int b = 0; b < 4; b++) {
@@ -538,6 +540,12 @@ Test(profiler, parallel_backward_counts_and_lanes) {
     nb_profiler_summary s;
     nb_profiler_summary_get(&s);
     cr_assert(s.threads >= 1 && s.threads <= 2, "threads %d", s.threads);
+    {
+        /* every node the parallel executor ran passed through the ready state once */
+        cr_assert_eq(s.queued_nodes, 3 * (8 + 8 + 4 + 3), "queued nodes %llu", (unsigned long long)s.queued_nodes);
+        cr_assert(s.queue_max_ns <= s.queue_ns && s.queue_ns <= 2 * s.wall_ns, "queue %llu ns, max %llu, wall %llu",
+                  (unsigned long long)s.queue_ns, (unsigned long long)s.queue_max_ns, (unsigned long long)s.wall_ns);
+    }
     char path[] = "/tmp/nb_prof_parXXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
