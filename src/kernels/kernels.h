@@ -61,6 +61,7 @@ void nb__avx2_rows_register(void);     /* avx2_rows.c: softmax family, cross ent
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */
+void nb__onednn_norm_register(void);     /* only when built with oneDNN (onednn_norm.c) */
 void nb__onednn_pool_register(void);     /* only when built with oneDNN (onednn_pool.c) */
 int nb__registry_add(const nb_kernel_desc *k);
 

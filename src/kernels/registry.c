@@ -118,6 +118,7 @@ static void build(void) {
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN
         nb__onednn_pool_register();
+        nb__onednn_norm_register();
 #endif
     }
     choose();
