@@ -22,10 +22,10 @@
  * thread and `extras` threads are lent out to their OpenMP teams; a task
  * starting asks for size / (running + queued) threads and gets at most
  * what is left (size - running - extras), at least its own. A task alone
- * gets them all. OpenMP's thread count is a per-thread setting, so each
- * worker sets it for itself; oneDNN follows it. A pinned worker starts its
- * OpenMP team with its binding widened to the whole mask (team threads
- * inherit the binding of the thread that creates them), once per team size.
+ * gets them all. OpenMP's thread count is a per-thread setting; oneDNN
+ * follows it. Only the caller's thread is lent extra threads: workers run
+ * their kernels on themselves alone (see nb__pool_share_begin), so no
+ * worker ever starts an OpenMP team of its own.
  */
 #include "runtime/pool.h"
 #include "runtime/profile.h"
@@ -60,11 +60,6 @@ static nb__pin pin_mode;           /* NB_PIN */
 static bool atfork_armed;          /* the child handler is installed */
 
 static _Thread_local int my_id;        /* 1..N-1 in a worker */
-static _Thread_local int my_slots;     /* pool size when this worker was bound */
-static _Thread_local bool my_bound;    /* this worker is pinned */
-#if NB_HAVE_OPENMP
-static _Thread_local int my_team;      /* OpenMP team size started with a wide binding */
-#endif
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -133,8 +128,10 @@ static void run_task(nb__task *t) {
 /* ---- workers ---- */
 static void *worker_main(void *arg) {
     my_id = (int)(intptr_t)arg;
-    my_slots = atomic_load(&size);
-    my_bound = nb__topo_bind(pin_mode, my_id, my_slots) >= 0;
+    (void)nb__topo_bind(pin_mode, my_id, atomic_load(&size));
+#if NB_HAVE_OPENMP
+    omp_set_num_threads(1);   /* a worker's kernels run on it alone: see nb__pool_share_begin */
+#endif
     nb_scope_begin();   /* the worker's outermost scope: tasks' scopes nest in it */
     for (;;) {
         nb__task *t = try_pop();
@@ -219,12 +216,7 @@ int nb__pool_share_begin(int *saved) {
      * parallel backward ran 3.5x slower than after a serial one. Workers run
      * their nodes' kernels on one thread each; the caller's team serves a
      * node that runs alone on it. */
-    if (my_id > 0) {   /* a worker's own ICV starts at the default, not 1 */
-#if NB_HAVE_OPENMP
-        omp_set_num_threads(1);
-#endif
-        return 1;
-    }
+    if (my_id > 0) return 1;   /* its OpenMP setting is 1 from the start */
     if (n <= 1) return 1;
     int r = atomic_load(&running), q = atomic_load_explicit(&queued, memory_order_relaxed);
     int contenders = r + q > 0 ? r + q : 1;
@@ -236,14 +228,6 @@ int nb__pool_share_begin(int *saved) {
     } while (!atomic_compare_exchange_weak(&extras, &e, e + take));
     int share = 1 + take;
 #if NB_HAVE_OPENMP
-    if (my_bound && share > my_team) {   /* see the top of the file */
-        nb__topo_widen();
-#pragma omp parallel num_threads(share)
-        {
-        }
-        nb__topo_rebind(pin_mode, my_id, my_slots);
-        my_team = share;
-    }
     omp_set_num_threads(share);
 #endif
     return share;

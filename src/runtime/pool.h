@@ -67,9 +67,5 @@ int nb__topo_cores(void);       /* cores in the process's affinity mask */
  * and is never bound) and its memory to its NUMA node when there are
  * several. Returns the core's index, or -1 when unbound. */
 int nb__topo_bind(nb__pin mode, int slot, int nslots);
-/* Widens the calling thread's binding to the whole affinity mask (before
- * it starts OpenMP threads, which inherit it) or restores its slot's. */
-void nb__topo_widen(void);
-void nb__topo_rebind(nb__pin mode, int slot, int nslots);
 
 #endif

@@ -9,10 +9,9 @@
  * is never bound (it is the user's thread). A worker is bound to a whole
  * core (all its hardware threads).
  *
- * OpenMP threads inherit the binding of the thread that creates them, so a
- * worker pinned to one core would squeeze its kernels' OpenMP team onto it:
- * nb__topo_widen() lets a worker start its team with the whole mask and
- * nb__topo_rebind() pins it again (the pool does this once per team size).
+ * OpenMP threads inherit the binding of the thread that creates them; a
+ * pinned worker never starts a team (its kernels run on it alone), and the
+ * caller's thread, whose team the kernels share, is never bound.
  *
  * Memory: on a machine with several NUMA nodes a bound worker also binds its
  * memory policy to its node (hwloc_set_membind, per thread), so the pages it
@@ -190,25 +189,5 @@ int nb__topo_bind(nb__pin mode, int slot, int nslots) {
     (void)slot;
     (void)nslots;
     return -1;
-#endif
-}
-
-void nb__topo_widen(void) {
-#if NB_HAVE_HWLOC
-    if (topo && mask) hwloc_set_cpubind(topo, mask, HWLOC_CPUBIND_THREAD);
-#endif
-}
-
-void nb__topo_rebind(nb__pin mode, int slot, int nslots) {
-#if NB_HAVE_HWLOC
-    if (slot <= 0 || !topo) return;
-    hwloc_bitmap_t tmp = hwloc_bitmap_alloc();
-    hwloc_const_bitmap_t set = tmp ? slot_set(mode, slot, nslots, tmp) : NULL;
-    if (set) hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD);
-    hwloc_bitmap_free(tmp);
-#else
-    (void)mode;
-    (void)slot;
-    (void)nslots;
 #endif
 }
