@@ -55,7 +55,7 @@ nb__ag_meta *nb__meta(nb_tensor *t) {
         nb__err(NB_ENOMEM, "out of memory for autograd state");
         return NULL;
     }
-    nb__ag_free = meta_free;
+    atomic_store_explicit(&nb__ag_free, meta_free, memory_order_relaxed);
     t->ag = m;
     return m;
 }

@@ -78,8 +78,10 @@ nb_tensor *nb__scoped(nb_tensor *t);
 double nb__load(const void *p, nb_dtype dt);      /* one element as double */
 void nb__store(void *p, nb_dtype dt, double v);
 
-/* Set by the autograd layer: frees a tensor's autograd state. */
-extern void (*nb__ag_free)(nb_tensor *t);
+/* Set by the autograd layer: frees a tensor's autograd state. Atomic because
+ * backward nodes record graph (create_graph) on pool threads too. */
+typedef void (*nb__ag_free_fn)(nb_tensor *t);
+extern _Atomic nb__ag_free_fn nb__ag_free;
 
 /* ---- settings, CPU ---- */
 typedef struct nb__settings {

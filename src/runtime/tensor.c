@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void (*nb__ag_free)(nb_tensor *t);
+_Atomic nb__ag_free_fn nb__ag_free;
 
 static const size_t dtype_sizes[NB_DTYPE_COUNT] = {4, 8, 8, 1};
 static const char *const dtype_names[NB_DTYPE_COUNT] = {"f32", "f64", "i64", "bool"};
@@ -150,7 +150,10 @@ NB_API nb_tensor *nb_retain(nb_tensor *t) {
 
 NB_API void nb_release(nb_tensor *t) {
     if (!t || atomic_fetch_sub_explicit(&t->refcount, 1, memory_order_acq_rel) != 1) return;
-    if (t->ag && nb__ag_free) nb__ag_free(t);
+    if (t->ag) {
+        nb__ag_free_fn f = atomic_load_explicit(&nb__ag_free, memory_order_relaxed);
+        if (f) f(t);
+    }
     nb__storage *s = t->storage;
     if (atomic_fetch_sub_explicit(&s->refcount, 1, memory_order_acq_rel) == 1) {
         nb__free(s->data, s->nbytes);
