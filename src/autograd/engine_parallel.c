@@ -28,7 +28,9 @@
  * about the same order; its lock shows in the profiler as NB_PROF_SYNC,
  * the place to look first if many-core runs of tiny nodes ever contend.
  * Each node asks the pool how many threads its kernels may use
- * (nb__pool_share_begin): all when it runs alone, a share otherwise.
+ * (nb__pool_share_begin): all when it runs alone, a share otherwise. With
+ * OpenMP the pool's threads are the kernels' own OpenMP team (pool.c), and
+ * nb__pool_keep says when keeping a node would hide parallelism from it.
  * Leaves are summed (in slot order) and accumulated on the calling thread at
  * the end, in the order the serial executor first reached them, so leaf
  * hooks run there, in the serial order.
@@ -188,7 +190,7 @@ static int run_one(par *r, pnode *q, int worker) {
 static pnode *release_receivers(par *r, pnode *q) {
     nb__node *n = q->n;
     pnode *best = NULL, *small[8], **ready = small;
-    int nready = 0;
+    int nready = 0, made = 0;   /* queued here; made ready in all */
     if (n->nin > 8) ready = malloc(sizeof *ready * (size_t)n->nin);   /* NULL: queue one by one */
     for (int i = 0; i < n->nin; i++) {
         nb__node *c = n->edges[i].node;
@@ -196,6 +198,7 @@ static pnode *release_receivers(par *r, pnode *q) {
         pnode *cq = &r->pn[c->pidx];
         if (atomic_fetch_sub_explicit(&cq->deps, 1, memory_order_acq_rel) != 1) continue;
         cq->ready_ns = NB__PROF_ON() ? nb__now_ns() : 0;
+        made++;
         if (!best) {
             best = cq;
             continue;
@@ -213,6 +216,11 @@ static pnode *release_receivers(par *r, pnode *q) {
         }
     }
     if (best) atomic_fetch_add(&r->outstanding, nready + 1);
+    if (best && !nb__pool_keep(made)) {   /* team mode: the pool decides who runs it */
+        if (ready) ready[nready++] = best;
+        else nb__pool_submit((nb__task *const *)&best, 1);
+        best = NULL;
+    }
     if (nready) nb__pool_submit((nb__task *const *)ready, nready);
     if (ready != small) free(ready);
     return best;

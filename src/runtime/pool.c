@@ -26,12 +26,35 @@
  * follows it. Only the caller's thread is lent extra threads: workers run
  * their kernels on themselves alone (see nb__pool_share_begin), so no
  * worker ever starts an OpenMP team of its own.
+ *
+ * With OpenMP (the default build), the pool's threads ARE the OpenMP team
+ * (NB_POOL=team, the default; NB_POOL=threads keeps the worker threads
+ * above, for comparison). Why: kernels run on the caller's OpenMP team, and
+ * libgomp keeps an idle team spinning for a while after each parallel
+ * region; separate pool workers then fight that spinning team for the
+ * cores (measured on benchmarks/branches at 2 threads: the parallel
+ * executor barely beat the serial one, and setting GOMP_SPINCOUNT low
+ * closed most of the gap). So no worker threads are started; nb__pool_wait
+ * runs the queue in phases on the caller:
+ *   - one task queued, none running: the caller runs it alone, and its
+ *     kernels get the whole team (a big node alone gets all threads);
+ *   - two or more queued: an OpenMP parallel region of `size` threads
+ *     (the same, already-spinning team the kernels use: nothing else
+ *     competes for the cores), each thread taking tasks from the heap and
+ *     running their kernels on itself alone; the region ends when the
+ *     queue is empty and nothing runs, or when one task is left with
+ *     nothing running (back to the first phase).
+ * Team threads are bound with hwloc (NB_PIN) the first time they join, so
+ * the threads kernels use are pinned too. nb__pool_keep tells the executor
+ * when a thread may keep a node it made ready for itself without breaking
+ * these phases.
  */
 #include "runtime/pool.h"
 #include "runtime/profile.h"
 #include "nb_config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -60,6 +83,13 @@ static nb__pin pin_mode;           /* NB_PIN */
 static bool atfork_armed;          /* the child handler is installed */
 
 static _Thread_local int my_id;        /* 1..N-1 in a worker */
+static bool team_mode;                  /* NB_POOL=team: the OpenMP team runs tasks (see the top) */
+#if NB_HAVE_OPENMP
+static unsigned pin_gen;                /* bumped by nb__pool_init: team threads bind again */
+static _Thread_local unsigned bound_gen;   /* pin_gen this thread was bound for */
+static _Thread_local int bound_slot;       /* and the slot */
+static _Thread_local bool in_team;         /* inside the pool's parallel region */
+#endif
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -171,7 +201,103 @@ void nb__pool_submit(nb__task *const *tasks, int n) {
     for (int i = pushed; i < n; i++) run_task(tasks[i]);   /* no memory for the queue: run here */
 }
 
+#if NB_HAVE_OPENMP
+/* One thread of the pool's parallel region: takes tasks while there are
+ * two or more, or one and something else runs; leaves when nothing runs
+ * and at most one task is queued (then the state cannot change: every
+ * thread sees the same and leaves too). */
+static void team_loop(atomic_int *pending) {
+    uint64_t idle_since = 0;
+    while (atomic_load_explicit(pending, memory_order_acquire) > 0) {
+        nb__task *t = NULL;
+        bool leave = false;
+        if (atomic_load_explicit(&queued, memory_order_relaxed)) {
+            NB_PROF_SYNC_BEGIN();
+            pthread_mutex_lock(&lock);
+            if (heap_n >= 2 || (heap_n == 1 && atomic_load(&running) > 0)) {
+                t = heap_pop();
+                atomic_fetch_add(&running, 1);
+            } else if (atomic_load(&running) == 0) {
+                leave = true;
+            }
+            pthread_mutex_unlock(&lock);
+            NB_PROF_SYNC_END();
+        } else if (atomic_load(&running) == 0 && !atomic_load_explicit(&queued, memory_order_relaxed)) {
+            leave = true;   /* running read first: a task's pushes precede its decrement */
+        }
+        if (t) {
+            if (idle_since) NB_PROF_WAIT_END();
+            idle_since = 0;
+            t->run(t);
+            atomic_fetch_sub(&running, 1);
+            continue;
+        }
+        if (leave) break;
+        if (!idle_since) {
+            NB_PROF_WAIT_BEGIN();
+            idle_since = now_ns();
+        }
+        if (now_ns() - idle_since < SPIN_NS) cpu_relax();
+        else sched_yield();   /* a long node elsewhere: give the core away while it runs */
+    }
+    if (idle_since) NB_PROF_WAIT_END();
+}
+
+static void team_join(atomic_int *pending) {
+    int id = omp_get_thread_num(), n = omp_get_num_threads();
+    int prev_id = my_id;
+    my_id = id;
+    if (id > 0 && (bound_gen != pin_gen || bound_slot != id)) {
+        (void)nb__topo_bind(pin_mode, id, n);
+        bound_gen = pin_gen;
+        bound_slot = id;
+    }
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);   /* kernels of a node run on this thread alone */
+    in_team = true;
+    nb_scope_begin();
+    team_loop(pending);
+    nb_scope_end();
+    in_team = false;
+    omp_set_num_threads(saved);
+    my_id = prev_id;
+}
+
+/* nb__pool_wait in team mode (see the top of the file). */
+static void team_wait(atomic_int *pending) {
+    while (atomic_load_explicit(pending, memory_order_acquire) > 0) {
+        int q = atomic_load_explicit(&queued, memory_order_relaxed);
+        if (q >= 2 && !omp_in_parallel()) {
+            int n = atomic_load(&size);
+#pragma omp parallel num_threads(n)
+            team_join(pending);
+        } else if (q >= 1) {
+            nb__task *t = try_pop();
+            if (t) run_task(t);
+        } else {
+            cpu_relax();   /* our tasks run elsewhere (another caller's region) */
+        }
+    }
+}
+#endif
+
+bool nb__pool_keep(int made_ready) {
+#if NB_HAVE_OPENMP
+    if (team_mode && !omp_in_parallel()) return made_ready == 1;   /* >= 2: let a region run them */
+    if (team_mode && in_team)   /* alone with one node: leave it to the caller's whole team */
+        return made_ready >= 2 || atomic_load(&running) > 1 || atomic_load_explicit(&queued, memory_order_relaxed) > 0;
+#endif
+    (void)made_ready;
+    return true;
+}
+
 void nb__pool_wait(atomic_int *pending) {
+#if NB_HAVE_OPENMP
+    if (team_mode) {
+        team_wait(pending);
+        return;
+    }
+#endif
     while (atomic_load_explicit(pending, memory_order_acquire) > 0) {
         nb__task *t = try_pop();
         if (t) {
@@ -216,7 +342,10 @@ int nb__pool_share_begin(int *saved) {
      * parallel backward ran 3.5x slower than after a serial one. Workers run
      * their nodes' kernels on one thread each; the caller's team serves a
      * node that runs alone on it. */
-    if (my_id > 0) return 1;   /* its OpenMP setting is 1 from the start */
+    if (my_id > 0) return 1;   /* its OpenMP setting is 1 from the start (team mode: set by team_join) */
+#if NB_HAVE_OPENMP
+    if (omp_in_parallel()) return 1;   /* inside a parallel region: its kernels cannot fork */
+#endif
     if (n <= 1) return 1;
     int r = atomic_load(&running), q = atomic_load_explicit(&queued, memory_order_relaxed);
     int contenders = r + q > 0 ? r + q : 1;
@@ -282,16 +411,26 @@ int nb__pool_init(int n) {
     if (n < 1) n = 1;
     nb__topo_init();
     nb__pin pin = read_pin(n);
-    if (n == atomic_load(&size) && nworkers == n - 1 && pin == pin_mode) return 0;
+    bool team = false;
+#if NB_HAVE_OPENMP
+    const char *pe = getenv("NB_POOL");
+    team = !(pe && !strcasecmp(pe, "threads"));
+#endif
+    int want_workers = team ? 0 : n - 1;
+    if (n == atomic_load(&size) && nworkers == want_workers && pin == pin_mode && team == team_mode) return 0;
     if (!atfork_armed) {
         pthread_atfork(NULL, NULL, after_fork_child);
         atfork_armed = true;
     }
     stop_workers();
     pin_mode = pin;
+    team_mode = team;
+#if NB_HAVE_OPENMP
+    pin_gen++;
+#endif
     atomic_store(&size, n);
     int rc = 0;
-    if (n > 1) {
+    if (want_workers > 0) {
         threads = calloc((size_t)n - 1, sizeof *threads);
         if (!threads) rc = nb__err(NB_ENOMEM, "nb_init: out of memory for the thread pool");
         for (int i = 1; threads && i < n; i++) {
@@ -327,12 +466,23 @@ void nb__pool_settings(void) {
 }
 
 int nb__pool_size(void) { return atomic_load(&size); }
+int nb__pool_kernel_threads(void) {
+#if NB_HAVE_OPENMP
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 int nb__pool_worker(void) { return my_id; }
 
 void nb__pool_info(FILE *f) {
     static const char *const pins[] = {"none", "compact", "scatter"};
-    fprintf(f, "pool: %d thread(s) (%d worker(s) + the caller), NB_PIN=%s\n", atomic_load(&size), nworkers,
-            pins[pin_mode]);
+    if (team_mode)
+        fprintf(f, "pool: %d thread(s) (the caller's OpenMP team, NB_POOL=team), NB_PIN=%s\n", atomic_load(&size),
+                pins[pin_mode]);
+    else
+        fprintf(f, "pool: %d thread(s) (%d worker(s) + the caller), NB_PIN=%s\n", atomic_load(&size), nworkers,
+                pins[pin_mode]);
     nb__topo_print(f);
 }
 

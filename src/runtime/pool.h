@@ -36,12 +36,19 @@ void nb__pool_submit(nb__task *const *tasks, int n);
  * is 0. Whoever brings a counter to 0 must then call nb__pool_done(). */
 void nb__pool_wait(atomic_int *pending);
 void nb__pool_done(void);
+/* Whether a task that just made `made_ready` tasks ready may keep one to
+ * run next itself (rather than queueing it): always with worker threads;
+ * in team mode only where that keeps the phases (pool.c) intact. */
+bool nb__pool_keep(int made_ready);
 /* Threads the calling task's kernels may use (>= 1; sets OpenMP's count for
  * this thread, the old count going to *saved), and the end of that use
  * (gives the threads back, restores the count). */
 int nb__pool_share_begin(int *saved);
 void nb__pool_share_end(int share, int saved);
 void nb__pool_info(FILE *f);
+/* Threads the calling thread's kernels would use now (OpenMP's count; 1
+ * without OpenMP): what a node's backward was given (tests). */
+int nb__pool_kernel_threads(void);
 
 /* The backward executor (read from NB_BACKWARD by nb__pool_settings, which
  * nb_init calls; the autograd engine reads it). */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "nb_config.h"
 #include "testutil.h"
 
 /* Under TSan (tests/autograd/tsan) everything runs ~10x slower: smaller sweeps. */
@@ -469,6 +470,59 @@ Test(parallel, observer_sees_every_node_once, .init = par_init, .fini = par_fini
     cr_assert_eq(atomic_load(&bad_worker), 0);
     nb__node_observer = NULL;
     nb_release(x);
+}
+
+/* ---- threads for kernels: a share each, never more than the pool ---- */
+static atomic_int busy, max_busy, lone_share;
+static nb_tensor *probe_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
+    (void)ctx;
+    (void)n;
+    return nb_mul_scalar(in[0], 2.0);
+}
+static int probe_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
+    (void)ctx;
+    int share = nb__pool_kernel_threads();
+    int now = atomic_fetch_add(&busy, share) + share, m = atomic_load(&max_busy);
+    while (now > m && !atomic_compare_exchange_weak(&max_busy, &m, now)) {
+    }
+    gin[0] = nb_mul_scalar(gout, 2.0);
+    for (int i = 0; i < 20 && gin[0]; i++) (void)nb_tanh(gin[0]);   /* some work (freed by the node's scope): let nodes overlap */
+    if (atomic_load(&lone_share) == 0) atomic_store(&lone_share, share);   /* the first: the root's, alone */
+    atomic_fetch_sub(&busy, share);
+    return gin[0] ? 0 : nb_last_error_code();
+}
+static const nb_function probe = {"ProbeBackward", probe_fwd, probe_bwd};
+
+Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fini = par_fini) {
+    nb__backward = NB__BACKWARD_FORCE;
+    for (int threads = 1; threads <= 4; threads++) {
+        cr_assert_eq(nb_set_num_threads(threads), 0);
+        nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(64, 64), NB_F32, 11));
+        cr_assert_eq(nb_set_requires_grad(x, true), 0);
+        for (int round = 0; round < 10; round++) {
+            atomic_store(&max_busy, 0);
+            atomic_store(&lone_share, 0);
+            nb_scope_begin();
+            nb_tensor *acc = NULL;
+            for (int i = 0; i < 8; i++) {   /* 8 independent branches, each through the probe */
+                nb_tensor *in = nb_tanh(nb_mul_scalar(x, 0.1 * (i + 1)));
+                nb_tensor *y = nb_function_apply(&probe, &in, 1);
+                acc = acc ? nb_add(acc, y) : y;
+            }
+            nb_tensor *top = nb_function_apply(&probe, &acc, 1);   /* its backward runs first, alone */
+            cr_assert_eq(nb_backward(nb_sum_all(top), NULL), 0, "%s", nb_last_error());
+            nb_scope_end();
+            cr_assert_leq(atomic_load(&max_busy), threads, "%d threads: kernels of concurrent nodes used %d",
+                          threads, atomic_load(&max_busy));
+#if NB_HAVE_OPENMP   /* the OpenMP team is the pool (default NB_POOL=team) */
+            const char *pool = getenv("NB_POOL");
+            if (!pool || strcmp(pool, "threads"))
+                cr_assert_eq(atomic_load(&lone_share), threads, "%d threads: a node alone got %d for its kernels",
+                         threads, atomic_load(&lone_share));
+#endif
+        }
+        nb_release(x);
+    }
 }
 
 /* ---- the pool ---- */
