@@ -114,12 +114,18 @@ typedef struct bench_config {
 } bench_config;
 
 /* Runs argv (argv[0]: the program) with NB_BACKWARD and NB_NUM_THREADS set
- * for c; appends its "sample fb_ms=.. bwd_ms=.." lines to c and hands every
- * other line to other (if not NULL). 0, or -1 if it failed. */
+ * for c (an executor "parallel+threads" also sets NB_POOL=threads); appends
+ * its "sample fb_ms=.. bwd_ms=.." lines to c and hands every other line to
+ * other (if not NULL). 0, or -1 if it failed. */
 static inline int bench_run_child(bench_config *c, char *const *argv, void (*other)(bench_config *, const char *)) {
-    char thr[16];
+    char thr[16], ex[32];
     snprintf(thr, sizeof thr, "%d", c->threads);
-    setenv("NB_BACKWARD", c->executor, 1);
+    snprintf(ex, sizeof ex, "%s", c->executor);
+    char *plus = strchr(ex, '+');
+    if (plus) *plus++ = 0;
+    setenv("NB_BACKWARD", ex, 1);
+    if (plus) setenv("NB_POOL", plus, 1);
+    else unsetenv("NB_POOL");
     setenv("NB_NUM_THREADS", thr, 1);
     pid_t pid;
     FILE *f = NULL;

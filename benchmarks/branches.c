@@ -138,11 +138,12 @@ int main(int argc, char **argv) {
     nb_shutdown();
     char exe[4096];
     if (bench_self_exe(exe, sizeof exe)) return 1;
-    config cf[4] = {{.executor = "serial", .threads = 1},
+    config cf[5] = {{.executor = "serial", .threads = 1},
                     {.executor = "parallel", .threads = 1},
                     {.executor = "serial", .threads = all},
-                    {.executor = "parallel", .threads = all}};
-    int ncf = all > 1 ? 4 : 2;
+                    {.executor = "parallel", .threads = all},
+                    {.executor = "parallel+threads", .threads = all}};   /* NB_POOL=threads: separate workers */
+    int ncf = all > 1 ? 5 : 2;
     for (int k = 0; k < ncf; k++) {
         cf[k].fb = malloc(sizeof(double) * (size_t)(iters * rounds));
         cf[k].bwd = malloc(sizeof(double) * (size_t)(iters * rounds));
@@ -154,7 +155,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "branches: the %s@%d child failed\n", cf[k].executor, cf[k].threads);
                 return 1;
             }
-    double med[4] = {0}, mn[4] = {0};
+    double med[5] = {0}, mn[5] = {0};
     for (int k = 0; k < ncf; k++) {
         config *c = &cf[k];
         double bm = bench_median(c->bwd, c->n);
@@ -165,15 +166,19 @@ int main(int argc, char **argv) {
                c->executor, c->threads, c->n, med[k], c->fb[0], c->fb[c->n - 1], bm, c->hash, c->workers_seen);
     }
     printf("ratio name=branches parallel@1/serial@1 speedup=%.2f speedup_min=%.2f\n", med[0] / med[1], mn[0] / mn[1]);
-    if (ncf == 4) {
+    if (ncf == 5) {
         printf("ratio name=branches parallel@%d/serial@1 speedup=%.2f speedup_min=%.2f\n", all, med[0] / med[3],
                mn[0] / mn[3]);
         printf("ratio name=branches parallel@%d/serial@%d speedup=%.2f speedup_min=%.2f\n", all, all,
                med[2] / med[3], mn[2] / mn[3]);
+        printf("ratio name=branches team/threads@%d speedup=%.2f speedup_min=%.2f\n", all, med[4] / med[3],
+               mn[4] / mn[3]);
     }
-    for (int k = 0; k + 1 < ncf; k += 2)
+    for (int k = 0; k + 1 < ncf && k < 4; k += 2)
         printf("check name=branches threads=%d parallel_vs_serial_grads=%s\n", cf[k].threads,
-               strcmp(cf[k].hash, cf[k + 1].hash) ? "DIFFER" : "bitwise_equal");
+               strcmp(cf[k].hash, cf[k + 1].hash) || (k == 2 && ncf == 5 && strcmp(cf[k].hash, cf[4].hash))
+                   ? "DIFFER"
+                   : "bitwise_equal");
     for (int k = 0; k < ncf; k++) {
         free(cf[k].fb);
         free(cf[k].bwd);

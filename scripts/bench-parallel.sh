@@ -74,11 +74,13 @@ torch = {r["threads"]: r for r in peer if r["_kind"] == "bench"}
 allt = max((int(t) for _, t in bench), default=1)
 lines = ["| configuration | fwd+bwd median ms | min ms | max ms | bwd median ms | workers seen |",
          "|---|---|---|---|---|---|"]
-configs = [("serial", "1"), ("parallel", "1"), ("serial", str(allt)), ("parallel", str(allt))]
+configs = [("serial", "1"), ("parallel", "1"), ("serial", str(allt)), ("parallel", str(allt)),
+           ("parallel+threads", str(allt))]
 for ex, t in dict.fromkeys(configs):
     r = bench.get((ex, t))
     if r:
-        lines.append(f"| nabla {ex} @{t} | {f(r['median_ms'])} | {f(r['min_ms'])} | {f(r['max_ms'])} | "
+        label = "parallel, NB_POOL=threads (separate workers)" if ex == "parallel+threads" else ex
+        lines.append(f"| nabla {label} @{t} | {f(r['median_ms'])} | {f(r['min_ms'])} | {f(r['max_ms'])} | "
                      f"{f(r['bwd_median_ms'])} | {r['workers_seen']} |")
 for t in sorted(torch):
     r = torch[t]
@@ -102,6 +104,9 @@ ratios = [
     "|---|---|---|---|",
     f"| parallel@{allt} / serial@1 (speedup) | {ratio(ms(s1), ms(pa))} | "
     f"{ratio(ms(s1, 'min_ms'), ms(pa, 'min_ms'))} | ≥ 1.7 at 2 threads |",
+    f"| parallel@{allt}: OpenMP team as the pool / separate workers (NB_POOL=threads) | "
+    f"{ratio(ms(bench.get(('parallel+threads', str(allt)))), ms(pa))} | "
+    f"{ratio(ms(bench.get(('parallel+threads', str(allt))), 'min_ms'), ms(pa, 'min_ms'))} | |",
     f"| parallel@1 / serial@1 | {ratio(ms(s1), ms(p1))} | {ratio(ms(s1, 'min_ms'), ms(p1, 'min_ms'))} | ≈ 1 |",
     f"| parallel@{allt} / serial@{allt} | {ratio(ms(sa), ms(pa))} | {ratio(ms(sa, 'min_ms'), ms(pa, 'min_ms'))} | |",
     f"| PyTorch@2 / nabla parallel@{allt} | {ratio(ms(t2), ms(pa))} | "
