@@ -151,6 +151,10 @@ Test(avx2_gemm, matmul_large_blocks) {
     ag_matmul_case(0, 300, 530, 600, false, false, false);
     ag_matmul_case(0, 290, 70, 513, true, false, false);
     ag_matmul_case(0, 64, 3100, 20, false, true, false);
+    /* row-major B packed row by row over more than one NC block (M > MC: not read in place) */
+    ag_matmul_case(0, 150, 3100, 9, false, false, false);
+    /* row-major A packed by 8x8 transposes: K blocks of 175 = 21 x 8 + 7 */
+    ag_matmul_case(0, 130, 40, 523, false, false, false);
 }
 
 Test(avx2_gemm, matmul_batched) {
@@ -242,8 +246,8 @@ Test(avx2_gemm, thread_count_independent) {
     ag_threads_case(127, 300, 301, true, true, false);
 }
 
-/* With oneDNN built, row-major A with K > 16 goes to oneDNN; A stored
- * transposed, or K <= 16, stays here. */
+/* With oneDNN built, row-major A with K > 16 and N < 2 K goes to oneDNN;
+ * A stored transposed, K <= 16, or N >= 2 K stays here. */
 Test(avx2_gemm, declines_to_onednn) {
     nb__avx2_gemm_serve_all = 0;
     nb_scope_begin();
@@ -251,8 +255,11 @@ Test(avx2_gemm, declines_to_onednn) {
     nb_tensor *a = nb_randn(NB_SHAPE(64, 40), NB_F32, 1), *b = nb_randn(NB_SHAPE(40, 24), NB_F32, 2);
     nb_tensor *at = nb_transpose(nb_randn(NB_SHAPE(40, 64), NB_F32, 3), 0, 1);
     nb_tensor *a8 = nb_randn(NB_SHAPE(64, 8), NB_F32, 4), *b8 = nb_randn(NB_SHAPE(8, 24), NB_F32, 5);
-    cr_assert(a && b && at && a8 && b8);
+    nb_tensor *bw = nb_randn(NB_SHAPE(40, 80), NB_F32, 6);   /* N = 2 K */
+    cr_assert(a && b && at && a8 && b8 && bw);
     cr_assert_not_null(nb_matmul(at, b), "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    cr_assert_not_null(nb_matmul(a, bw), "%s", nb_last_error());
     ag_served("avx2_gemm");
     cr_assert_not_null(nb_matmul(a8, b8), "%s", nb_last_error());
     ag_served("avx2_gemm");

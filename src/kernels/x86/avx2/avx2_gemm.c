@@ -5,7 +5,12 @@
  *   jc over N in NC columns -> pc over K in KC steps (pack B: KC x NC into
  *   16-column panels, zero-padded) -> ic over M in MC rows (pack A: MC x KC
  *   into 6-row panels, zero-padded) -> 6x16 microkernel (12 ymm accumulators,
- *   broadcast A, two loads of B, FMA).
+ *   broadcast A, two loads of B, FMA; its k loop is inline assembly).
+ * Packing: B with unit stride along N is copied row by row (one stream);
+ * B with unit stride along K (LINEAR's w^T) and A with unit stride along K
+ * are transposed 8x8 in registers; A with unit stride along M is copied 6
+ * floats per k. One M block and B with unit stride along N: B's full
+ * panels are read in place, not packed.
  * The first KC block stores (plus the bias), later blocks add. Tiles cut by
  * M/N edges, and C without unit column stride, go through a 6x16 scratch
  * tile, with the same float operations as the direct path.
@@ -20,24 +25,30 @@
  * Declines: dtype other than F32 (registered for F32 only), LINEAR whose
  * leading dims do not merge into one row dim, and - only when oneDNN is
  * built (it is registered below us, priority 10) - the shapes where oneDNN
- * 2.6 was measured faster: A stored row-major (unit stride along K) with
- * K > 16. Measured on this Zen 4 (2 shared vCPUs, other jobs running: best
- * of 12 interleaved runs, same process; GFLOP/s ours / oneDNN, 1 thread):
+ * 2.6 was measured as fast or faster: A stored row-major (unit stride along
+ * K) with K > 16 and N < 2 K. Measured on this Zen 4 (2 shared vCPUs, other
+ * jobs running: best of 40 interleaved runs, same process, thread CPU time,
+ * repeated 2-3 times; GFLOP/s ours / oneDNN, 1 thread):
  *     shape (M x N x K)                      ours  oneDNN  ratio   served by
- *     LINEAR 128x512x784 (x @ w^T + b)        68     73    0.94    oneDNN
- *     LINEAR 128x256x512                      70     80    0.87    oneDNN
- *     128x256x512 row-major                   70     73    0.97    oneDNN
- *     128x784x512 (dx = g @ w)                70     74    0.94    oneDNN
- *     128x512x256, B transposed               73     80    0.92    oneDNN
- *     LINEAR 128x10x256                       17     29    0.57    oneDNN
- *     256,1024,2048 square row-major   85/51/77  95/55/74  0.89/0.93/1.04 oneDNN
- *     A^T: 512x784x128 (dW = g^T @ x)         73     77    0.95    ours
- *     A^T: 256x512x128                        79     52    1.52    ours
- *     A^T: 10x256x128                         64     63    1.02    ours
- *     A^T: 1024x1024x128                      70     61    1.16    ours
- *     A^T: 512x512x512                        75     37    2.01    ours
- *     128x256x10 (K = 10)                     42     41    1.04    ours
- * (2 threads: A^T 256x512x128 1.47, K = 10 4.07, row-major shapes 0.81-0.94.)
+ *     LINEAR 128x512x784 (x @ w^T + b)        86     91    0.95    oneDNN
+ *     LINEAR 128x256x512                      86     92    0.93    oneDNN
+ *     LINEAR 128x10x256                       37     39    0.95    oneDNN
+ *     LINEAR 64x128x3136                      72     81    0.88    oneDNN
+ *     LINEAR 256x1024x1024                    84     79    1.07    oneDNN
+ *     128x784x512 row-major                   92     95    0.97    oneDNN
+ *     128x256x512, 256x256x256 row-major      ~      ~     0.93-1.06 oneDNN
+ *     1024x1024x1024 row-major                91     87    1.05    oneDNN
+ *     N >= 2 K, row-major:
+ *       128x512x256 (dx = g @ w)              89     66    1.35    ours
+ *       128x512x128, 64x512x256               89     70    1.17-1.35 ours
+ *       256x512x256, 512x512x64               92     70    1.26-1.39 ours
+ *       128x2048x1024                         56     45    1.25    ours
+ *     A^T: 512x784x128 (dW = g^T @ x)         93     92    1.01    ours
+ *     A^T: 256x512x128                        92     61    1.50    ours
+ *     A^T: 10x256x128                         66     64    1.03    ours
+ *     128x256x10 (K = 10)                     60     54    1.11    ours
+ * (2 threads: A^T 256x512x128 1.55, 128x512x256 1.35, LINEAR 128x512x784
+ * 0.95, 128x10x256 0.80.)
  * Without oneDNN every F32 call is served (the ref kernel is ~10-50x slower).
  */
 #include "kernels/kernels.h"
@@ -94,6 +105,19 @@ static bool buf_reserve(float **p, size_t *have, size_t n) {
 /* B (kc x nc at b, strides s0 along k, s1 along n) -> panels of NR columns:
  * dst[p*kc*NR + k*NR + j] = B[k][p*NR + j], zero beyond nc. */
 static void pack_b(const float *b, int64_t s0, int64_t s1, int64_t kc, int64_t nc, float *dst) {
+    if (s1 == 1 && nc >= NR) {   /* rows contiguous: read B row by row (one stream, not nc / NR strided ones) */
+        int64_t nf = nc / NR * NR;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = b + k * s0;
+            float *d = dst + k * NR;
+            for (int64_t j0 = 0; j0 < nf; j0 += NR, d += kc * NR) {
+                _mm256_store_ps(d, _mm256_loadu_ps(src + j0));
+                _mm256_store_ps(d + 8, _mm256_loadu_ps(src + j0 + 8));
+            }
+        }
+        if (nf == nc) return;
+        b += nf, dst += nf * kc, nc -= nf;
+    }
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
         int64_t nn = nc - j0 < NR ? nc - j0 : NR;
         const float *src = b + j0 * s1;
@@ -129,9 +153,19 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
     for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
         int64_t mm = mc - i0 < MR ? mc - i0 : MR;
         const float *src = a + i0 * s0;
-        if (mm == MR && s0 == 1) {
-            for (int64_t k = 0; k < kc; k++)
-                for (int i = 0; i < MR; i++) dst[k * MR + i] = src[k * s1 + i];
+        if (mm == MR && s0 == 1) {   /* the 6 values of a k are adjacent */
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * s1, MR * sizeof(float));
+        } else if (mm == MR && s1 == 1) {   /* rows contiguous along k: 8 k at a time, 8x8 transposes */
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8) {   /* each store of 8 spills 2 floats into the next k (or the slack) */
+                __m256 r[8];
+                for (int i = 0; i < MR; i++) r[i] = _mm256_loadu_ps(src + i * s0 + k);
+                r[6] = r[7] = _mm256_setzero_ps();
+                nb__tr8x8(r);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (k + i) * MR, r[i]);
+            }
+            for (; k < kc; k++)
+                for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i * s0 + k];
         } else if (mm == MR) {
             const float *r0 = src, *r1 = src + s0, *r2 = src + 2 * s0, *r3 = src + 3 * s0, *r4 = src + 4 * s0,
                         *r5 = src + 5 * s0;
@@ -151,41 +185,75 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
 }
 
 /* ---- microkernel: c (6 x 16, row stride ldc, unit column stride) ----
- * first: c = acc (+ bias[0..15] when bias), else c += acc. */
+ * first: c = acc (+ bias[0..15] when bias), else c += acc. rows (1..6):
+ * the rows of A that are not zero padding; the k loop computes only
+ * ceil(rows / 2) * 2 of them (the others stay 0): a cut tile does less
+ * work. Each row's sums are the same whatever rows is. */
 static inline void ukr(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb, float *restrict c,
-                       int64_t ldc, bool first, const float *bias) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+                       int64_t ldc, bool first, const float *bias, int rows) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     for (int i = 0; i < MR; i++) {   /* C's lines arrive while the k loop runs */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
     }
-#define NB_GEMM_STEP(u)                                                                           \
-    do {                                                                                          \
-        __m256 b0 = _mm256_loadu_ps(b + (u) * ldb), b1 = _mm256_loadu_ps(b + (u) * ldb + 8);        \
-        __m256 x = _mm256_broadcast_ss(a + (u) * MR + 0);                                         \
-        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);                     \
-        x = _mm256_broadcast_ss(a + (u) * MR + 1);                                                \
-        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);                     \
-        x = _mm256_broadcast_ss(a + (u) * MR + 2);                                                \
-        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);                     \
-        x = _mm256_broadcast_ss(a + (u) * MR + 3);                                                \
-        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);                     \
-        x = _mm256_broadcast_ss(a + (u) * MR + 4);                                                \
-        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);                     \
-        x = _mm256_broadcast_ss(a + (u) * MR + 5);                                                \
-        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);                     \
-    } while (0)
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4, a += 4 * MR, b += 4 * ldb) {
-        _mm_prefetch((const char *)(a + 64), _MM_HINT_T0);
-        NB_GEMM_STEP(0);
-        NB_GEMM_STEP(1);
-        NB_GEMM_STEP(2);
-        NB_GEMM_STEP(3);
-    }
-    for (; k < kc; k++, a += MR, b += ldb) NB_GEMM_STEP(0);
-#undef NB_GEMM_STEP
+    /* The k loop is written in assembly: compilers spill accumulators or
+     * shuffle registers in this loop (gcc 12 does), which cost ~8%. One
+     * k step: two loads of B, six (or 4, 2) broadcasts of A, twelve (8, 4)
+     * FMAs. The accumulators start at zero. */
+#define NB_GEMM_ZERO(r0, r1)                                                                      \
+    "vxorps %[" #r0 "], %[" #r0 "], %[" #r0 "]\n\t" "vxorps %[" #r1 "], %[" #r1 "], %[" #r1 "]\n\t"
+#define NB_GEMM_ROW(i, r0, r1)                                                                    \
+    "vbroadcastss (" #i ")*4(%[a]), %[x]\n\t"                                                     \
+    "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
+    "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
+#define NB_GEMM_LOADB "vmovups (%[b]), %[b0]\n\t" "vmovups 32(%[b]), %[b1]\n\t"
+#define NB_GEMM_STEP2(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11) "add %[ldb], %[b]\n\t"
+#define NB_GEMM_STEP4(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11)               \
+    NB_GEMM_ROW(u * 6 + 2, c20, c21) NB_GEMM_ROW(u * 6 + 3, c30, c31) "add %[ldb], %[b]\n\t"
+#define NB_GEMM_STEP6(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11)               \
+    NB_GEMM_ROW(u * 6 + 2, c20, c21) NB_GEMM_ROW(u * 6 + 3, c30, c31)                             \
+    NB_GEMM_ROW(u * 6 + 4, c40, c41) NB_GEMM_ROW(u * 6 + 5, c50, c51) "add %[ldb], %[b]\n\t"
+#define NB_GEMM_ASM(STEP)                                                                         \
+    __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)                  \
+            NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)                  \
+            "test %[n4], %[n4]\n\t"                                                               \
+            "jz 2f\n\t"                                                                           \
+            "1:\n\t"                                                                              \
+            "prefetcht0 256(%[a])\n\t"                                                            \
+            STEP(0) STEP(1) STEP(2) STEP(3)                                                       \
+            "add $96, %[a]\n\t"                                                                   \
+            "dec %[n4]\n\t"                                                                       \
+            "jnz 1b\n\t"                                                                          \
+            "2:\n\t"                                                                              \
+            "test %[n1], %[n1]\n\t"                                                               \
+            "jz 4f\n\t"                                                                           \
+            "3:\n\t"                                                                              \
+            STEP(0)                                                                               \
+            "add $24, %[a]\n\t"                                                                   \
+            "dec %[n1]\n\t"                                                                       \
+            "jnz 3b\n\t"                                                                          \
+            "4:\n\t"                                                                              \
+            : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&x"(b0), [b1] "=&x"(b1),   \
+              [x] "=&x"(x), [c00] "=&x"(c00), [c01] "=&x"(c01), [c10] "=&x"(c10), [c11] "=&x"(c11),     \
+              [c20] "=&x"(c20), [c21] "=&x"(c21), [c30] "=&x"(c30), [c31] "=&x"(c31), [c40] "=&x"(c40), \
+              [c41] "=&x"(c41), [c50] "=&x"(c50), [c51] "=&x"(c51)                                  \
+            : [ldb] "r"(ldb_bytes)                                                                \
+            : "cc", "memory")
+    int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
+    __m256 b0, b1, x;
+    if (rows > 4) NB_GEMM_ASM(NB_GEMM_STEP6);
+    else if (rows > 2) NB_GEMM_ASM(NB_GEMM_STEP4);
+    else NB_GEMM_ASM(NB_GEMM_STEP2);
+#undef NB_GEMM_ASM
+#undef NB_GEMM_STEP6
+#undef NB_GEMM_STEP4
+#undef NB_GEMM_STEP2
+#undef NB_GEMM_LOADB
+#undef NB_GEMM_ROW
+#undef NB_GEMM_ZERO
     __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
     if (first) {
         if (bias) {
@@ -230,7 +298,7 @@ static int gemm_serial(const gemm_op *g) {
     int64_t mcmax = M < MC ? (M + MR - 1) / MR * MR : MC;
     gemm_buf *bf = &tls_buf;
     if (!buf_reserve(&bf->b, &bf->nb, (size_t)(ncmax * kcmax)) ||
-        !buf_reserve(&bf->a, &bf->na, (size_t)(mcmax * kcmax)))
+        !buf_reserve(&bf->a, &bf->na, (size_t)(mcmax * kcmax + 8)))   /* + slack for pack_a's wide stores */
         return NB_ENOMEM;
     float *Ap = bf->a, *Bp = bf->b;
     bool direct = g->cs1 == 1;
@@ -258,9 +326,9 @@ static int gemm_serial(const gemm_op *g) {
                         int64_t mm = mc - ir < MR ? mc - ir : MR;
                         float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
                         if (direct && mm == MR && nn == NR) {
-                            ukr(kc, Ap + ir * kc, bp, ldb, c, g->cs0, first, bias);
+                            ukr(kc, Ap + ir * kc, bp, ldb, c, g->cs0, first, bias, MR);
                         } else {
-                            ukr(kc, Ap + ir * kc, bp, ldb, tile, NR, true, bias);
+                            ukr(kc, Ap + ir * kc, bp, ldb, tile, NR, true, bias, (int)mm);
                             for (int64_t i = 0; i < mm; i++)
                                 for (int64_t j = 0; j < nn; j++) {
                                     float *d = c + i * g->cs0 + j * g->cs1;
@@ -275,19 +343,21 @@ static int gemm_serial(const gemm_op *g) {
     return 0;
 }
 
-/* Tests set this to serve every F32 call (the declines below off). */
+/* Tests set this to 1 to serve every F32 call (the declines below off);
+ * benchmarks set it to -1 to pass every call oneDNN takes on to oneDNN. */
 int nb__avx2_gemm_serve_all = 0;
 
 /* True when oneDNN (registered below us) is measured faster for this GEMM:
- * A stored row-major (unit stride along K) with K > 16. See the table at
+ * A stored row-major (unit stride along K), K > 16 and N < 2 K. See the table at
  * the top of the file. Only with oneDNN built, and only for non-negative
  * strides (which oneDNN takes; it would not pass such a call on to ref). */
 static bool onednn_wins(const gemm_op *g) {
 #if NB_HAVE_ONEDNN
-    if (nb__avx2_gemm_serve_all) return false;
+    if (nb__avx2_gemm_serve_all > 0) return false;
     if (g->as0 < 0 || g->as1 < 0 || g->bs0 < 0 || g->bs1 < 0 || g->cs0 < 0 || g->cs1 < 0) return false;
+    if (nb__avx2_gemm_serve_all < 0) return true;
     bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
-    return !a_colmajor && g->K > 16;
+    return !a_colmajor && g->K > 16 && g->N < 2 * g->K;
 #else
     (void)g;
     return false;
