@@ -31,12 +31,36 @@ NB_API nb_tensor *nb_sigmoid(nb_tensor *a) {
                            nb__float_of(a->dtype), 0.0, 0.0);
 }
 
+/* ---- threshold_backward(g, y, t) = y <= t ? 0 : g, in one pass (no BOOL
+ * mask in between). Its graph has g as its only input and y saved, so no
+ * gradient reaches y (a step function: PyTorch's derivative there is 0);
+ * the gradient with respect to g is the same threshold of gg. Other dtypes,
+ * or g and y of different shapes or dtypes, take the two-op form. */
+static nb_tensor *threshold_backward(nb_tensor *g, nb_tensor *y, double t);
+static int threshold_backward_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin) {
+    gin[0] = threshold_backward(gg, nb__saved_get(n, 0), n->p.d[0]);
+    return nb__grads_ok(n, gin);
+}
+static nb_tensor *threshold_backward(nb_tensor *g, nb_tensor *y, double t) {
+    const char *who = "ReluBackward";
+    if (!g || !y) return NULL;
+    bool fused = g->dtype == y->dtype && (g->dtype == NB_DTYPE_F32 || g->dtype == NB_DTYPE_F64) && nb__same_shape(g, y);
+    if (!fused) return nb_masked_fill(g, nb_le_scalar(y, t), 0.0);
+    nb__node *node;
+    nb_tensor *out = nb__finish(nb__ew_binary_ex(who, NB_OP_THRESHOLD_BACKWARD, g, y, g->dtype, g->dtype, t),
+                                "ThresholdBackwardBackward", who, threshold_backward_backward, &g, 1, 0, &node);
+    if (node) {
+        node->p.d[0] = t;
+        if (nb__save(node, y)) return NULL;   /* out (scoped) goes with the scope */
+    }
+    return out;
+}
+
 /* ---- relu: out = max(a, 0);  da = 0 where out <= 0, else g ----
  * PyTorch's threshold_backward(g, out, 0): a NaN out (from a NaN a) passes
- * g through. Two streaming passes (a BOOL mask, then the fill), each with a
- * vector kernel. */
+ * g through. */
 static int relu_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    gin[0] = nb_masked_fill(g, nb_le_scalar(nb__saved_get(n, 0), 0.0), 0.0);
+    gin[0] = threshold_backward(g, nb__saved_get(n, 0), 0.0);
     return nb__grads_ok(n, gin);
 }
 NB_API nb_tensor *nb_relu(nb_tensor *a) {

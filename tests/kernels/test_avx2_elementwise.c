@@ -481,7 +481,8 @@ typedef struct cb_op {
     const char *name;  /* for messages */
     int nin;           /* tensor inputs */
     double s0;         /* scalar[0] */
-    int kind;          /* 0 compare (F32 in, BOOL out), 1 logical (BOOL), 2 where, 3 masked_fill */
+    int kind;          /* 0 compare (F32 in, BOOL out), 1 logical (BOOL), 2 where, 3 masked_fill,
+                          4 threshold_backward (F32 in and out) */
 } cb_op;
 
 static const cb_op cb_ops[] = {
@@ -502,6 +503,8 @@ static const cb_op cb_ops[] = {
     {NB_OP_LOGICAL_OR, "logical_or", 2, 0, 1},
     {NB_OP_WHERE, "where", 3, 0, 2},
     {NB_OP_MASKED_FILL, "masked_fill", 2, -7.5, 3},
+    {NB_OP_THRESHOLD_BACKWARD, "threshold_backward", 2, 0, 4},   /* ties at 0, NaN and inf in y */
+    {NB_OP_THRESHOLD_BACKWARD, "threshold_backward", 2, 1, 4},
 };
 #define CB_NOPS (int)(sizeof cb_ops / sizeof cb_ops[0])
 

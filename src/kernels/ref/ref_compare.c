@@ -10,6 +10,7 @@
  *   LOGICAL_AND, LOGICAL_OR:  out BOOL <- (in[0] != 0) op (in[1] != 0)
  *   WHERE:                    out T <- in[2] (BOOL) ? in[0] : in[1]
  *   MASKED_FILL:              out T <- in[1] (BOOL) ? (T)scalar[0] : in[0]
+ *   THRESHOLD_BACKWARD:       out T <- in[1] <= (T)scalar[0] ? 0 : in[0]   (F32, F64)
  * NaN compares unequal to everything and counts as true (nonzero).
  */
 #include "kernels/kernels.h"
@@ -48,6 +49,22 @@ typedef bool b8;
     static int ref_masked_fill_##T(const nb_kernel_args *a) {                                        \
         return nb__ref_run_rows(a, row_masked_fill_##T);                                             \
     }
+
+/* TROW: threshold_backward, out T from the gradient g (in[0]) and y (in[1]). */
+#define TROW(T)                                                                                      \
+    static void row_threshold_backward_##T(char *po, const char *pa, const char *pb, int64_t n,      \
+                                           int64_t so, int64_t sa, int64_t sb, const double *sp) {   \
+        T *o = (T *)po;                                                                              \
+        const T *G = (const T *)pa, *Y = (const T *)pb;                                              \
+        so /= (int64_t)sizeof(T), sa /= (int64_t)sizeof(T), sb /= (int64_t)sizeof(T);                \
+        T t = (T)sp[0];                                                                              \
+        for (int64_t i = 0; i < n; i++) o[i * so] = Y[i * sb] <= t ? (T)0 : G[i * sa];              \
+    }                                                                                                \
+    static int ref_threshold_backward_##T(const nb_kernel_args *a) {                                 \
+        return nb__ref_run_rows(a, row_threshold_backward_##T);                                      \
+    }
+TROW(float)
+TROW(double)
 
 /* where: out = c ? x : y in two passes over (out, x, c) and (out, y, c),
  * because the shared iterator walks at most three operands. Each element of
@@ -102,6 +119,8 @@ void nb__ref_compare_register(void) {
         REG_ALL(GT_SCALAR, gt), REG_ALL(GE_SCALAR, ge), REG_ALL(LOGICAL_NOT, not),
         REG_ALL(LOGICAL_AND, and), REG_ALL(LOGICAL_OR, or), REG_ALL(WHERE, where),
         REG_ALL(MASKED_FILL, masked_fill),
+        REG(THRESHOLD_BACKWARD, F32, ref_threshold_backward_float),
+        REG(THRESHOLD_BACKWARD, F64, ref_threshold_backward_double),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }

@@ -650,6 +650,34 @@ static int k_mfill(const nb_kernel_args *a) {
     return ew_drive(a, 3, ops, row_mfill, GE, false);
 }
 
+/* threshold_backward: out = y <= t ? 0 : g, g from in[0], y from in[1] (both
+ * F32; a NaN y passes g: the ordered compare is false). */
+static void row_thrbw(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, int64_t sb,
+                      const ew_par *p) {
+    float *o = (float *)po;
+    const float *G = (const float *)pa, *Y = (const float *)pb;
+    so /= 4, sa /= 4, sb /= 4;
+    if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 m = _mm256_cmp_ps(ew_ld8(Y, sb, i, 8), p->s, _CMP_LE_OQ);
+            _mm256_storeu_ps(o + i, _mm256_andnot_ps(m, ew_ld8(G, sa, i, 8)));
+        }
+        if (i < n) {
+            __m256 m = _mm256_cmp_ps(ew_ld8(Y, sb, i, n - i), p->s, _CMP_LE_OQ);
+            _mm256_maskstore_ps(o + i, nb__tail_mask((int)(n - i)), _mm256_andnot_ps(m, ew_ld8(G, sa, i, n - i)));
+        }
+    } else {
+        float t = _mm256_cvtss_f32(p->s);
+        for (int64_t i = 0; i < n; i++) o[i * so] = Y[i * sb] <= t ? 0.0f : G[i * sa];
+    }
+}
+static int k_thrbw(const nb_kernel_args *a) {
+    if (a->nin < 2 || !is_f32(a->out) || !is_f32(a->in[0]) || !is_f32(a->in[1])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, a->in[0], a->in[1]};
+    return ew_drive(a, 3, ops, row_thrbw, GE, false);
+}
+
 /* How an operand of out's shape lines up with a contiguous out of n
  * elements: 1 contiguous, 0 one value broadcast everywhere, -1 otherwise. */
 static int ew_flat(const nb_tensor *t, int64_t n) {
@@ -735,6 +763,7 @@ void nb__avx2_elementwise_register(void) {
         REG(EQ_SCALAR, eq_scalar), REG(NE_SCALAR, ne_scalar), REG(LT_SCALAR, lt_scalar),
         REG(LE_SCALAR, le_scalar), REG(GT_SCALAR, gt_scalar), REG(GE_SCALAR, ge_scalar),
         REG_AS(MASKED_FILL, mfill, "masked_fill"), REG(WHERE, where),
+        REG_AS(THRESHOLD_BACKWARD, thrbw, "threshold_backward"),
         REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
         REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
