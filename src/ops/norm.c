@@ -5,10 +5,12 @@
  * its forward, has two paths that give the same gradients:
  *  - plain (grad mode off, the usual backward): dx from the op's fused
  *    backward kernel, which recomputes the statistics from the saved x
- *    (batch_norm saves its [2, C] statistics); dweight = sum(dy * x̂) and
- *    dbias = sum(dy) over the non-weight dims, with x̂ from the forward
- *    kernel run without weight and bias (layer_norm: both from one
- *    LAYER_NORM_PARAM_BACKWARD kernel, which forms x̂ on the fly);
+ *    (batch_norm saves its [2, C] statistics, layer_norm its (R, 2) per-row
+ *    mean and rstd, as PyTorch's native_layer_norm); dweight = sum(dy * x̂)
+ *    and dbias = sum(dy) over the non-weight dims, with x̂ from the forward
+ *    kernel run without weight and bias (layer_norm: dx, dweight and dbias
+ *    from one LAYER_NORM_BACKWARD call in fused mode, one pass over dy and
+ *    x; without the saved stats, LAYER_NORM_PARAM_BACKWARD);
  *  - create_graph (grad mode on): written with public ops (mean, sub, mul,
  *    pow_scalar, sum), so the backward is recorded and can be differentiated
  *    again, to any order.
@@ -16,7 +18,8 @@
  * plain path, its analytic side differentiates the create_graph one.
  *
  * Node parameters: p.d[0] eps, p.i[2] k (last dims) / groups / training,
- * p.i[3] whether a weight was given; shape[0] the weight's shape.
+ * p.i[3] whether a weight was given, p.i[4] (layer_norm) whether the stats
+ * were saved; shape[0] the weight's shape.
  */
 #include "ops/ops.h"
 
@@ -91,13 +94,47 @@ static bool float_input(const char *who, const nb_tensor *x, int min_ndim, const
 }
 
 /* ---- layer_norm and rms_norm: over the last k dims ----
- * Node inputs {x, w, b} (rms_norm: {x, w}); saved x, then w if given. */
+ * Node inputs {x, w, b} (rms_norm: {x, w}); saved x, then w if given, then
+ * (layer_norm) the forward's (R, 2) stats, R the rows (x's leading dims). */
+
+/* Rows of x normalized over its last k dims: the product of the others. */
+static int64_t outer_rows(const nb_tensor *x, int k) {
+    int64_t r = 1;
+    for (int d = 0; d < x->ndim - k; d++) r *= x->shape[d];
+    return r;
+}
+
+/* layer_norm's dx, dweight and dbias from one fused LAYER_NORM_BACKWARD
+ * call: its out (R + 2, n) holds dx in rows [0, R), then (dweight; dbias).
+ * The two parameter rows are copied out (2n floats) and dx becomes the sole
+ * owner of out's storage (offset 0, contiguous), so the engine can take it
+ * as x's gradient without a copy. Sets gin[0..2]; 0 or NB_E*. */
+static int ln_fused_backward(nb__node *n, nb_tensor *g, nb_tensor *x, nb_tensor *w, nb_tensor *st, nb_tensor **gin) {
+    int k = (int)n->p.i[2];
+    int64_t R = outer_rows(x, k), wn = 1;
+    for (int i = 0; i < k; i++) wn *= n->shape[0].d[i];
+    nb_kernel_args a = {.op = NB_OP_LAYER_NORM_BACKWARD, .in = {g, x, w, st}, .nin = 4, .scalar = {k, n->p.d[0], 1}};
+    int64_t shape[2] = {R + 2, wn}, pst[2] = {wn, 1}, cs[NB_MAX_DIMS];
+    nb_tensor *o = run(n->op, &a, 2, shape);
+    if (!o) return nb_last_error_code();
+    nb_tensor *pv = nb__alias(o, 2, (int64_t[2]){2, wn}, pst, R * wn);
+    nb_tensor *p = nb_clone(pv);
+    nb_release(pv);
+    nb__contig_strides(x->ndim, x->shape, cs);
+    gin[0] = nb__scoped(nb__alias(o, x->ndim, x->shape, cs, 0));
+    nb_release(o);
+    gin[1] = nb_reshape(nb_narrow(p, 0, 0, 1), n->shape[0]);
+    if (n->nin > 2 && NEED(2)) gin[2] = nb_reshape(nb_narrow(p, 0, 1, 1), n->shape[0]);
+    return gin[0] && gin[1] ? 0 : nb_last_error_code();
+}
+
 static int last_dims_backward(nb__node *n, nb_tensor *g, nb_tensor **gin, bool center) {
     double eps = n->p.d[0];
     int k = (int)n->p.i[2];
-    bool has_w = n->p.i[3] != 0;
+    bool has_w = n->p.i[3] != 0, has_st = n->p.i[4] != 0;
     nb_tensor *x = nb__saved_get(n, 0), *w = has_w ? nb__saved_get(n, 1) : NULL;
-    if (!x || (has_w && !w)) return nb_last_error_code();
+    nb_tensor *st = has_st ? nb__saved_get(n, has_w ? 2 : 1) : NULL;
+    if (!x || (has_w && !w) || (has_st && !st)) return nb_last_error_code();
     int dims[NB_MAX_DIMS];
     for (int i = 0; i < k; i++) dims[i] = x->ndim - k + i;
     nb_op fwd = center ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM, bwd = center ? NB_OP_LAYER_NORM_BACKWARD : NB_OP_RMS_NORM_BACKWARD;
@@ -105,9 +142,12 @@ static int last_dims_backward(nb__node *n, nb_tensor *g, nb_tensor **gin, bool c
         nb_tensor *rstd, *xh = xhat_ops(x, dims, k, eps, center, &rstd);
         if (NEED(0)) gin[0] = dx_ops(w ? nb_mul(g, w) : g, xh, rstd, dims, k, center);
         if (NEED(1)) gin[1] = nb_sum_to(nb_mul(g, xh), n->shape[0]);
+    } else if (st && NEED(0) && NEED(1)) {   /* layer_norm: one pass over g and x */
+        int rc = ln_fused_backward(n, g, x, w, st, gin);
+        if (rc) return rc;
     } else {
         if (NEED(0)) {
-            nb_kernel_args a = {.op = bwd, .in = {g, x, w}, .nin = 3, .scalar = {k, eps}};
+            nb_kernel_args a = {.op = bwd, .in = {g, x, w, st}, .nin = st ? 4 : 3, .scalar = {k, eps}};
             gin[0] = nb__scoped(run(n->op, &a, x->ndim, x->shape));
         }
         if (NEED(1) && center) {   /* (dweight; dbias) in one pass over g and x */
@@ -143,15 +183,24 @@ static nb_tensor *last_dims_norm(const char *who, const char *name, nb__backward
     if (check_param(who, "weight", w, x, k, ns.d) || check_param(who, "bias", b, x, k, ns.d)) return NULL;
     nb_op op = center ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
     nb_kernel_args a = {.op = op, .in = {x, w, b}, .nin = center ? 3 : 2, .scalar = {k, eps}};
-    nb_tensor *in[3] = {x, w, b};
+    nb_tensor *in[3] = {x, w, b}, *st = NULL;
+    if (center && nb__should_record(in, 3)) {   /* layer_norm saves its (R, 2) (mean, rstd) for the backward */
+        int64_t shape[2] = {outer_rows(x, k), 2};
+        if (!(st = nb__new(who, x->dtype, 2, shape))) return NULL;
+        a.in[3] = st;
+        a.nin = 4;
+    }
     nb__node *node;
     nb_tensor *out = nb__finish(run(who, &a, x->ndim, x->shape), name, who, bw, in, center ? 3 : 2, w ? 3u : 1u, &node);
     if (node) {
         node->p.d[0] = eps;
         node->p.i[2] = k;
         node->p.i[3] = w != NULL;
+        node->p.i[4] = st != NULL;
         node->shape[0] = ns;
+        if (st && nb__save(node, st)) out = NULL;   /* out stays in the scope, which releases it */
     }
+    nb_release(st);
     return out;
 }
 

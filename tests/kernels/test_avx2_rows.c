@@ -1,6 +1,7 @@
 /* test_avx2_rows.c — the AVX2 row kernels (src/kernels/x86/avx2/avx2_rows.c:
  * softmax, log_softmax and their backwards, cross entropy and its backward,
- * layer_norm and its backward) against the ref kernels.
+ * layer_norm and its backward, with the forward's saved (mean, rstd) and
+ * the fused dx + dweight/dbias backward) against the ref kernels.
  *
  * Each case runs one kernel call twice through the registry on the same
  * inputs: as nabla chooses (asserted to be the avx2 kernel when the layout is
@@ -367,6 +368,60 @@ Test(avx2_rows, cross_entropy_bad_target) {
 
 /* ---- layer_norm ---- */
 
+/* The kernel that served the last call is avx2 (expect 1) or ref (0). */
+static void rw_served(int expect, const char *what, nb_op op) {
+    const char *k = nb__last_kernel();
+    if (expect == 1)
+        cr_assert(strncmp(k, "avx2", 4) == 0, "%s %s: served by %s, expected avx2", what, nb_op_name(op), k);
+    if (expect == 0)
+        cr_assert(strncmp(k, "ref", 3) == 0, "%s %s: served by %s, expected a decline", what, nb_op_name(op), k);
+}
+
+/* The saved-stats path as nb_layer_norm runs it: the forward writing
+ * (mean, rstd) into an (R, 2) stats tensor, the backward reading them,
+ * plain and fused (out (R + 2, n): dx rows, then dweight and dbias), each
+ * against the ref kernels (which write the stats in double and recompute
+ * them in the backward). */
+static void rw_ln_saved(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int k, int expect,
+                        const char *what) {
+    int64_t n = 1, R = 1;
+    for (int d = 0; d < nb_ndim(x); d++) *(d < nb_ndim(x) - k ? &R : &n) *= nb_shape(x)[d];
+    double s[3] = {k, 1e-5, 1};
+    nb_scope_begin();
+    nb_tensor *st[2], *y[2], *dx[2], *fu[2];
+    for (int pass = 0; pass < 2; pass++) {   /* 0: as chosen, 1: capped to ref */
+        if (pass) cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+        st[pass] = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[2]){R, 2}));
+        const nb_tensor *inf[4] = {x, w, b, st[pass]};
+        y[pass] = rw_call(NB_OP_LAYER_NORM, nb_dims_get(x), inf, 4, s, 2, NULL);
+        if (!pass) rw_served(expect, what, NB_OP_LAYER_NORM);
+        const nb_tensor *inb[4] = {dy, x, w, st[pass]};
+        dx[pass] = rw_call(NB_OP_LAYER_NORM_BACKWARD, nb_dims_get(x), inb, 4, s, 2, NULL);
+        if (!pass) rw_served(expect, what, NB_OP_LAYER_NORM_BACKWARD);
+        fu[pass] = rw_call(NB_OP_LAYER_NORM_BACKWARD, NB_SHAPE(R + 2, n), inb, 4, s, 3, NULL);
+        if (!pass) rw_served(expect, what, NB_OP_LAYER_NORM_BACKWARD);
+    }
+    cr_assert_eq(nb_init(NULL), 0);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s saved stats", what);
+    rw_compare(st[0], st[1], rw_tol_of(NB_OP_LAYER_NORM), msg);
+    if (n > 0 && R > 0) {
+        snprintf(msg, sizeof msg, "%s forward with stats", what);
+        rw_compare(nb_reshape(nb_contiguous(y[0]), NB_SHAPE(R, n)), nb_reshape(y[1], NB_SHAPE(R, n)),
+                   rw_tol_of(NB_OP_LAYER_NORM), msg);
+        snprintf(msg, sizeof msg, "%s backward from stats", what);
+        rw_compare(nb_reshape(nb_contiguous(dx[0]), NB_SHAPE(R, n)), nb_reshape(dx[1], NB_SHAPE(R, n)),
+                   rw_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
+    }
+    snprintf(msg, sizeof msg, "%s fused backward", what);
+    rw_compare(fu[0], fu[1], rw_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
+    /* the fused dx rows are the plain backward's, bitwise */
+    if (n > 0 && R > 0)
+        cr_assert(memcmp(nb_data(nb_contiguous(dx[0])), nb_data(fu[0]), sizeof(float) * (size_t)(R * n)) == 0,
+                  "%s: fused dx differs from the plain backward's", what);
+    nb_scope_end();
+}
+
 static void rw_ln(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int k, int expect, const char *what) {
     double s[2] = {k, 1e-5};
     const nb_tensor *inf[3] = {x, w, b}, *inb[3] = {dy, x, w};
@@ -374,6 +429,7 @@ static void rw_ln(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int k
     for (int d = nb_ndim(x) - k; d < nb_ndim(x); d++) n *= nb_shape(x)[d];
     rw_check_rows(NB_OP_LAYER_NORM, nb_dims_get(x), inf, 3, s, 2, expect, n, what);
     rw_check_rows(NB_OP_LAYER_NORM_BACKWARD, nb_dims_get(x), inb, 3, s, 2, expect, n, what);
+    rw_ln_saved(x, w, b, dy, k, expect, what);
 }
 
 Test(avx2_rows, layer_norm) {
@@ -472,6 +528,40 @@ Test(avx2_rows, layer_norm_param_backward) {
             rw_lnp(xn, dy, 1, 1, "lnp narrowed x");
         }
     rw_lnp(nb_zeros(NB_SHAPE(0, 5), NB_F32), nb_zeros(NB_SHAPE(0, 5), NB_F32), 1, -1, "lnp [0, 5]");
+    nb_scope_end();
+}
+
+/* The saved-stats forward and the fused backward at 1 and 2 threads:
+ * bitwise equal (rows computed alike wherever they run; fixed row blocks
+ * added in block order), and against ref; big enough for the streaming
+ * stores (>= 1M floats). */
+Test(avx2_rows, layer_norm_fused_threads) {
+    rw_need(NB_OP_LAYER_NORM_BACKWARD);
+    nb_scope_begin();
+    const int64_t R = 1100, n = 1024;
+    nb_tensor *x = rw_randn(NB_SHAPE(R, n), 1950, 2.0), *dy = rw_randn(NB_SHAPE(R, n), 1951, 1.0);
+    nb_tensor *w = rw_randn(NB_SHAPE(n), 1952, 1.0), *b = rw_randn(NB_SHAPE(n), 1953, 1.0);
+    nb_tensor *y[2], *st[2], *fu[2];
+    for (int t = 0; t < 2; t++) {
+        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = t + 1, .abort_on_error = -1}), 0, "%s", nb_last_error());
+        double s[3] = {1, 1e-5, 1};
+        st[t] = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[2]){R, 2}));
+        const nb_tensor *inf[4] = {x, w, b, st[t]};
+        const char *served;
+        y[t] = rw_call(NB_OP_LAYER_NORM, NB_SHAPE(R, n), inf, 4, s, 2, &served);
+        cr_assert(strncmp(served, "avx2", 4) == 0, "served by %s", served);
+        const nb_tensor *inb[4] = {dy, x, w, st[t]};
+        fu[t] = rw_call(NB_OP_LAYER_NORM_BACKWARD, NB_SHAPE(R + 2, n), inb, 4, s, 3, &served);
+        cr_assert(strncmp(served, "avx2", 4) == 0, "served by %s", served);
+    }
+    cr_assert_eq(nb_init(NULL), 0);
+    cr_assert(memcmp(nb_data(y[0]), nb_data(y[1]), sizeof(float) * (size_t)(R * n)) == 0, "y: 1 and 2 threads differ");
+    cr_assert(memcmp(nb_data(st[0]), nb_data(st[1]), sizeof(float) * (size_t)(R * 2)) == 0,
+              "stats: 1 and 2 threads differ");
+    cr_assert(memcmp(nb_data(fu[0]), nb_data(fu[1]), sizeof(float) * (size_t)((R + 2) * n)) == 0,
+              "fused backward: 1 and 2 threads differ");
+    /* and against ref: this size takes the streaming-store paths */
+    rw_ln_saved(x, w, b, dy, 1, 1, "ln [1100, 1024]");
     nb_scope_end();
 }
 

@@ -333,6 +333,40 @@ Test(norm_misc, layer_norm_default_eps) {
     nb_scope_end();
 }
 
+/* layer_norm saves its (mean, rstd) and runs one fused backward (dx, dweight,
+ * dbias): F32 [300, 1024] gradients bitwise equal at 1 and 2 threads, equal
+ * on a second backward of the same graph (the saved stats reused), and
+ * within F32 tolerance of the ref kernels (NB_ISA=ref). */
+Test(norm_misc, layer_norm_saved_stats_threads_and_ref) {
+    nb_scope_begin();
+    nb_tensor *x = nb_add_scalar(nb_mul_scalar(nb_randn(NB_SHAPE(300, 1024), NB_F32, 5), 2.0), 1.0);
+    nb_tensor *w = nb_randn(NB_SHAPE(1024), NB_F32, 6), *b = nb_randn(NB_SHAPE(1024), NB_F32, 7);
+    nb_tensor *go = nb_randn(NB_SHAPE(300, 1024), NB_F32, 8);
+    nb_tensor *in[3] = {x, w, b}, *g[4][3] = {{0}};
+    const char *isa[3] = {NULL, NULL, "ref"};
+    for (int run = 0; run < 3; run++) {   /* 1 thread, 2 threads, ref */
+        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = run == 1 ? 2 : 1, .isa = isa[run], .abort_on_error = -1}),
+                     0);
+        for (int i = 0; i < 3; i++) cr_assert_eq(nb_set_requires_grad(in[i], true), 0);
+        nb_tensor *y = nb_layer_norm(x, NB_SHAPE(1024), w, b, NULL);
+        cr_assert(y != NULL, "%s", nb_last_error());
+        nb_grad_opts keep = {.retain_graph = true};
+        cr_assert_eq(nb_autograd_grad(&y, 1, in, 3, &go, &keep, g[run]), 0, "%s", nb_last_error());
+        if (run == 0) cr_assert_eq(nb_autograd_grad(&y, 1, in, 3, &go, &keep, g[3]), 0, "%s", nb_last_error());
+        for (int i = 0; i < 3; i++) cr_assert_eq(nb_set_requires_grad(in[i], false), 0);
+    }
+    cr_assert_eq(nb_init(NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        size_t bytes = sizeof(float) * (size_t)nb_numel(g[0][i]);
+        const void *g0 = nb_data(nb_contiguous(g[0][i]));
+        cr_expect(memcmp(g0, nb_data(nb_contiguous(g[1][i])), bytes) == 0, "grad %d: 1 and 2 threads differ", i);
+        cr_expect(memcmp(g0, nb_data(nb_contiguous(g[3][i])), bytes) == 0, "grad %d: second backward differs", i);
+        cr_expect(tu_allclose(g[0][i], g[2][i], 1e-4, 1e-3), "grad %d: vs ref max |diff| %g", i,
+                  tu_max_abs_diff(g[0][i], g[2][i]));
+    }
+    nb_scope_end();
+}
+
 Test(norm_misc, rms_norm_default_eps_by_dtype) {
     nb_scope_begin();
     double v[1] = {1e-4};

@@ -2,10 +2,18 @@
  * group_norm, batch_norm, and their input-gradient (backward) kernels.
  *
  * What each kernel receives (w, b may be NULL for "none"; scalar[] in order):
- *   LAYER_NORM           out y (x's shape) <- in {x, w, b}; w, b have x's last k dims;
- *                        scalar {k, eps}
+ *   LAYER_NORM           out y (x's shape) <- in {x, w, b, stats}; w, b have x's last k dims;
+ *                        scalar {k, eps}; stats, when given (nin 4, not NULL), is an (R, 2)
+ *                        tensor of x's dtype (R = rows: the product of x's other dims) that
+ *                        also receives each row's (mean, rstd) (NaN for empty rows), as
+ *                        MAX_POOL2D's indices
  *   RMS_NORM             out y <- in {x, w}; scalar {k, eps}
- *   LAYER_NORM_BACKWARD  out dx (x's shape) <- in {dy, x, w}; scalar {k, eps}
+ *   LAYER_NORM_BACKWARD  out dx (x's shape) <- in {dy, x, w, stats}; scalar {k, eps, fused};
+ *                        stats (optional) as LAYER_NORM wrote it: a kernel may take mean and
+ *                        rstd from it instead of recomputing them (ref recomputes, in
+ *                        double). fused != 0: out is a contiguous (R + 2, n) tensor, rows
+ *                        [0, R) receive dx (x's shape in C order), rows R and R + 1 dweight
+ *                        and dbias as LAYER_NORM_PARAM_BACKWARD's out: one pass over dy, x
  *   RMS_NORM_BACKWARD    out dx <- in {dy, x, w}; scalar {k, eps}
  *   LAYER_NORM_PARAM_BACKWARD  out (2, n) <- in {dy, x}, n = prod of x's last k dims;
  *                        scalar {k, eps}: row 0 dweight = sum over the rows of dy * x̂, row 1
@@ -158,10 +166,15 @@ static int last_dims(const nb_kernel_args *a, bool center, bool backward) {
     const nb_tensor *w = a->in[backward ? 2 : 1], *b = backward || !center ? NULL : a->in[2];
     int split = x->ndim - (int)a->scalar[0];
     double eps = a->scalar[1];
-    opnd X = {0}, Y = {0}, DY = {0};
+    const nb_tensor *st = center && !backward && a->nin > 3 ? a->in[3] : NULL;
+    opnd X = {0}, Y = {0}, DY = {0}, ST = {0};
     int rc = opnd_open(&X, x, split);
     rc = rc ? rc : opnd_open(&Y, a->out, split);
     rc = rc ? rc : opnd_open(&DY, backward ? a->in[0] : NULL, split);
+    if (!rc && st && (st->ndim != 2 || st->shape[0] != X.n_outer || st->shape[1] != 2 || st->dtype != x->dtype))
+        rc = nb__err(NB_ESHAPE, "layer_norm: stats %s must be (%lld, 2) of the input's dtype", nb__shape_str(st),
+                     (long long)X.n_outer);
+    rc = rc ? rc : opnd_open(&ST, st, 1);
     int64_t n = rc ? 0 : X.n_inner;
     double *wv = rc ? NULL : load_vector(w, n, 1.0), *bv = rc ? NULL : load_vector(b, n, 0.0);
     double *xs = malloc(sizeof *xs * (size_t)(n ? n : 1)), *ys = malloc(sizeof *ys * (size_t)(n ? n : 1));
@@ -177,13 +190,17 @@ static int last_dims(const nb_kernel_args *a, bool center, bool backward) {
             slice_backward(ys, xs, n, mean, rstd, center);
         } else {
             for (int64_t i = 0; i < n; i++) ys[i] = (xs[i] - mean) * rstd * wv[i] + bv[i];
+            if (st) scatter(&ST, j, 0, 2, (const double[2]){mean, rstd});
         }
         scatter(&Y, j, 0, n, ys);
     }
+    for (int64_t j = 0; !rc && st && n == 0 && j < X.n_outer; j++)   /* empty rows: NaN, as mean([]) */
+        scatter(&ST, j, 0, 2, (const double[2]){NAN, NAN});
     free(xs);
     free(ys);
     free(wv);
     free(bv);
+    opnd_close(&ST);
     opnd_close(&DY);
     opnd_close(&Y);
     opnd_close(&X);
@@ -236,7 +253,41 @@ static int ref_layer_norm_param_backward(const nb_kernel_args *a) {
 }
 
 static int ref_layer_norm(const nb_kernel_args *a) { return last_dims(a, true, false); }
-static int ref_layer_norm_backward(const nb_kernel_args *a) { return last_dims(a, true, true); }
+
+/* LAYER_NORM_BACKWARD in fused mode: dx into rows [0, R) of out (R + 2, n),
+ * (dweight; dbias) into rows R, R + 1, by the two kernels above on views. */
+static int ref_layer_norm_backward_fused(const nb_kernel_args *a) {
+    const nb_tensor *x = a->in[1], *out = a->out;
+    int split = x->ndim - (int)a->scalar[0];
+    int64_t R = 1, n = 1;
+    for (int d = 0; d < x->ndim; d++) *(d < split ? &R : &n) *= x->shape[d];
+    if (split < 0 || out->ndim != 2 || out->shape[0] != R + 2 || out->shape[1] != n ||
+        (out->numel > 0 && !nb_is_contiguous(out)))
+        return nb__err(NB_ESHAPE, "layer_norm_backward: fused out %s must be contiguous (%lld, %lld) for x %s",
+                       nb__shape_str(out), (long long)(R + 2), (long long)n, nb__shape_str(x));
+    int64_t cs[NB_MAX_DIMS], ps[2] = {2, n}, pst[2] = {n, 1};
+    nb__contig_strides(x->ndim, x->shape, cs);
+    nb_tensor *dx = nb__alias(out, x->ndim, x->shape, cs, out->offset);
+    nb_tensor *p = nb__alias(out, 2, ps, pst, out->offset + R * n);
+    int rc = dx && p ? 0 : nb__err(NB_ENOMEM, "layer_norm_backward: out of memory for views");
+    if (!rc) {
+        nb_kernel_args b = *a;
+        b.out = dx;
+        b.scalar[2] = 0;
+        rc = last_dims(&b, true, true);
+    }
+    if (!rc) {
+        nb_kernel_args b = {.op = NB_OP_LAYER_NORM_PARAM_BACKWARD, .out = p, .in = {a->in[0], x}, .nin = 2,
+                            .scalar = {a->scalar[0], a->scalar[1]}};
+        rc = ref_layer_norm_param_backward(&b);
+    }
+    nb_release(p);
+    nb_release(dx);
+    return rc;
+}
+static int ref_layer_norm_backward(const nb_kernel_args *a) {
+    return a->scalar[2] != 0 ? ref_layer_norm_backward_fused(a) : last_dims(a, true, true);
+}
 static int ref_rms_norm(const nb_kernel_args *a) { return last_dims(a, false, false); }
 static int ref_rms_norm_backward(const nb_kernel_args *a) { return last_dims(a, false, true); }
 
