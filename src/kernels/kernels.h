@@ -56,9 +56,10 @@ void nb__avx2_elementwise_register(void);
 /* @@DECLARE_AVX2_REDUCE@@ */
 void nb__avx2_reduce_register(void);   /* avx2_reduce.c: sum, amax/amin, argmax/argmin, var/std */
 /* @@DECLARE_AVX2_ROWS@@ */
-void nb__avx2_rows_register(void);     /* avx2_rows.c: softmax family, cross entropy, layer_norm */
+void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax family, cross entropy, layer_norm */
 /* @@DECLARE_AVX2_OPTIM@@ */
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
+extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */
 void nb__onednn_norm_register(void);     /* only when built with oneDNN (onednn_norm.c) */
