@@ -19,10 +19,45 @@ static nb_tensor *float_only(const char *who, nb_op op, const char *name, nb__ba
     return nb__ew_unary_op(who, op, name, bw, save, a, a->dtype, s0, s1);
 }
 
+/* ---- tanh and sigmoid backwards from the saved output y, in one pass:
+ *   tanh:    g (1 - y²);      d/dg = the same of gg,  d/dy = gg g (-2 y)
+ *   sigmoid: g (y (1 - y));   d/dg = the same of gg,  d/dy = gg g (1 - 2 y)
+ * (a node with inputs g and y, both saved, so double backward works). g and
+ * y of other shapes or dtypes take the same formulas with public ops. */
+static int tanh_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin);
+static int sigmoid_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin);
+
+static nb_tensor *act_backward(bool tanh_, nb_tensor *g, nb_tensor *y) {
+    const char *who = tanh_ ? "TanhBackward" : "SigmoidBackward";
+    if (!g || !y) return NULL;
+    bool fused = g->dtype == y->dtype && (g->dtype == NB_DTYPE_F32 || g->dtype == NB_DTYPE_F64) && nb__same_shape(g, y);
+    if (!fused)
+        return tanh_ ? nb_mul(g, nb_add_scalar(nb_neg(nb_mul(y, y)), 1.0))
+                     : nb_mul(g, nb_mul(y, nb_add_scalar(nb_neg(y), 1.0)));
+    nb_tensor *in[2] = {g, y};
+    nb_op op = tanh_ ? NB_OP_TANH_BACKWARD : NB_OP_SIGMOID_BACKWARD;
+    return nb__finish(nb__ew_binary_ex(who, op, g, y, g->dtype, g->dtype, 0.0),
+                      tanh_ ? "TanhBackwardBackward" : "SigmoidBackwardBackward", who,
+                      tanh_ ? tanh_bw_backward : sigmoid_bw_backward, in, 2, 0x3u, NULL);
+}
+nb_tensor *nb__tanh_backward(nb_tensor *g, nb_tensor *y) { return act_backward(true, g, y); }
+
+static int tanh_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin) {
+    nb_tensor *g = nb__saved_get(n, 0), *y = nb__saved_get(n, 1);
+    if (nb__needs_input_grad(n, 0)) gin[0] = act_backward(true, gg, y);
+    if (nb__needs_input_grad(n, 1)) gin[1] = nb_mul(nb_mul(gg, g), nb_mul_scalar(y, -2.0));
+    return nb__grads_ok(n, gin);
+}
+static int sigmoid_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin) {
+    nb_tensor *g = nb__saved_get(n, 0), *y = nb__saved_get(n, 1);
+    if (nb__needs_input_grad(n, 0)) gin[0] = act_backward(false, gg, y);
+    if (nb__needs_input_grad(n, 1)) gin[1] = nb_mul(nb_mul(gg, g), nb_add_scalar(nb_mul_scalar(y, -2.0), 1.0));
+    return nb__grads_ok(n, gin);
+}
+
 /* ---- sigmoid: out = 1/(1+e^-a);  da = g out (1 - out) ---- */
 static int sigmoid_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    nb_tensor *y = nb__saved_get(n, 0);
-    gin[0] = nb_mul(g, nb_mul(y, nb_add_scalar(nb_neg(y), 1.0)));
+    gin[0] = act_backward(false, g, nb__saved_get(n, 0));
     return nb__grads_ok(n, gin);
 }
 NB_API nb_tensor *nb_sigmoid(nb_tensor *a) {

@@ -58,6 +58,8 @@ nb_tensor *nb__ew_unary_ex(const char *who, nb_op op, nb_tensor *a, nb_dtype com
                            double s1);
 /* A gradient summed to an input's shape and cast to its dtype (differentiable). */
 nb_tensor *nb__grad_to(nb_tensor *g, nb_dims shape, nb_dtype dt);
+/* g (1 - y²), tanh's backward from its output y, in one pass (activation.c). */
+nb_tensor *nb__tanh_backward(nb_tensor *g, nb_tensor *y);
 /* A one-input element-wise op (dispatch.c): kernel on a converted to ct (out
  * ct), node `name` with backward bw saving per `save` (as nb__finish), the
  * scalars kept in node->p.d[0..1]. NULL a gives NULL. */

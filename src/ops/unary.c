@@ -55,8 +55,7 @@ NB_API nb_tensor *nb_log(nb_tensor *a) {
 
 /* ---- tanh: out = tanh a;  da = g * (1 - out²) ---- */
 static int tanh_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    nb_tensor *y = nb__saved_get(n, 0);
-    gin[0] = nb_mul(g, nb_add_scalar(nb_neg(nb_mul(y, y)), 1.0));
+    gin[0] = nb__tanh_backward(g, nb__saved_get(n, 0));   /* activation.c: one pass */
     return nb__grads_ok(n, gin);
 }
 NB_API nb_tensor *nb_tanh(nb_tensor *a) {

@@ -505,6 +505,8 @@ static const cb_op cb_ops[] = {
     {NB_OP_MASKED_FILL, "masked_fill", 2, -7.5, 3},
     {NB_OP_THRESHOLD_BACKWARD, "threshold_backward", 2, 0, 4},   /* ties at 0, NaN and inf in y */
     {NB_OP_THRESHOLD_BACKWARD, "threshold_backward", 2, 1, 4},
+    {NB_OP_TANH_BACKWARD, "tanh_backward", 2, 0, 4},
+    {NB_OP_SIGMOID_BACKWARD, "sigmoid_backward", 2, 0, 4},
 };
 #define CB_NOPS (int)(sizeof cb_ops / sizeof cb_ops[0])
 

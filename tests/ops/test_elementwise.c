@@ -379,6 +379,7 @@ EW_GRAD_UN(erf, nb_erf, EK_RANDN)
 EW_GRAD_UN(reciprocal, nb_reciprocal, EK_AWAY)
 EW_GRAD_UN(square, nb_square, EK_RANDN)
 EW_GRAD_UN(sigmoid, nb_sigmoid, EK_RANDN)
+EW_GRAD_UN(tanh, nb_tanh, EK_RANDN)
 EW_GRAD_UN(relu, nb_relu, EK_AWAY)
 EW_GRAD_UN(silu, nb_silu, EK_RANDN)
 

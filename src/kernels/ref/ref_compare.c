@@ -11,6 +11,10 @@
  *   WHERE:                    out T <- in[2] (BOOL) ? in[0] : in[1]
  *   MASKED_FILL:              out T <- in[1] (BOOL) ? (T)scalar[0] : in[0]
  *   THRESHOLD_BACKWARD:       out T <- in[1] <= (T)scalar[0] ? 0 : in[0]   (F32, F64)
+ *   TANH_BACKWARD:            out T <- in[0] * (1 - in[1] * in[1])          (F32, F64)
+ *   SIGMOID_BACKWARD:         out T <- in[0] * (in[1] * (1 - in[1]))        (F32, F64)
+ * (the last three: activation backwards from the saved output, kept here
+ * with masked_fill, the two-op form they replace)
  * NaN compares unequal to everything and counts as true (nonzero).
  */
 #include "kernels/kernels.h"
@@ -65,6 +69,27 @@ typedef bool b8;
     }
 TROW(float)
 TROW(double)
+
+/* AROW(NAME, T, EXPR): activation backward, out T from g (in[0]) and y
+ * (in[1]); each operation rounded to T in the order written. */
+#define AROW(NAME, T, EXPR)                                                                          \
+    static void row_##NAME##_##T(char *po, const char *pa, const char *pb, int64_t n, int64_t so,     \
+                                 int64_t sa, int64_t sb, const double *sp) {                         \
+        (void)sp;                                                                                    \
+        T *o = (T *)po;                                                                              \
+        const T *G = (const T *)pa, *Y = (const T *)pb;                                              \
+        so /= (int64_t)sizeof(T), sa /= (int64_t)sizeof(T), sb /= (int64_t)sizeof(T);                \
+        for (int64_t i = 0; i < n; i++) {                                                            \
+            T g = G[i * sa], y = Y[i * sb];                                                          \
+            o[i * so] = EXPR;                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+    static int ref_##NAME##_##T(const nb_kernel_args *a) { return nb__ref_run_rows(a, row_##NAME##_##T); }
+#define AROWS(T)                                                         \
+    AROW(tanh_backward, T, g * (T)((T)1 - (T)(y * y)))                   \
+    AROW(sigmoid_backward, T, g * (T)(y * (T)((T)1 - y)))
+AROWS(float)
+AROWS(double)
 
 /* where: out = c ? x : y in two passes over (out, x, c) and (out, y, c),
  * because the shared iterator walks at most three operands. Each element of
@@ -121,6 +146,9 @@ void nb__ref_compare_register(void) {
         REG_ALL(MASKED_FILL, masked_fill),
         REG(THRESHOLD_BACKWARD, F32, ref_threshold_backward_float),
         REG(THRESHOLD_BACKWARD, F64, ref_threshold_backward_double),
+        REG(TANH_BACKWARD, F32, ref_tanh_backward_float), REG(TANH_BACKWARD, F64, ref_tanh_backward_double),
+        REG(SIGMOID_BACKWARD, F32, ref_sigmoid_backward_float),
+        REG(SIGMOID_BACKWARD, F64, ref_sigmoid_backward_double),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }

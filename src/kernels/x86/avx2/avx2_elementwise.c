@@ -83,6 +83,15 @@ static inline __m256 op_relu(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ), x);
 }
+/* activation backwards: x = g, y = the saved output, rounded op by op as ref */
+static inline __m256 op_tanhbw(__m256 x, __m256 y, const ew_par *p) {
+    (void)p;
+    return _mm256_mul_ps(x, _mm256_sub_ps(NB__V1(1.0f), _mm256_mul_ps(y, y)));
+}
+static inline __m256 op_sigbw(__m256 x, __m256 y, const ew_par *p) {
+    (void)p;
+    return _mm256_mul_ps(x, _mm256_mul_ps(y, _mm256_sub_ps(NB__V1(1.0f), y)));
+}
 static inline __m256 op_exp(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_exp(x); }
 static inline __m256 op_log(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_log(x); }
 static inline __m256 op_tanh(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_tanh(x); }
@@ -239,7 +248,7 @@ EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum)
 EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_ROW(square)
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
-EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus)
+EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(tanhbw) EW_ROW(sigbw)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -432,7 +441,7 @@ EW_KERNEL(neg, 1, GE) EW_KERNEL(abs, 1, GE) EW_KERNEL(square, 1, GE) EW_KERNEL(s
 EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT)
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
-EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT)
+EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(tanhbw, 2, GE) EW_KERNEL(sigbw, 2, GE)
 
 /* CLAMP: scalar[0] = min, scalar[1] = max, NaN = no bound (-inf/+inf here). */
 static int k_clamp(const nb_kernel_args *a) {
@@ -764,6 +773,7 @@ void nb__avx2_elementwise_register(void) {
         REG(LE_SCALAR, le_scalar), REG(GT_SCALAR, gt_scalar), REG(GE_SCALAR, ge_scalar),
         REG_AS(MASKED_FILL, mfill, "masked_fill"), REG(WHERE, where),
         REG_AS(THRESHOLD_BACKWARD, thrbw, "threshold_backward"),
+        REG_AS(TANH_BACKWARD, tanhbw, "tanh_backward"), REG_AS(SIGMOID_BACKWARD, sigbw, "sigmoid_backward"),
         REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
         REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
