@@ -174,6 +174,10 @@ int nb__topo_bind(nb__pin mode, int slot, int nslots) {
     nb__topo_init();
 #if NB_HAVE_HWLOC
     if (slot <= 0) return -1;
+    if (mode == NB__PIN_NONE) {   /* unpinned: free a thread bound before (OpenMP team threads outlive re-inits) */
+        if (topo && mask) (void)hwloc_set_cpubind(topo, mask, HWLOC_CPUBIND_THREAD);
+        return -1;
+    }
     hwloc_bitmap_t tmp = hwloc_bitmap_alloc();
     hwloc_const_bitmap_t set = tmp ? slot_set(mode, slot, nslots, tmp) : NULL;
     int core = -1;

@@ -9,6 +9,7 @@
  * stress loop of 10,000 backward calls.
  */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -523,6 +524,56 @@ Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fi
         }
         nb_release(x);
     }
+}
+
+/* ---- pinning follows NB_PIN / oversubscription after a resize ---- */
+static atomic_int min_cpus;
+static nb_tensor *aff_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
+    (void)ctx;
+    (void)n;
+    return nb_mul_scalar(in[0], 2.0);
+}
+static int aff_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
+    (void)ctx;
+    cpu_set_t set;
+    if (!sched_getaffinity(0, sizeof set, &set)) {
+        int c = CPU_COUNT(&set), m = atomic_load(&min_cpus);
+        while (c < m && !atomic_compare_exchange_weak(&min_cpus, &m, c)) {
+        }
+    }
+    for (int i = 0; i < 10; i++) (void)nb_tanh(gout);   /* some work: let every thread take nodes */
+    gin[0] = nb_mul_scalar(gout, 2.0);
+    return gin[0] ? 0 : nb_last_error_code();
+}
+static const nb_function aff = {"AffinityBackward", aff_fwd, aff_bwd};
+
+Test(parallel, oversubscribed_pool_threads_are_not_left_pinned, .init = par_init, .fini = par_fini) {
+    cpu_set_t all;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    int ncpu = CPU_COUNT(&all);
+    nb__backward = NB__BACKWARD_FORCE;
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(32, 32), NB_F32, 21));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    int sizes[2] = {ncpu, 4 * ncpu};   /* pinned (compact), then more threads than cores: unpinned */
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(nb_set_num_threads(sizes[k]), 0);
+        atomic_store(&min_cpus, 1 << 20);
+        for (int round = 0; round < 5; round++) {
+            nb_scope_begin();
+            nb_tensor *acc = NULL;
+            for (int i = 0; i < 16; i++) {
+                nb_tensor *in = nb_tanh(nb_mul_scalar(x, 0.05 * (i + 1)));
+                nb_tensor *y = nb_function_apply(&aff, &in, 1);
+                acc = acc ? nb_add(acc, y) : y;
+            }
+            cr_assert_eq(nb_backward(nb_sum_all(acc), NULL), 0, "%s", nb_last_error());
+            nb_scope_end();
+        }
+        if (k == 1)
+            cr_assert_eq(atomic_load(&min_cpus), ncpu, "%d threads on %d CPUs: a node ran on a thread pinned to %d CPU(s)",
+                         sizes[k], ncpu, atomic_load(&min_cpus));
+    }
+    nb_release(x);
 }
 
 /* ---- the pool ---- */
