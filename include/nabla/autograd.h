@@ -88,8 +88,10 @@ NB_API int nb_register_hook(nb_tensor *t, nb_hook_fn fn, void *user);
  * thread runs the backward pass, in grad mode when create_graph is set. */
 /* Threads: with the parallel backward executor (NB_BACKWARD=parallel, the
  * default when the pool has more than one thread) a custom backward, like a
- * hook on a non-leaf tensor, may run on any thread of nabla's pool, at the
- * same time as other nodes' backwards. It gets the caller's grad mode and a
+ * hook on a non-leaf tensor, may run on any thread of nabla's pool (with
+ * OpenMP: a thread of the calling thread's OpenMP team, NB_POOL=team), at the
+ * same time as other nodes' backwards; while other nodes run, the nabla ops it
+ * calls run their kernels on its thread alone. It gets the caller's grad mode and a
  * scope of its own, but not the caller's other thread-local state (its
  * nb_last_error, its open scopes); data it shares with other callbacks needs
  * its own locking. A failing backward's code and message are passed to the
