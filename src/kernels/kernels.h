@@ -59,6 +59,9 @@ void nb__avx2_reduce_register(void);   /* avx2_reduce.c: sum, amax/amin, argmax/
 void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax family, cross entropy, layer_norm */
 /* @@DECLARE_AVX2_OPTIM@@ */
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
+/* Whether a kernel whose name starts with prefix is registered for (op, dt)
+ * within the ISA cap, chosen or not (tests). */
+bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */

@@ -188,6 +188,15 @@ NB_API const char *nb_kernel_chosen(nb_op op, nb_dtype dt) {
     return s->first >= 0 ? s->k[s->first].name : NULL;
 }
 
+bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix) {
+    if ((unsigned)op >= NB_OP_COUNT || (unsigned)dt >= NB_DTYPE_COUNT || !prefix) return false;
+    ready();
+    const slot *s = &table[op][dt];
+    for (int i = 0; i < s->n; i++)
+        if (s->k[i].isa <= nb__cfg.isa_cap && !strncmp(s->k[i].name, prefix, strlen(prefix))) return true;
+    return false;
+}
+
 NB_API void nb_registry_dump(FILE *f) {
     ready();
     if (!f) f = stdout;

@@ -27,11 +27,16 @@ static nb_tensor *float_only(const char *who, nb_op op, const char *name, nb__ba
 static int tanh_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin);
 static int sigmoid_bw_backward(nb__node *n, nb_tensor *gg, nb_tensor **gin);
 
+/* Whether an activation backward of g and the saved output y can run as its
+ * one-pass kernel (ref has F32 and F64; broadcasting takes the op form). */
+static bool fusable(const nb_tensor *g, const nb_tensor *y) {
+    return g->dtype == y->dtype && (g->dtype == NB_DTYPE_F32 || g->dtype == NB_DTYPE_F64) && nb__same_shape(g, y);
+}
+
 static nb_tensor *act_backward(bool tanh_, nb_tensor *g, nb_tensor *y) {
     const char *who = tanh_ ? "TanhBackward" : "SigmoidBackward";
     if (!g || !y) return NULL;
-    bool fused = g->dtype == y->dtype && (g->dtype == NB_DTYPE_F32 || g->dtype == NB_DTYPE_F64) && nb__same_shape(g, y);
-    if (!fused)
+    if (!fusable(g, y))
         return tanh_ ? nb_mul(g, nb_add_scalar(nb_neg(nb_mul(y, y)), 1.0))
                      : nb_mul(g, nb_mul(y, nb_add_scalar(nb_neg(y), 1.0)));
     nb_tensor *in[2] = {g, y};
@@ -79,8 +84,7 @@ static int threshold_backward_backward(nb__node *n, nb_tensor *gg, nb_tensor **g
 static nb_tensor *threshold_backward(nb_tensor *g, nb_tensor *y, double t) {
     const char *who = "ReluBackward";
     if (!g || !y) return NULL;
-    bool fused = g->dtype == y->dtype && (g->dtype == NB_DTYPE_F32 || g->dtype == NB_DTYPE_F64) && nb__same_shape(g, y);
-    if (!fused) return nb_masked_fill(g, nb_le_scalar(y, t), 0.0);
+    if (!fusable(g, y)) return nb_masked_fill(g, nb_le_scalar(y, t), 0.0);
     nb__node *node;
     nb_tensor *out = nb__finish(nb__ew_binary_ex(who, NB_OP_THRESHOLD_BACKWARD, g, y, g->dtype, g->dtype, t),
                                 "ThresholdBackwardBackward", who, threshold_backward_backward, &g, 1, 0, &node);

@@ -31,14 +31,13 @@ static inline void ot_teardown(void) {
     nb_init(NULL);
 }
 
-/* Skips the test unless the kernel nabla chooses for (op, F32) starts with
- * `prefix` (for "onednn": or is the AVX2 GEMM above it, which ot_setup
- * switched off). */
+/* Skips the test unless a kernel whose name starts with `prefix` is registered for
+ * (op, F32) within the ISA cap (chosen or not: ot_setup switched off the
+ * AVX2 GEMM registered above oneDNN). */
 static inline void ot_need(nb_op op, const char *prefix) {
     const char *k = nb_kernel_chosen(op, NB_F32);
-    bool above = k && !strcmp(prefix, "onednn") && !strncmp(k, "avx2_gemm", 9);
-    if (!k || (!above && strncmp(k, prefix, strlen(prefix))))
-        cr_skip("%s: %s kernel not chosen (%s)", nb_op_name(op), prefix, k ? k : "none");
+    if (!nb__registry_has(op, NB_F32, prefix))
+        cr_skip("%s: no %s kernel within the ISA cap (chosen: %s)", nb_op_name(op), prefix, k ? k : "none");
 }
 
 static inline void ot_cap_ref(void) {

@@ -54,31 +54,17 @@ typedef bool b8;
         return nb__ref_run_rows(a, row_masked_fill_##T);                                             \
     }
 
-/* TROW: threshold_backward, out T from the gradient g (in[0]) and y (in[1]). */
-#define TROW(T)                                                                                      \
-    static void row_threshold_backward_##T(char *po, const char *pa, const char *pb, int64_t n,      \
-                                           int64_t so, int64_t sa, int64_t sb, const double *sp) {   \
+/* AROW(NAME, T, EXPR): activation backward, out T from g (in[0]), y
+ * (in[1]) and t = scalar[0]; each operation rounded to T in the order
+ * written. */
+#define AROW(NAME, T, EXPR)                                                                          \
+    static void row_##NAME##_##T(char *po, const char *pa, const char *pb, int64_t n, int64_t so,     \
+                                 int64_t sa, int64_t sb, const double *sp) {                         \
         T *o = (T *)po;                                                                              \
         const T *G = (const T *)pa, *Y = (const T *)pb;                                              \
         so /= (int64_t)sizeof(T), sa /= (int64_t)sizeof(T), sb /= (int64_t)sizeof(T);                \
         T t = (T)sp[0];                                                                              \
-        for (int64_t i = 0; i < n; i++) o[i * so] = Y[i * sb] <= t ? (T)0 : G[i * sa];              \
-    }                                                                                                \
-    static int ref_threshold_backward_##T(const nb_kernel_args *a) {                                 \
-        return nb__ref_run_rows(a, row_threshold_backward_##T);                                      \
-    }
-TROW(float)
-TROW(double)
-
-/* AROW(NAME, T, EXPR): activation backward, out T from g (in[0]) and y
- * (in[1]); each operation rounded to T in the order written. */
-#define AROW(NAME, T, EXPR)                                                                          \
-    static void row_##NAME##_##T(char *po, const char *pa, const char *pb, int64_t n, int64_t so,     \
-                                 int64_t sa, int64_t sb, const double *sp) {                         \
-        (void)sp;                                                                                    \
-        T *o = (T *)po;                                                                              \
-        const T *G = (const T *)pa, *Y = (const T *)pb;                                              \
-        so /= (int64_t)sizeof(T), sa /= (int64_t)sizeof(T), sb /= (int64_t)sizeof(T);                \
+        (void)t;                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                            \
             T g = G[i * sa], y = Y[i * sb];                                                          \
             o[i * so] = EXPR;                                                                        \
@@ -86,6 +72,7 @@ TROW(double)
     }                                                                                                \
     static int ref_##NAME##_##T(const nb_kernel_args *a) { return nb__ref_run_rows(a, row_##NAME##_##T); }
 #define AROWS(T)                                                         \
+    AROW(threshold_backward, T, y <= t ? (T)0 : g)                       \
     AROW(tanh_backward, T, g * (T)((T)1 - (T)(y * y)))                   \
     AROW(sigmoid_backward, T, g * (T)(y * (T)((T)1 - y)))
 AROWS(float)

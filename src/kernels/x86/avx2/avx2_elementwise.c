@@ -83,7 +83,11 @@ static inline __m256 op_relu(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ), x);
 }
-/* activation backwards: x = g, y = the saved output, rounded op by op as ref */
+/* activation backwards: x = g, y = the saved output, rounded op by op as ref
+ * (threshold: y <= t ? 0 : g, a NaN y passes g: the ordered compare is false) */
+static inline __m256 op_thrbw(__m256 x, __m256 y, const ew_par *p) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(y, p->s, _CMP_LE_OQ), x);
+}
 static inline __m256 op_tanhbw(__m256 x, __m256 y, const ew_par *p) {
     (void)p;
     return _mm256_mul_ps(x, _mm256_sub_ps(NB__V1(1.0f), _mm256_mul_ps(y, y)));
@@ -248,7 +252,7 @@ EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum)
 EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_ROW(square)
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
-EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(tanhbw) EW_ROW(sigbw)
+EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -441,7 +445,8 @@ EW_KERNEL(neg, 1, GE) EW_KERNEL(abs, 1, GE) EW_KERNEL(square, 1, GE) EW_KERNEL(s
 EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT)
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
-EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(tanhbw, 2, GE) EW_KERNEL(sigbw, 2, GE)
+EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE)
+EW_KERNEL(sigbw, 2, GE)
 
 /* CLAMP: scalar[0] = min, scalar[1] = max, NaN = no bound (-inf/+inf here). */
 static int k_clamp(const nb_kernel_args *a) {
@@ -657,34 +662,6 @@ static int k_mfill(const nb_kernel_args *a) {
     if (a->nin < 2 || !is_f32(a->out) || !is_f32(a->in[0]) || !is_bool(a->in[1])) return NB_KERNEL_DECLINE;
     const nb_tensor *ops[3] = {a->out, a->in[0], a->in[1]};
     return ew_drive(a, 3, ops, row_mfill, GE, false);
-}
-
-/* threshold_backward: out = y <= t ? 0 : g, g from in[0], y from in[1] (both
- * F32; a NaN y passes g: the ordered compare is false). */
-static void row_thrbw(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, int64_t sb,
-                      const ew_par *p) {
-    float *o = (float *)po;
-    const float *G = (const float *)pa, *Y = (const float *)pb;
-    so /= 4, sa /= 4, sb /= 4;
-    if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 m = _mm256_cmp_ps(ew_ld8(Y, sb, i, 8), p->s, _CMP_LE_OQ);
-            _mm256_storeu_ps(o + i, _mm256_andnot_ps(m, ew_ld8(G, sa, i, 8)));
-        }
-        if (i < n) {
-            __m256 m = _mm256_cmp_ps(ew_ld8(Y, sb, i, n - i), p->s, _CMP_LE_OQ);
-            _mm256_maskstore_ps(o + i, nb__tail_mask((int)(n - i)), _mm256_andnot_ps(m, ew_ld8(G, sa, i, n - i)));
-        }
-    } else {
-        float t = _mm256_cvtss_f32(p->s);
-        for (int64_t i = 0; i < n; i++) o[i * so] = Y[i * sb] <= t ? 0.0f : G[i * sa];
-    }
-}
-static int k_thrbw(const nb_kernel_args *a) {
-    if (a->nin < 2 || !is_f32(a->out) || !is_f32(a->in[0]) || !is_f32(a->in[1])) return NB_KERNEL_DECLINE;
-    const nb_tensor *ops[3] = {a->out, a->in[0], a->in[1]};
-    return ew_drive(a, 3, ops, row_thrbw, GE, false);
 }
 
 /* How an operand of out's shape lines up with a contiguous out of n
