@@ -5,8 +5,9 @@
  * while it waits. With OpenMP (NB_POOL=team, the default) the other threads
  * are the caller's OpenMP team, joined in a parallel region while two or
  * more tasks are ready (pool.c); otherwise (NB_POOL=threads, or no OpenMP)
- * the pool starts num_threads - 1 worker threads (ids 1..N-1). Work is a queue of intrusive tasks ordered by priority; workers
- * spin briefly when it is empty, then sleep on a condition variable.
+ * the pool starts num_threads - 1 worker threads (ids 1..N-1). Work is a
+ * queue of intrusive tasks ordered by priority; workers spin briefly when
+ * it is empty, then sleep on a condition variable.
  *
  * Threads for kernels: a task that runs kernels asks nb__pool_share_begin()
  * how many threads its kernels may use (OpenMP's thread count is per thread,
