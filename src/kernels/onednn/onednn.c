@@ -24,6 +24,7 @@
 #include <omp.h>
 #endif
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CACHE_SLOTS 2048
@@ -38,6 +39,8 @@ typedef struct slot {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
 static pthread_key_t stream_key;   /* this thread's dnnl_stream_t */
+static pthread_key_t scratch_key;  /* this thread's scratchpad (a scratch) */
+static dnnl_primitive_attr_t attr; /* scratchpad mode user: see nb__dnnl_attr */
 static bool have_key;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static slot table[CACHE_SLOTS];
@@ -46,12 +49,34 @@ static uint64_t misses;
 
 static void stream_free(void *s) { dnnl_stream_destroy(s); }
 
+/* A thread's scratchpad: grown on demand, kept until the thread ends. */
+typedef struct scratch {
+    void *p;
+    size_t cap;
+} scratch;
+
+static void scratch_free(void *v) {
+    scratch *s = v;
+    free(s->p);
+    free(s);
+}
+
 static void start(void) {
+    /* NB_ISA caps oneDNN's code too (it can only be set before oneDNN's
+     * first primitive, so the cap at that moment holds for the process) */
+    if (nb_isa_active() < NB_ISA_AVX512) dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) {
         engine = NULL;
         return;
     }
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) return;
+    if (pthread_key_create(&scratch_key, scratch_free)) return;
     have_key = pthread_key_create(&stream_key, stream_free) == 0;
+}
+
+const_dnnl_primitive_attr_t nb__dnnl_attr(void) {
+    return nb__dnnl_engine() ? attr : NULL;
 }
 
 dnnl_engine_t nb__dnnl_engine(void) {
@@ -69,6 +94,47 @@ dnnl_stream_t nb__dnnl_stream(void) {
         return NULL;
     }
     return s;
+}
+
+/* This thread's scratchpad of at least `bytes` (64-byte aligned), or NULL. */
+static void *scratch_get(size_t bytes) {
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < bytes) {
+        size_t cap = bytes + bytes / 4 + 4096;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, cap)) return NULL;
+        free(s->p);
+        s->p = p;
+        s->cap = cap;
+    }
+    return s->p;
+}
+
+int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args) {
+    dnnl_stream_t st = nb__dnnl_stream();
+    const_dnnl_primitive_desc_t pd = NULL;
+    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success)
+        return -1;
+    dnnl_exec_arg_t all[NB__DNNL_MAX_ARGS + 1];
+    memcpy(all, args, (size_t)nargs * sizeof *args);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    dnnl_memory_t sm = NULL;
+    if (bytes) {
+        void *buf = scratch_get(bytes);
+        if (!buf || dnnl_memory_create(&sm, smd, engine, buf) != dnnl_success) return -1;
+        all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, sm};
+    }
+    int rc = dnnl_primitive_execute(p, st, nargs, all) == dnnl_success && dnnl_stream_wait(st) == dnnl_success ? 0 : -1;
+    dnnl_memory_destroy(sm);
+    return rc;
 }
 
 int nb__dnnl_threads(void) {
@@ -166,11 +232,10 @@ static void wc_drop(wc_entry *e) {
 static int wc_fill(const nb_tensor *t, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                    dnnl_primitive_t reorder, void *buf) {
     dnnl_memory_t src = NULL, dst = NULL;
-    dnnl_stream_t st = nb__dnnl_stream();
     int rc = -1;
-    if (st && !dnnl_memory_create(&src, from, engine, nb_data(t)) && !dnnl_memory_create(&dst, to, engine, buf)) {
+    if (!dnnl_memory_create(&src, from, engine, nb_data(t)) && !dnnl_memory_create(&dst, to, engine, buf)) {
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
-        if (!dnnl_primitive_execute(reorder, st, 2, ra) && !dnnl_stream_wait(st)) rc = 0;
+        rc = nb__dnnl_exec(reorder, 2, ra);
     }
     dnnl_memory_destroy(dst);
     dnnl_memory_destroy(src);

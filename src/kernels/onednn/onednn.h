@@ -20,6 +20,21 @@ dnnl_stream_t nb__dnnl_stream(void);
  * primitive made for 1 thread is never run by a caller that has 2. */
 int nb__dnnl_threads(void);
 
+/* The attributes every primitive here is made with: scratchpad mode user.
+ * In oneDNN's default (library) mode, a primitive uses a scratchpad shared
+ * by all primitives of its thread, so it may not run on another thread than
+ * the one that made it (oneDNN's documentation), yet cached primitives run
+ * on whichever thread runs the kernel; and that scratchpad is allocated and
+ * freed around every call (measured on a 16-core Xeon: a 64x256x256 matmul
+ * took ~0.9 ms at 16 threads). With user mode, nb__dnnl_exec hands each
+ * call its thread's own buffer, kept across calls. NULL when oneDNN could
+ * not start. */
+const_dnnl_primitive_attr_t nb__dnnl_attr(void);
+#define NB__DNNL_MAX_ARGS 15
+/* Runs p with args (at most NB__DNNL_MAX_ARGS) plus this thread's scratchpad
+ * on this thread's stream and waits for it; 0, or -1 when oneDNN fails. */
+int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args);
+
 #define NB__DNNL_KEY_WORDS 64
 typedef struct nb__dnnl_key {
     int64_t w[NB__DNNL_KEY_WORDS];     /* op, dtype, dims, strides, ... (unused words 0) */

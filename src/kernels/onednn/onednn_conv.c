@@ -38,8 +38,8 @@
  *
  * The primitive and its reorders are cached under one key (op, part, dims,
  * strides, geometry, layout choice, OpenMP threads), so after the first step
- * of a training loop no primitive is created; oneDNN's own scratchpad is
- * its per-thread global one, reused across calls. F32 only; F64, zero-size
+ * of a training loop no primitive is created; the scratchpad is the
+ * calling thread's (nb__dnnl_exec), reused across calls. F32 only; F64, zero-size
  * tensors, stride-0 (broadcast) operands and shapes where oneDNN would use
  * its reference code are declined to ref.
  */
@@ -204,7 +204,7 @@ static dnnl_primitive_desc_t cv_make_pd(const cv_call *c, dnnl_engine_t eng) {
     if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &md[CV_SRC],
                                                    &md[CV_WEI], bias, &md[CV_DST], c->stride, c->dil, c->pad_l,
                                                    c->pad_r) != dnnl_success ||
-        dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL) != dnnl_success)
+        dnnl_primitive_desc_create(&fpd, &fd, nb__dnnl_attr(), eng, NULL) != dnnl_success)
         return NULL;
     if (c->prop == dnnl_forward_training) return fpd;
     dnnl_status_t st =
@@ -214,7 +214,7 @@ static dnnl_primitive_desc_t cv_make_pd(const cv_call *c, dnnl_engine_t eng) {
             : dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &md[CV_SRC],
                                                                   &md[CV_WEI], NULL, &md[CV_DST], c->stride, c->dil,
                                                                   c->pad_l, c->pad_r);
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bd, NULL, eng, fpd);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bd, nb__dnnl_attr(), eng, fpd);
     dnnl_primitive_desc_destroy(fpd);
     return st == dnnl_success ? pd : NULL;
 }
@@ -244,7 +244,7 @@ static dnnl_primitive_t cv_reorder(const cv_call *c, int role, const dnnl_memory
     dnnl_primitive_t p = nb__dnnl_cache_get(&k);
     if (p) return p;
     dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL) != dnnl_success) return NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, nb__dnnl_attr()) != dnnl_success) return NULL;
     return cv_create(&k, pd, false, owns);
 }
 
@@ -333,14 +333,13 @@ static int cv_run(const cv_call *c) {
     for (int r = 0; r < CV_ROLES && !rc; r++) {   /* inputs into the primitive's layout */
         if (!m[r].reorder || r == c->out) continue;
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, m[r].user}, {DNNL_ARG_TO, m[r].prim}};
-        if (dnnl_primitive_execute(m[r].reorder, s, 2, ra)) rc = -1;
+        if (nb__dnnl_exec(m[r].reorder, 2, ra)) rc = -1;
     }
-    if (!rc && dnnl_primitive_execute(prim, s, nargs, args)) rc = -1;
+    if (!rc && nb__dnnl_exec(prim, nargs, args)) rc = -1;
     if (!rc && m[c->out].reorder) {
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, m[c->out].prim}, {DNNL_ARG_TO, m[c->out].user}};
-        if (dnnl_primitive_execute(m[c->out].reorder, s, 2, ra)) rc = -1;
+        if (nb__dnnl_exec(m[c->out].reorder, 2, ra)) rc = -1;
     }
-    if (dnnl_stream_wait(s)) rc = -1;
     if (rc) rc = nb__err(NB_EINVAL, "oneDNN %s failed to execute", nb_op_name(c->op));
 release:
     for (int r = CV_ROLES - 1; r >= 0; r--) {

@@ -5,12 +5,24 @@
  * Transposed operands arrive as strides and are described to oneDNN as
  * strides (no copies). A batch dim broadcast with stride 0 becomes size 1
  * in that operand's descriptor, oneDNN's broadcast form. Primitives are
- * cached by (dims, strides, OpenMP threads); only memory objects are made
- * per call.
+ * cached by (dims, strides, threads); only memory objects are made per call.
+ * The threads come from the FLOPs, with our GEMM's grain (avx2_gemm.c): at
+ * most one per 2 MFLOP, so a small matmul on a many-core machine does not
+ * split its K dimension over 16 threads (measured on a 16-core Xeon: a
+ * 64x256x256 matmul ran slower at 16 threads than at 1).
  */
 #include "kernels/onednn/onednn.h"
+#include "nb_config.h"
 
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 #include <string.h>
+
+/* Threads for a matmul of `flops`: as avx2_gemm.c's gemm_run. */
+static int mm_threads(int64_t flops) {
+    return nb__par_threads(flops / 4, 1 << 19);
+}
 
 /* Runs (cached) matmul dst = src @ wei (+ bias) on the given plain strided
  * 2..8-dim descriptions; NB_KERNEL_DECLINE when oneDNN has no fast
@@ -31,7 +43,7 @@ static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dim
         dnnl_matmul_desc_t mmd;
         dnnl_primitive_desc_t pd = NULL;
         if (dnnl_matmul_desc_init(&mmd, &md[0], &md[1], bias ? &md[3] : NULL, &md[2]) != dnnl_success ||
-            dnnl_primitive_desc_create(&pd, &mmd, NULL, eng, NULL) != dnnl_success)
+            dnnl_primitive_desc_create(&pd, &mmd, nb__dnnl_attr(), eng, NULL) != dnnl_success)
             return NB_KERNEL_DECLINE;
         const char *impl = NULL;
         if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
@@ -52,12 +64,27 @@ static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dim
         if (dnnl_memory_create(&mem[t], &md[t], eng, t == 3 ? bias_ptr : ptrs[t]) != dnnl_success) rc = NB_KERNEL_DECLINE;
         args[t] = (dnnl_exec_arg_t){arg_ids[t], mem[t]};
     }
-    if (!rc && (dnnl_primitive_execute(prim, nb__dnnl_stream(), nargs, args) != dnnl_success ||
-                dnnl_stream_wait(nb__dnnl_stream()) != dnnl_success))
+    if (!rc && nb__dnnl_exec(prim, nargs, args))
         rc = nb__err(NB_EINVAL, "oneDNN matmul failed to execute");
     for (int t = 0; t < 4; t++) dnnl_memory_destroy(mem[t]);
     if (caller_owns) dnnl_primitive_destroy(prim);
     return rc;
+}
+
+/* run_matmul on nt OpenMP threads (oneDNN sizes its split from this
+ * thread's OpenMP setting, when it makes the primitive and when it runs). */
+static int run_matmul_nt(const nb__dnnl_key *key, int nd, const int64_t *const *dims, const int64_t *const *strides,
+                         void *const *ptrs, bool bias, const int64_t *bias_dims, const int64_t *bias_strides,
+                         void *bias_ptr, int nt) {
+#if NB_HAVE_OPENMP
+    int was = omp_get_max_threads();
+    if (nt != was) omp_set_num_threads(nt);
+    int rc = run_matmul(key, nd, dims, strides, ptrs, bias, bias_dims, bias_strides, bias_ptr);
+    if (nt != was) omp_set_num_threads(was);
+    return rc;
+#else
+    return run_matmul(key, nd, dims, strides, ptrs, bias, bias_dims, bias_strides, bias_ptr);
+#endif
 }
 
 static int onednn_matmul(const nb_kernel_args *a) {
@@ -88,7 +115,10 @@ static int onednn_matmul(const nb_kernel_args *a) {
             key.w[kw++] = strides[t][d];
         }
     }
-    key.w[kw++] = nb__dnnl_threads();   /* oneDNN splits the work when it creates the primitive */
+    int64_t flops = 2 * nb_shape(A)[nd - 1];
+    for (int d = 0; d < nd; d++) flops *= nb_shape(C)[d];
+    int nt = mm_threads(flops);
+    key.w[kw++] = nt;   /* oneDNN splits the work when it creates the primitive */
     /* oneDNN needs a usable stride even on size-1 dims: give them the product
      * of the inner extent, which it ignores for indexing */
     for (int t = 0; t < 3; t++)
@@ -96,7 +126,7 @@ static int onednn_matmul(const nb_kernel_args *a) {
             if (strides[t][d] == 0) strides[t][d] = d + 1 < nd ? strides[t][d + 1] * dims[t][d + 1] : 1;
     const int64_t *dp[3] = {ad, bd, cd}, *sp[3] = {as, bs, cs};
     void *ptrs[3] = {nb_data(A), nb_data(B), nb_data(C)};
-    return run_matmul(&key, nd, dp, sp, ptrs, false, NULL, NULL, NULL);
+    return run_matmul_nt(&key, nd, dp, sp, ptrs, false, NULL, NULL, NULL, nt);
 }
 
 /* LINEAR: y (..., N) = x (..., K) @ w (N, K)^T + b (N). The leading dims of x
@@ -136,12 +166,12 @@ static int onednn_linear(const nb_kernel_args *a) {
     }
     nb__dnnl_key key;
     memset(&key, 0, sizeof key);
-    int64_t vals[] = {NB_OP_LINEAR, b != NULL, R, K, N, xs[0], xs[1], ws[0], ws[1], ys[0], ys[1], bs[1],
-                      nb__dnnl_threads()};
+    int nt = mm_threads(2 * R * K * N);
+    int64_t vals[] = {NB_OP_LINEAR, b != NULL, R, K, N, xs[0], xs[1], ws[0], ws[1], ys[0], ys[1], bs[1], nt};
     memcpy(key.w, vals, sizeof vals);
     const int64_t *dp[3] = {xd, wd, yd}, *sp[3] = {xs, ws, ys};
     void *ptrs[3] = {nb_data(x), nb_data(w), nb_data(y)};
-    return run_matmul(&key, 2, dp, sp, ptrs, b != NULL, bd, bs, b ? nb_data(b) : NULL);
+    return run_matmul_nt(&key, 2, dp, sp, ptrs, b != NULL, bd, bs, b ? nb_data(b) : NULL, nt);
 }
 
 void nb__onednn_matmul_register(void) {

@@ -86,7 +86,7 @@ static int onednn_batch_norm(const nb_kernel_args *a) {
         dnnl_batch_normalization_desc_t fd;
         dnnl_primitive_desc_t pd = NULL;
         dnnl_status_t s = dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_inference, &xmd, eps, flags);
-        if (!s) s = dnnl_primitive_desc_create(&pd, &fd, NULL, eng, NULL);
+        if (!s) s = dnnl_primitive_desc_create(&pd, &fd, nb__dnnl_attr(), eng, NULL);
         const char *impl = NULL;
         if (!s) s = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
         if (!s && (!impl || !strncmp(impl, "ref", 3))) s = dnnl_unimplemented;   /* oneDNN's reference code */
@@ -116,7 +116,7 @@ static int onednn_batch_norm(const nb_kernel_args *a) {
         if (dnnl_memory_create(&m[na], use[i].md, eng, use[i].p)) rc = NB_KERNEL_DECLINE;
         else args[na] = (dnnl_exec_arg_t){use[i].arg, m[na]}, na++;
     }
-    if (!rc && (dnnl_primitive_execute(prim, st, na, args) || dnnl_stream_wait(st)))
+    if (!rc && nb__dnnl_exec(prim, na, args))
         rc = nb__err(NB_EINVAL, "oneDNN %s failed to execute", nb_op_name(a->op));
     for (int i = 0; i < na; i++) dnnl_memory_destroy(m[i]);
     if (owns) dnnl_primitive_destroy(prim);

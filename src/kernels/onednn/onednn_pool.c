@@ -236,12 +236,12 @@ static int onednn_avg_pool2d(const nb_kernel_args *a) {
         dnnl_primitive_desc_t fpd = NULL, pd = NULL;
         if (dnnl_pooling_forward_desc_init(&fd, bwd ? dnnl_forward_training : dnnl_forward_inference, alg, &xmd, &ymd,
                                            strides, kern, pad_l, pad_r) ||
-            dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL))
+            dnnl_primitive_desc_create(&fpd, &fd, nb__dnnl_attr(), eng, NULL))
             return NB_KERNEL_DECLINE;
         if (!bwd) pd = fpd;
         else {
             dnnl_status_t s = dnnl_pooling_backward_desc_init(&bd, alg, &xmd, &ymd, strides, kern, pad_l, pad_r);
-            if (!s) s = dnnl_primitive_desc_create(&pd, &bd, NULL, eng, fpd);
+            if (!s) s = dnnl_primitive_desc_create(&pd, &bd, nb__dnnl_attr(), eng, fpd);
             dnnl_primitive_desc_destroy(fpd);
             if (s) return NB_KERNEL_DECLINE;
         }
@@ -263,7 +263,7 @@ static int onednn_avg_pool2d(const nb_kernel_args *a) {
     } else {
         dnnl_exec_arg_t args[2] = {{bwd ? DNNL_ARG_DIFF_SRC : DNNL_ARG_SRC, xm},
                                    {bwd ? DNNL_ARG_DIFF_DST : DNNL_ARG_DST, ym}};
-        if (dnnl_primitive_execute(prim, st, 2, args) || dnnl_stream_wait(st))
+        if (nb__dnnl_exec(prim, 2, args))
             rc = nb__err(NB_EINVAL, "oneDNN %s failed to execute", nb_op_name(a->op));
     }
     dnnl_memory_destroy(ym);

@@ -350,12 +350,22 @@ int nb__avx2_gemm_serve_all = 0;
 /* True when oneDNN (registered below us) is measured faster for this GEMM:
  * A stored row-major (unit stride along K), K > 16 and N < 2 K. See the table at
  * the top of the file. Only with oneDNN built, and only for non-negative
- * strides (which oneDNN takes; it would not pass such a call on to ref). */
+ * strides (which oneDNN takes; it would not pass such a call on to ref).
+ * On a CPU with AVX-512 (and NB_ISA allowing it) oneDNN runs 16-lane code
+ * where this kernel has 8 lanes, so it gets every call whose operands are
+ * each row- or column-major (BLAS layouts, which its jit GEMM takes; other
+ * strides could leave it only its reference code, and a call declined here
+ * never comes back). */
+static bool unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || s1 == 1; }
+
 static bool onednn_wins(const gemm_op *g) {
 #if NB_HAVE_ONEDNN
     if (nb__avx2_gemm_serve_all > 0) return false;
     if (g->as0 < 0 || g->as1 < 0 || g->bs0 < 0 || g->bs1 < 0 || g->cs0 < 0 || g->cs1 < 0) return false;
     if (nb__avx2_gemm_serve_all < 0) return true;
+    if (nb_isa_active() >= NB_ISA_AVX512 && unit_stride(g->as0, g->as1) && unit_stride(g->bs0, g->bs1) &&
+        g->cs1 == 1)
+        return true;
     bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
     return !a_colmajor && g->K > 16 && g->N < 2 * g->K;
 #else
