@@ -207,7 +207,10 @@ int nb__node_prologue(plan *p, nb__node *n, nb_tensor *g, nb_tensor **gout) {
  * checks what it returned. gin[0..nin) must be zeroed by the caller. */
 int nb__node_call(plan *p, nb__node *n, nb_tensor *g, nb_tensor **gin) {
     bool prev = nb_set_grad_enabled(p->create_graph);
+    int prev_inv = nb__thread_invariant;
+    nb__thread_invariant = 1;   /* the same bits at any thread count (kernels.h) */
     int rc = n->backward(n, g, gin);
+    nb__thread_invariant = prev_inv;
     nb_set_grad_enabled(prev);
     if (rc && nb_last_error_code() != rc) nb__err(rc, "%s: backward failed", n->name);
     for (int i = 0; i < n->nin && !rc && nb__anomaly; i++)

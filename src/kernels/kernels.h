@@ -17,6 +17,14 @@
 int nb__dispatch(nb_kernel_args *a, const char *who);
 /* The name of the kernel that served the last dispatch on this thread. */
 const char *nb__last_kernel(void);
+/* Nonzero on a thread while it runs a backward node (both executors set
+ * it): kernels whose bits depend on the thread count they run on decline
+ * then, so that the parallel executor, whose concurrent nodes run their
+ * kernels on fewer threads, gives the serial executor's bits. oneDNN's
+ * matmul is one (measured here: a 64x256x256 product at 3 threads differs
+ * from 1 thread's in its last rows); our GEMM splits only whole tiles and
+ * is not. */
+extern _Thread_local int nb__thread_invariant;
 
 /* Adds the portable kernels (called once by the registry). */
 void nb__ref_elementwise_register(void);
@@ -59,6 +67,7 @@ void nb__avx2_reduce_register(void);   /* avx2_reduce.c: sum, amax/amin, argmax/
 void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax family, cross entropy, layer_norm */
 /* @@DECLARE_AVX2_OPTIM@@ */
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
+void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 /* Whether a kernel whose name starts with prefix is registered for (op, dt)
  * within the ISA cap, chosen or not (tests). */
 bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);

@@ -35,6 +35,7 @@ static atomic_bool built;                       /* the built-in kernels are regi
 static atomic_uint built_gen = ~0u;             /* nb__cfg.generation the choice was made for */
 static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;   /* first build and re-choosing */
 static _Thread_local const char *last_kernel;
+_Thread_local int nb__thread_invariant;
 
 NB_API const char *nb_op_name(nb_op op) { return (unsigned)op < NB_OP_COUNT ? op_names[op] : "?"; }
 
@@ -115,6 +116,8 @@ static void build(void) {
             nb__avx2_optim_register();
             nb__avx2_gemm_register();
         }
+        if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl)
+            nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN
         nb__onednn_pool_register();

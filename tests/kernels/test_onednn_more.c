@@ -26,7 +26,9 @@
  *       running the same cached primitives at once on several threads do
  *       not disturb each other (on a 16-core AVX-512 Xeon, before the user
  *       scratchpad, they did), and backward-weights gives the same bits at
- *       1, 2, 3, 4 and 6 threads (oneDNN's own split does not).
+ *       1, 2, 3, 4 and 6 threads (oneDNN's own split does not), and so do
+ *       the backward's matmuls (up to 16 threads; oneDNN's matmul, whose
+ *       bits follow its thread count, declines inside a backward).
  * Suites are skipped when the backend's kernel is not chosen (NB_ISA=ref,
  * no AVX2, or built without oneDNN).
  */
@@ -532,6 +534,49 @@ Test(onednn_more, conv_bwd_weight_same_bits_at_any_thread_count) {
         }
     }
     free(first);
+    nb_init(NULL);
+}
+/* The gradients of y = a @ b (the backward's matmuls) at `threads`, into ga, gb. */
+static void om_mm_grads(int64_t M, int64_t K, int64_t N, int threads, float *ga, float *gb) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads, .abort_on_error = -1}), 0);
+    ot_fast_avx2_off(true);   /* outside a backward, oneDNN would take every one of these */
+    nb_scope_begin();
+    nb_tensor *a = nb_randn(NB_SHAPE(M, K), NB_F32, 91), *b = nb_randn(NB_SHAPE(K, N), NB_F32, 92);
+    nb_set_requires_grad(a, true);
+    nb_set_requires_grad(b, true);
+    nb_tensor *y = nb_matmul(a, b), *seed = nb_randn(NB_SHAPE(M, N), NB_F32, 93);
+    /* d loss / dy = seed: the same whatever bits y has (the forward's matmul is oneDNN's) */
+    cr_assert_eq(nb_backward(nb_sum_all(nb_mul(y, seed)), NULL), 0, "%s", nb_last_error());
+    cr_assert_eq(nb_copy_to(nb_grad(a), ga, (size_t)(M * K) * sizeof *ga), 0);
+    cr_assert_eq(nb_copy_to(nb_grad(b), gb, (size_t)(K * N) * sizeof *gb), 0);
+    nb_scope_end();
+}
+
+static int64_t om_first_diff(const float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&x[i], &y[i], sizeof *x)) return i;
+    return -1;
+}
+
+Test(onednn_more, backward_matmul_same_bits_at_any_thread_count) {
+    ot_need(NB_OP_MATMUL, "onednn");
+    static const int64_t shapes[][3] = {{64, 256, 256}, {8, 4096, 64}, {128, 784, 512}, {2, 3000, 3}, {16, 16, 3000}};
+    static const int threads[] = {2, 3, 4, 6, 16};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *ga1 = malloc((size_t)(M * K) * sizeof(float)), *gb1 = malloc((size_t)(K * N) * sizeof(float));
+        float *ga = malloc((size_t)(M * K) * sizeof(float)), *gb = malloc((size_t)(K * N) * sizeof(float));
+        cr_assert(ga1 && gb1 && ga && gb);
+        om_mm_grads(M, K, N, 1, ga1, gb1);
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            om_mm_grads(M, K, N, threads[t], ga, gb);
+            int64_t da = om_first_diff(ga, ga1, M * K), db = om_first_diff(gb, gb1, K * N);
+            cr_assert(da < 0 && db < 0, "%lldx%lldx%lld at %d threads: grad a element %lld, grad b element %lld "
+                      "differ from 1 thread's", (long long)M, (long long)K, (long long)N, threads[t], (long long)da,
+                      (long long)db);
+        }
+        free(ga1), free(gb1), free(ga), free(gb);
+    }
     nb_init(NULL);
 }
 #endif

@@ -91,7 +91,8 @@ static int onednn_matmul(const nb_kernel_args *a) {
     const nb_tensor *A = a->in[0], *B = a->in[1];
     nb_tensor *C = a->out;
     int nd = nb_ndim(C);
-    if (nb_dtype_of(C) != NB_DTYPE_F32 || nd < 2 || nd > 12 || nb_numel(C) == 0 || nb_shape(A)[nd - 1] == 0)
+    if (nb_dtype_of(C) != NB_DTYPE_F32 || nd < 2 || nd > 12 || nb_numel(C) == 0 || nb_shape(A)[nd - 1] == 0 ||
+        nb__thread_invariant)   /* its bits follow the thread count (kernels.h) */
         return NB_KERNEL_DECLINE;
     dnnl_engine_t eng = nb__dnnl_engine();
     if (!eng) return NB_KERNEL_DECLINE;
@@ -148,7 +149,8 @@ static int merge_rows(const nb_tensor *t, int64_t *rows, int64_t *rs) {
 static int onednn_linear(const nb_kernel_args *a) {
     const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
     nb_tensor *y = a->out;
-    if (nb_dtype_of(y) != NB_DTYPE_F32 || nb_numel(y) == 0 || nb_ndim(x) < 1) return NB_KERNEL_DECLINE;
+    if (nb_dtype_of(y) != NB_DTYPE_F32 || nb_numel(y) == 0 || nb_ndim(x) < 1 || nb__thread_invariant)
+        return NB_KERNEL_DECLINE;
     int64_t R, xr, R2, yr;
     if (merge_rows(x, &R, &xr) || merge_rows(y, &R2, &yr) || R != R2) return NB_KERNEL_DECLINE;
     int64_t K = nb_shape(x)[nb_ndim(x) - 1], N = nb_shape(y)[nb_ndim(y) - 1];

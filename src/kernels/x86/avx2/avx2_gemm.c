@@ -360,7 +360,7 @@ static bool unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || s1 == 1; }
 
 static bool onednn_wins(const gemm_op *g) {
 #if NB_HAVE_ONEDNN
-    if (nb__avx2_gemm_serve_all > 0) return false;
+    if (nb__avx2_gemm_serve_all > 0 || nb__thread_invariant) return false;   /* oneDNN declines then */
     if (g->as0 < 0 || g->as1 < 0 || g->bs0 < 0 || g->bs1 < 0 || g->cs0 < 0 || g->cs1 < 0) return false;
     if (nb__avx2_gemm_serve_all < 0) return true;
     if (nb_isa_active() >= NB_ISA_AVX512 && unit_stride(g->as0, g->as1) && unit_stride(g->bs0, g->bs1) &&
