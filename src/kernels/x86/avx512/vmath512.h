@@ -1,0 +1,124 @@
+/* vmath512.h — AVX-512 vector math for the x86/avx512 kernels: exp, log,
+ * tanh, sigmoid on 16 F32 lanes.
+ *
+ * Only files of the avx512 library (built with -mavx512f/dq/bw/vl -mfma)
+ * may include it. Each function is a lane-for-lane port of its twin in
+ * ../avx2/vmath.h (nb__v_exp_scaled, nb__v_log, nb__v_tanh,
+ * nb__v_sigmoid_num): the same constants, written the same way, and the
+ * same arithmetic (the same FMAs, muls, adds, divs in the same order). So
+ * every lane's result is bitwise the AVX2 one, and vmath.h's accuracy
+ * claims (exp, log, tanh 1 ULP, sigmoid 2; C99 Annex F special values)
+ * carry over unchanged; tests/kernels/test_avx512.c asserts the bitwise
+ * equality. Only the selects differ in form: where vmath.h builds an
+ * all-ones compare vector and uses blendv or and, this uses an __mmask16
+ * and mask_blend or maskz_mov, which pick the same lanes (all-ones or
+ * all-zeros compare lanes make blendv and `and` pure selects).
+ * Kept in step by hand: a change to a vmath.h polynomial must be made here.
+ */
+#ifndef NB_AVX512_VMATH512_H
+#define NB_AVX512_VMATH512_H
+
+#include <immintrin.h>
+
+#define NB__W1(c) _mm512_set1_ps(c)
+
+/* Lanes i < n are set (n in 0..16). */
+static inline __mmask16 nb__tail_mask16(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
+
+/* 2^k for integer lanes k in [-126, 127] (built from the exponent bits). */
+static inline __m512 nb__w_pow2i(__m512i k) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k, _mm512_set1_epi32(127)), 23));
+}
+
+/* e^x * 2^k: nb__v_exp_scaled on 16 lanes (see vmath.h for the method and
+ * range). roundscale with scale 0 is round_ps: nearest-even to an integer. */
+static inline __m512 nb__w_exp_scaled(__m512 x, int k) {
+    x = _mm512_max_ps(NB__W1(-106.0f - 0.693147f * (float)k), _mm512_min_ps(NB__W1(89.0f), x));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, NB__W1(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, NB__W1(0.693359375f), x);   /* exact: ln2_hi has 9 bits */
+    r = _mm512_fnmadd_ps(n, NB__W1(-2.12194440055e-4f), r);      /* ln2 - ln2_hi */
+    /* e^r = 1 + r + r^2 * Q(r), r in [-ln2/2, ln2/2] */
+    __m512 q = NB__W1(1.392617612e-03f);
+    q = _mm512_fmadd_ps(q, r, NB__W1(8.363173075e-03f));
+    q = _mm512_fmadd_ps(q, r, NB__W1(4.166655466e-02f));
+    q = _mm512_fmadd_ps(q, r, NB__W1(1.666657703e-01f));
+    q = _mm512_fmadd_ps(q, r, NB__W1(5.000000000e-01f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_add_ps(_mm512_fmadd_ps(r2, q, r), NB__W1(1.0f));
+    __m512i ni = _mm512_cvtps_epi32(n);
+    __m512i n1 = _mm512_srai_epi32(ni, 1);
+    __m512i n2 = _mm512_add_epi32(_mm512_sub_epi32(ni, n1), _mm512_set1_epi32(k));
+    return _mm512_mul_ps(_mm512_mul_ps(p, nb__w_pow2i(n1)), nb__w_pow2i(n2));
+}
+
+/* e^x (within 1 ULP). */
+static inline __m512 nb__w_exp(__m512 x) { return nb__w_exp_scaled(x, 0); }
+
+/* ln x: nb__v_log on 16 lanes. vmath.h's `e - (den & 23)`, `m + (m & lo)`
+ * and `e + lo` (lo all-ones = -1) are written with maskz_mov, which gives
+ * the same 0 / value operands, so the adds are the same adds. */
+static inline __m512 nb__w_log(__m512 x) {
+    __mmask16 den = _mm512_cmp_ps_mask(x, NB__W1(1.17549435e-38f), _CMP_LT_OQ);
+    __m512 xs = _mm512_mask_blend_ps(den, x, _mm512_mul_ps(x, NB__W1(8388608.0f)));
+    __m512i bits = _mm512_castps_si512(xs);
+    __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(126));
+    e = _mm512_sub_epi32(e, _mm512_maskz_mov_epi32(den, _mm512_set1_epi32(23)));
+    __m512 m = _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x3f000000)));
+    __mmask16 lo = _mm512_cmp_ps_mask(m, NB__W1(0.707106781f), _CMP_LT_OQ);   /* m in [0.5, sqrt(1/2)): use 2m, e-1 */
+    m = _mm512_add_ps(m, _mm512_maskz_mov_ps(lo, m));
+    e = _mm512_add_epi32(e, _mm512_maskz_mov_epi32(lo, _mm512_set1_epi32(-1)));
+    __m512 f = _mm512_sub_ps(m, NB__W1(1.0f));
+    __m512 ef = _mm512_cvtepi32_ps(e);
+    __m512 p = NB__W1(6.971611471e-02f);
+    p = _mm512_fmadd_ps(p, f, NB__W1(-1.147973385e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(1.168541992e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(-1.242568733e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(1.424905765e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(-1.666780232e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(2.000071575e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(-2.499999696e-01f));
+    p = _mm512_fmadd_ps(p, f, NB__W1(3.333333118e-01f));
+    __m512 f2 = _mm512_mul_ps(f, f);
+    __m512 t = _mm512_mul_ps(_mm512_mul_ps(f2, f), p);             /* f^3 P(f) */
+    t = _mm512_fnmadd_ps(f2, NB__W1(0.5f), t);                      /* - f^2/2 */
+    t = _mm512_fmadd_ps(ef, NB__W1(-2.12194440055e-4f), t);         /* + e*ln2_lo */
+    __m512 y = _mm512_fmadd_ps(ef, NB__W1(0.693359375f), _mm512_add_ps(f, t));
+    /* specials: 0 -> -inf, < 0 -> NaN, +inf -> +inf, NaN -> NaN */
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ), y, NB__W1(-__builtin_inff()));
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, NB__W1(__builtin_inff()), _CMP_EQ_OQ), y, x);
+    __mmask16 bad = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NGE_UQ);   /* x < 0 or NaN */
+    return _mm512_mask_blend_ps(bad, y, NB__W1(__builtin_nanf("")));
+}
+
+/* tanh x: nb__v_tanh on 16 lanes (odd polynomial below 0.55, else
+ * 1 - 2/(e^{2|x|} + 1); the sign put back last). */
+static inline __m512 nb__w_tanh(__m512 x) {
+    __m512 sign = _mm512_and_ps(x, NB__W1(-0.0f));
+    __m512 ax = _mm512_xor_ps(x, sign);
+    __m512 y = _mm512_mul_ps(ax, ax);
+    __m512 p = NB__W1(-6.610227831e-03f);
+    p = _mm512_fmadd_ps(p, y, NB__W1(2.130938866e-02f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(-5.390942883e-02f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(1.333311373e-01f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(-3.333333201e-01f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(ax, y), p, ax);
+    __m512 e = nb__w_exp(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(NB__W1(1.0f), _mm512_div_ps(NB__W1(2.0f), _mm512_add_ps(e, NB__W1(1.0f))));
+    __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, NB__W1(0.55f), _CMP_LT_OQ), big, small);
+    return _mm512_or_ps(r, sign);
+}
+
+/* 1 / (1 + e^-x): nb__v_sigmoid (nb__v_sigmoid_num with both numerators
+ * 1) on 16 lanes: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below, e^-|x| scaled
+ * by 2^64 so that the numerator rounds once even in the denormals. */
+static inline __m512 nb__w_sigmoid(__m512 x) {
+    __m512 num_pos = NB__W1(1.0f), num_neg_times = NB__W1(1.0f);
+    __m512 eb = nb__w_exp_scaled(_mm512_or_ps(x, NB__W1(-0.0f)), 64);
+    __m512 e = _mm512_mul_ps(eb, NB__W1(0x1p-64f));
+    __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+    __m512 num = _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_mul_ps(num_neg_times, eb), NB__W1(0x1p-64f)), num_pos);
+    return _mm512_div_ps(num, _mm512_add_ps(NB__W1(1.0f), e));
+}
+
+#endif
