@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/io.h"
+#include "kernels/kernels.h"
 #include "runtime/pool.h"
 #include "runtime/profile.h"
 #include "testutil.h"
@@ -342,6 +343,10 @@ Test(profiler, table_has_the_rows) {
     cr_assert_eq(nb_profiler_start(NULL), 0);
     for (int i = 0; i < 4; i++) cr_assert_not_null(nb_matmul(a, b));
     nb_profiler_stop();
+    /* the kernel that served (the first-ranked one may decline: on an
+     * AVX-512 CPU our AVX2 GEMM passes this call on to oneDNN) */
+    char served[64];
+    snprintf(served, sizeof served, "%s", nb__last_kernel());
     char path[] = "/tmp/nb_prof_tableXXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -355,7 +360,7 @@ Test(profiler, table_has_the_rows) {
     unlink(path);
     cr_assert(strstr(s, "Self ms") && strstr(s, "GFLOP/s"), "%s", s);
     char want[128];
-    snprintf(want, sizeof want, "%-28s %-22s %7d", "matmul", nb_kernel_chosen(NB_OP_MATMUL, NB_F32), 4);
+    snprintf(want, sizeof want, "%-28s %-22s %7d", "matmul", served, 4);
     cr_assert(strstr(s, want), "no row '%s' in\n%s", want, s);
     cr_assert(strstr(s, "f32 [7,5], [5,33]"), "no input shapes in\n%s", s);
     free(s);
