@@ -83,6 +83,7 @@ static int run_matmul_nt(const nb__dnnl_key *key, int nd, const int64_t *const *
     if (nt != was) omp_set_num_threads(was);
     return rc;
 #else
+    (void)nt;
     return run_matmul(key, nd, dims, strides, ptrs, bias, bias_dims, bias_strides, bias_ptr);
 #endif
 }
