@@ -67,6 +67,7 @@ typedef struct cv_call {
     dnnl_dims_t pad_l, pad_r;      /* per (H, W); pad_r makes the sizes exact, may be negative */
     dnnl_format_tag_t act;         /* layout asked for SRC and DST: any, or NHWC (see the top) */
     const nb_tensor *wt;           /* the weight when it is an input (the weight cache's key), or NULL */
+    bool out_in_prim_layout;       /* ptr[out] is already in the primitive's layout (no reorder) */
 } cv_call;
 
 /* t (N, C, [H,] W) as 4-D dims and strides; -1 when not 3-D or 4-D. */
@@ -284,6 +285,11 @@ static dnnl_primitive_t cv_prim(const cv_call *c, dnnl_engine_t eng, bool *owns)
  * pmd (the primitive's), the primitive's memory: the weight cache's copy for
  * an input weight, else a scratch buffer with its reorder. 0 or decline. */
 static int cv_bind(const cv_call *c, int r, const dnnl_memory_desc_t *pmd, dnnl_engine_t eng, cv_mem *m) {
+    if (r == c->out && c->out_in_prim_layout) {
+        if (dnnl_memory_create(&m->user, pmd, eng, c->ptr[r])) return NB_KERNEL_DECLINE;
+        m->prim = m->user;
+        return 0;
+    }
     dnnl_memory_desc_t umd;
     if (dnnl_memory_desc_init_by_strides(&umd, c->nd[r], c->dims[r], dnnl_f32, c->strides[r]) ||
         dnnl_memory_create(&m->user, &umd, eng, c->ptr[r]))
@@ -365,56 +371,96 @@ release:
  * a node alone, would not give the serial executor's gradients. Here the
  * images are cut into at most CV_CHUNKS chunks whose size depends on the
  * batch alone; each chunk is a single-thread primitive call into its own
- * dense partial gradient, chunks run in parallel, and the partials are
- * summed in chunk order: the same bits at any thread count. */
+ * partial gradient, chunks run in parallel, and the partials are summed in
+ * chunk order: the same bits at any thread count. The partials stay in the
+ * primitive's (blocked) layout and are summed there, so one reorder brings
+ * the sum to the caller's layout (per-chunk reorders cost ~5% of the call). */
 #define CV_CHUNKS 16
 
+/* The chunk k of c: images [k * per, min(n, (k + 1) * per)), its partial
+ * gradient written to out (in the primitive's layout). */
+static cv_call cv_chunk(const cv_call *c, int64_t per, int k, void *out) {
+    cv_call ck = *c;
+    int64_t n = c->dims[CV_SRC][0], i0 = k * per, cnt = n - i0 < per ? n - i0 : per;
+    ck.dims[CV_SRC][0] = ck.dims[CV_DST][0] = cnt;
+    ck.ptr[CV_SRC] = (float *)c->ptr[CV_SRC] + i0 * c->strides[CV_SRC][0];
+    ck.ptr[CV_DST] = (float *)c->ptr[CV_DST] + i0 * c->strides[CV_DST][0];
+    ck.ptr[CV_WEI] = out;
+    ck.out_in_prim_layout = true;
+    return ck;
+}
+
+/* The layout of the gradient the single-thread primitive for ck writes, or
+ * NULL (no fast primitive). Call with OpenMP's thread count set to 1. */
+static const dnnl_memory_desc_t *cv_wei_md(const cv_call *ck, dnnl_engine_t eng) {
+    bool owns = false;
+    dnnl_primitive_t p = cv_prim(ck, eng, &owns);
+    const_dnnl_primitive_desc_t pd = NULL;
+    const dnnl_memory_desc_t *md = NULL;
+    if (p && !dnnl_primitive_get_primitive_desc(p, &pd))
+        md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DIFF_WEIGHTS);
+    if (owns) dnnl_primitive_destroy(p), md = NULL;   /* the cache was full: no md to keep */
+    return md;
+}
+
 static int cv_bwd_weight(const cv_call *c) {
+    dnnl_engine_t eng = nb__dnnl_engine();
+    if (!eng) return NB_KERNEL_DECLINE;
     int64_t n = c->dims[CV_SRC][0], per = (n + CV_CHUNKS - 1) / CV_CHUNKS;
-    int chunks = (int)((n + per - 1) / per), nw = c->nd[CV_WEI];
-    int64_t wn = 1, dense[5];
-    for (int d = nw - 1; d >= 0; d--) {
-        dense[d] = wn;
-        wn *= c->dims[CV_WEI][d];
-    }
-    size_t bytes = (size_t)chunks * (size_t)wn * sizeof(float);
+    int chunks = (int)((n + per - 1) / per), nt = nb__dnnl_threads() < chunks ? nb__dnnl_threads() : chunks;
+#if NB_HAVE_OPENMP
+    int was = omp_get_max_threads();
+    omp_set_num_threads(1);   /* the chunks' primitives are single-thread ones */
+#endif
+    /* every chunk's primitive must write the same layout (the last, shorter, one could differ) */
+    cv_call c0 = cv_chunk(c, per, 0, NULL), cl = cv_chunk(c, per, chunks - 1, NULL);
+    const dnnl_memory_desc_t *md = cv_wei_md(&c0, eng), *mdl = cv_wei_md(&cl, eng);
+#if NB_HAVE_OPENMP
+    omp_set_num_threads(was);
+#endif
+    if (!md || !mdl || !dnnl_memory_desc_equal(md, mdl)) return NB_KERNEL_DECLINE;
+    dnnl_memory_desc_t pmd = *md;
+    size_t wbytes = dnnl_memory_desc_get_size(&pmd), bytes = (size_t)chunks * wbytes;
+    int64_t wn = (int64_t)(wbytes / sizeof(float));
     float *part = nb__alloc(bytes);
     if (!part) return NB_KERNEL_DECLINE;
-    int nt = nb__dnnl_threads() < chunks ? nb__dnnl_threads() : chunks, rc = 0;
+    int rc = 0;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static, 1) reduction(min : rc)
     for (int k = 0; k < chunks; k++) {
 #if NB_HAVE_OPENMP
-        int was = omp_get_max_threads();
+        int was_k = omp_get_max_threads();
         omp_set_num_threads(1);
 #endif
-        cv_call ck = *c;
-        int64_t i0 = k * per, cnt = n - i0 < per ? n - i0 : per;
-        ck.dims[CV_SRC][0] = ck.dims[CV_DST][0] = cnt;
-        ck.ptr[CV_SRC] = (float *)c->ptr[CV_SRC] + i0 * c->strides[CV_SRC][0];
-        ck.ptr[CV_DST] = (float *)c->ptr[CV_DST] + i0 * c->strides[CV_DST][0];
-        ck.ptr[CV_WEI] = part + (int64_t)k * wn;
-        memcpy(ck.strides[CV_WEI], dense, sizeof(int64_t) * (size_t)nw);
+        cv_call ck = cv_chunk(c, per, k, part + (int64_t)k * wn);
         int r = cv_run(&ck);
         if (r < rc) rc = r;
 #if NB_HAVE_OPENMP
-        omp_set_num_threads(was);
+        omp_set_num_threads(was_k);
 #endif
     }
-    if (!rc) {   /* out = sum of the partials, in chunk order, through the user's strides */
-        float *out = c->ptr[CV_WEI];
-        const int64_t *dims = c->dims[CV_WEI], *st = c->strides[CV_WEI];
+    if (!rc) {   /* the partials' sum, in chunk order, into the first one (padding: zeros + zeros) */
         int ntw = nb__par_threads(wn * chunks, NB_GRAIN_ELEMENTWISE);
 #pragma omp parallel for num_threads(ntw) if (ntw > 1)
         for (int64_t i = 0; i < wn; i++) {
             float acc = part[i];
             for (int k = 1; k < chunks; k++) acc += part[(int64_t)k * wn + i];
-            int64_t off = 0, rest = i;
-            for (int d = nw - 1; d >= 0; d--) {
-                off += (rest % dims[d]) * st[d];
-                rest /= dims[d];
-            }
-            out[off] = acc;
+            part[i] = acc;
         }
+        dnnl_memory_desc_t umd;
+        dnnl_memory_t from = NULL, to = NULL;
+        bool owns = false;
+        dnnl_primitive_t re = NULL;
+        if (dnnl_memory_desc_init_by_strides(&umd, c->nd[CV_WEI], c->dims[CV_WEI], dnnl_f32, c->strides[CV_WEI]) ||
+            dnnl_memory_create(&from, &pmd, eng, part) || dnnl_memory_create(&to, &umd, eng, c->ptr[CV_WEI]) ||
+            !(re = cv_reorder(c, CV_WEI, &pmd, &umd, eng, &owns))) {
+            rc = NB_KERNEL_DECLINE;
+        } else {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+            if (nb__dnnl_exec(re, 2, ra)) rc = nb__err(NB_EINVAL, "oneDNN conv_bwd_weight failed to execute");
+        }
+        if (owns) dnnl_primitive_destroy(re);
+        dnnl_memory_destroy(to);
+        dnnl_memory_destroy(from);
     }
     nb__free(part, bytes);
     return rc;
