@@ -68,10 +68,12 @@ void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax fami
 /* @@DECLARE_AVX2_OPTIM@@ */
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
+void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */
 /* Whether a kernel whose name starts with prefix is registered for (op, dt)
  * within the ISA cap, chosen or not (tests). */
 bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
+extern int nb__avx512_gemm_serve_all;   /* avx512_gemm.c: the same hook */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* @@DECLARE_ONEDNN_MORE@@ */
 void nb__onednn_norm_register(void);     /* only when built with oneDNN (onednn_norm.c) */

@@ -116,8 +116,10 @@ static void build(void) {
             nb__avx2_optim_register();
             nb__avx2_gemm_register();
         }
-        if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl)
+        if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl) {
             nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */
+            nb__avx512_gemm_register();
+        }
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN
         nb__onednn_pool_register();
