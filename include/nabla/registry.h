@@ -18,6 +18,14 @@
  *     }
  *     nb_kernel_desc k = { NB_OP_EXP, NB_F32, NB_ISA_REF, "my_exp", 100, my_exp };
  *     nb_register_kernel(&k);
+ *
+ * Threads and determinism: a kernel may use OpenMP (omp_get_max_threads()
+ * is its share). The parallel backward executor gives the serial one's bits
+ * only if the kernels run inside a backward give the same bits whatever
+ * their thread count: while nb_kernel_thread_invariant() is true, a kernel
+ * whose result depends on how it splits the work over threads (a reduction
+ * split by thread, say) must decline, or split by a rule that does not
+ * depend on the thread count.
  */
 #ifndef NABLA_REGISTRY_H
 #define NABLA_REGISTRY_H
@@ -169,6 +177,9 @@ NB_API int nb_register_kernel(const nb_kernel_desc *k);
 NB_API void nb_registry_dump(FILE *stream);
 /* The name of the kernel that would serve (op, dt) first, or NULL. */
 NB_API const char *nb_kernel_chosen(nb_op op, nb_dtype dt);
+/* True on a thread while it runs a backward node: kernels must then give
+ * the same bits at any thread count (see the top of this file). */
+NB_API bool nb_kernel_thread_invariant(void);
 NB_API const char *nb_op_name(nb_op op);
 
 #ifdef __cplusplus

@@ -37,6 +37,8 @@ static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;   /* first build 
 static _Thread_local const char *last_kernel;
 _Thread_local int nb__thread_invariant;
 
+NB_API bool nb_kernel_thread_invariant(void) { return nb__thread_invariant != 0; }
+
 NB_API const char *nb_op_name(nb_op op) { return (unsigned)op < NB_OP_COUNT ? op_names[op] : "?"; }
 
 static void choose(void) {

@@ -140,6 +140,46 @@ Test(registry, declining_kernel_falls_back_to_next) {
     nb_scope_end();
 }
 
+/* A MUL kernel that notes whether it was asked for thread-count-invariant
+ * bits, then declines (the usual kernel serves). */
+static int reg_mul_calls, reg_mul_invariant;
+static int reg_note_mul(const nb_kernel_args *a) {
+    (void)a;
+    reg_mul_calls++;
+    reg_mul_invariant += nb_kernel_thread_invariant();
+    return NB_KERNEL_DECLINE;
+}
+
+/* Both executors ask a backward node's kernels for bits that do not depend
+ * on their thread count; the forward does not. */
+Test(registry, backward_kernels_are_asked_for_thread_invariance) {
+    static const char *const modes[] = {"serial", "force"};
+    nb_init(NULL);
+    nb_kernel_desc k = {NB_OP_MUL, NB_F32, NB_ISA_REF, "test_note_mul", 1000000, reg_note_mul};
+    cr_assert_eq(nb_register_kernel(&k), 0, "%s", nb_last_error());
+    for (int m = 0; m < 2; m++) {
+        setenv("NB_BACKWARD", modes[m], 1);
+        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 2, .abort_on_error = -1}), 0);
+        nb_scope_begin();
+        nb_tensor *x = nb_randn(NB_SHAPE(4, 5), NB_F32, 1);
+        nb_set_requires_grad(x, true);
+        reg_mul_calls = reg_mul_invariant = 0;
+        nb_tensor *y = nb_mul(x, x);
+        cr_assert_not_null(y, "%s", nb_last_error());
+        cr_assert_eq(reg_mul_calls, 1, "%s: forward muls %d", modes[m], reg_mul_calls);
+        cr_assert_eq(reg_mul_invariant, 0, "the forward was asked for invariance");
+        cr_assert_not(nb_kernel_thread_invariant());
+        cr_assert_eq(nb_backward(nb_sum_all(y), NULL), 0, "%s", nb_last_error());
+        cr_assert_geq(reg_mul_calls, 2, "%s: the backward ran no mul", modes[m]);
+        cr_assert_eq(reg_mul_invariant, reg_mul_calls - 1, "%s: %d of %d backward muls asked for invariance", modes[m],
+                     reg_mul_invariant, reg_mul_calls - 1);
+        cr_assert_not(nb_kernel_thread_invariant(), "the flag outlived the backward");
+        nb_scope_end();
+    }
+    unsetenv("NB_BACKWARD");
+    nb_init(NULL);
+}
+
 static int reg_fail_calls;
 static int reg_failing_exp(const nb_kernel_args *a) {
     (void)a;
