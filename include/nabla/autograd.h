@@ -89,13 +89,19 @@ NB_API int nb_register_hook(nb_tensor *t, nb_hook_fn fn, void *user);
 /* Threads: with the parallel backward executor (NB_BACKWARD=parallel, the
  * default when the pool has more than one thread) a custom backward, like a
  * hook on a non-leaf tensor, may run on any thread of nabla's pool (with
- * OpenMP: a thread of the calling thread's OpenMP team, NB_POOL=team), at the
+ * OpenMP, up to 8 threads: a thread of the calling thread's OpenMP team,
+ * NB_POOL=team; above, or with NB_POOL=threads, a pool worker), at the
  * same time as other nodes' backwards; while other nodes run, the nabla ops it
  * calls run their kernels on its thread alone. It gets the caller's grad mode and a
  * scope of its own, but not the caller's other thread-local state (its
  * nb_last_error, its open scopes); data it shares with other callbacks needs
  * its own locking. A failing backward's code and message are passed to the
- * thread that called nb_backward. Hooks on leaves run on that thread. */
+ * thread that called nb_backward. Hooks on leaves run on that thread.
+ * Gradients are bitwise the same with either executor at any thread count
+ * because the nabla ops a backward calls run thread-count-invariant kernels
+ * there (nb_kernel_thread_invariant, registry.h); a custom backward that
+ * splits its own loops over threads keeps that only if its split does not
+ * depend on the thread count. */
 typedef struct nb_ctx nb_ctx;
 typedef nb_tensor *(*nb_forward_fn)(nb_ctx *ctx, nb_tensor *const *inputs, int n);
 typedef int (*nb_backward_fn)(nb_ctx *ctx, nb_tensor *grad_output, nb_tensor **grads);
