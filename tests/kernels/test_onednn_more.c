@@ -28,7 +28,8 @@
  *       scratchpad, they did), and backward-weights gives the same bits at
  *       1, 2, 3, 4 and 6 threads (oneDNN's own split does not), and so do
  *       the backward's matmuls (up to 16 threads; oneDNN's matmul, whose
- *       bits follow its thread count, declines inside a backward).
+ *       bits follow its thread count, declines inside a backward); a
+ *       small matmul's primitive is a single-thread one at any pool size.
  * Suites are skipped when the backend's kernel is not chosen (NB_ISA=ref,
  * no AVX2, or built without oneDNN).
  */
@@ -578,5 +579,28 @@ Test(onednn_more, backward_matmul_same_bits_at_any_thread_count) {
         free(ga1), free(gb1), free(ga), free(gb);
     }
     nb_init(NULL);
+}
+/* A matmul's threads come from its FLOPs: a small one runs the same
+ * single-thread primitive whatever the pool size (no new primitive at 4
+ * threads), a large one gets a primitive per thread count. */
+Test(onednn_more, matmul_threads_follow_the_flops) {
+    ot_need(NB_OP_MATMUL, "onednn");
+    nb_scope_begin();
+    nb_tensor *a = nb_randn(NB_SHAPE(16, 32), NB_F32, 1), *b = nb_randn(NB_SHAPE(32, 24), NB_F32, 2);
+    nb_tensor *A = nb_randn(NB_SHAPE(256, 512), NB_F32, 3), *B = nb_randn(NB_SHAPE(512, 384), NB_F32, 4);
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 1, .abort_on_error = -1}), 0);
+    ot_fast_avx2_off(true);
+    cr_assert_not_null(nb_matmul(a, b), "%s", nb_last_error());
+    cr_assert_not_null(nb_matmul(A, B), "%s", nb_last_error());
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 4, .abort_on_error = -1}), 0);
+    ot_fast_avx2_off(true);
+    uint64_t m = nb__dnnl_cache_misses();
+    cr_assert_not_null(nb_matmul(a, b), "%s", nb_last_error());
+    cr_assert_eq(nb__dnnl_cache_misses(), m, "a 24 kFLOP matmul made a new primitive for 4 threads");
+    cr_assert_not_null(nb_matmul(A, B), "%s", nb_last_error());
+    if (nb__dnnl_threads() > 1)
+        cr_assert_gt(nb__dnnl_cache_misses(), m, "a 100 MFLOP matmul reused its 1-thread primitive at 4 threads");
+    nb_init(NULL);
+    nb_scope_end();
 }
 #endif
