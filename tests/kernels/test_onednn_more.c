@@ -603,4 +603,14 @@ Test(onednn_more, matmul_threads_follow_the_flops) {
     nb_init(NULL);
     nb_scope_end();
 }
+/* NB_ISA below avx512 caps oneDNN's own code at AVX2 (on a CPU without
+ * AVX-512 it is there anyway; on one with it, this is the cap at work). */
+Test(onednn_more, isa_cap_reaches_onednn) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0);
+    ot_need(NB_OP_MATMUL, "onednn");
+    cr_assert_not_null(nb__dnnl_engine());   /* oneDNN starts here, under the cap */
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    cr_assert_eq((unsigned)isa & ~(unsigned)dnnl_cpu_isa_avx2, 0u, "oneDNN runs ISA 0x%x above AVX2", (unsigned)isa);
+    nb_init(NULL);
+}
 #endif
