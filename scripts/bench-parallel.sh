@@ -74,12 +74,17 @@ torch = {r["threads"]: r for r in peer if r["_kind"] == "bench"}
 allt = max((int(t) for _, t in bench), default=1)
 lines = ["| configuration | fwd+bwd median ms | min ms | max ms | bwd median ms | workers seen |",
          "|---|---|---|---|---|---|"]
+# the fifth configuration is the pool the default does not use at allt threads
+# (benchmarks/branches.c: NB_POOL=threads up to 8 threads, NB_POOL=team above)
+other = "parallel+team" if ("parallel+team", str(allt)) in bench else "parallel+threads"
 configs = [("serial", "1"), ("parallel", "1"), ("serial", str(allt)), ("parallel", str(allt)),
-           ("parallel+threads", str(allt))]
+           (other, str(allt))]
+labels = {"parallel+threads": "parallel, NB_POOL=threads (separate workers)",
+          "parallel+team": "parallel, NB_POOL=team (the OpenMP team)"}
 for ex, t in dict.fromkeys(configs):
     r = bench.get((ex, t))
     if r:
-        label = "parallel, NB_POOL=threads (separate workers)" if ex == "parallel+threads" else ex
+        label = labels.get(ex, ex)
         lines.append(f"| nabla {label} @{t} | {f(r['median_ms'])} | {f(r['min_ms'])} | {f(r['max_ms'])} | "
                      f"{f(r['bwd_median_ms'])} | {r['workers_seen']} |")
 for t in sorted(torch):
@@ -95,6 +100,8 @@ def ratio(a, b):
     return "%.2f" % (a / b) if a and b else "–"
 
 s1, p1 = bench.get(("serial", "1")), bench.get(("parallel", "1"))
+team_r = bench.get(("parallel+team", str(allt))) or bench.get(("parallel", str(allt)))
+thr_r = bench.get(("parallel+threads", str(allt))) or bench.get(("parallel", str(allt)))
 sa, pa = bench.get(("serial", str(allt))), bench.get(("parallel", str(allt)))
 t2 = torch.get("2")
 checks = [r for r in branches if r["_kind"] == "check"]
@@ -105,8 +112,7 @@ ratios = [
     f"| parallel@{allt} / serial@1 (speedup) | {ratio(ms(s1), ms(pa))} | "
     f"{ratio(ms(s1, 'min_ms'), ms(pa, 'min_ms'))} | ≥ 1.7 at 2 threads |",
     f"| parallel@{allt}: OpenMP team as the pool / separate workers (NB_POOL=threads) | "
-    f"{ratio(ms(bench.get(('parallel+threads', str(allt)))), ms(pa))} | "
-    f"{ratio(ms(bench.get(('parallel+threads', str(allt))), 'min_ms'), ms(pa, 'min_ms'))} | |",
+    f"{ratio(ms(thr_r), ms(team_r))} | {ratio(ms(thr_r, 'min_ms'), ms(team_r, 'min_ms'))} | |",
     f"| parallel@1 / serial@1 | {ratio(ms(s1), ms(p1))} | {ratio(ms(s1, 'min_ms'), ms(p1, 'min_ms'))} | ≈ 1 |",
     f"| parallel@{allt} / serial@{allt} | {ratio(ms(sa), ms(pa))} | {ratio(ms(sa, 'min_ms'), ms(pa, 'min_ms'))} | |",
     f"| PyTorch@2 / nabla parallel@{allt} | {ratio(ms(t2), ms(pa))} | "
