@@ -599,6 +599,7 @@ Test(parallel, set_num_threads_and_topology, .init = par_init, .fini = par_fini)
 
 /* With OpenMP the team is the default pool up to NB__POOL_TEAM_MAX threads,
  * separate workers above; NB_POOL overrides either way. */
+#if NB_HAVE_OPENMP
 static void pool_line(char *buf, size_t size) {
     memset(buf, 0, size);
     FILE *f = fmemopen(buf, size - 1, "w");
@@ -606,6 +607,7 @@ static void pool_line(char *buf, size_t size) {
     nb_runtime_info(f);
     fclose(f);
 }
+#endif
 
 Test(parallel, default_pool_by_thread_count, .init = par_init, .fini = par_fini) {
 #if NB_HAVE_OPENMP
