@@ -75,6 +75,11 @@ bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 extern int nb__avx512_gemm_serve_all;   /* avx512_gemm.c: the same hook */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
+/* One (n, c) plane of a 2x2, stride-2 MAX_POOL2D with unit inner strides
+ * (avx2_pool.c; onednn_pool.c's direct kernel calls it): values and I64
+ * plane offsets of the max, ref_max_pool2d's comparisons. */
+void nb__avx2_max_pool_2x2_plane(const float *x, float *y, int64_t *idx, int64_t W, int64_t xsh, int64_t OH,
+                                 int64_t OW, int64_t ysh, int64_t ish);
 /* @@DECLARE_ONEDNN_MORE@@ */
 void nb__onednn_norm_register(void);     /* only when built with oneDNN (onednn_norm.c) */
 void nb__onednn_pool_register(void);     /* only when built with oneDNN (onednn_pool.c) */

@@ -159,6 +159,8 @@ Test(onednn_more, max_pool_odd_sizes) {   /* the last row and column never read 
 }
 Test(onednn_more, max_pool_specials_nan_inf_ties) {
     om_max_check(&(om_pool){2, 3, 14, 14, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0, 'c'}, true);
+    om_max_check(&(om_pool){2, 3, 6, 41, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0, 'c'}, true);   /* rows of 20: 8+8+4 */
+    om_max_check(&(om_pool){1, 2, 4, 34, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0, 'c'}, true);   /* rows of 17: 8+8+1 */
     om_max_check(&(om_pool){2, 3, 13, 11, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0, 'c'}, true);
 }
 Test(onednn_more, max_pool_padding_stride_dilation_overlap) {

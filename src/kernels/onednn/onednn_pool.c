@@ -92,27 +92,8 @@ static void pl_max_plane(const float *x, float *y, int64_t *idx, const pl_geo *X
 }
 
 /* The common 2x2, stride 2, no padding, no dilation case with unit inner
- * strides: two rows in, one row out, ref's comparisons in ref's order. The
- * first tap starts the max, as in ref: v0 > -inf or NaN, and a -inf v0
- * keeps best = tap 0. */
-static void pl_max_plane_2x2(const float *x, float *y, int64_t *idx, const pl_geo *X, const pl_geo *Y,
-                             const pl_geo *I) {
-    const int64_t W = X->w, xsh = X->sh, OH = Y->h, OW = Y->w;
-    for (int64_t oh = 0; oh < OH; oh++) {
-        const float *r0 = x + 2 * oh * xsh, *r1 = r0 + xsh;
-        float *restrict yo = y + oh * Y->sh;
-        int64_t *restrict io = idx + oh * I->sh, base = 2 * oh * W;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            float m = r0[2 * ow];
-            int64_t j = 0;
-            pl_take(r0[2 * ow + 1], 1, &m, &j);
-            pl_take(r1[2 * ow], W, &m, &j);
-            pl_take(r1[2 * ow + 1], W + 1, &m, &j);
-            yo[ow] = m;
-            io[ow] = base + 2 * ow + j;
-        }
-    }
-}
+ * strides goes to nb__avx2_max_pool_2x2_plane (x86/avx2/avx2_pool.c): the
+ * same comparisons, 8 outputs at a time. */
 
 static int direct_max_pool2d(const nb_kernel_args *a) {
     const nb_tensor *xt = a->in[0], *it = a->in[1];
@@ -137,7 +118,7 @@ static int direct_max_pool2d(const nb_kernel_args *a) {
         const float *xp = x + n * X.sn + c * X.sc;
         float *yp = y + n * Y.sn + c * Y.sc;
         int64_t *ip = idx + n * I.sn + c * I.sc;
-        if (fast) pl_max_plane_2x2(xp, yp, ip, &X, &Y, &I);
+        if (fast) nb__avx2_max_pool_2x2_plane(xp, yp, ip, X.w, X.sh, Y.h, Y.w, Y.sh, I.sh);
         else pl_max_plane(xp, yp, ip, &X, &Y, &I, k, s, p, d);
     }
     return 0;
