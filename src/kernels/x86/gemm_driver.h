@@ -1,0 +1,180 @@
+/* gemm_driver.h — the ISA-neutral half of the GEMM kernels
+ * (x86/avx2/avx2_gemm.c, x86/avx512/avx512_gemm.c), included by each in
+ * its own library (so compiled with that library's -m flags).
+ *
+ * The includer defines MR and NR (its microkernel's tile), GEMM_NAME (the
+ * kernel's name prefix in errors: "avx2", "avx512"), and after this header:
+ *   static int gemm_serial(const gemm_op *g);    one thread's GEMM
+ *   static bool gemm_declines(const gemm_op *g); calls it passes on
+ * This header gives gemm_op, the thread split (gemm_run), the decline rule
+ * both kernels share (gemm_onednn_takes), and the MATMUL and LINEAR entry
+ * points (gemm_matmul, gemm_linear) that the includer registers.
+ *
+ * Threads: C is cut into nt pieces along N (multiples of NR columns) or,
+ * when N is narrow, along M (multiples of MR rows); K is never split, so
+ * every element of C sees the same operations in the same order whatever
+ * the thread count.
+ */
+#ifndef NB_X86_GEMM_DRIVER_H
+#define NB_X86_GEMM_DRIVER_H
+
+#include "kernels/kernels.h"
+#include "nb_config.h"
+
+#include <stdlib.h>
+
+typedef struct gemm_op {
+    int64_t M, N, K;                        /* C (M, N) = A (M, K) @ B (K, N) */
+    const float *a, *b;                     /* A[0][0], B[0][0] */
+    float *c;                               /* C[0][0] */
+    int64_t as0, as1, bs0, bs1, cs0, cs1;   /* strides in elements (row, column) */
+    const float *bias;                      /* contiguous, N (+ NR padding) floats, or NULL */
+} gemm_op;
+
+static int gemm_serial(const gemm_op *g);
+static bool gemm_declines(const gemm_op *g);
+
+static inline bool gemm_unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || s1 == 1; }
+
+/* True when oneDNN (registered below both GEMMs) should serve g: the
+ * measured rule of avx2_gemm.c's table (A stored row-major, K > 16,
+ * N < 2 K), and on an AVX-512 CPU (avx512) every call whose operands are
+ * each row- or column-major (BLAS layouts, which oneDNN's jit GEMM takes;
+ * other strides could leave it only its reference code, and a call passed
+ * on never comes back). Never inside a backward (nb__thread_invariant:
+ * oneDNN declines there), never with a negative stride (oneDNN would not
+ * pass it on to ref). hook: the test/benchmark switch (1 serve every call,
+ * -1 pass every call oneDNN takes). Only with oneDNN built. */
+static inline bool gemm_onednn_takes(const gemm_op *g, int hook, bool avx512) {
+#if NB_HAVE_ONEDNN
+    if (hook > 0 || nb__thread_invariant) return false;
+    if (g->as0 < 0 || g->as1 < 0 || g->bs0 < 0 || g->bs1 < 0 || g->cs0 < 0 || g->cs1 < 0) return false;
+    if (hook < 0) return true;
+    if (avx512 && gemm_unit_stride(g->as0, g->as1) && gemm_unit_stride(g->bs0, g->bs1) && g->cs1 == 1) return true;
+    bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
+    return !a_colmajor && g->K > 16 && g->N < 2 * g->K;
+#else
+    (void)g, (void)hook, (void)avx512;
+    return false;
+#endif
+}
+
+/* The whole GEMM, C cut over threads in whole tiles (see the top). */
+static int gemm_run(const gemm_op *g) {
+    int64_t flops = 2 * g->M * g->N * (g->K > 0 ? g->K : 1);
+    int nt = nb__par_threads(flops / 4, 1 << 19);
+    int64_t ntile = (g->N + NR - 1) / NR, mtile = (g->M + MR - 1) / MR;
+    bool split_n = ntile >= mtile || ntile >= 4 * nt;
+    int64_t units = split_n ? ntile : mtile;
+    if (nt > units) nt = (int)units;
+    if (nt <= 1) return gemm_serial(g);
+    int rc = 0;
+#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(min : rc)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = units * t / nt, hi = units * (t + 1) / nt;
+        gemm_op s = *g;
+        if (split_n) {
+            int64_t j0 = lo * NR, j1 = hi * NR < g->N ? hi * NR : g->N;
+            s.N = j1 - j0;
+            s.b += j0 * g->bs1;
+            s.c += j0 * g->cs1;
+            if (s.bias) s.bias += j0;
+        } else {
+            int64_t i0 = lo * MR, i1 = hi * MR < g->M ? hi * MR : g->M;
+            s.M = i1 - i0;
+            s.a += i0 * g->as0;
+            s.c += i0 * g->cs0;
+        }
+        int r = gemm_serial(&s);
+        if (r < rc) rc = r;
+    }
+    return rc;
+}
+
+/* MATMUL: C (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), the
+ * batch dims of A and B already broadcast to C's by their strides. */
+static int gemm_matmul(const nb_kernel_args *args) {
+    const nb_tensor *A = args->in[0], *B = args->in[1];
+    nb_tensor *C = args->out;
+    int nd = nb_ndim(C), nbd = nd - 2;
+    if (nb_dtype_of(C) != NB_DTYPE_F32 || nb_dtype_of(A) != NB_DTYPE_F32 || nb_dtype_of(B) != NB_DTYPE_F32 || nd < 2)
+        return NB_KERNEL_DECLINE;
+    const int64_t *cs = nb_shape(C), *ast = nb_strides(A), *bst = nb_strides(B), *cst = nb_strides(C);
+    gemm_op g = {.M = cs[nd - 2], .N = cs[nd - 1], .K = nb_shape(A)[nd - 1],
+                 .as0 = ast[nd - 2], .as1 = ast[nd - 1], .bs0 = bst[nd - 2], .bs1 = bst[nd - 1],
+                 .cs0 = cst[nd - 2], .cs1 = cst[nd - 1]};
+    if (gemm_declines(&g)) return NB_KERNEL_DECLINE;
+    if (nb_numel(C) == 0) return 0;
+    int64_t batches = 1;
+    for (int d = 0; d < nbd; d++) batches *= cs[d];
+    int64_t idx[NB_MAX_DIMS] = {0};
+    const float *a0 = nb_data(A), *b0 = nb_data(B);
+    float *c0 = nb_data(C);
+    for (int64_t bt = 0; bt < batches; bt++) {
+        int64_t ao = 0, bo = 0, co = 0;
+        for (int d = 0; d < nbd; d++) {
+            ao += idx[d] * ast[d];
+            bo += idx[d] * bst[d];
+            co += idx[d] * cst[d];
+        }
+        g.a = a0 + ao, g.b = b0 + bo, g.c = c0 + co;
+        int rc = gemm_run(&g);
+        if (rc) return nb__err(rc, GEMM_NAME "_gemm: out of memory for pack buffers");
+        for (int d = nbd - 1; d >= 0; d--) {
+            if (++idx[d] < cs[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Merges all but the last dim of t into one row dim: *rows rows *rs apart;
+ * -1 when they do not merge. */
+static int gemm_merge_rows(const nb_tensor *t, int64_t *rows, int64_t *rs) {
+    int nd = nb_ndim(t);
+    const int64_t *sh = nb_shape(t), *st = nb_strides(t);
+    *rows = 1;
+    *rs = 0;
+    int64_t inner = -1;   /* stride the next outer non-1 dim must have */
+    for (int d = nd - 2; d >= 0; d--) {
+        if (sh[d] == 1) continue;
+        if (inner < 0) *rs = st[d];
+        else if (st[d] != inner) return -1;
+        inner = st[d] * sh[d];
+        *rows *= sh[d];
+    }
+    return 0;
+}
+
+/* LINEAR: y (lead..., N) = x (lead..., K) @ w (N, K)^T (+ b (N)). */
+static int gemm_linear(const nb_kernel_args *args) {
+    const nb_tensor *x = args->in[0], *w = args->in[1], *b = args->nin > 2 ? args->in[2] : NULL;
+    nb_tensor *y = args->out;
+    if (nb_dtype_of(y) != NB_DTYPE_F32 || nb_dtype_of(x) != NB_DTYPE_F32 || nb_dtype_of(w) != NB_DTYPE_F32 ||
+        (b && nb_dtype_of(b) != NB_DTYPE_F32) || nb_ndim(x) < 1 || nb_ndim(w) != 2)
+        return NB_KERNEL_DECLINE;
+    int64_t R, xr, R2, yr;
+    if (gemm_merge_rows(x, &R, &xr) || gemm_merge_rows(y, &R2, &yr) || R != R2) return NB_KERNEL_DECLINE;
+    if (nb_numel(y) == 0) return 0;
+    int64_t K = nb_shape(x)[nb_ndim(x) - 1], N = nb_shape(y)[nb_ndim(y) - 1];
+    const int64_t *wst = nb_strides(w);
+    gemm_op g = {.M = R, .N = N, .K = K, .a = nb_data(x), .b = nb_data(w), .c = nb_data(y),
+                 .as0 = xr, .as1 = nb_strides(x)[nb_ndim(x) - 1], .bs0 = wst[1], .bs1 = wst[0],
+                 .cs0 = yr, .cs1 = nb_strides(y)[nb_ndim(y) - 1]};
+    if (gemm_declines(&g)) return NB_KERNEL_DECLINE;
+    float *bias = NULL;
+    if (b) {   /* a dense copy, padded to whole NR-column panels */
+        size_t n = (size_t)((N + NR - 1) / NR * NR);
+        bias = calloc(n, sizeof(float));
+        if (!bias) return nb__err(NB_ENOMEM, GEMM_NAME "_linear: out of memory");
+        const float *bd = nb_data(b);
+        int64_t bs = nb_strides(b)[0];
+        for (int64_t j = 0; j < N; j++) bias[j] = bd[j * bs];
+        g.bias = bias;
+    }
+    int rc = gemm_run(&g);
+    free(bias);
+    return rc ? nb__err(rc, GEMM_NAME "_linear: out of memory for pack buffers") : 0;
+}
+
+#endif
