@@ -117,6 +117,7 @@ static void build(void) {
             /* @@REGISTER_AVX2_OPTIM@@ */
             nb__avx2_optim_register();
             nb__avx2_gemm_register();
+            nb__avx2_winograd_register();
         }
         if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl) {
             nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */

@@ -17,7 +17,10 @@
 /* The AVX2 (and AVX-512) GEMMs are registered above oneDNN: the suites switch them off
  * (every call oneDNN takes goes to oneDNN) so that oneDNN's matmul and
  * linear are what they test. */
-static inline void ot_fast_avx2_off(bool off) { nb__avx2_gemm_serve_all = nb__avx512_gemm_serve_all = off ? -1 : 0; }
+static inline void ot_fast_avx2_off(bool off) {
+    nb__avx2_gemm_serve_all = nb__avx512_gemm_serve_all = off ? -1 : 0;
+    nb__avx2_winograd_off = off;   /* and the Winograd convolutions (test_winograd.c) */
+}
 
 static inline void ot_setup(void) {
     cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error());
