@@ -1,14 +1,16 @@
 /* test_winograd.c — the AVX2 Winograd convolutions (avx2_winograd.c) against
  * the ref kernels, which sum in double.
  *
- * - CONV2D, CONV_BWD_DATA and CONV_TRANSPOSE2D, 3x3 (F(4x4, 3x3)) and 5x5
+ * - CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D and CONV_BWD_WEIGHT, 3x3 (F(4x4, 3x3)) and 5x5
  *   (F(2x2, 5x5)): channel counts that are and are not multiples of 8, odd
  *   image sizes (partial tiles), every padding 0..r-1, bias and none,
  *   transposed / strided / permuted operands, a strided output. The error
  *   max |got - ref| / max |ref| must stay below WG_TOL, and the served
  *   kernel must be the Winograd one.
- * - The same call at 1, 2, 3 and 4 threads gives the same bits (the
- *   parallel backward executor's rule).
+ * - The same call at 1 to 5 threads gives the same bits (the parallel
+ *   backward executor's rule), forward, backward-data and backward-weights
+ *   (whose sum over the batch runs in chunks fixed by the batch size: 37
+ *   images, 12 chunks of 3 and one of 1).
  * - The calls it must leave to the next kernel: stride 2, dilation 2,
  *   groups 2, 7x7 and 3x5 kernels, fewer than 16 channels, F64, an adjoint
  *   padding above r-1.
@@ -95,6 +97,10 @@ static void wg_operands(const wg_case *c, nb_op op, nb_tensor **a, nb_tensor **b
     if (op == NB_OP_CONV2D) {
         *a = wg_rand(xs, c->layout, false, 11), *os = ys;
         if (c->bias) *bias = nb_randn(NB_SHAPE(c->co), NB_F32, 13);
+    } else if (op == NB_OP_CONV_BWD_WEIGHT) {   /* dw <- x, gy */
+        *a = wg_rand(xs, c->layout, false, 11), *b = wg_rand(ys, c->layout, false, 12), *os = ws;
+        cr_assert(*a && *b, "inputs: %s", nb_last_error());
+        return;
     } else {
         *a = wg_rand(ys, c->layout, false, 12), *os = xs;
         if (c->bias && op == NB_OP_CONV_TRANSPOSE2D) *bias = nb_randn(NB_SHAPE(c->ci), NB_F32, 13);
@@ -129,6 +135,7 @@ static void wg_all(const wg_case *c) {
     wg_check(c, NB_OP_CONV2D);
     wg_check(c, NB_OP_CONV_BWD_DATA);
     wg_check(c, NB_OP_CONV_TRANSPOSE2D);
+    wg_check(c, NB_OP_CONV_BWD_WEIGHT);
 }
 
 Test(winograd, lenet_conv2_5x5) {
@@ -174,13 +181,13 @@ static nb_tensor *wg_at_threads(const wg_case *c, nb_op op, int threads) {
 
 Test(winograd, same_bits_at_any_thread_count) {
     wg_need();
-    static const wg_case cs[] = {{13, 32, 14, 14, 64, 5, 2, true, 'c'}, {5, 16, 9, 9, 24, 3, 1, false, 'c'}};
-    static const nb_op ops[] = {NB_OP_CONV2D, NB_OP_CONV_BWD_DATA};
+    static const wg_case cs[] = {{37, 32, 14, 14, 64, 5, 2, true, 'c'}, {5, 16, 9, 9, 24, 3, 1, false, 'c'}};
+    static const nb_op ops[] = {NB_OP_CONV2D, NB_OP_CONV_BWD_DATA, NB_OP_CONV_BWD_WEIGHT};
     nb_scope_begin();
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
-        for (size_t o = 0; o < 2; o++) {
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
             nb_tensor *one = wg_at_threads(&cs[i], ops[o], 1);
-            for (int t = 2; t <= 4; t++) {
+            for (int t = 2; t <= 5; t++) {
                 nb_tensor *y = wg_at_threads(&cs[i], ops[o], t);
                 cr_assert(!memcmp(nb_data(one), nb_data(y), (size_t)nb_numel(y) * sizeof(float)),
                           "%s case %zu: %d threads differ from 1", nb_op_name(ops[o]), i, t);
@@ -215,6 +222,10 @@ Test(winograd, declines_what_it_does_not_serve) {
                 1, 1);   /* 8 input channels */
     wg_declines(NB_OP_CONV2D, x, NB_SHAPE(8, 32, 5, 5), NB_SHAPE(2, 8, 14, 14), NB_F32, 2, 1, 1, 1);   /* 8 out */
     wg_declines(NB_OP_CONV2D, x, w5, NB_SHAPE(2, 32, 14, 14), NB_F64, 2, 1, 1, 1);                      /* F64 */
+    /* backward-weights: stride 2; 8 input channels */
+    wg_declines(NB_OP_CONV_BWD_WEIGHT, x, NB_SHAPE(2, 32, 7, 7), w5, NB_F32, 2, 2, 1, 1);
+    wg_declines(NB_OP_CONV_BWD_WEIGHT, NB_SHAPE(2, 8, 14, 14), NB_SHAPE(2, 32, 14, 14), NB_SHAPE(32, 8, 5, 5), NB_F32,
+                2, 1, 1, 1);
     /* the adjoint of a padding above r-1: dx (2, 32, 4, 4) of gy (2, 32, 10, 10), pad 5 */
     wg_declines(NB_OP_CONV_BWD_DATA, NB_SHAPE(2, 32, 10, 10), w5, NB_SHAPE(2, 32, 14, 14), NB_F32, 5, 1, 1, 1);
 }

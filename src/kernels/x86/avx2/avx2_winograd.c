@@ -399,45 +399,62 @@ static bool wg_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTY
 /* Tests set it to leave every call to the kernels below (oneDNN's suite). */
 int nb__avx2_winograd_off = 0;
 
+/* Stride 1, dilation 1, groups 1, an r x r kernel with r = 3 or 5 (the
+ * shape of w, or of dw for the backward-weights). */
+static int64_t wg_kernel_size(const nb_kernel_args *a, const nb_tensor *w) {
+    for (int i = 0; i < 2; i++)
+        if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return 0;
+    if (a->scalar[6] != 1.0) return 0;
+    int64_t r = nb_shape(w)[2];
+    return nb_shape(w)[3] == r && (r == 3 || r == 5) ? r : 0;
+}
+
+/* c <- the correlation of x (N, C, IH, IW) with an r x r kernel into y (N,
+ * K, OH, OW), x read from row -ph, column -pw. False where the kernels do
+ * not pay: fewer than 16 channels on a side (small GEMMs), a transformed
+ * kernel above 2 MiB (out of L2's reach), outputs under 4x4 (mostly
+ * padding tiles), an empty batch. Depends on the shapes alone, never on the
+ * thread count. */
+static bool wg_setup(wg_conv *c, const nb_tensor *x, const nb_tensor *y, int64_t r, int64_t ph, int64_t pw) {
+    const int64_t *xsh = nb_shape(x), *ysh = nb_shape(y);
+    int64_t C = xsh[1], K = ysh[1], Cp = wg_round8(C), Kp = wg_round8(K);
+    if (xsh[0] != ysh[0] || xsh[0] == 0 || ph < 0 || pw < 0) return false;
+    if (C < 16 || K < 16 || Cp * Kp * WG_P * (int64_t)sizeof(float) > (2 << 20)) return false;
+    if (ysh[2] < 4 || ysh[3] < 4) return false;
+    memset(c, 0, sizeof *c);
+    c->mt = r == 5 ? &wg_m25 : &wg_m43;
+    c->m = c->mt->m, c->r = (int)r;
+    c->N = xsh[0], c->C = C, c->K = K, c->Cp = Cp, c->Kp = Kp;
+    c->IH = xsh[2], c->IW = xsh[3], c->OH = ysh[2], c->OW = ysh[3], c->ph = ph, c->pw = pw;
+    c->TH = (c->OH + c->m - 1) / c->m, c->TW = (c->OW + c->m - 1) / c->m, c->T = c->TH * c->TW;
+    c->PH = c->TH * c->m + r - 1, c->PW = c->TW * c->m + r - 1;
+    c->x = nb_data(x), c->y = nb_data(y);
+    for (int i = 0; i < 4; i++) c->xs[i] = nb_strides(x)[i], c->ys[i] = nb_strides(y)[i];
+    return true;
+}
+
 static int avx2_winograd_conv(const nb_kernel_args *a) {
     if (nb__avx2_winograd_off) return NB_KERNEL_DECLINE;
     bool adjoint = a->op != NB_OP_CONV2D;   /* CONV_BWD_DATA, CONV_TRANSPOSE2D */
     const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL, *y = a->out;
     if (!wg_f32_4d(x) || !wg_f32_4d(w) || !wg_f32_4d(y)) return NB_KERNEL_DECLINE;
-    if (b && (nb_dtype_of(b) != NB_DTYPE_F32 || nb_ndim(b) != 1)) return NB_KERNEL_DECLINE;
-    for (int i = 0; i < 2; i++)   /* stride 1, dilation 1 */
-        if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return NB_KERNEL_DECLINE;
-    if (a->scalar[6] != 1.0) return NB_KERNEL_DECLINE;   /* groups */
-    const int64_t *ws = nb_shape(w), *xsh = nb_shape(x), *ysh = nb_shape(y);
-    int64_t r = ws[2];
-    if (ws[3] != r || (r != 3 && r != 5)) return NB_KERNEL_DECLINE;
-    /* forward: w (K, C, r, r); adjoint: w (C, K, r, r) with C = gy's channels */
-    int64_t C = xsh[1], K = ysh[1];
-    if ((adjoint ? ws[0] != C || ws[1] != K : ws[0] != K || ws[1] != C) || xsh[0] != ysh[0]) return NB_KERNEL_DECLINE;
-    if (b && nb_shape(b)[0] != K) return NB_KERNEL_DECLINE;
+    if (b && (nb_dtype_of(b) != NB_DTYPE_F32 || nb_ndim(b) != 1 || nb_shape(b)[0] != nb_shape(y)[1]))
+        return NB_KERNEL_DECLINE;
+    int64_t r = wg_kernel_size(a, w);
+    if (!r) return NB_KERNEL_DECLINE;
+    /* forward: w (K, C, r, r); adjoint: w (C, K, r, r) with C = gy's channels, padding r-1-p */
+    const int64_t *ws = nb_shape(w);
+    int64_t C = nb_shape(x)[1], K = nb_shape(y)[1];
+    if (adjoint ? ws[0] != C || ws[1] != K : ws[0] != K || ws[1] != C) return NB_KERNEL_DECLINE;
     int64_t p0 = (int64_t)a->scalar[2], p1 = (int64_t)a->scalar[3];
-    int64_t ph = adjoint ? r - 1 - p0 : p0, pw = adjoint ? r - 1 - p1 : p1;
-    if (ph < 0 || pw < 0) return NB_KERNEL_DECLINE;
-    /* where it pays: enough channels for the GEMMs, a transformed kernel that stays in L2-ish cache */
-    int64_t Cp = wg_round8(C), Kp = wg_round8(K);
-    if (C < 16 || K < 16 || Cp * Kp * WG_P * (int64_t)sizeof(float) > (2 << 20) || xsh[0] == 0) return NB_KERNEL_DECLINE;
-    if (ysh[2] < 4 || ysh[3] < 4) return NB_KERNEL_DECLINE;   /* mostly padding tiles */
-
-    wg_conv c = {0};
-    c.mt = r == 5 ? &wg_m25 : &wg_m43;
-    c.m = c.mt->m, c.r = (int)r;
-    c.N = xsh[0], c.C = C, c.K = K, c.Cp = Cp, c.Kp = Kp;
-    c.IH = xsh[2], c.IW = xsh[3], c.OH = ysh[2], c.OW = ysh[3], c.ph = ph, c.pw = pw;
-    c.TH = (c.OH + c.m - 1) / c.m, c.TW = (c.OW + c.m - 1) / c.m, c.T = c.TH * c.TW;
-    c.PH = c.TH * c.m + r - 1, c.PW = c.TW * c.m + r - 1;
-    c.x = nb_data(x), c.y = nb_data(y);
-    for (int i = 0; i < 4; i++) c.xs[i] = nb_strides(x)[i], c.ys[i] = nb_strides(y)[i];
+    wg_conv c;
+    if (!wg_setup(&c, x, y, r, adjoint ? r - 1 - p0 : p0, adjoint ? r - 1 - p1 : p1)) return NB_KERNEL_DECLINE;
     c.bias = b ? nb_data(b) : NULL, c.bs = b ? nb_strides(b)[0] : 0;
 
-    size_t ubytes = (size_t)(WG_P * Cp * Kp) * sizeof(float);
+    size_t ubytes = (size_t)(WG_P * c.Cp * c.Kp) * sizeof(float);
     float *U = nb__alloc(ubytes);
     if (!U) return NB_KERNEL_DECLINE;
-    int nt_w = nb__par_threads(Cp * Kp * 64, NB_GRAIN_ELEMENTWISE);
+    int nt_w = nb__par_threads(c.Cp * c.Kp * 64, NB_GRAIN_ELEMENTWISE);
     wg_kernel(&c, nb_data(w), nb_strides(w), adjoint, U, nt_w);
     c.U = U;
 
@@ -459,6 +476,212 @@ static int avx2_winograd_conv(const nb_kernel_args *a) {
     return fail ? nb__err(NB_ENOMEM, "winograd conv: out of memory for scratch") : 0;
 }
 
+/* ---- backward-weights: dL/dg = G^T [(A dY A^T) .* (B^T d B)] G ----
+ * summed over tiles and images. Per position that sum is a GEMM whose
+ * inner dimension is the tiles: S[pos][c][k] = sum_t V[pos][t][c] Y[pos][t][k],
+ * with V the forward's input transform and Y = A dY A^T the transformed
+ * gradient tile (zero beyond the output). The images are cut into at most
+ * WG_CHUNKS chunks whose size depends on the batch alone, each summed by one
+ * thread into its own S, and the chunks' S are added in chunk order: the
+ * same bits at any thread count. dW = G^T S G ends it. */
+#define WG_CHUNKS 16
+
+/* Y[0..6) = A y for 8 lanes of the m values y: Y_j = sum_i p_j^i y_i, Y_5 = y_{m-1}. */
+static inline __attribute__((always_inline)) void wg_a(const __m256 *y, __m256 v[6], int m) {
+    const __m256 c2 = _mm256_set1_ps(2.0f);
+    __m256 e, o;   /* even and odd parts at p = 1 and p = 2 */
+    v[0] = y[0];
+    if (m == 2) {
+        v[1] = _mm256_add_ps(y[0], y[1]);
+        v[2] = _mm256_sub_ps(y[0], y[1]);
+        o = _mm256_mul_ps(c2, y[1]);
+        v[3] = _mm256_add_ps(y[0], o);
+        v[4] = _mm256_sub_ps(y[0], o);
+        v[5] = y[1];
+    } else {
+        e = _mm256_add_ps(y[0], y[2]), o = _mm256_add_ps(y[1], y[3]);
+        v[1] = _mm256_add_ps(e, o);
+        v[2] = _mm256_sub_ps(e, o);
+        e = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), y[2], y[0]);
+        o = _mm256_mul_ps(c2, _mm256_fmadd_ps(_mm256_set1_ps(4.0f), y[3], y[1]));
+        v[3] = _mm256_add_ps(e, o);
+        v[4] = _mm256_sub_ps(e, o);
+        v[5] = y[3];
+    }
+}
+
+/* Transformed gradient tiles [t0, t0 + tb) of the packed gy plane yq (TW*m
+ * wide, Kp channels) into Y[pos][t][Kp]. */
+static inline __attribute__((always_inline)) void wg_grad_m(const wg_conv *c, const float *yq, float *Y, int64_t t0,
+                                                              int64_t tb, int m) {
+    int64_t Kp = c->Kp, YW = c->TW * m;
+    for (int64_t t = 0; t < tb; t++) {
+        int64_t th = (t0 + t) / c->TW, tw = (t0 + t) % c->TW;
+        const float *base = yq + (th * m * YW + tw * m) * Kp;
+        for (int64_t k0 = 0; k0 < Kp; k0 += 8) {
+            __m256 tmp[WG_A][4];
+            for (int j = 0; j < m; j++) {   /* columns: tmp[.][j] = A dy[.][j] */
+                __m256 d[4], v[6];
+                for (int i = 0; i < m; i++) d[i] = _mm256_load_ps(base + (i * YW + j) * Kp + k0);
+                wg_a(d, v, m);
+                for (int i = 0; i < WG_A; i++) tmp[i][j] = v[i];
+            }
+            for (int i = 0; i < WG_A; i++) {   /* rows: Y[i][.] = tmp[i][.] A^T */
+                __m256 v[6];
+                wg_a(tmp[i], v, m);
+                for (int j = 0; j < WG_A; j++) _mm256_store_ps(Y + (i * WG_A + j) * wg_vs(Kp) + t * Kp + k0, v[j]);
+            }
+        }
+    }
+}
+
+/* S[rows x 8*nv] += A^T B over kc tiles: A[t][i] (t-stride lda), B[t][v] (t-stride ldb). */
+static inline __attribute__((always_inline)) void wg_mk_t(int rows, int nv, const float *A, int64_t lda,
+                                                            const float *B, int64_t ldb, float *S, int64_t lds,
+                                                            int64_t kc) {
+    __m256 acc[6][2];
+    for (int i = 0; i < rows; i++)
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm256_load_ps(S + i * lds + 8 * v);
+    for (int64_t t = 0; t < kc; t++) {
+        __m256 b0 = _mm256_load_ps(B + t * ldb), b1 = nv > 1 ? _mm256_load_ps(B + t * ldb + 8) : b0;
+        for (int i = 0; i < rows; i++) {
+            __m256 a = _mm256_broadcast_ss(A + t * lda + i);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            if (nv > 1) acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < rows; i++)
+        for (int v = 0; v < nv; v++) _mm256_store_ps(S + i * lds + 8 * v, acc[i][v]);
+}
+
+#define WG_MKT_ROWS(NV)                                                          \
+    switch (rows) {                                                              \
+    case 6: wg_mk_t(6, NV, a, Cp, b, Kp, o, Kp, tb); break;                      \
+    case 5: wg_mk_t(5, NV, a, Cp, b, Kp, o, Kp, tb); break;                      \
+    case 4: wg_mk_t(4, NV, a, Cp, b, Kp, o, Kp, tb); break;                      \
+    case 3: wg_mk_t(3, NV, a, Cp, b, Kp, o, Kp, tb); break;                      \
+    case 2: wg_mk_t(2, NV, a, Cp, b, Kp, o, Kp, tb); break;                      \
+    default: wg_mk_t(1, NV, a, Cp, b, Kp, o, Kp, tb); break;                     \
+    }
+
+/* S[pos] += V[pos]^T @ Y[pos] over the block's tb tiles. */
+static void wg_gemms_t(const wg_conv *c, const float *V, const float *Y, float *S, int64_t tb) {
+    int64_t Cp = c->Cp, Kp = c->Kp, nrb = (Cp + 5) / 6;
+    for (int pos = 0; pos < WG_P; pos++) {
+        const float *Vp = V + pos * wg_vs(Cp), *Yp = Y + pos * wg_vs(Kp);
+        float *Sp = S + (int64_t)pos * Cp * Kp;
+        for (int64_t k0 = 0; k0 < Kp; k0 += 16) {
+            const float *b = Yp + k0;
+            for (int64_t ri = 0, c0 = 0, rows; ri < nrb; ri++, c0 += rows) {
+                rows = Cp / nrb + (ri < Cp % nrb);
+                const float *a = Vp + c0;
+                float *o = Sp + c0 * Kp + k0;
+                if (Kp - k0 >= 16) {
+                    WG_MKT_ROWS(2)
+                } else {
+                    WG_MKT_ROWS(1)
+                }
+            }
+        }
+    }
+}
+
+/* One chunk's images [n0, n1) summed into S (zeroed here); s: scratch. */
+static void wg_wchunk(const wg_conv *c, const wg_conv *gv, int64_t n0, int64_t n1, float *S, float *s) {
+    int64_t Cp = c->Cp, Kp = c->Kp;
+    float *xp = s, *V = xp + c->PH * c->PW * Cp, *Y = V + WG_P * wg_vs(Cp), *yq = Y + WG_P * wg_vs(Kp);
+    memset(S, 0, (size_t)(WG_P * Cp * Kp) * sizeof(float));
+    int64_t nb = (c->T + WG_TB - 1) / WG_TB;
+    for (int64_t n = n0; n < n1; n++) {
+        wg_pack(c, n, xp);
+        wg_pack(gv, n, yq);   /* gy channel-last, zero beyond OH x OW */
+        for (int64_t bi = 0, t0 = 0; bi < nb; bi++) {
+            int64_t tb = c->T / nb + (bi < c->T % nb);
+            wg_input(c, xp, V, t0, tb);
+            if (c->m == 2) wg_grad_m(c, yq, Y, t0, tb, 2);
+            else wg_grad_m(c, yq, Y, t0, tb, 4);
+            wg_gemms_t(c, V, Y, S, tb);
+            t0 += tb;
+        }
+    }
+}
+
+/* dw[k][c] = G^T S[.][c][k] G, 8 k per pass. */
+static void wg_weight_out(const wg_conv *c, const float *S, float *dw, const int64_t ds[4]) {
+    const wg_mats *mt = c->mt;
+    int r = c->r;
+    int64_t Cp = c->Cp, Kp = c->Kp;
+    for (int64_t ci = 0; ci < c->C; ci++)
+        for (int64_t k0 = 0; k0 < c->K; k0 += 8) {
+            __m256 t[WG_A][5];
+            for (int i = 0; i < WG_A; i++)   /* t = S G */
+                for (int kw = 0; kw < r; kw++) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int j = 0; j < WG_A; j++)
+                        if (mt->G[j][kw] != 0.0f)
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(mt->G[j][kw]),
+                                                  _mm256_load_ps(S + ((int64_t)(i * WG_A + j) * Cp + ci) * Kp + k0), acc);
+                    t[i][kw] = acc;
+                }
+            for (int kh = 0; kh < r; kh++)   /* dw = G^T t */
+                for (int kw = 0; kw < r; kw++) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int i = 0; i < WG_A; i++)
+                        if (mt->G[i][kh] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(mt->G[i][kh]), t[i][kw], acc);
+                    float v[8];
+                    _mm256_storeu_ps(v, acc);
+                    for (int64_t l = 0; l < 8 && k0 + l < c->K; l++)
+                        dw[(k0 + l) * ds[0] + ci * ds[1] + kh * ds[2] + kw * ds[3]] = v[l];
+                }
+        }
+}
+
+/* CONV_BWD_WEIGHT: out dw (K, C, r, r) <- in[0] x (N, C, IH, IW), in[1] gy (N, K, OH, OW). */
+static int avx2_winograd_bwd_weight(const nb_kernel_args *a) {
+    if (nb__avx2_winograd_off) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
+    if (!wg_f32_4d(x) || !wg_f32_4d(gy) || !wg_f32_4d(dw)) return NB_KERNEL_DECLINE;
+    int64_t r = wg_kernel_size(a, dw);
+    if (!r || nb_shape(dw)[0] != nb_shape(gy)[1] || nb_shape(dw)[1] != nb_shape(x)[1]) return NB_KERNEL_DECLINE;
+    wg_conv c, gv;
+    if (!wg_setup(&c, x, gy, r, (int64_t)a->scalar[2], (int64_t)a->scalar[3])) return NB_KERNEL_DECLINE;
+    gv = c;   /* gy seen as the image to pack: K channels, OH x OW, tiled area, no padding */
+    gv.x = c.y, gv.C = c.K, gv.Cp = c.Kp, gv.IH = c.OH, gv.IW = c.OW, gv.ph = gv.pw = 0;
+    gv.PH = c.TH * c.m, gv.PW = c.TW * c.m;
+    for (int i = 0; i < 4; i++) gv.xs[i] = c.ys[i];
+
+    int64_t n = c.N, per = (n + WG_CHUNKS - 1) / WG_CHUNKS, chunks = (n + per - 1) / per;
+    int64_t sn = WG_P * c.Cp * c.Kp, scr = wg_scratch(&c);
+    size_t sbytes = (size_t)(chunks * sn) * sizeof(float);
+    float *S = nb__alloc(sbytes);
+    if (!S) return NB_KERNEL_DECLINE;
+    int nt = nb__par_threads(n * 2 * r * r * c.C * c.K * c.OH * c.OW, 2000000);
+    if (nt > chunks) nt = (int)chunks;
+    int fail = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        float *s = nb__alloc((size_t)scr * sizeof(float));
+        if (!s) fail = 1;
+#pragma omp for schedule(static, 1)
+        for (int64_t k = 0; k < chunks; k++)
+            if (s) wg_wchunk(&c, &gv, k * per, (k + 1) * per < n ? (k + 1) * per : n, S + k * sn, s);
+        if (s) nb__free(s, (size_t)scr * sizeof(float));
+    }
+    if (!fail) {
+        int ntw = nb__par_threads(sn * chunks, NB_GRAIN_ELEMENTWISE);
+        (void)ntw;
+#pragma omp parallel for num_threads(ntw) if (ntw > 1)
+        for (int64_t i = 0; i < sn; i++) {   /* the chunks' sums, in chunk order */
+            float acc = S[i];
+            for (int64_t k = 1; k < chunks; k++) acc += S[k * sn + i];
+            S[i] = acc;
+        }
+        wg_weight_out(&c, S, nb_data(dw), nb_strides(dw));
+    }
+    nb__free(S, sbytes);
+    return fail ? nb__err(NB_ENOMEM, "winograd conv_bwd_weight: out of memory for scratch") : 0;
+}
+
 void nb__avx2_winograd_register(void) {
     wg_matrices(&wg_m25, 2, 5);
     wg_matrices(&wg_m43, 4, 3);
@@ -466,6 +689,8 @@ void nb__avx2_winograd_register(void) {
         {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_winograd_conv2d", 20, avx2_winograd_conv},
         {NB_OP_CONV_BWD_DATA, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_winograd_conv_bwd_data", 20, avx2_winograd_conv},
         {NB_OP_CONV_TRANSPOSE2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_winograd_conv_transpose2d", 20, avx2_winograd_conv},
+        {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_winograd_conv_bwd_weight", 20,
+         avx2_winograd_bwd_weight},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
