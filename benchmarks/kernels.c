@@ -67,7 +67,7 @@ typedef struct workload {
     nb_op op, op_bwd;   /* ops whose chosen kernels are named (op_bwd NB_OP_COUNT: none) */
     bool gflops;        /* amount is FLOPs (else bytes) */
     double amount;      /* per call */
-    int reps_div;       /* reps / reps_div calls (slow workloads) */
+    int reps_div;       /* reps / reps_div calls (slow workloads); negative: reps * -reps_div (quick ones) */
     bool ref_ok;        /* the ref kernel is quick enough to time */
 } workload;
 
@@ -83,7 +83,7 @@ static const workload wls[W_COUNT] = {
     [W_SOFTMAX] = {"softmax_fwd_bwd", NB_OP_SOFTMAX, NB_OP_SOFTMAX_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
     [W_LAYER_NORM] = {"layer_norm_fwd_bwd", NB_OP_LAYER_NORM, NB_OP_LAYER_NORM_BACKWARD, false,
                       5.0 * 4 * ROWS * COLS, 1, true},
-    [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), 1, true},
+    [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), -8, true},
     [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 2, true},
     [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 4, false},
     [W_CONV1] = {"conv1_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 2 * CONVF(64, 1, 32, 28, 5), 1, true},
@@ -199,30 +199,44 @@ static void copy_once(float *dst, const float *src, int nt) {
 /* Calls of workload k (at the current cap) alternating with memcpy calls,
  * reps each after one warm-up pair; the medians of both, so that their ratio
  * sees the same machine load. 0 or -1. */
-static int time_paired(wl_kind k, float *dst, int nt, int reps, double *ms_ours, double *ms_copy) {
+/* Median ms of f(k) and of g(k), called in alternation (f, g, f, g, ...)
+ * after one warm-up pair, each call in its own scope: both see the same
+ * machine, so their ratio is robust to load that comes and goes. */
+static int time_pair(int (*f)(wl_kind), int (*g)(wl_kind), wl_kind k, int reps, double *ms_f, double *ms_g) {
     double *t = malloc(sizeof *t * 2 * (size_t)reps);
     if (!t) return -1;
     for (int r = -1; r < reps; r++) {
-        nb_scope_begin();
-        double t0 = bench_now_ms();
-        int rc = run_ours(k);
-        double t1 = bench_now_ms();
-        nb_scope_end();
-        double t2 = bench_now_ms();
-        copy_once(dst, nb_data(in.a), nt);
-        double t3 = bench_now_ms();
-        if (rc) {
-            fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
-            free(t);
-            return -1;
+        double dt[2];
+        for (int side = 0; side < 2; side++) {
+            nb_scope_begin();
+            double t0 = bench_now_ms();
+            int rc = (side ? g : f)(k);
+            dt[side] = bench_now_ms() - t0;
+            nb_scope_end();
+            if (rc) {
+                fprintf(stderr, "kernels: %s: %s\n", wls[k].name, nb_last_error());
+                free(t);
+                return -1;
+            }
         }
-        if (r >= 0) t[r] = t1 - t0, t[reps + r] = t3 - t2;
+        if (r >= 0) t[r] = dt[0], t[reps + r] = dt[1];
     }
     bench_sort(t, reps);
     bench_sort(t + reps, reps);
-    *ms_ours = t[reps / 2];
-    *ms_copy = t[reps + reps / 2];
+    *ms_f = t[reps / 2];
+    *ms_g = t[reps + reps / 2];
     free(t);
+    return 0;
+}
+
+static struct {
+    float *dst;
+    int nt;
+} copy_cur;   /* what run_copy copies into, on how many threads */
+
+static int run_copy(wl_kind k) {
+    (void)k;
+    copy_once(copy_cur.dst, nb_data(in.a), copy_cur.nt);
     return 0;
 }
 
@@ -393,7 +407,13 @@ static int bench_direct(wl_kind k, int threads, int reps) {
         if (!conv && !blocked) continue;
         int rc = conv ? dd_conv(&dd_cur, &in.conv[k - W_CONV1], blocked)
                       : dd_matmul(&dd_cur, mm_n[k - W_MM256], in.ma[k - W_MM256], in.mb[k - W_MM256]);
-        double ms = rc ? -1 : time_calls(run_direct, k, reps);
+        double ms = -1, mo = -1;
+        if (!rc && blocked) {   /* ours and oneDNN in alternation: the ratio the table shows */
+            if (!time_pair(run_ours, run_direct, k, reps, &mo, &ms))
+                report(k, threads, "paired_direct", "ours", mo);
+        } else if (!rc) {
+            ms = time_calls(run_direct, k, reps);
+        }
         dd_free(&dd_cur);
         if (ms < 0) return -1;
         report(k, threads, blocked ? "onednn_direct" : "onednn_plain",
@@ -504,7 +524,7 @@ int main(int argc, char **argv) {
         int nt = threads[ti];
         for (int k = 0; !rc && k < W_COUNT; k++) {
             if (*only && !strstr(wls[k].name, only)) continue;
-            int r = reps / wls[k].reps_div > 0 ? reps / wls[k].reps_div : 1;
+            int d = wls[k].reps_div, r = d < 0 ? reps * -d : reps / d > 0 ? reps / d : 1;
             for (int isa = NB_ISA_REF; !rc && isa <= (int)best; isa++) {
                 if (isa == NB_ISA_REF && !wls[k].ref_ok) continue;
                 if ((rc = set_runtime(nt, nb_isa_name((nb_isa)isa)))) break;
@@ -515,7 +535,8 @@ int main(int argc, char **argv) {
                 else report((wl_kind)k, nt, nb_isa_name((nb_isa)isa), name, ms);
                 double mo, mc;   /* the best cap's kernel paired with memcpy */
                 if (!rc && k <= W_DROPOUT && isa == (int)best) {
-                    if ((rc = time_paired((wl_kind)k, dst, nt, r, &mo, &mc))) break;
+                    copy_cur.dst = dst, copy_cur.nt = nt;
+                    if ((rc = time_pair(run_ours, run_copy, (wl_kind)k, r, &mo, &mc))) break;
                     report((wl_kind)k, nt, "paired", name, mo);
                     printf("bench wl=%s threads=%d impl=memcpy kernel=memcpy ms=%.3f rate=%.2f unit=GB/s\n",
                            wls[k].name, nt, mc, 2.0 * 4 * BIG / (mc * 1e-3) * 1e-9);

@@ -75,7 +75,8 @@ for wl, th in order:
     row = [wl, th, units[wl]] + [cell((wl, th, i)) for i in isas]
     row += [cell((wl, th, "onednn_direct")), cell((wl, th, "onednn_plain")),
             cell(mc) if elem else "", cell((wl, th, "torch")),
-            ratio(ours_k, (wl, th, "torch")), ratio(ours_k, (wl, th, "onednn_direct")),
+            ratio(ours_k, (wl, th, "torch")),
+            ratio((wl, th, "paired_direct") if (wl, th, "paired_direct") in rate else ours_k, (wl, th, "onednn_direct")),
             ratio((wl, th, "paired"), mc) if elem else "", rate.get(ours_k, (0, "?"))[1]]
     lines.append("| " + " | ".join(row) + " |")
 table = "\n".join(lines)
@@ -94,7 +95,8 @@ Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softm
 fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 4M otherwise)
 or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
 chose is named in the last column for the best cap, "ours"). `oneDNN direct`: the dnnl primitives
-called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop);
+called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop),
+timed in alternation with ours (call by call) for `ours/oneDNN`;
 `oneDNN plain`: the same conv on plain NCHW memory. `memcpy`: the copy bandwidth (16M floats into a
 warm buffer), timed in alternation with ours for `ours/copy`.
 Ratios are rate ratios measured in the same run (above 1: ours is faster). The machine is shared

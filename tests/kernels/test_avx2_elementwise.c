@@ -723,3 +723,31 @@ Test(avx2_ew, registry_chooses_avx2_by_default_and_ref_when_capped) {
     cr_assert_not_null(nb_exp(x));
     cr_assert_str_eq(nb__last_kernel(), "avx2_exp");
 }
+
+/* vmath.h's exp takes a short path (one multiplication by 2^n) when all 8
+ * lanes of a vector have |x| <= 87, and claims it gives the long path's bits:
+ * the same values computed once with every 8th lane pushed out of range
+ * (100, so each vector takes the long path) must match bit for bit. */
+Test(avx2_ew, exp_short_path_gives_the_long_paths_bits) {
+    enum { N = 8 * 4096 };
+    nb_tensor *a = nb_empty(NB_SHAPE(N), NB_F32), *b = nb_empty(NB_SHAPE(N), NB_F32);
+    cr_assert(a && b);
+    float *pa = nb_data(a), *pb = nb_data(b);
+    uint64_t s = 12345;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        float u = (float)((double)(s >> 11) / 9007199254740992.0);   /* [0, 1) */
+        pa[i] = i % 97 == 0 ? (i % 2 ? 87.0f : -87.0f) : -87.0f + 174.0f * u;
+        if (i % 5 == 0) pa[i] *= 1e-3f;   /* small arguments too */
+        pb[i] = i % 8 == 7 ? 100.0f : pa[i];
+    }
+    nb_tensor *ya = nb_exp(a), *yb = nb_exp(b);
+    cr_assert(ya && yb, "%s", nb_last_error());
+    cr_assert(!strncmp(nb_kernel_chosen(NB_OP_EXP, NB_F32), "avx2", 4) ||
+                  !strncmp(nb_kernel_chosen(NB_OP_EXP, NB_F32), "avx512", 6),
+              "exp served by %s", nb_kernel_chosen(NB_OP_EXP, NB_F32));
+    const uint32_t *ra = nb_data(ya), *rb = nb_data(yb);
+    for (int i = 0; i < N; i++)
+        if (i % 8 != 7)
+            cr_assert_eq(ra[i], rb[i], "exp(%.9g): short path %08x, long path %08x", (double)pa[i], ra[i], rb[i]);
+}

@@ -85,8 +85,24 @@ static inline __m256 nb__v_exp_scaled(__m256 x, int k) {
     return _mm256_mul_ps(_mm256_mul_ps(p, nb__v_pow2i(n1)), nb__v_pow2i(n2));
 }
 
-/* e^x (within 1 ULP). */
-static inline __m256 nb__v_exp(__m256 x) { return nb__v_exp_scaled(x, 0); }
+/* e^x (within 1 ULP). Where every lane has |x| <= 87 (no NaN), 2^n is a
+ * normal float and one multiplication by it is exact, so the short path
+ * gives nb__v_exp_scaled(x, 0)'s bits with 6 fewer instructions. */
+static inline __m256 nb__v_exp(__m256 x) {
+    __m256 in = _mm256_cmp_ps(_mm256_andnot_ps(NB__V1(-0.0f), x), NB__V1(87.0f), _CMP_LE_OQ);
+    if (_mm256_movemask_ps(in) != 0xFF) return nb__v_exp_scaled(x, 0);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, NB__V1(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, NB__V1(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, NB__V1(-2.12194440055e-4f), r);
+    __m256 q = NB__V1(1.392617612e-03f);
+    q = _mm256_fmadd_ps(q, r, NB__V1(8.363173075e-03f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(4.166655466e-02f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(1.666657703e-01f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(5.000000000e-01f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), NB__V1(1.0f));
+    return _mm256_mul_ps(p, nb__v_pow2i(_mm256_cvtps_epi32(n)));
+}
 
 /* ln x: x = m * 2^e with m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact),
  * ln x = e*ln2 + f - f^2/2 + f^3 * P(f). Denormals are scaled by 2^23 first. */
