@@ -24,6 +24,8 @@
  *   conv1, conv2       fwd+bwd of the LeNet convs (examples/fashion_mnist_cnn.c,
  *                      batch 64): x (64,1,28,28) w (32,1,5,5); x (64,32,14,14)
  *                      w (64,32,5,5); pad 2, bias; conv1's x needs no grad
+ *   conv3x3            fwd+bwd of a ResNet-style 3x3 conv: x (32,64,28,28),
+ *                      w (64,64,3,3), pad 1, bias (the Winograd F(4x4, 3x3) case)
  * Rates: GB/s of logical traffic (each operand read or written once: add 3N
  * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm fwd+bwd 5N, sgd 5N, adam 7N)
  * or GFLOP/s.
@@ -59,7 +61,7 @@
 
 typedef enum wl_kind {
     W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM,
-    W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_COUNT
+    W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
 } wl_kind;
 
 typedef struct workload {
@@ -88,6 +90,7 @@ static const workload wls[W_COUNT] = {
     [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 4, false},
     [W_CONV1] = {"conv1_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 2 * CONVF(64, 1, 32, 28, 5), 1, true},
     [W_CONV2] = {"conv2_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 3 * CONVF(64, 32, 64, 14, 5), 2, false},
+    [W_CONV3] = {"conv3x3_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 3 * CONVF(32, 64, 64, 28, 3), 2, false},
 };
 
 /* A LeNet conv: shapes and its tensors (x, w, b, dy). */
@@ -102,7 +105,7 @@ static struct {
     nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
     nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
     nb_tensor *ma[3], *mb[3];  /* matmul operands per size */
-    conv_case conv[2];
+    conv_case conv[3];
     nb_tensor *op[2];          /* [ROWS * COLS] parameters of the SGD and Adam steps, with a grad */
     nb_optimizer *opt[2];      /* SGD (momentum 0.9), Adam */
 } in;
@@ -443,9 +446,10 @@ static int make_inputs(void) {
         in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);
         ok = ok && in.ma[i] && in.mb[i];
     }
-    const conv_case shapes[2] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL},
-                                 {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL}};
-    for (int i = 0; i < 2; i++) {
+    const conv_case shapes[3] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL},
+                                 {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL},
+                                 {32, 64, 64, 28, 3, 1, true, NULL, NULL, NULL, NULL}};
+    for (int i = 0; i < 3; i++) {
         conv_case *c = &in.conv[i];
         *c = shapes[i];
         c->x = nb_randn(NB_SHAPE(c->n, c->ci, c->hw, c->hw), NB_F32, 30 + (uint64_t)i);

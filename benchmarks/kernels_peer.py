@@ -10,7 +10,8 @@ warm-up) are those of kernels.c: add/relu/exp into a fresh output on 16M
 floats; dropout (p 0.5) likewise; one SGD (momentum 0.9) and one Adam step on
 a 4M-float parameter (single-tensor code, foreach=False); softmax and layer_norm fwd+bwd on [4096, 1024]; matmul 256/1024/2048;
 conv1/conv2 fwd+bwd of the LeNet convs (batch 64, pad 2, bias; conv1's input
-takes no gradient). Gradients are reset to None before each call, as nabla's
+takes no gradient) and of a ResNet-style 3x3 conv (conv3x3: batch 32, 64 -> 64
+channels, 28x28, pad 1, bias). Gradients are reset to None before each call, as nabla's
 nb_zero_grad drops them.
 
 Usage: kernels_peer.py [reps (default 10)] [only: workloads whose name contains it]
@@ -66,12 +67,13 @@ def main():
     adam = torch.optim.Adam([params[1]], lr=1e-3, foreach=False)
     convs = {}
     for name, (n, ci, co, hw, k, need_dx) in {"conv1_fwd_bwd": (64, 1, 32, 28, 5, False),
-                                              "conv2_fwd_bwd": (64, 32, 64, 14, 5, True)}.items():
+                                              "conv2_fwd_bwd": (64, 32, 64, 14, 5, True),
+                                              "conv3x3_fwd_bwd": (32, 64, 64, 28, 3, True)}.items():
         x = torch.randn(n, ci, hw, hw, requires_grad=need_dx)
         w = (torch.randn(co, ci, k, k) * 0.1).requires_grad_()
         bias = torch.randn(co, requires_grad=True)
         g = torch.randn(n, co, hw, hw)
-        convs[name] = (x, w, bias, g, (3 if need_dx else 2) * convf(n, ci, co, hw, k))
+        convs[name] = (x, w, bias, g, (3 if need_dx else 2) * convf(n, ci, co, hw, k), k // 2)
 
     def fwd_bwd(leaves, f, g):
         def call():
@@ -95,9 +97,9 @@ def main():
     for n, div in ((256, 1), (1024, 2), (2048, 4)):
         x, y = mm[n]
         wl["matmul_%d" % n] = ((lambda x=x, y=y: x @ y), mmf(n), "GFLOP/s", div)
-    for name, (x, w, bias, g, flops) in convs.items():
+    for name, (x, w, bias, g, flops, pad) in convs.items():
         leaves = [t for t in (x, w, bias) if t.requires_grad]
-        call = fwd_bwd(leaves, (lambda x=x, w=w, bias=bias: F.conv2d(x, w, bias, padding=2)), g)
+        call = fwd_bwd(leaves, (lambda x=x, w=w, bias=bias, pad=pad: F.conv2d(x, w, bias, padding=pad)), g)
         wl[name] = (call, flops, "GFLOP/s", 1 if name == "conv1_fwd_bwd" else 2)
 
     for nt in ([1, allt] if allt > 1 else [1]):
