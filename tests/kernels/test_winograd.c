@@ -30,7 +30,12 @@
  * (direct float summation in oneDNN: ~1e-7). */
 #define WG_TOL 2e-5
 
-static void wg_setup(void) { cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error()); }
+/* The ISA these kernels run at: on an AVX-512 CPU they step aside for
+ * oneDNN's AVX-512 convolutions unless the cap is avx2. */
+static void wg_default(void) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0, "nb_init: %s", nb_last_error());
+}
+static void wg_setup(void) { wg_default(); }
 static void wg_teardown(void) {
     while (nb_scope_depth() > 0) nb_scope_end();
     nb_init(NULL);
@@ -119,7 +124,7 @@ static double wg_check(const wg_case *c, nb_op op) {
     nb_tensor *got = wg_run(op, os, c->layout, a, b, bias, c->pad, 1, 1, 1, &k1);
     ot_cap_ref();
     nb_tensor *ref = wg_run(op, os, c->layout, a, b, bias, c->pad, 1, 1, 1, &k2);
-    nb_init(NULL);
+    wg_default();
     cr_assert(!strncmp(k2, "ref", 3), "capped run served by %s", k2);
     cr_assert(!strncmp(k1, "avx2_winograd", 13), "%s r=%lld ci=%lld co=%lld served by %s", nb_op_name(op),
               (long long)c->r, (long long)c->ci, (long long)c->co, k1);
@@ -169,7 +174,7 @@ Test(winograd, strided_and_permuted_operands) {
 
 /* The raw bits of a result, for comparison. */
 static nb_tensor *wg_at_threads(const wg_case *c, nb_op op, int threads) {
-    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads, .abort_on_error = -1}), 0);
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads, .isa = "avx2", .abort_on_error = -1}), 0);
     nb_tensor *a, *b, *bias;
     nb_dims os;
     wg_operands(c, op, &a, &b, &bias, &os);
@@ -240,7 +245,7 @@ Test(winograd, nan_stays_where_it_was_read) {
     nb_tensor *got = wg_run(NB_OP_CONV2D, NB_SHAPE(1, 16, 12, 12), 'c', x, w, NULL, c.pad, 1, 1, 1, &k1);
     ot_cap_ref();
     nb_tensor *ref = wg_run(NB_OP_CONV2D, NB_SHAPE(1, 16, 12, 12), 'c', x, w, NULL, c.pad, 1, 1, 1, &k2);
-    nb_init(NULL);
+    wg_default();
     cr_assert(!strncmp(k1, "avx2_winograd", 13), "served by %s", k1);
     const float *g = nb_data(got), *r = nb_data(ref);
     double mag = 0;
@@ -258,4 +263,15 @@ Test(winograd, nan_stays_where_it_was_read) {
                                           (long long)k, (long long)oh, (long long)ow, g[i], r[i]);
             }
     nb_scope_end();
+}
+
+/* With AVX-512 in force (the default on such a CPU), oneDNN's AVX-512
+ * convolutions serve: the AVX2 Winograd kernels decline. */
+Test(winograd, steps_aside_for_avx512) {
+    cr_assert_eq(nb_init(NULL), 0);
+    if (nb_isa_active() < NB_ISA_AVX512) cr_skip("AVX-512 is not in force here");
+    nb_dims x = NB_SHAPE(2, 32, 14, 14), w5 = NB_SHAPE(32, 32, 5, 5);
+    wg_declines(NB_OP_CONV2D, x, w5, x, NB_F32, 2, 1, 1, 1);
+    wg_declines(NB_OP_CONV_BWD_DATA, x, w5, x, NB_F32, 2, 1, 1, 1);
+    wg_declines(NB_OP_CONV_BWD_WEIGHT, x, x, w5, NB_F32, 2, 1, 1, 1);
 }

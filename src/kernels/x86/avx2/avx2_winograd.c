@@ -1,8 +1,9 @@
 /* avx2_winograd.c — stride-1 3x3 and 5x5 convolutions by Winograd's minimal
  * filtering: F(4x4, 3x3) and F(2x2, 5x5), both on 6x6 input tiles.
  *
- * Serves CONV2D, CONV_BWD_DATA and CONV_TRANSPOSE2D (F32, groups 1, stride
- * 1, dilation 1, square r x r kernels, r = 3 or 5, 16+ channels in and out).
+ * Serves CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D and CONV_BWD_WEIGHT (F32,
+ * groups 1, stride 1, dilation 1, square r x r kernels, r = 3 or 5, 16+
+ * channels in and out), unless AVX-512 is in force (wg_setup).
  * The adjoint w.r.t. the input is itself a stride-1 correlation, of gy with
  * the kernel turned 180 degrees and its channel axes swapped, padded r-1-p:
  * one engine serves all three.
@@ -426,6 +427,10 @@ static int64_t wg_kernel_size(const nb_kernel_args *a, const nb_tensor *w) {
  * padding tiles), an empty batch. Depends on the shapes alone, never on the
  * thread count. */
 static bool wg_setup(wg_conv *c, const nb_tensor *x, const nb_tensor *y, int64_t r, int64_t ph, int64_t pw) {
+    /* With AVX-512 in force, oneDNN's AVX-512 convolutions serve: these AVX2
+     * kernels have not been measured against them on such a CPU (NB_ISA=avx2
+     * brings them back there). A CPU setting, not a thread count. */
+    if (nb_isa_active() >= NB_ISA_AVX512) return false;
     const int64_t *xsh = nb_shape(x), *ysh = nb_shape(y);
     int64_t C = xsh[1], K = ysh[1], Cp = wg_round8(C), Kp = wg_round8(K);
     if (xsh[0] != ysh[0] || xsh[0] == 0 || ph < 0 || pw < 0) return false;
