@@ -20,6 +20,7 @@
 static inline void ot_fast_avx2_off(bool off) {
     nb__avx2_gemm_serve_all = nb__avx512_gemm_serve_all = off ? -1 : 0;
     nb__avx2_winograd_off = off;   /* and the Winograd convolutions (test_winograd.c) */
+    nb__avx2_conv_small_off = off; /* and the few-input-channel ones (test_conv_small.c) */
 }
 
 static inline void ot_setup(void) {
@@ -73,6 +74,28 @@ static inline double ot_rel_err(nb_tensor *got, nb_tensor *ref, bool nan_equal) 
         if (!nan_equal || isfinite(b[i])) mag = fabs((double)b[i]) > mag ? fabs((double)b[i]) : mag;
     }
     return diff == 0 ? 0 : diff / (mag > 0 ? mag : 1e-30);
+}
+
+/* A random F32 4-D conv operand of `shape` in the memory layout `layout`
+ * says: 't' image with H and W swapped in memory, 's' image every 2nd W
+ * element, 'w' weight stored in reverse dim order (permuted back), anything
+ * else contiguous. Seeded. */
+static inline nb_tensor *ot_conv_rand(nb_dims shape, char layout, bool weight, uint64_t seed) {
+    if (!weight && layout == 't') {
+        nb_dims m = shape;
+        m.d[2] = shape.d[3], m.d[3] = shape.d[2];
+        return nb_transpose(nb_randn(m, NB_F32, seed), 2, 3);
+    }
+    if (!weight && layout == 's') {
+        nb_dims m = shape;
+        m.d[3] *= 2;
+        return nb_slice(nb_randn(m, NB_F32, seed), 3, 0, m.d[3], 2);
+    }
+    if (weight && layout == 'w') {
+        nb_dims m = NB_SHAPE(shape.d[3], shape.d[2], shape.d[1], shape.d[0]);
+        return nb_permute(nb_randn(m, NB_F32, seed), (int[]){3, 2, 1, 0}, 4);
+    }
+    return nb_randn(shape, NB_F32, seed);
 }
 
 #endif

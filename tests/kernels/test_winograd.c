@@ -54,24 +54,6 @@ typedef struct wg_case {
                       'w' weight permuted, 'o' a strided output */
 } wg_case;
 
-static nb_tensor *wg_rand(nb_dims shape, char layout, bool weight, uint64_t seed) {
-    if (!weight && layout == 't') {
-        nb_dims m = shape;
-        m.d[2] = shape.d[3], m.d[3] = shape.d[2];
-        return nb_transpose(nb_randn(m, NB_F32, seed), 2, 3);
-    }
-    if (!weight && layout == 's') {
-        nb_dims m = shape;
-        m.d[3] *= 2;
-        return nb_slice(nb_randn(m, NB_F32, seed), 3, 0, m.d[3], 2);
-    }
-    if (weight && layout == 'w') {
-        nb_dims m = NB_SHAPE(shape.d[3], shape.d[2], shape.d[1], shape.d[0]);
-        return nb_permute(nb_randn(m, NB_F32, seed), (int[]){3, 2, 1, 0}, 4);
-    }
-    return nb_randn(shape, NB_F32, seed);
-}
-
 /* op on (a, b[, bias]) into a fresh NaN-filled output of `shape`; *served names the kernel. */
 static nb_tensor *wg_run(nb_op op, nb_dims shape, char layout, const nb_tensor *a, const nb_tensor *b,
                          const nb_tensor *bias, int64_t pad, int64_t stride, int64_t dil, int64_t groups,
@@ -100,17 +82,17 @@ static void wg_operands(const wg_case *c, nb_op op, nb_tensor **a, nb_tensor **b
     nb_dims ws = NB_SHAPE(c->co, c->ci, c->r, c->r);
     *bias = NULL;
     if (op == NB_OP_CONV2D) {
-        *a = wg_rand(xs, c->layout, false, 11), *os = ys;
+        *a = ot_conv_rand(xs, c->layout, false, 11), *os = ys;
         if (c->bias) *bias = nb_randn(NB_SHAPE(c->co), NB_F32, 13);
     } else if (op == NB_OP_CONV_BWD_WEIGHT) {   /* dw <- x, gy */
-        *a = wg_rand(xs, c->layout, false, 11), *b = wg_rand(ys, c->layout, false, 12), *os = ws;
+        *a = ot_conv_rand(xs, c->layout, false, 11), *b = ot_conv_rand(ys, c->layout, false, 12), *os = ws;
         cr_assert(*a && *b, "inputs: %s", nb_last_error());
         return;
     } else {
-        *a = wg_rand(ys, c->layout, false, 12), *os = xs;
+        *a = ot_conv_rand(ys, c->layout, false, 12), *os = xs;
         if (c->bias && op == NB_OP_CONV_TRANSPOSE2D) *bias = nb_randn(NB_SHAPE(c->ci), NB_F32, 13);
     }
-    *b = wg_rand(ws, c->layout, true, 14);
+    *b = ot_conv_rand(ws, c->layout, true, 14);
     cr_assert(*a && *b, "inputs: %s", nb_last_error());
 }
 

@@ -1,0 +1,333 @@
+/* avx2_conv_small.c — direct convolution for few input channels (a CNN's
+ * first layer: 1 to 4 channels), forward and backward-weights, AVX2+FMA.
+ *
+ * Serves CONV2D and CONV_BWD_WEIGHT (F32, stride 1, dilation 1, groups 1,
+ * 1-4 input channels, 8+ output channels, kernels up to 7x7), unless
+ * AVX-512 is in force (oneDNN's AVX-512 convolutions then serve). With so few
+ * input channels a GEMM (oneDNN's, or Winograd's per-position ones) has an
+ * inner dimension of 1 to 4 x r^2 and runs far from peak: oneDNN took ~3 ms
+ * for LeNet's 1 -> 32, 5x5 forward on 64 28x28 images inside the training
+ * step (27 GFLOP/s, reorders to and from its blocked layout included), and
+ * ~2.9 ms for its weight gradient; these take ~2.4 and ~2.2 ms there (1
+ * thread). Alone, with warm caches, they are 1.10x and 1.05x oneDNN.
+ *
+ * Forward: per image, the input is copied into a zero-padded plane (rows
+ * wide enough for whole 16-column blocks); each output row is done in
+ * blocks of 6 output channels x 16 columns: 12 accumulators, two unaligned
+ * loads of the shifted input row and 6 broadcast weights per tap. Sums run
+ * over (c, kh, kw) in that order for every output: no split, so the bits do
+ * not depend on the thread count (threads split the images).
+ *
+ * Backward-weights: dw[k][c][kh][kw] = sum over n, oh, ow of
+ * x[n][c][oh+kh-ph][ow+kw-pw] gy[n][k][oh][ow], 8 columns per lane-wise
+ * partial sum, 2 output channels x r taps per pass. The images are cut into
+ * at most NB_CS_CHUNKS chunks fixed by the batch; a chunk's lanes are added
+ * in lane order at its end and the chunks in chunk order, so the bits do not
+ * depend on the thread count either.
+ */
+#include "kernels/kernels.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CS_MAXC 4
+#define CS_MAXR 7
+#define CS_CHUNKS 16
+
+typedef struct cs_conv {
+    int64_t N, C, K, IH, IW, OH, OW, r, ph, pw;
+    int64_t PH, PW;      /* padded plane: OH + r - 1 rows, OW rounded up to 16 plus r - 1 (and 8 spare) columns */
+    const float *x;
+    int64_t xs[4];
+    int64_t ys[4];       /* y (forward) or gy (backward-weights) */
+} cs_conv;
+
+static bool cs_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_ndim(t) == 4; }
+
+/* Fills c for x (N, C, IH, IW) and y (N, K, OH, OW) with an r x r kernel;
+ * false where these kernels do not serve. Shapes only (never threads). */
+static bool cs_setup(cs_conv *c, const nb_kernel_args *a, const nb_tensor *x, const nb_tensor *y, int64_t r) {
+    if (nb_isa_active() >= NB_ISA_AVX512) return false;   /* as avx2_winograd.c: not measured against oneDNN's AVX-512 */
+    for (int i = 0; i < 2; i++)
+        if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return false;
+    if (a->scalar[6] != 1.0 || r < 1 || r > CS_MAXR) return false;
+    const int64_t *xs = nb_shape(x), *ys = nb_shape(y);
+    int64_t ph = (int64_t)a->scalar[2], pw = (int64_t)a->scalar[3];
+    if (xs[0] != ys[0] || xs[0] == 0 || xs[1] < 1 || xs[1] > CS_MAXC || ys[1] < 8 || ph < 0 || pw < 0) return false;
+    if (ys[2] != xs[2] + 2 * ph - r + 1 || ys[3] != xs[3] + 2 * pw - r + 1 || ys[2] < 1 || ys[3] < 1) return false;
+    memset(c, 0, sizeof *c);
+    c->N = xs[0], c->C = xs[1], c->IH = xs[2], c->IW = xs[3], c->K = ys[1], c->OH = ys[2], c->OW = ys[3];
+    c->r = r, c->ph = ph, c->pw = pw;
+    c->PH = c->OH + r - 1, c->PW = (c->OW + 15) / 16 * 16 + r - 1 + 8;
+    c->x = nb_data(x);
+    for (int i = 0; i < 4; i++) c->xs[i] = nb_strides(x)[i], c->ys[i] = nb_strides(y)[i];
+    return true;
+}
+
+/* xp[c][h][w] = x[n][c][h - ph][w - pw], zero outside. */
+static void cs_pack(const cs_conv *c, int64_t n, float *xp) {
+    int64_t plane = c->PH * c->PW;
+    memset(xp, 0, (size_t)(c->C * plane) * sizeof(float));
+    int64_t h1 = c->IH < c->PH - c->ph ? c->IH : c->PH - c->ph, w1 = c->IW < c->PW - c->pw ? c->IW : c->PW - c->pw;
+    for (int64_t ci = 0; ci < c->C; ci++)
+        for (int64_t h = 0; h < h1; h++) {
+            const float *src = c->x + n * c->xs[0] + ci * c->xs[1] + h * c->xs[2];
+            float *dst = xp + ci * plane + (h + c->ph) * c->PW + c->pw;
+            if (c->xs[3] == 1) memcpy(dst, src, (size_t)w1 * sizeof(float));
+            else
+                for (int64_t w = 0; w < w1; w++) dst[w] = src[w * c->xs[3]];
+        }
+}
+
+/* ---- forward ---- */
+
+/* rows output channels x 16 columns of output row oh: acc = bias + sum over taps. */
+static inline __attribute__((always_inline)) void cs_block(const cs_conv *c, int rows, const float *xp,
+                                                             const float *wp, const float *bias, int64_t oh,
+                                                             int64_t ow0, float *out, int64_t ldo) {
+    __m256 acc[6][2];
+    for (int i = 0; i < rows; i++) acc[i][0] = acc[i][1] = _mm256_set1_ps(bias ? bias[i] : 0.0f);
+    int64_t r = c->r, plane = c->PH * c->PW, taps = c->C * r * r;
+    for (int64_t ci = 0; ci < c->C; ci++)
+        for (int64_t kh = 0; kh < r; kh++) {
+            const float *row = xp + ci * plane + (oh + kh) * c->PW + ow0;
+            for (int64_t kw = 0; kw < r; kw++) {
+                __m256 x0 = _mm256_loadu_ps(row + kw), x1 = _mm256_loadu_ps(row + kw + 8);
+                const float *wt = wp + (ci * r + kh) * r + kw;
+                for (int i = 0; i < rows; i++) {
+                    __m256 w = _mm256_broadcast_ss(wt + i * taps);
+                    acc[i][0] = _mm256_fmadd_ps(w, x0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(w, x1, acc[i][1]);
+                }
+            }
+        }
+    for (int i = 0; i < rows; i++) {
+        _mm256_storeu_ps(out + i * ldo, acc[i][0]);
+        _mm256_storeu_ps(out + i * ldo + 8, acc[i][1]);
+    }
+}
+
+/* One image: every output row, channel blocks of 6 and 5 (no short last one). */
+static void cs_image(const cs_conv *c, int64_t n, const float *xp, const float *wp, const float *bias, float *y) {
+    int64_t K = c->K, nrb = (K + 5) / 6, taps = c->C * c->r * c->r;
+    float tile[6 * 16];
+    float *yn = y + n * c->ys[0];
+    for (int64_t ri = 0, k0 = 0, rows; ri < nrb; ri++, k0 += rows) {
+        rows = K / nrb + (ri < K % nrb);
+        const float *w = wp + k0 * taps, *b = bias ? bias + k0 : NULL;
+        for (int64_t oh = 0; oh < c->OH; oh++)
+            for (int64_t ow0 = 0; ow0 < c->OW; ow0 += 16) {
+                switch (rows) {
+                case 6: cs_block(c, 6, xp, w, b, oh, ow0, tile, 16); break;
+                case 5: cs_block(c, 5, xp, w, b, oh, ow0, tile, 16); break;
+                case 4: cs_block(c, 4, xp, w, b, oh, ow0, tile, 16); break;
+                case 3: cs_block(c, 3, xp, w, b, oh, ow0, tile, 16); break;
+                case 2: cs_block(c, 2, xp, w, b, oh, ow0, tile, 16); break;
+                default: cs_block(c, 1, xp, w, b, oh, ow0, tile, 16); break;
+                }
+                int64_t nw = c->OW - ow0 < 16 ? c->OW - ow0 : 16;
+                for (int64_t i = 0; i < rows; i++) {
+                    float *dst = yn + (k0 + i) * c->ys[1] + oh * c->ys[2] + ow0 * c->ys[3];
+                    if (c->ys[3] == 1 && nw == 16) {
+                        _mm256_storeu_ps(dst, _mm256_loadu_ps(tile + i * 16));
+                        _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(tile + i * 16 + 8));
+                    } else {
+                        for (int64_t j = 0; j < nw; j++) dst[j * c->ys[3]] = tile[i * 16 + j];
+                    }
+                }
+            }
+    }
+}
+
+/* w (K, C, r, r), any strides -> wp[k][c][kh][kw] contiguous. */
+static float *cs_weights(const cs_conv *c, const nb_tensor *w, size_t *bytes) {
+    int64_t r = c->r, taps = c->C * r * r;
+    *bytes = (size_t)(c->K * taps) * sizeof(float);
+    float *wp = nb__alloc(*bytes);
+    if (!wp) return NULL;
+    const float *src = nb_data(w);
+    const int64_t *s = nb_strides(w);
+    for (int64_t k = 0; k < c->K; k++)
+        for (int64_t ci = 0; ci < c->C; ci++)
+            for (int64_t kh = 0; kh < r; kh++)
+                for (int64_t kw = 0; kw < r; kw++)
+                    wp[k * taps + (ci * r + kh) * r + kw] = src[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]];
+    return wp;
+}
+
+/* Tests set it to leave every call to the kernels below. */
+int nb__avx2_conv_small_off = 0;
+
+static int avx2_conv_small_fwd(const nb_kernel_args *a) {
+    if (nb__avx2_conv_small_off) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL, *y = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(w) || !cs_f32_4d(y)) return NB_KERNEL_DECLINE;
+    const int64_t *ws = nb_shape(w);
+    cs_conv c;
+    if (ws[2] != ws[3] || !cs_setup(&c, a, x, y, ws[2]) || ws[0] != c.K || ws[1] != c.C) return NB_KERNEL_DECLINE;
+    if (b && (nb_dtype_of(b) != NB_DTYPE_F32 || nb_ndim(b) != 1 || nb_shape(b)[0] != c.K)) return NB_KERNEL_DECLINE;
+    size_t wbytes, bbytes = (size_t)c.K * sizeof(float);
+    float *wp = cs_weights(&c, w, &wbytes), *bias = b ? nb__alloc(bbytes) : NULL;
+    if (!wp || (b && !bias)) {
+        if (wp) nb__free(wp, wbytes);
+        return NB_KERNEL_DECLINE;
+    }
+    for (int64_t k = 0; b && k < c.K; k++) bias[k] = ((const float *)nb_data(b))[k * nb_strides(b)[0]];
+    int64_t per = c.C * c.PH * c.PW;
+    int nt = nb__par_threads(c.N * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
+    if (nt > c.N) nt = (int)c.N;
+    int fail = 0;
+    float *yd = nb_data(y);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        float *xp = nb__alloc((size_t)per * sizeof(float));
+        if (!xp) fail = 1;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < c.N; n++)
+            if (xp) {
+                cs_pack(&c, n, xp);
+                cs_image(&c, n, xp, wp, bias, yd);
+            }
+        if (xp) nb__free(xp, (size_t)per * sizeof(float));
+    }
+    nb__free(wp, wbytes);
+    if (bias) nb__free(bias, bbytes);
+    return fail ? nb__err(NB_ENOMEM, "conv2d (few input channels): out of memory for scratch") : 0;
+}
+
+/* ---- backward-weights ---- */
+
+/* Lanes [0, n) on, n in 0..8. */
+static inline __m256i cs_lanes(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One (output channel pair, input channel, kernel row) pass over an
+ * image: the r taps of row kh, lane-wise, into a0 (channel k0) and a1
+ * (k0 + 1, when nk is 2). x0: the packed plane at row kh. */
+static inline __attribute__((always_inline)) void cs_wpass(const cs_conv *c, int r, int nk, const float *x0,
+                                                             const float *g0, const float *g1, int64_t nfull,
+                                                             __m256i tail, float *a0, float *a1) {
+    __m256 s0[CS_MAXR], s1[CS_MAXR];
+    for (int kw = 0; kw < r; kw++) {
+        s0[kw] = _mm256_loadu_ps(a0 + kw * 8);
+        s1[kw] = nk > 1 ? _mm256_loadu_ps(a1 + kw * 8) : _mm256_setzero_ps();
+    }
+    for (int64_t oh = 0; oh < c->OH; oh++) {
+        const float *xr = x0 + oh * c->PW;
+        const float *gr0 = g0 + oh * c->ys[2], *gr1 = g1 + oh * c->ys[2];
+        for (int64_t ow = 0; ow < nfull; ow += 8) {
+            __m256 ga = _mm256_loadu_ps(gr0 + ow), gb = _mm256_loadu_ps(gr1 + ow);
+            for (int kw = 0; kw < r; kw++) {
+                __m256 xv = _mm256_loadu_ps(xr + ow + kw);
+                s0[kw] = _mm256_fmadd_ps(xv, ga, s0[kw]);
+                s1[kw] = _mm256_fmadd_ps(xv, gb, s1[kw]);
+            }
+        }
+        if (nfull < c->OW) {
+            __m256 m = _mm256_castsi256_ps(tail);
+            __m256 ga = _mm256_maskload_ps(gr0 + nfull, tail), gb = _mm256_maskload_ps(gr1 + nfull, tail);
+            for (int kw = 0; kw < r; kw++) {
+                __m256 xv = _mm256_and_ps(_mm256_loadu_ps(xr + nfull + kw), m);
+                s0[kw] = _mm256_fmadd_ps(xv, ga, s0[kw]);
+                s1[kw] = _mm256_fmadd_ps(xv, gb, s1[kw]);
+            }
+        }
+    }
+    for (int kw = 0; kw < r; kw++) {
+        _mm256_storeu_ps(a0 + kw * 8, s0[kw]);
+        if (nk > 1) _mm256_storeu_ps(a1 + kw * 8, s1[kw]);
+    }
+}
+
+/* Images [n0, n1) into part[k][c][kh][kw] (overwritten). Lane-wise sums
+ * live in acc[k][c][kh][kw][8] (K C r^2 vectors: 25 KiB for LeNet's first
+ * layer, L1), updated image by image, row by row, 8 columns at a time; the
+ * lanes of the last, partial 8 columns are zero in both factors (an inf
+ * past the row's end would otherwise give 0 * inf). */
+static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc, float *part) {
+    int64_t r = c->r, plane = c->PH * c->PW, taps = c->C * r * r;
+    int64_t nfull = c->OW / 8 * 8;
+    __m256i tail = cs_lanes(c->OW - nfull);
+    memset(acc, 0, (size_t)(c->K * taps * 8) * sizeof(float));
+    for (int64_t n = n0; n < n1; n++) {
+        cs_pack(c, n, xp);
+        for (int64_t k0 = 0; k0 < c->K; k0 += 2) {
+            int nk = c->K - k0 >= 2 ? 2 : 1;
+            const float *g0 = gy + n * c->ys[0] + k0 * c->ys[1], *g1 = nk > 1 ? g0 + c->ys[1] : g0;
+            for (int64_t ci = 0; ci < c->C; ci++)
+                for (int64_t kh = 0; kh < r; kh++) {
+                    float *a0 = acc + (k0 * taps + (ci * r + kh) * r) * 8;
+                    const float *x0 = xp + ci * plane + kh * c->PW;
+                    switch (r) {   /* a constant tap count keeps the 2 r sums in registers */
+                    case 1: cs_wpass(c, 1, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    case 2: cs_wpass(c, 2, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    case 3: cs_wpass(c, 3, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    case 4: cs_wpass(c, 4, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    case 5: cs_wpass(c, 5, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    case 6: cs_wpass(c, 6, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    default: cs_wpass(c, 7, nk, x0, g0, g1, nfull, tail, a0, a0 + taps * 8); break;
+                    }
+                }
+        }
+    }
+    for (int64_t i = 0; i < c->K * taps; i++) {   /* lanes in lane order */
+        float v = acc[i * 8];
+        for (int l = 1; l < 8; l++) v += acc[i * 8 + l];
+        part[i] = v;
+    }
+}
+
+static int avx2_conv_small_bwd_weight(const nb_kernel_args *a) {
+    if (nb__avx2_conv_small_off) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || !cs_f32_4d(dw)) return NB_KERNEL_DECLINE;
+    const int64_t *ws = nb_shape(dw);
+    cs_conv c;
+    if (ws[2] != ws[3] || !cs_setup(&c, a, x, gy, ws[2]) || ws[0] != c.K || ws[1] != c.C) return NB_KERNEL_DECLINE;
+    if (c.ys[3] != 1) return NB_KERNEL_DECLINE;   /* gy rows read 8 at a time */
+    int64_t n = c.N, per = (n + CS_CHUNKS - 1) / CS_CHUNKS, chunks = (n + per - 1) / per;
+    int64_t taps = c.C * c.r * c.r, pn = c.K * taps, xn = c.C * c.PH * c.PW;
+    size_t pbytes = (size_t)(chunks * pn) * sizeof(float);
+    float *part = nb__alloc(pbytes);
+    if (!part) return NB_KERNEL_DECLINE;
+    int nt = nb__par_threads(n * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
+    if (nt > chunks) nt = (int)chunks;
+    int fail = 0;
+    const float *g = nb_data(gy);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        size_t sb = (size_t)(xn + pn * 8) * sizeof(float);   /* xp, then the lane sums */
+        float *xp = nb__alloc(sb);
+        if (!xp) fail = 1;
+#pragma omp for schedule(static, 1)
+        for (int64_t k = 0; k < chunks; k++)
+            if (xp) cs_wchunk(&c, g, k * per, (k + 1) * per < n ? (k + 1) * per : n, xp, xp + xn, part + k * pn);
+        if (xp) nb__free(xp, sb);
+    }
+    if (!fail) {   /* chunks in chunk order, into dw's layout */
+        float *d = nb_data(dw);
+        const int64_t *s = nb_strides(dw);
+        for (int64_t k = 0; k < c.K; k++)
+            for (int64_t ci = 0; ci < c.C; ci++)
+                for (int64_t kh = 0; kh < c.r; kh++)
+                    for (int64_t kw = 0; kw < c.r; kw++) {
+                        int64_t i = k * taps + (ci * c.r + kh) * c.r + kw;
+                        float acc = part[i];
+                        for (int64_t q = 1; q < chunks; q++) acc += part[q * pn + i];
+                        d[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]] = acc;
+                    }
+    }
+    nb__free(part, pbytes);
+    return fail ? nb__err(NB_ENOMEM, "conv_bwd_weight (few input channels): out of memory for scratch") : 0;
+}
+
+void nb__avx2_conv_small_register(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_conv2d", 20, avx2_conv_small_fwd},
+        {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_bwd_weight", 20,
+         avx2_conv_small_bwd_weight},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+}
