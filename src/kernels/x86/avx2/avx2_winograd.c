@@ -669,44 +669,31 @@ static int avx2_winograd_bwd_weight(const nb_kernel_args *a) {
     int64_t sn = WG_P * c.Cp * c.Kp, scr = wg_scratch(&c);
     int nt = nb__par_threads(n * 2 * r * r * c.C * c.K * c.OH * c.OW, 2000000);
     if (nt > chunks) nt = (int)chunks;
-    /* one thread: a running sum and one chunk's S (two buffers that stay in
-     * L2, added as each chunk ends); more: every chunk's S, summed after.
-     * Either way each element is S_0 + S_1 + ... in chunk order. */
-    int64_t nbuf = nt == 1 ? (chunks > 1 ? 2 : 1) : chunks;
-    size_t sbytes = (size_t)(nbuf * sn) * sizeof(float);
+    /* The chunks' S are added into the total in chunk order (an ordered
+     * region: S_0 + S_1 + ... whatever the thread count), each thread
+     * holding one chunk's S at a time: nt + 1 buffers that stay in L2, not
+     * one per chunk. */
+    size_t sbytes = (size_t)sn * sizeof(float);
     float *S = nb__alloc(sbytes);
     if (!S) return NB_KERNEL_DECLINE;
     int fail = 0;
-    if (nt == 1) {
-        float *s = nb__alloc((size_t)scr * sizeof(float));
-        fail = !s;
-        for (int64_t k = 0; s && k < chunks; k++) {
-            float *Sk = k ? S + sn : S;
-            wg_wchunk(&c, &gv, k * per, (k + 1) * per < n ? (k + 1) * per : n, Sk, s);
-            if (k)
-                for (int64_t i = 0; i < sn; i++) S[i] += Sk[i];
-        }
-        if (s) nb__free(s, (size_t)scr * sizeof(float));
-    } else {
-#pragma omp parallel num_threads(nt) reduction(max : fail)
-        {
-            float *s = nb__alloc((size_t)scr * sizeof(float));
-            if (!s) fail = 1;
-#pragma omp for schedule(static, 1)
-            for (int64_t k = 0; k < chunks; k++)
-                if (s) wg_wchunk(&c, &gv, k * per, (k + 1) * per < n ? (k + 1) * per : n, S + k * sn, s);
-            if (s) nb__free(s, (size_t)scr * sizeof(float));
-        }
-        if (!fail) {
-            int ntw = nb__par_threads(sn * chunks, NB_GRAIN_ELEMENTWISE);
-            (void)ntw;
-#pragma omp parallel for num_threads(ntw) if (ntw > 1)
-            for (int64_t i = 0; i < sn; i++) {   /* the chunks' sums, in chunk order */
-                float acc = S[i];
-                for (int64_t k = 1; k < chunks; k++) acc += S[k * sn + i];
-                S[i] = acc;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        size_t own = (size_t)(scr + sn) * sizeof(float);   /* scratch, then this thread's chunk S */
+        float *s = nb__alloc(own);
+        if (!s) fail = 1;
+#pragma omp for ordered schedule(static, 1)
+        for (int64_t k = 0; k < chunks; k++) {
+            float *Sk = s ? s + scr : NULL;
+            if (s) wg_wchunk(&c, &gv, k * per, (k + 1) * per < n ? (k + 1) * per : n, Sk, s);
+#pragma omp ordered
+            if (s) {
+                if (k == 0) memcpy(S, Sk, sbytes);
+                else
+                    for (int64_t i = 0; i < sn; i++) S[i] += Sk[i];
             }
         }
+        if (s) nb__free(s, own);
     }
     if (!fail) wg_weight_out(&c, S, nb_data(dw), nb_strides(dw));
     nb__free(S, sbytes);
