@@ -5,11 +5,12 @@
  * 1-4 input channels, 8+ output channels, kernels up to 7x7), unless
  * AVX-512 is in force (oneDNN's AVX-512 convolutions then serve). With so few
  * input channels a GEMM (oneDNN's, or Winograd's per-position ones) has an
- * inner dimension of 1 to 4 x r^2 and runs far from peak: oneDNN took ~3 ms
- * for LeNet's 1 -> 32, 5x5 forward on 64 28x28 images inside the training
- * step (27 GFLOP/s, reorders to and from its blocked layout included), and
- * ~2.9 ms for its weight gradient; these take ~2.4 and ~2.2 ms there (1
- * thread). Alone, with warm caches, they are 1.10x and 1.05x oneDNN.
+ * inner dimension of 1 to 4 x r^2 and runs far from peak (oneDNN: ~30-45
+ * GFLOP/s on LeNet's 1 -> 32, 5x5 layer, reorders to and from its blocked
+ * layout included). Measured in the CNN training step, alternated with
+ * oneDNN three times (per call): 1 thread, forward 2.17-2.51 ms vs
+ * 2.17-2.38, weight gradient 2.21-2.46 vs 2.30-2.60; 2 threads, forward
+ * 1.13-2.01 vs 1.44-1.79, weight gradient 1.18-1.25 vs 1.40-1.68.
  *
  * Forward: per image, the input is copied into a zero-padded plane (rows
  * wide enough for whole 16-column blocks); each output row is done in
