@@ -22,7 +22,7 @@
  * Backward-weights: dw[k][c][kh][kw] = sum over n, oh, ow of
  * x[n][c][oh+kh-ph][ow+kw-pw] gy[n][k][oh][ow], 8 columns per lane-wise
  * partial sum, 2 output channels x r taps per pass. The images are cut into
- * at most NB_CS_CHUNKS chunks fixed by the batch; a chunk's lanes are added
+ * at most CS_CHUNKS chunks fixed by the batch; a chunk's lanes are added
  * in lane order at its end and the chunks in chunk order, so the bits do not
  * depend on the thread count either.
  */
