@@ -199,9 +199,6 @@ static void copy_once(float *dst, const float *src, int nt) {
 #endif
 }
 
-/* Calls of workload k (at the current cap) alternating with memcpy calls,
- * reps each after one warm-up pair; the medians of both, so that their ratio
- * sees the same machine load. 0 or -1. */
 /* Median ms of f(k) and of g(k), called in alternation (f, g, f, g, ...)
  * after one warm-up pair, each call in its own scope: both see the same
  * machine, so their ratio is robust to load that comes and goes. */

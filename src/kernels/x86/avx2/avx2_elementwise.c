@@ -199,7 +199,13 @@ static const float ew_zero[8];   /* stands in for a missing input (stride 0) */
                 __m256i m = nb__tail_mask((int)h);                                        \
                 _mm256_maskstore_ps(o, m, op_##NAME(LAM(A, 0, m), LBM(B, 0, m), p));      \
             }                                                                            \
-            for (i = h; i + 8 <= n; i += 8) _mm256_stream_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
+            for (i = h; i + 16 <= n; i += 16) {   /* two independent vectors per iteration */  \
+                __m256 r0 = op_##NAME(LA(A, i), LB(B, i), p);                            \
+                __m256 r1 = op_##NAME(LA(A, i + 8), LB(B, i + 8), p);                    \
+                _mm256_stream_ps(o + i, r0);                                             \
+                _mm256_stream_ps(o + i + 8, r1);                                         \
+            }                                                                            \
+            for (; i + 8 <= n; i += 8) _mm256_stream_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
         }                                                                                \
         for (; i + 16 <= n; i += 16) {                                                   \
             __m256 r0 = op_##NAME(LA(A, i), LB(B, i), p);                                \
