@@ -27,6 +27,7 @@
  * depend on the thread count either.
  */
 #include "kernels/kernels.h"
+#include "vmath.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -199,11 +200,6 @@ static int avx2_conv_small_fwd(const nb_kernel_args *a) {
 
 /* ---- backward-weights ---- */
 
-/* Lanes [0, n) on, n in 0..8. */
-static inline __m256i cs_lanes(int64_t n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /* One (output channel pair, input channel, kernel row) pass over an
  * image: the r taps of row kh, lane-wise, into a0 (channel k0) and a1
  * (k0 + 1, when nk is 2). x0: the packed plane at row kh. */
@@ -250,7 +246,7 @@ static inline __attribute__((always_inline)) void cs_wpass(const cs_conv *c, int
 static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc, float *part) {
     int64_t r = c->r, plane = c->PH * c->PW, taps = c->C * r * r;
     int64_t nfull = c->OW / 8 * 8;
-    __m256i tail = cs_lanes(c->OW - nfull);
+    __m256i tail = nb__tail_mask((int)(c->OW - nfull));
     memset(acc, 0, (size_t)(c->K * taps * 8) * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
         cs_pack(c, n, xp);

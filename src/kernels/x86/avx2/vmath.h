@@ -61,6 +61,22 @@ static inline __m256 nb__v_pow2i(__m256i k) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
 }
 
+/* e^r for x = n ln2 + r, r in [-ln2/2, ln2/2]: returns 1 + r + r^2 Q(r),
+ * *n the rounded n (as floats). The range reduction and polynomial both
+ * exp paths share. */
+static inline __m256 nb__v_exp_reduced(__m256 x, __m256 *n) {
+    *n = _mm256_round_ps(_mm256_mul_ps(x, NB__V1(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(*n, NB__V1(0.693359375f), x);   /* exact: ln2_hi has 9 bits */
+    r = _mm256_fnmadd_ps(*n, NB__V1(-2.12194440055e-4f), r);      /* ln2 - ln2_hi */
+    __m256 q = NB__V1(1.392617612e-03f);
+    q = _mm256_fmadd_ps(q, r, NB__V1(8.363173075e-03f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(4.166655466e-02f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(1.666657703e-01f));
+    q = _mm256_fmadd_ps(q, r, NB__V1(5.000000000e-01f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    return _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), NB__V1(1.0f));
+}
+
 /* e^x * 2^k (0 <= k <= 64, and x <= 0 when k > 0; k = 0 is plain e^x). x is
  * clamped to [-106 - k ln2, 89], where the result is 0 or inf (min/max
  * with the constant first, so NaN passes through); 2^n
@@ -68,17 +84,7 @@ static inline __m256 nb__v_pow2i(__m256i k) {
  * round once and results above FLT_MAX become inf. */
 static inline __m256 nb__v_exp_scaled(__m256 x, int k) {
     x = _mm256_max_ps(NB__V1(-106.0f - 0.693147f * (float)k), _mm256_min_ps(NB__V1(89.0f), x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, NB__V1(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, NB__V1(0.693359375f), x);   /* exact: ln2_hi has 9 bits */
-    r = _mm256_fnmadd_ps(n, NB__V1(-2.12194440055e-4f), r);      /* ln2 - ln2_hi */
-    /* e^r = 1 + r + r^2 * Q(r), r in [-ln2/2, ln2/2] */
-    __m256 q = NB__V1(1.392617612e-03f);
-    q = _mm256_fmadd_ps(q, r, NB__V1(8.363173075e-03f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(4.166655466e-02f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(1.666657703e-01f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(5.000000000e-01f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), NB__V1(1.0f));
+    __m256 n, p = nb__v_exp_reduced(x, &n);
     __m256i ni = _mm256_cvtps_epi32(n);
     __m256i n1 = _mm256_srai_epi32(ni, 1);
     __m256i n2 = _mm256_add_epi32(_mm256_sub_epi32(ni, n1), _mm256_set1_epi32(k));
@@ -91,16 +97,7 @@ static inline __m256 nb__v_exp_scaled(__m256 x, int k) {
 static inline __m256 nb__v_exp(__m256 x) {
     __m256 in = _mm256_cmp_ps(_mm256_andnot_ps(NB__V1(-0.0f), x), NB__V1(87.0f), _CMP_LE_OQ);
     if (_mm256_movemask_ps(in) != 0xFF) return nb__v_exp_scaled(x, 0);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, NB__V1(1.44269504089f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, NB__V1(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, NB__V1(-2.12194440055e-4f), r);
-    __m256 q = NB__V1(1.392617612e-03f);
-    q = _mm256_fmadd_ps(q, r, NB__V1(8.363173075e-03f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(4.166655466e-02f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(1.666657703e-01f));
-    q = _mm256_fmadd_ps(q, r, NB__V1(5.000000000e-01f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), NB__V1(1.0f));
+    __m256 n, p = nb__v_exp_reduced(x, &n);
     return _mm256_mul_ps(p, nb__v_pow2i(_mm256_cvtps_epi32(n)));
 }
 
