@@ -155,6 +155,13 @@ Test(avx2_gemm, matmul_large_blocks) {
     ag_matmul_case(0, 150, 3100, 9, false, false, false);
     /* row-major A packed by 8x8 transposes: K blocks of 175 = 21 x 8 + 7 */
     ag_matmul_case(0, 130, 40, 523, false, false, false);
+    /* one M block, row-major B whose row stride is a multiple of 512 floats:
+       packed row by row when M > 18 (1024, 512 + 1 panel tail), read in place
+       at M <= 18 */
+    ag_matmul_case(0, 24, 1024, 70, false, false, false);
+    ag_matmul_case(0, 100, 512, 300, false, false, false);
+    ag_matmul_case(0, 18, 1024, 33, false, false, false);
+    ag_matmul_case(0, 19, 1536, 260, false, false, false);
 }
 
 Test(avx2_gemm, matmul_batched) {

@@ -10,7 +10,15 @@
  * B with unit stride along K (LINEAR's w^T) and A with unit stride along K
  * are transposed 8x8 in registers; A with unit stride along M is copied 6
  * floats per k. One M block and B with unit stride along N: B's full
- * panels are read in place, not packed.
+ * panels are read in place, not packed, unless B's row stride is a
+ * multiple of 2 KiB (512 floats) and M > 18: then a panel's KC rows fall
+ * into a few cache sets (L1 and L2), evict each other and every row panel
+ * of A re-reads them from L3. Measured (1 thread, best of 60, B cold =
+ * one of 4-32 weights, GFLOP/s in place / packed): 64x256x1024 (M x K x
+ * N) 53 / 77, 128x256x2048 52 / 83, 32x1024x1024 49 / 64, 24x1024x1024
+ * 51 / 57, 128x256x512 81 / 84 (B hot); M <= 18 packing loses (12x1024x1024
+ * hot 51 / 40: B is used by 2 panels only); other strides read in place
+ * (64x256x784 hot 98 / 86, 64x128x3136 hot 93 / 84).
  * The first KC block stores (plus the bias), later blocks add. Tiles cut by
  * M/N edges, and C without unit column stride, go through a 6x16 scratch
  * tile, with the same float operations as the direct path.
@@ -304,8 +312,9 @@ static int gemm_serial(const gemm_op *g) {
             int64_t kc = K - pc < kcb ? K - pc : kcb;
             bool first = pc == 0;
             /* one M block and rows of B contiguous: full 16-column panels are read in place
-               (packing would cost a pass over B that is used only once); the tail is packed */
-            bool bdirect = g->bs1 == 1 && M <= MC;
+               (packing would cost a pass over B), the tail is packed; unless the row stride
+               is a multiple of 2 KiB and more than 3 row panels re-read B (see the top) */
+            bool bdirect = g->bs1 == 1 && M <= MC && (M <= 3 * MR || g->bs0 % 512 != 0);
             int64_t jp = bdirect ? nc / NR * NR : 0;
             if (jp < nc) pack_b(g->b + pc * g->bs0 + (jc + jp) * g->bs1, g->bs0, g->bs1, kc, nc - jp, Bp + jp * kc);
             for (int64_t ic = 0; ic < M; ic += MC) {
