@@ -20,6 +20,8 @@
  *   sgd_step, adam_step  one optimizer step (SGD momentum 0.9; Adam) on a
  *                      4M-float parameter with its gradient
  *   softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
+ *   batch_norm         fwd+bwd, training (batch statistics, running stats
+ *                      updated), with weight and bias, x (32, 64, 28, 28)
  *   matmul_N           (N, N) @ (N, N), N = 256, 1024, 2048
  *   conv1, conv2       fwd+bwd of the LeNet convs (examples/fashion_mnist_cnn.c,
  *                      batch 64): x (64,1,28,28) w (32,1,5,5); x (64,32,14,14)
@@ -27,7 +29,7 @@
  *   conv3x3            fwd+bwd of a ResNet-style 3x3 conv: x (32,64,28,28),
  *                      w (64,64,3,3), pad 1, bias (the Winograd F(4x4, 3x3) case)
  * Rates: GB/s of logical traffic (each operand read or written once: add 3N
- * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm fwd+bwd 5N, sgd 5N, adam 7N)
+ * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm fwd+bwd 5N, sgd 5N, adam 7N)
  * or GFLOP/s.
  * Each time is the median of reps calls after one warm-up call (ref: a fifth
  * of them; not timed where one call takes seconds: matmul_2048, conv2).
@@ -58,9 +60,13 @@
 #define BIG (16 * 1024 * 1024)    /* element-wise size */
 #define ROWS 4096                 /* softmax / layer_norm */
 #define COLS 1024
+#define BN_N 32                   /* batch_norm: x (BN_N, BN_C, BN_HW, BN_HW), a ResNet stage's */
+#define BN_C 64
+#define BN_HW 28
+#define BN_NUMEL ((double)BN_N * BN_C * BN_HW * BN_HW)
 
 typedef enum wl_kind {
-    W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM,
+    W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM, W_BATCH_NORM,
     W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
 } wl_kind;
 
@@ -85,6 +91,8 @@ static const workload wls[W_COUNT] = {
     [W_SOFTMAX] = {"softmax_fwd_bwd", NB_OP_SOFTMAX, NB_OP_SOFTMAX_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
     [W_LAYER_NORM] = {"layer_norm_fwd_bwd", NB_OP_LAYER_NORM, NB_OP_LAYER_NORM_BACKWARD, false,
                       5.0 * 4 * ROWS * COLS, 1, true},
+    [W_BATCH_NORM] = {"batch_norm_fwd_bwd", NB_OP_BATCH_NORM, NB_OP_BATCH_NORM_BACKWARD, false, 5.0 * 4 * BN_NUMEL, 1,
+                      true},
     [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), -8, true},
     [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 1, true},
     [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 2, false},
@@ -104,6 +112,7 @@ static struct {
     nb_tensor *a, *b;          /* BIG floats */
     nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
     nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
+    nb_tensor *bx, *bg, *bw, *bb, *brm, *brv;   /* batch_norm x, grad of y, weight, bias, running stats */
     nb_tensor *ma[3], *mb[3];  /* matmul operands per size */
     conv_case conv[3];
     nb_tensor *op[2];          /* [ROWS * COLS] parameters of the SGD and Adam steps, with a grad */
@@ -138,6 +147,11 @@ static int run_ours(wl_kind k) {
         zero_grads((nb_tensor *[]){in.sx, in.lw, in.lb}, 3);
         y = nb_layer_norm(in.sx, NB_SHAPE(COLS), in.lw, in.lb, NULL);
         rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_BATCH_NORM:
+        zero_grads((nb_tensor *[]){in.bx, in.bw, in.bb}, 3);
+        y = nb_batch_norm(in.bx, in.brm, in.brv, in.bw, in.bb, &(nb_batch_norm_opts){.training = true});
+        rc = y ? nb_backward(y, in.bg) : -1;
         break;
     case W_MM256:
     case W_MM1024:
@@ -438,6 +452,13 @@ static int make_inputs(void) {
     in.lw = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 5));
     in.lb = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 6));
     bool ok = in.a && in.b && in.sx && in.sg && in.lw && in.lb;
+    in.bx = grad_leaf(nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 7));
+    in.bg = nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 8);
+    in.bw = grad_leaf(nb_randn(NB_SHAPE(BN_C), NB_F32, 9));
+    in.bb = grad_leaf(nb_zeros(NB_SHAPE(BN_C), NB_F32));
+    in.brm = nb_zeros(NB_SHAPE(BN_C), NB_F32);
+    in.brv = nb_ones(NB_SHAPE(BN_C), NB_F32);
+    ok = ok && in.bx && in.bg && in.bw && in.bb && in.brm && in.brv;
     for (int i = 0; i < 3; i++) {
         in.ma[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 10 + (uint64_t)i);
         in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);

@@ -8,7 +8,8 @@ machine-readable lines with impl=torch:
 Workloads, sizes, byte/FLOP counts and timing (median of reps calls after one
 warm-up) are those of kernels.c: add/relu/exp into a fresh output on 16M
 floats; dropout (p 0.5) likewise; one SGD (momentum 0.9) and one Adam step on
-a 4M-float parameter (single-tensor code, foreach=False); softmax and layer_norm fwd+bwd on [4096, 1024]; matmul 256/1024/2048;
+a 4M-float parameter (single-tensor code, foreach=False); softmax and layer_norm fwd+bwd on [4096, 1024];
+batch_norm fwd+bwd in training mode (running stats updated, weight and bias) on (32, 64, 28, 28); matmul 256/1024/2048;
 conv1/conv2 fwd+bwd of the LeNet convs (batch 64, pad 2, bias; conv1's input
 takes no gradient) and of a ResNet-style 3x3 conv (conv3x3: batch 32, 64 -> 64
 channels, 28x28, pad 1, bias). Gradients are reset to None before each call, as nabla's
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 
 BIG = 16 * 1024 * 1024
 ROWS, COLS = 4096, 1024
+BN_SHAPE = (32, 64, 28, 28)
+BN_NUMEL = 32 * 64 * 28 * 28
 
 
 def mmf(n):
@@ -65,6 +68,11 @@ def main():
         params.append(p)
     sgd = torch.optim.SGD([params[0]], lr=1e-3, momentum=0.9, foreach=False)
     adam = torch.optim.Adam([params[1]], lr=1e-3, foreach=False)
+    bx = torch.randn(*BN_SHAPE, requires_grad=True)
+    bg = torch.randn(*BN_SHAPE)
+    bw = torch.randn(BN_SHAPE[1], requires_grad=True)
+    bb = torch.zeros(BN_SHAPE[1], requires_grad=True)
+    brm, brv = torch.zeros(BN_SHAPE[1]), torch.ones(BN_SHAPE[1])
     convs = {}
     for name, (n, ci, co, hw, k, need_dx) in {"conv1_fwd_bwd": (64, 1, 32, 28, 5, False),
                                               "conv2_fwd_bwd": (64, 32, 64, 14, 5, True),
@@ -93,6 +101,8 @@ def main():
         "softmax_fwd_bwd": (fwd_bwd([sx], lambda: torch.softmax(sx, 1), sg), 5.0 * 4 * ROWS * COLS, "GB/s", 1),
         "layer_norm_fwd_bwd": (fwd_bwd([sx, lw, lb], lambda: F.layer_norm(sx, (COLS,), lw, lb), sg),
                                5.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "batch_norm_fwd_bwd": (fwd_bwd([bx, bw, bb], lambda: F.batch_norm(bx, brm, brv, bw, bb, training=True), bg),
+                               5.0 * 4 * BN_NUMEL, "GB/s", 1),
     }
     for n, div in ((256, 1), (1024, 2), (2048, 4)):
         x, y = mm[n]

@@ -123,14 +123,20 @@ extern "C" {
     X(INTERPOLATE, "interpolate", 1) X(INTERPOLATE_BWD, "interpolate_bwd", 1)
 /* NORM kernels' arguments are listed at the top of src/kernels/ref/ref_norm.c and ref_attention.c. */
 /* LAYER_NORM_PARAM_BACKWARD: out (2, n) = (dweight; dbias) of layer_norm <- in {dy, x}, n = prod of
- * x's last k dims; scalar {k, eps}: dweight = sum over rows of dy * x̂, dbias = sum of dy. */
+ * x's last k dims; scalar {k, eps}: dweight = sum over rows of dy * x̂, dbias = sum of dy.
+ * BATCH_NORM_PARAM_BACKWARD: out (2, C) = (dweight; dbias) of batch_norm <- in {dy, x (N, C, *),
+ * stats (2, C) (mean; var)}; scalar {eps}: per channel, dweight = sum of dy * x̂, dbias = sum of dy
+ * (x̂ = (x - mean) / sqrt(var + eps)). BATCH_NORM_BACKWARD's stats may be (4, C): rows 2 and 3
+ * then hold this op's out for the same dy, x and stats, which a kernel may use instead of summing
+ * again. */
 #define NB_OP_LIST_NORM(X)                                                                          \
     X(BATCH_NORM_STATS, "batch_norm_stats", 1) X(BATCH_NORM, "batch_norm", 4)                        \
     X(BATCH_NORM_BACKWARD, "batch_norm_backward", 4) X(LAYER_NORM, "layer_norm", 3)                  \
     X(LAYER_NORM_BACKWARD, "layer_norm_backward", 3) X(GROUP_NORM, "group_norm", 3)                  \
     X(GROUP_NORM_BACKWARD, "group_norm_backward", 3) X(RMS_NORM, "rms_norm", 2)                      \
     X(RMS_NORM_BACKWARD, "rms_norm_backward", 3) X(SDPA, "scaled_dot_product_attention", 4)          \
-    X(SDPA_WEIGHTS, "sdpa_weights", 3) X(LAYER_NORM_PARAM_BACKWARD, "layer_norm_param_backward", 2)
+    X(SDPA_WEIGHTS, "sdpa_weights", 3) X(LAYER_NORM_PARAM_BACKWARD, "layer_norm_param_backward", 2)   \
+    X(BATCH_NORM_PARAM_BACKWARD, "batch_norm_param_backward", 3)
 /* Optimizer updates, in place on the parameter and its state:
  *   SGD_STEP:  out = param, in[0] = grad, in[1] = momentum buffer (or none);
  *              scalar = {lr, momentum, dampening, weight_decay, nesterov, maximize, first_step}

@@ -68,6 +68,7 @@ void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax fami
 /* @@DECLARE_AVX2_OPTIM@@ */
 void nb__avx2_winograd_register(void); /* avx2_winograd.c: stride-1 3x3/5x5 CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D */
 void nb__avx2_conv_small_register(void); /* avx2_conv_small.c: CONV2D, CONV_BWD_WEIGHT with 1-4 input channels */
+void nb__avx2_bnorm_register(void);      /* avx2_bnorm.c: batch_norm stats, forward, backward, param backward */
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */
@@ -75,6 +76,7 @@ void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEM
  * within the ISA cap, chosen or not (tests). */
 bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_conv_small_off;   /* avx2_conv_small.c: 1 decline every call (oneDNN's tests) */
+extern int nb__avx2_bnorm_fwd_off;     /* avx2_bnorm.c: 1 its BATCH_NORM declines every call (oneDNN's tests) */
 extern int nb__avx2_winograd_off;     /* avx2_winograd.c: 1 decline every call (oneDNN's tests) */
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 extern int nb__avx512_gemm_serve_all;   /* avx512_gemm.c: the same hook */

@@ -313,17 +313,27 @@ static int batch_norm_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
         }
         if (NEED(1)) gin[1] = nb_sum(nb_mul(g, xh), dims, nd, false);
     } else {
-        if (NEED(0)) {
-            nb_kernel_args a = {.op = NB_OP_BATCH_NORM_BACKWARD, .in = {g, x, stats, w}, .nin = 4,
+        /* (dweight; dbias) per channel in one pass over g and x; a training dx
+           needs the same two sums, and its kernel is handed them */
+        nb_tensor *p = NULL;
+        if (NEED(1) || NEED(2) || (NEED(0) && training)) {
+            nb_kernel_args a = {.op = NB_OP_BATCH_NORM_PARAM_BACKWARD, .in = {g, x, stats}, .nin = 3,
+                                .scalar = {eps}};
+            int64_t shape[2] = {2, x->shape[1]};
+            p = nb__scoped(run(n->op, &a, 2, shape));
+            if (!p) return nb_last_error_code();
+        }
+        if (NEED(0)) {   /* stats, with the sums as rows 2 and 3 when there are any */
+            nb_tensor *parts[2] = {stats, p}, *sp = p ? nb_cat(parts, 2, 0) : stats;
+            if (!sp) return nb_last_error_code();
+            nb_kernel_args a = {.op = NB_OP_BATCH_NORM_BACKWARD, .in = {g, x, sp, w}, .nin = 4,
                                 .scalar = {eps, training}};
             gin[0] = nb__scoped(run(n->op, &a, x->ndim, x->shape));
         }
-        if (NEED(1)) {
-            nb_kernel_args a = {.op = NB_OP_BATCH_NORM, .in = {x, stats}, .nin = 4, .scalar = {eps}};
-            gin[1] = nb_sum(nb_mul(g, nb__scoped(run(n->op, &a, x->ndim, x->shape))), dims, nd, false);
-        }
+        if (NEED(1)) gin[1] = nb_squeeze(nb_slice(p, 0, 0, 1, 1), 0);
+        if (NEED(2)) gin[2] = nb_squeeze(nb_slice(p, 0, 1, 2, 1), 0);
     }
-    if (NEED(2)) gin[2] = nb_sum(g, dims, nd, false);
+    if (NEED(2) && !gin[2]) gin[2] = nb_sum(g, dims, nd, false);
     return nb__grads_ok(n, gin);
 }
 

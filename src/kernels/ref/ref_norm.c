@@ -26,7 +26,11 @@
  *                        scalar {eps}
  *   BATCH_NORM_BACKWARD  out dx <- in {dy, x, stats, w}; scalar {eps, training}: with training
  *                        the stats are the batch's own and the gradient flows through them,
- *                        else (eval) they are constants and dx = dy * w * rstd
+ *                        else (eval) they are constants and dx = dy * w * rstd; stats may be
+ *                        (4, C), rows 2 and 3 BATCH_NORM_PARAM_BACKWARD's out for the same dy,
+ *                        x and stats (ref sums again in double and does not read them)
+ *   BATCH_NORM_PARAM_BACKWARD out (2, C) <- in {dy, x, stats}; scalar {eps}: row 0 dweight =
+ *                        sum of dy * x̂ per channel, row 1 dbias = sum of dy
  * Every operand may have any strides (stride 0 included). The backward kernels
  * recompute each slice's mean and rstd from x (batch norm reads them from stats).
  *
@@ -348,21 +352,26 @@ static void scatter_channel(const opnd *o, int64_t c, int64_t S, const double *s
 }
 
 /* Which batch_norm kernel runs. */
-typedef enum bn_mode { BN_STATS, BN_FORWARD, BN_BACKWARD } bn_mode;
+typedef enum bn_mode { BN_STATS, BN_FORWARD, BN_BACKWARD, BN_PARAM } bn_mode;
 
 static int batch_norm(const nb_kernel_args *a, bn_mode mode) {
-    const nb_tensor *x = a->in[mode == BN_BACKWARD ? 1 : 0];
-    const nb_tensor *stats = mode == BN_STATS ? NULL : a->in[mode == BN_BACKWARD ? 2 : 1];
-    const nb_tensor *w = mode == BN_STATS ? NULL : a->in[mode == BN_BACKWARD ? 3 : 2];
+    bool grad = mode == BN_BACKWARD || mode == BN_PARAM;   /* in {dy, x, stats, ...} */
+    const nb_tensor *x = a->in[grad ? 1 : 0];
+    const nb_tensor *stats = mode == BN_STATS ? NULL : a->in[grad ? 2 : 1];
+    const nb_tensor *w = mode == BN_STATS || mode == BN_PARAM ? NULL : a->in[grad ? 3 : 2];
     const nb_tensor *b = mode == BN_FORWARD ? a->in[3] : NULL;
     int64_t C = x->shape[1];
     double eps = a->scalar[0];
     bool training = a->scalar[1] != 0;
-    opnd X = {0}, Y = {0}, DY = {0}, ST = {0};
+    if (mode == BN_PARAM && (a->in[0]->ndim != x->ndim || a->in[0]->numel != x->numel || a->out->numel != 2 * C))
+        return nb__err(NB_ESHAPE, "batch_norm_param_backward: dy %s, x %s and out %s do not match",
+                       nb__shape_str(a->in[0]), nb__shape_str(x), nb__shape_str(a->out));
+    opnd X = {0}, Y = {0}, DY = {0}, ST = {0}, P = {0};
     int rc = opnd_open(&X, x, 1);
-    rc = rc ? rc : opnd_open(&Y, mode == BN_STATS ? NULL : a->out, 1);
-    rc = rc ? rc : opnd_open(&DY, mode == BN_BACKWARD ? a->in[0] : NULL, 1);
+    rc = rc ? rc : opnd_open(&Y, mode == BN_STATS || mode == BN_PARAM ? NULL : a->out, 1);
+    rc = rc ? rc : opnd_open(&DY, grad ? a->in[0] : NULL, 1);
     rc = rc ? rc : opnd_open(&ST, mode == BN_STATS ? a->out : stats, 1);   /* outer: row, inner: channel */
+    rc = rc ? rc : opnd_open(&P, mode == BN_PARAM ? a->out : NULL, 1);
     int64_t S = C && !rc ? X.n_inner / C : 0, n = rc ? 0 : X.n_outer * S;   /* values per channel */
     double *wv = rc ? NULL : load_vector(w, C, 1.0), *bv = rc ? NULL : load_vector(b, C, 0.0);
     double *xs = malloc(sizeof *xs * (size_t)(n ? n : 1)), *ys = malloc(sizeof *ys * (size_t)(n ? n : 1));
@@ -379,6 +388,20 @@ static int batch_norm(const nb_kernel_args *a, bn_mode mode) {
         gather(&mean, &ST, 0, c, 1);
         gather(&var, &ST, 1, c, 1);
         rstd = 1.0 / sqrt(var + eps);
+        if (mode == BN_PARAM) {
+            double sw = 0, sb = 0;
+            if (n > 0) {
+                gather_channel(xs, &X, c, S);
+                gather_channel(ys, &DY, c, S);
+            }
+            for (int64_t i = 0; i < n; i++) {
+                sw += ys[i] * (xs[i] - mean) * rstd;
+                sb += ys[i];
+            }
+            scatter(&P, 0, c, 1, &sw);
+            scatter(&P, 1, c, 1, &sb);
+            continue;
+        }
         if (n == 0) continue;
         gather_channel(xs, &X, c, S);
         if (mode == BN_FORWARD) {
@@ -396,6 +419,7 @@ static int batch_norm(const nb_kernel_args *a, bn_mode mode) {
     free(ys);
     free(wv);
     free(bv);
+    opnd_close(&P);
     opnd_close(&ST);
     opnd_close(&DY);
     opnd_close(&Y);
@@ -406,6 +430,7 @@ static int batch_norm(const nb_kernel_args *a, bn_mode mode) {
 static int ref_batch_norm_stats(const nb_kernel_args *a) { return batch_norm(a, BN_STATS); }
 static int ref_batch_norm(const nb_kernel_args *a) { return batch_norm(a, BN_FORWARD); }
 static int ref_batch_norm_backward(const nb_kernel_args *a) { return batch_norm(a, BN_BACKWARD); }
+static int ref_batch_norm_param_backward(const nb_kernel_args *a) { return batch_norm(a, BN_PARAM); }
 
 void nb__ref_norm_register(void) {
     static const struct {
@@ -423,6 +448,7 @@ void nb__ref_norm_register(void) {
         {NB_OP_BATCH_NORM_STATS, "ref_batch_norm_stats", ref_batch_norm_stats},
         {NB_OP_BATCH_NORM, "ref_batch_norm", ref_batch_norm},
         {NB_OP_BATCH_NORM_BACKWARD, "ref_batch_norm_backward", ref_batch_norm_backward},
+        {NB_OP_BATCH_NORM_PARAM_BACKWARD, "ref_batch_norm_param_backward", ref_batch_norm_param_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         for (int d = 0; d < 2; d++) {
