@@ -91,9 +91,9 @@ Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/ker
 ({info.get('threads', '?')} threads, best ISA {best}, {platform.machine()}, Linux {platform.release()}),
 PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
 
-Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm
-fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 4M otherwise)
-or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
+Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm
+fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 1.6M for batch_norm (training, on
+(32, 64, 28, 28), no target in the issue), 4M otherwise) or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
 chose is named in the last column for the best cap, "ours"). `oneDNN direct`: the dnnl primitives
 called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop),
 timed in alternation with ours (call by call) for `ours/oneDNN`;
