@@ -69,6 +69,10 @@ void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax fami
 void nb__avx2_winograd_register(void); /* avx2_winograd.c: stride-1 3x3/5x5 CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D */
 void nb__avx2_conv_small_register(void); /* avx2_conv_small.c: CONV2D, CONV_BWD_WEIGHT with 1-4 input channels */
 void nb__avx2_bnorm_register(void);      /* avx2_bnorm.c: batch_norm stats, forward, backward, param backward */
+void nb__avx2_attention_register(void);  /* avx2_attention.c: SDPA and SDPA_WEIGHTS */
+/* avx2_gemm.c: one thread's C (M, N) = A (M, K) @ B (K, N), strides in elements; 0 or NB_ENOMEM */
+int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
+                        int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */

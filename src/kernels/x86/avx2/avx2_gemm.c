@@ -360,6 +360,16 @@ static int gemm_serial(const gemm_op *g) {
     return 0;
 }
 
+/* One thread's C (M, N) = A (M, K) @ B (K, N), any strides in elements:
+ * the blocks of avx2_attention.c (which splits its work over threads
+ * itself). 0 or NB_ENOMEM. */
+int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
+                        int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1) {
+    gemm_op g = {.M = M, .N = N, .K = K, .a = a, .b = b, .c = c, .as0 = as0, .as1 = as1, .bs0 = bs0, .bs1 = bs1,
+                 .cs0 = cs0, .cs1 = cs1};
+    return gemm_serial(&g);
+}
+
 /* Tests set this to 1 to serve every F32 call (the declines off);
  * benchmarks set it to -1 to pass every call oneDNN takes on to oneDNN. */
 int nb__avx2_gemm_serve_all = 0;
