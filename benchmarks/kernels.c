@@ -22,6 +22,8 @@
  *   softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
  *   batch_norm         fwd+bwd, training (batch statistics, running stats
  *                      updated), with weight and bias, x (32, 64, 28, 28)
+ *   sdpa               scaled_dot_product_attention fwd+bwd, q, k, v (8, 8,
+ *                      256, 64), no mask; FLOPs counted 3x the forward's
  *   matmul_N           (N, N) @ (N, N), N = 256, 1024, 2048
  *   conv1, conv2       fwd+bwd of the LeNet convs (examples/fashion_mnist_cnn.c,
  *                      batch 64): x (64,1,28,28) w (32,1,5,5); x (64,32,14,14)
@@ -64,10 +66,15 @@
 #define BN_C 64
 #define BN_HW 28
 #define BN_NUMEL ((double)BN_N * BN_C * BN_HW * BN_HW)
+#define AT_B 8                    /* attention: q, k, v (AT_B, AT_H, AT_T, AT_E) */
+#define AT_H 8
+#define AT_T 256
+#define AT_E 64
+#define SDPAF (2.0 * AT_B * AT_H * AT_T * AT_T * 2 * AT_E)   /* forward: q kᵀ and P v */
 
 typedef enum wl_kind {
     W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM, W_BATCH_NORM,
-    W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
+    W_SDPA, W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
 } wl_kind;
 
 typedef struct workload {
@@ -93,6 +100,7 @@ static const workload wls[W_COUNT] = {
                       5.0 * 4 * ROWS * COLS, 1, true},
     [W_BATCH_NORM] = {"batch_norm_fwd_bwd", NB_OP_BATCH_NORM, NB_OP_BATCH_NORM_BACKWARD, false, 5.0 * 4 * BN_NUMEL, 1,
                       true},
+    [W_SDPA] = {"sdpa_fwd_bwd", NB_OP_SDPA, NB_OP_SDPA_WEIGHTS, true, 3 * SDPAF, 2, false},
     [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), -8, true},
     [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 1, true},
     [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 2, false},
@@ -113,6 +121,7 @@ static struct {
     nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
     nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
     nb_tensor *bx, *bg, *bw, *bb, *brm, *brv;   /* batch_norm x, grad of y, weight, bias, running stats */
+    nb_tensor *aq, *ak, *av, *ag;              /* attention q, k, v (requiring grad), grad of the output */
     nb_tensor *ma[3], *mb[3];  /* matmul operands per size */
     conv_case conv[3];
     nb_tensor *op[2];          /* [ROWS * COLS] parameters of the SGD and Adam steps, with a grad */
@@ -152,6 +161,11 @@ static int run_ours(wl_kind k) {
         zero_grads((nb_tensor *[]){in.bx, in.bw, in.bb}, 3);
         y = nb_batch_norm(in.bx, in.brm, in.brv, in.bw, in.bb, &(nb_batch_norm_opts){.training = true});
         rc = y ? nb_backward(y, in.bg) : -1;
+        break;
+    case W_SDPA:
+        zero_grads((nb_tensor *[]){in.aq, in.ak, in.av}, 3);
+        y = nb_scaled_dot_product_attention(in.aq, in.ak, in.av, NULL, NULL);
+        rc = y ? nb_backward(y, in.ag) : -1;
         break;
     case W_MM256:
     case W_MM1024:
@@ -459,6 +473,11 @@ static int make_inputs(void) {
     in.brm = nb_zeros(NB_SHAPE(BN_C), NB_F32);
     in.brv = nb_ones(NB_SHAPE(BN_C), NB_F32);
     ok = ok && in.bx && in.bg && in.bw && in.bb && in.brm && in.brv;
+    in.aq = grad_leaf(nb_randn(NB_SHAPE(AT_B, AT_H, AT_T, AT_E), NB_F32, 11));
+    in.ak = grad_leaf(nb_randn(NB_SHAPE(AT_B, AT_H, AT_T, AT_E), NB_F32, 12));
+    in.av = grad_leaf(nb_randn(NB_SHAPE(AT_B, AT_H, AT_T, AT_E), NB_F32, 13));
+    in.ag = nb_randn(NB_SHAPE(AT_B, AT_H, AT_T, AT_E), NB_F32, 14);
+    ok = ok && in.aq && in.ak && in.av && in.ag;
     for (int i = 0; i < 3; i++) {
         in.ma[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 10 + (uint64_t)i);
         in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);

@@ -9,7 +9,9 @@ Workloads, sizes, byte/FLOP counts and timing (median of reps calls after one
 warm-up) are those of kernels.c: add/relu/exp into a fresh output on 16M
 floats; dropout (p 0.5) likewise; one SGD (momentum 0.9) and one Adam step on
 a 4M-float parameter (single-tensor code, foreach=False); softmax and layer_norm fwd+bwd on [4096, 1024];
-batch_norm fwd+bwd in training mode (running stats updated, weight and bias) on (32, 64, 28, 28); matmul 256/1024/2048;
+batch_norm fwd+bwd in training mode (running stats updated, weight and bias) on (32, 64, 28, 28);
+attention fwd+bwd on q, k, v (8, 8, 256, 64) (PyTorch 1.13 has no scaled_dot_product_attention: its math,
+softmax(q @ kᵀ / sqrt(E)) @ v; FLOPs counted 3x the forward's); matmul 256/1024/2048;
 conv1/conv2 fwd+bwd of the LeNet convs (batch 64, pad 2, bias; conv1's input
 takes no gradient) and of a ResNet-style 3x3 conv (conv3x3: batch 32, 64 -> 64
 channels, 28x28, pad 1, bias). Gradients are reset to None before each call, as nabla's
@@ -28,6 +30,8 @@ BIG = 16 * 1024 * 1024
 ROWS, COLS = 4096, 1024
 BN_SHAPE = (32, 64, 28, 28)
 BN_NUMEL = 32 * 64 * 28 * 28
+AT_SHAPE = (8, 8, 256, 64)
+SDPAF = 2.0 * 8 * 8 * 256 * 256 * 2 * 64
 
 
 def mmf(n):
@@ -73,6 +77,12 @@ def main():
     bw = torch.randn(BN_SHAPE[1], requires_grad=True)
     bb = torch.zeros(BN_SHAPE[1], requires_grad=True)
     brm, brv = torch.zeros(BN_SHAPE[1]), torch.ones(BN_SHAPE[1])
+    aq, ak, av = (torch.randn(*AT_SHAPE, requires_grad=True) for _ in range(3))
+    ag = torch.randn(*AT_SHAPE)
+
+    def sdpa():
+        return torch.softmax((aq @ ak.transpose(-1, -2)) * AT_SHAPE[3] ** -0.5, -1) @ av
+
     convs = {}
     for name, (n, ci, co, hw, k, need_dx) in {"conv1_fwd_bwd": (64, 1, 32, 28, 5, False),
                                               "conv2_fwd_bwd": (64, 32, 64, 14, 5, True),
@@ -103,6 +113,7 @@ def main():
                                5.0 * 4 * ROWS * COLS, "GB/s", 1),
         "batch_norm_fwd_bwd": (fwd_bwd([bx, bw, bb], lambda: F.batch_norm(bx, brm, brv, bw, bb, training=True), bg),
                                5.0 * 4 * BN_NUMEL, "GB/s", 1),
+        "sdpa_fwd_bwd": (fwd_bwd([aq, ak, av], sdpa, ag), 3 * SDPAF, "GFLOP/s", 2),
     }
     for n, div in ((256, 1), (1024, 2), (2048, 4)):
         x, y = mm[n]
