@@ -33,8 +33,9 @@ typedef struct sdpa_geom {
  * (those wanted) into gq, gk, gm, with public ops. */
 static void weights_grads(nb_tensor *P, nb_tensor *dP, nb_tensor *q, nb_tensor *k, nb_tensor *mask, double scale,
                           nb_tensor **gq, nb_tensor **gk, nb_tensor **gm) {
-    int last = -1;
-    nb_tensor *dS = nb_mul(P, nb_sub(dP, nb_sum(nb_mul(dP, P), &last, 1, true)));
+    /* dS = P * (dP - sum(dP * P, last dim)): the softmax backward, one fused
+       kernel (itself differentiable) instead of four element-wise passes */
+    nb_tensor *dS = nb__softmax_backward(dP, P, -1);
     if (gq) *gq = nb_sum_to(nb_mul_scalar(nb_matmul(dS, k), scale), nb_dims_get(q));
     if (gk) *gk = nb_sum_to(nb_mul_scalar(nb_matmul(nb_transpose(dS, -1, -2), q), scale), nb_dims_get(k));
     if (gm) *gm = nb_sum_to(dS, nb_dims_get(mask));

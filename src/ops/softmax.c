@@ -40,6 +40,11 @@ nb_tensor *nb__softmax_backward(nb_tensor *g, nb_tensor *y, int dim) {
     const char *who = "nb_softmax_backward";
     NB_CHECK_ARG(who, g);
     NB_CHECK_ARG(who, y);
+    if (dim < 0) dim += g->ndim;   /* the kernels take a dim in [0, ndim) */
+    if (dim < 0 || dim >= (g->ndim ? g->ndim : 1)) {
+        nb__err(NB_EINVAL, "%s: dim out of range for %s", who, nb__shape_str(g));
+        return NULL;
+    }
     nb_tensor *out = rows_raw(who, NB_OP_SOFTMAX_BACKWARD, g, y, dim);
     nb__node *node;
     nb_tensor *in[2] = {g, y};
@@ -63,6 +68,11 @@ nb_tensor *nb__log_softmax_backward(nb_tensor *g, nb_tensor *y, int dim) {
     const char *who = "nb_log_softmax_backward";
     NB_CHECK_ARG(who, g);
     NB_CHECK_ARG(who, y);
+    if (dim < 0) dim += g->ndim;   /* the kernels take a dim in [0, ndim) */
+    if (dim < 0 || dim >= (g->ndim ? g->ndim : 1)) {
+        nb__err(NB_EINVAL, "%s: dim out of range for %s", who, nb__shape_str(g));
+        return NULL;
+    }
     nb_tensor *out = rows_raw(who, NB_OP_LOG_SOFTMAX_BACKWARD, g, y, dim);
     nb__node *node;
     nb_tensor *in[2] = {g, y};
