@@ -62,6 +62,7 @@ static rw_tol rw_tol_of(nb_op op) {
     case NB_OP_CROSS_ENTROPY: return (rw_tol){1e-5, 1e-6};
     case NB_OP_SOFTMAX_BACKWARD:
     case NB_OP_LAYER_NORM_BACKWARD:
+    case NB_OP_RMS_NORM_BACKWARD:
     case NB_OP_LAYER_NORM_PARAM_BACKWARD: return (rw_tol){1e-5, 1e-4};
     default: return (rw_tol){1e-5, 1e-5};
     }
@@ -465,6 +466,44 @@ Test(avx2_rows, layer_norm) {
     for (int i = 0; i < 9; i++) p[9 + i] = 2.5f;   /* row 1 constant: var 0, rstd = 1/sqrt(eps) */
     p[2 * 9 + 4] = NAN;
     rw_ln(s, NULL, NULL, rw_randn(NB_SHAPE(3, 9), 901, 1.0), 1, 1, "ln special");
+    nb_scope_end();
+}
+
+/* rms_norm (the layer_norm rows without the mean) and its backward, with
+ * and without weight, over 1 and 2 dims, rows of every test length; a
+ * row of zeros (rstd = 1/sqrt(eps)) and a NaN. */
+static void rw_rms(nb_tensor *x, nb_tensor *w, nb_tensor *dy, int k, int expect, const char *what) {
+    double s[2] = {k, 1e-6};
+    const nb_tensor *inf[2] = {x, w}, *inb[3] = {dy, x, w};
+    int64_t n = 1;
+    for (int d = nb_ndim(x) - k; d < nb_ndim(x); d++) n *= nb_shape(x)[d];
+    rw_check_rows(NB_OP_RMS_NORM, nb_dims_get(x), inf, 2, s, 2, expect, n, what);
+    /* n == 1: dx = rstd gw (1 - x̂^2) ~ gw eps / x^2, all cancellation (F32 1 - x̂^2 against ref's double) */
+    if (n > 1) rw_check_rows(NB_OP_RMS_NORM_BACKWARD, nb_dims_get(x), inb, 3, s, 2, expect, n, what);
+}
+
+Test(avx2_rows, rms_norm) {
+    rw_need(NB_OP_RMS_NORM);
+    nb_scope_begin();
+    static const int64_t nrows[] = {1, 5, 64};
+    for (int l = 0; l < RW_NLENS; l++)
+        for (int r = 0; r < 3; r++) {
+            int64_t L = rw_lens[l], R = nrows[r];
+            uint64_t sd = 1800 + (uint64_t)l * 3 + (uint64_t)r;
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 0.5));
+            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0), *w = rw_randn(NB_SHAPE(L), sd + 200, 1.0);
+            rw_rms(x, w, dy, 1, 1, "rms");
+            rw_rms(x, NULL, dy, 1, 1, "rms without weight");
+            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            rw_rms(x3, rw_randn(NB_SHAPE(3, L), sd + 600, 1.0), dy3, 2, 1, "rms k 2");
+            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            rw_rms(xt, w, dy, 1, L == 1 || R == 1 ? -1 : 0, "rms transposed x");
+        }
+    nb_tensor *s = rw_randn(NB_SHAPE(3, 9), 1900, 1.0);
+    float *p = nb_data(s);
+    for (int i = 0; i < 9; i++) p[9 + i] = 0.0f;   /* row 1 zeros: rstd = 1/sqrt(eps) */
+    p[2 * 9 + 4] = NAN;
+    rw_rms(s, NULL, rw_randn(NB_SHAPE(3, 9), 1901, 1.0), 1, 1, "rms special");
     nb_scope_end();
 }
 

@@ -1,7 +1,9 @@
 /* avx2_norm.c — AVX2+FMA kernels of layer_norm (F32): the forward (which
  * also writes each row's mean and rstd when asked), the backward (from the
  * saved statistics, and the fused form giving dx, dweight and dbias in one
- * pass) and layer_norm_param_backward. Variants of ref_norm.c with its
+ * pass) and layer_norm_param_backward; and of rms_norm, the same row code
+ * without the mean (x̂ = x / sqrt(mean(x^2) + eps), dx = rstd (gw - x̂
+ * mean(gw x̂))). Variants of ref_norm.c with its
  * arguments; the row sums, threading and streaming-store rules are those of
  * avx2_rows.c (shared through avx2_rows.h).
  */
@@ -52,17 +54,17 @@ static bool ln_ok(const nb_tensor *t, int split, bool param) {
 
 /* mean and 1/sqrt(var + eps) of a row: F32 sums (ROWSUM), the squared
  * deviations taken from the F32 mean in a second pass over the (L1) row. */
-static void ln_moments(const float *x, int64_t n, double eps, float *mean, float *rstd, const float *pf) {
-    *mean = (float)(sum_span(x, n) / (double)n);
+static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
+    *mean = center ? (float)(sum_span(x, n) / (double)n) : 0.0f;   /* rms_norm: the root mean square, about 0 */
     *rstd = (float)(1.0 / sqrt(ss_span(x, n, *mean, pf) / (double)n + eps));
 }
 
 /* y = x̂ w + b for one row; (mean, rstd) to st when not NULL. big: a big
  * flat output (stream it when aligned, prefetch the next row of x). */
-static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps, float *st,
-                   bool big) {
+static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps, bool center,
+                   float *st, bool big) {
     float mean, rstd;
-    ln_moments(x, n, eps, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);   /* the next row to L2 meanwhile */
+    ln_moments(x, n, eps, center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);   /* the next row to L2 meanwhile */
     if (st) {
         st[0] = mean;
         st[1] = rstd;
@@ -96,6 +98,7 @@ typedef struct ln_bw {
     float *acc;                /* 2n floats += (dy x̂; dy), or NULL */
     int64_t n;                 /* row length */
     double eps;                /* added to the variance (when recomputing) */
+    bool center;               /* layer_norm; false: rms_norm (no mean, dx without mean(gw)) */
     bool big;                  /* big flat tensors: stream dx, prefetch the next rows */
 } ln_bw;
 
@@ -124,7 +127,7 @@ static void ln_bw_row(const ln_bw *r) {
         mean = r->st[0];
         rstd = r->st[1];
     } else {
-        ln_moments(x, n, r->eps, &mean, &rstd, NULL);
+        ln_moments(x, n, r->eps, r->center, &mean, &rstd, NULL);
     }
     __m256 mv = V1(mean), rv = V1(rstd);
     double sa = 0, sb = 0;
@@ -154,7 +157,7 @@ static void ln_bw_row(const ln_bw *r) {
         sa += nb__hsum(gw);
         sb += nb__hsum(_mm256_mul_ps(gw, h));
     });
-    __m256 a = V1((float)(sa / (double)n)), bq = V1((float)(sb / (double)n));
+    __m256 a = V1(r->center ? (float)(sa / (double)n) : 0.0f), bq = V1((float)(sb / (double)n));
     /* dx at j (8 lanes, LD/ST masked in the tail), and the dweight/dbias
      * partial sums updated in the same pass */
 #define LN_DX_AT(j) ln_dx_at(dy, x, w, aw, ab, (j), mv, rv, a, bq, full_, k_)
@@ -183,10 +186,11 @@ typedef struct ln_call {
     int64_t n, rows;               /* row length, rows */
     bool fx, fy, fd;               /* x, out, dy wholly contiguous */
     double eps;                    /* added to the variance */
+    bool center;                   /* layer_norm; false: rms_norm */
 } ln_call;
 
 /* Reads and checks a layer_norm call: false = decline. */
-static bool ln_open(ln_call *c, const nb_kernel_args *a, bool backward, bool fused) {
+static bool ln_open(ln_call *c, const nb_kernel_args *a, bool backward, bool fused, bool center) {
     const nb_tensor *x = a->in[backward ? 1 : 0], *w = a->in[backward ? 2 : 1];
     const nb_tensor *b = backward ? NULL : a->in[2], *dy = backward ? a->in[0] : NULL;
     const nb_tensor *st = a->nin > 3 ? a->in[3] : NULL, *y = a->out;
@@ -216,7 +220,7 @@ static bool ln_open(ln_call *c, const nb_kernel_args *a, bool backward, bool fus
                    .bb = b ? nb_data(b) : NULL, .db = dy ? nb_data(dy) : NULL, .yb = nb_data(y),
                    .st = st ? nb_data(st) : NULL, .split = split, .n = n, .rows = rows,
                    .fx = nb_is_contiguous(x), .fy = fused || nb_is_contiguous(y),
-                   .fd = dy && nb_is_contiguous(dy), .eps = a->scalar[1]};
+                   .fd = dy && nb_is_contiguous(dy), .eps = a->scalar[1], .center = center};
     return true;
 }
 
@@ -226,21 +230,24 @@ static inline void ln_bw_at(const ln_call *c, int64_t r, float *acc, bool big) {
     ln_bw_row(&(ln_bw){.dy = c->db + outer_off(c->dy, c->split, r, n, c->fd),
                        .x = c->xb + outer_off(c->x, c->split, r, n, c->fx), .w = c->wb,
                        .dx = c->yb + (c->fy ? r * n : outer_off(c->y, c->split, r, n, false)),
-                       .st = c->st ? c->st + 2 * r : NULL, .acc = acc, .n = n, .eps = c->eps, .big = big});
+                       .st = c->st ? c->st + 2 * r : NULL, .acc = acc, .n = n, .eps = c->eps,
+                       .center = c->center, .big = big});
 }
 
-static int avx2_layer_norm(const nb_kernel_args *a) {
+static int norm_forward(const nb_kernel_args *a, bool center) {
     ln_call c;
-    if (!ln_open(&c, a, false, false)) return NB_KERNEL_DECLINE;
+    if (!ln_open(&c, a, false, false, center)) return NB_KERNEL_DECLINE;
     int64_t n = c.n, ch = row_chunk(n);
     bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
     for (int64_t r = 0; r < c.rows; r++)
         ln_row(c.xb + outer_off(c.x, c.split, r, n, c.fx), c.yb + outer_off(c.y, c.split, r, n, c.fy), c.wb, c.bb, n,
-               c.eps, c.st ? c.st + 2 * r : NULL, big);
+               c.eps, center, c.st ? c.st + 2 * r : NULL, big);
     return 0;
 }
+static int avx2_layer_norm(const nb_kernel_args *a) { return norm_forward(a, true); }
+static int avx2_rms_norm(const nb_kernel_args *a) { return norm_forward(a, false); }
 
 /* o[0..m) = the nblk block partials part[bk m + i], added in block order
  * in double column by column (one thread: m x nblk floats, in cache);
@@ -286,10 +293,10 @@ static int ln_backward_fused(const ln_call *c) {
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_backward");
 }
 
-static int avx2_layer_norm_backward(const nb_kernel_args *a) {
+static int norm_backward(const nb_kernel_args *a, bool center) {
     ln_call c;
-    bool fused = a->scalar[2] != 0;
-    if (!ln_open(&c, a, true, fused)) return NB_KERNEL_DECLINE;
+    bool fused = center && a->scalar[2] != 0;
+    if (!ln_open(&c, a, true, fused, center)) return NB_KERNEL_DECLINE;
     if (fused) return ln_backward_fused(&c);
     bool big = c.fx && c.fy && c.fd && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 3, NB_GRAIN_ELEMENTWISE);
@@ -297,6 +304,8 @@ static int avx2_layer_norm_backward(const nb_kernel_args *a) {
     for (int64_t r = 0; r < c.rows; r++) ln_bw_at(&c, r, NULL, big);
     return 0;
 }
+static int avx2_layer_norm_backward(const nb_kernel_args *a) { return norm_backward(a, true); }
+static int avx2_rms_norm_backward(const nb_kernel_args *a) { return norm_backward(a, false); }
 
 /* ---- layer_norm_param_backward: out (2, n) = (sum dy x̂; sum dy) over the
  * rows; in {dy, x}, scalar {k, eps} ----
@@ -315,7 +324,7 @@ static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = xb + outer_off(x, split, r, n, fx), *gr = db + outer_off(dy, split, r, n, fd);
         float mean, rstd;
-        ln_moments(xr, n, eps, &mean, &rstd, NULL);
+        ln_moments(xr, n, eps, true, &mean, &rstd, NULL);
         __m256 mv = V1(mean), rv = V1(rstd);
         ROWS8(n, i, {
             __m256 g = LD(gr + i);
@@ -366,6 +375,8 @@ void nb__avx2_norm_register(void) {
          avx2_layer_norm_backward},
         {NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_param_backward", 10,
          avx2_layer_norm_param_backward},
+        {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm", 10, avx2_rms_norm},
+        {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm_backward", 10, avx2_rms_norm_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
