@@ -9,7 +9,8 @@
  *    sqrt relu fill copy rsqrt reciprocal sign leaky_relu clamp (with and
  *    without bounds)): bitwise equal to the F32 ref (NaN == NaN);
  *  - math ops: max ULP distance from the F64 ref result rounded to float:
- *    exp, log, tanh, erf 2; sigmoid 3; silu, elu, softplus 4; gelu (erf) 8; gelu (tanh form)
+ *    exp, log, tanh, erf 2; sigmoid 3; silu, elu, softplus 4; pow_scalar (exponents 0, 1, 2, 3, 4, -1,
+ *    -2, 0.5, -0.5; another is declined, see other_dtypes_are_declined_to_ref) 1; gelu (erf) 8; gelu (tanh form)
  *    8 + 3|2u| (u its tanh argument: the rounding of u is amplified in the
  *    negative tail). Where the F64 ref itself cancels (deep tails: special
  *    values and the full-range sweep) the oracle is libm in double with the
@@ -101,6 +102,16 @@ static const ew_op ew_ops[] = {
     {NB_OP_SOFTPLUS, "softplus", 1, 1.0, 4, -30, 30, 20},
     {NB_OP_SOFTPLUS, "softplus_beta", 1, 2.5, 4, -10, 10, 15},
     {NB_OP_SOFTPLUS, "softplus_negative_beta", 1, -0.5, 4, -60, 60, 20},
+    /* pow_scalar's served exponents (others stay on ref): 1 ULP from the double pow */
+    {NB_OP_POW_SCALAR, "pow_scalar_2", 1, 2, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_3", 1, 3, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_4", 1, 4, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_-1", 1, -1, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_-2", 1, -2, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_0.5", 1, 0.5, 1, -1, 100, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_-0.5", 1, -0.5, 1, -1, 100, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_0", 1, 0, 1, -10, 10, 0},
+    {NB_OP_POW_SCALAR, "pow_scalar_1", 1, 1, 1, -10, 10, 0},
 };
 #define EW_NOPS (int)(sizeof ew_ops / sizeof ew_ops[0])
 
@@ -160,6 +171,7 @@ static double ew_oracle(const ew_op *o, double x) {
         if (o->s0 == 0) return 0.5 * x * erfc(-x * 0.70710678118654752440);
         return x / (1 + exp(-2 * 0.79788456080286535588 * (x + 0.044715 * x * x * x)));
     case NB_OP_ELU: return x > 0 ? x : o->s0 * expm1(x);
+    case NB_OP_POW_SCALAR: return pow(x, o->s0);
     case NB_OP_SOFTPLUS: {
         double z = x * o->s0;
         return z > o->s1 ? x : (fmax(z, 0) + log1p(exp(-fabs(z)))) / o->s0;
@@ -687,6 +699,13 @@ Test(avx2_ew, other_dtypes_are_declined_to_ref) {
     cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s", nb_last_error());
     cr_assert_str_eq(nb__last_kernel(), "ref_copy");
     cr_assert_eq(((double *)nb_data(o))[1], -2.0);
+    /* pow_scalar with an exponent the AVX2 kernel has no exact form for */
+    nb_tensor *p = nb_pow_scalar(f, 1.5);
+    cr_assert_not_null(p, "%s", nb_last_error());
+    cr_assert_str_eq(nb__last_kernel(), "ref_pows_float");
+    nb_tensor *p2 = nb_pow_scalar(f, 2.0);
+    cr_assert_not_null(p2, "%s", nb_last_error());
+    cr_assert_str_eq(nb__last_kernel(), "avx2_pow_scalar");
 }
 
 static char *ew_dump(void) {

@@ -1,5 +1,6 @@
 /* avx2_elementwise.c — AVX2+FMA kernels for the F32 element-wise ops:
- * add sub mul div (any broadcast), add_scalar mul_scalar, neg exp log tanh
+ * add sub mul div (any broadcast), add_scalar mul_scalar, pow_scalar (exponents 0, 1, 2, 3,
+ * 4, -1, -2, 0.5, -0.5; others stay on ref), neg exp log tanh
  * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy,
  * rsqrt reciprocal sign clamp leaky_relu elu softplus; and (see the section
  * near the end, ref_compare.c's arguments) the comparisons eq..ge and
@@ -116,6 +117,48 @@ static inline __m256 op_rsqrt(__m256 x, __m256 y, const ew_par *p) {
 static inline __m256 op_recip(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return _mm256_div_ps(NB__V1(1.0f), x);
+}
+/* pow_scalar for the exponents that are products, quotients and square
+ * roots (ref: powf(x, s)); others are declined to ref. 2 and -1 are one
+ * IEEE operation (correctly rounded, as powf within its 1 ULP); 3, 4, -2
+ * and -0.5 are taken in double from the exact x^2 (one double rounding,
+ * then one to float); 0.5 is sqrtf. powf's special values: x^0 = 1 (NaN
+ * too), and for 0.5 / -0.5 a -0 or -inf base gives +0 / +inf (resp. +inf /
+ * +0), where sqrt would give -0 and NaN. */
+static inline __m256 pw_d(__m256 x, int e) {   /* x^e for e in {3, 4, -2, -5 (= x^-0.5)} via double */
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+    __m256d one = _mm256_set1_pd(1.0), r[2] = {lo, hi};
+    for (int h = 0; h < 2; h++) {
+        __m256d v = r[h], q = _mm256_mul_pd(v, v);   /* exact */
+        if (e == 3) r[h] = _mm256_mul_pd(q, v);
+        else if (e == 4) r[h] = _mm256_mul_pd(q, q);
+        else if (e == -2) r[h] = _mm256_div_pd(one, q);
+        else r[h] = _mm256_div_pd(one, _mm256_sqrt_pd(v));
+    }
+    return _mm256_set_m128(_mm256_cvtpd_ps(r[1]), _mm256_cvtpd_ps(r[0]));
+}
+static inline __m256 pw_abs_zero_inf(__m256 x) {   /* -0, -inf -> +0, +inf (powf's rule for 0.5, -0.5) */
+    __m256 a = _mm256_andnot_ps(NB__V1(-0.0f), x);
+    __m256 m = _mm256_or_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ), _mm256_cmp_ps(x, NB__V1(-INFINITY), _CMP_EQ_OQ));
+    return _mm256_blendv_ps(x, a, m);
+}
+static inline __m256 op_pw0(__m256 x, __m256 y, const ew_par *p) { (void)x, (void)y, (void)p; return NB__V1(1.0f); }
+static inline __m256 op_pw1(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return x; }
+static inline __m256 op_pw2(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return _mm256_mul_ps(x, x); }
+static inline __m256 op_pw3(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, 3); }
+static inline __m256 op_pw4(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, 4); }
+static inline __m256 op_pwm1(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm256_div_ps(NB__V1(1.0f), x);
+}
+static inline __m256 op_pwm2(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, -2); }
+static inline __m256 op_pwh(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm256_sqrt_ps(pw_abs_zero_inf(x));
+}
+static inline __m256 op_pwmh(__m256 x, __m256 y, const ew_par *p) {
+    (void)y, (void)p;
+    return pw_d(pw_abs_zero_inf(x), -5);
 }
 /* ref: (x > 0) - (x < 0), so sign(±0) = +0 and sign(NaN) = +0 */
 static inline __m256 op_sign(__m256 x, __m256 y, const ew_par *p) {
@@ -259,6 +302,7 @@ EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_R
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
 EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
+EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -453,6 +497,16 @@ EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
 EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE)
 EW_KERNEL(sigbw, 2, GE)
+
+/* POW_SCALAR: the exponents above (scalar[0], compared after rounding to
+ * float, as ref's powf sees it); any other is declined. */
+static int k_pows(const nb_kernel_args *a) {
+    float e = (float)a->scalar[0];
+    ew_row_fn f = e == 0.0f ? row_pw0 : e == 1.0f ? row_pw1 : e == 2.0f ? row_pw2 : e == 3.0f ? row_pw3
+                : e == 4.0f ? row_pw4 : e == -1.0f ? row_pwm1 : e == -2.0f ? row_pwm2 : e == 0.5f ? row_pwh
+                : e == -0.5f ? row_pwmh : NULL;
+    return f ? ew_run(a, 1, f, GE) : NB_KERNEL_DECLINE;
+}
 
 /* CLAMP: scalar[0] = min, scalar[1] = max, NaN = no bound (-inf/+inf here). */
 static int k_clamp(const nb_kernel_args *a) {
@@ -744,7 +798,7 @@ void nb__avx2_elementwise_register(void) {
     static const nb_kernel_desc ks[] = {
         REG(ADD, add),         REG(SUB, sub),         REG(MUL, mul),         REG(DIV, div),
         REG(MAXIMUM, maximum), REG(MINIMUM, minimum), REG_AS(ADD_SCALAR, adds, "add_scalar"),
-        REG_AS(MUL_SCALAR, muls, "mul_scalar"),
+        REG_AS(MUL_SCALAR, muls, "mul_scalar"), REG_AS(POW_SCALAR, pows, "pow_scalar"),
         REG(NEG, neg),         REG(ABS, abs),         REG(SQUARE, square),   REG(SQRT, sqrt),
         REG(RELU, relu),       REG(EXP, exp),         REG(LOG, log),         REG(TANH, tanh),
         REG(SIGMOID, sigmoid), REG(SILU, silu),       REG(GELU, gelu),       REG(FILL, fill),
