@@ -5,7 +5,7 @@
  * Each case runs the same operands through the registry three times: ISA
  * capped to avx2 (asserting an avx2_* kernel served it), capped to ref in
  * F32, and capped to ref in F64 (inputs converted exactly). Bounds asserted:
- *  - exact ops (add sub mul div maximum minimum add/mul_scalar neg abs square
+ *  - exact ops (add sub mul div maximum minimum add/mul_scalar mse_loss l1_loss neg abs square
  *    sqrt relu fill copy rsqrt reciprocal sign leaky_relu clamp (with and
  *    without bounds)): bitwise equal to the F32 ref (NaN == NaN);
  *  - math ops: max ULP distance from the F64 ref result rounded to float:
@@ -112,6 +112,8 @@ static const ew_op ew_ops[] = {
     {NB_OP_POW_SCALAR, "pow_scalar_-0.5", 1, -0.5, 1, -1, 100, 0},
     {NB_OP_POW_SCALAR, "pow_scalar_0", 1, 0, 1, -10, 10, 0},
     {NB_OP_POW_SCALAR, "pow_scalar_1", 1, 1, 1, -10, 10, 0},
+    {NB_OP_MSE_LOSS, "mse_loss", 2, 0, -1, -10, 10, 0},
+    {NB_OP_L1_LOSS, "l1_loss", 2, 0, -1, -10, 10, 0},
 };
 #define EW_NOPS (int)(sizeof ew_ops / sizeof ew_ops[0])
 

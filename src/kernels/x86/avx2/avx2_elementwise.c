@@ -1,6 +1,6 @@
 /* avx2_elementwise.c — AVX2+FMA kernels for the F32 element-wise ops:
  * add sub mul div (any broadcast), add_scalar mul_scalar, pow_scalar (exponents 0, 1, 2, 3,
- * 4, -1, -2, 0.5, -0.5; others stay on ref), neg exp log tanh
+ * 4, -1, -2, 0.5, -0.5; others stay on ref), mse_loss and l1_loss (element-wise), neg exp log tanh
  * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy,
  * rsqrt reciprocal sign clamp leaky_relu elu softplus; and (see the section
  * near the end, ref_compare.c's arguments) the comparisons eq..ge and
@@ -160,6 +160,20 @@ static inline __m256 op_pwmh(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return pw_d(pw_abs_zero_inf(x), -5);
 }
+/* mse_loss and l1_loss, element-wise (the op reduces): ref's (x - y)^2 in
+ * double (the difference of two floats is exact there, its square rounded
+ * once in double, then to float) and |x - y| (the float difference is the
+ * exact one rounded once): bitwise ref's. */
+static inline __m256 op_mse(__m256 x, __m256 y, const ew_par *p) {
+    (void)p;
+    __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+    __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(d1, d1)), _mm256_cvtpd_ps(_mm256_mul_pd(d0, d0)));
+}
+static inline __m256 op_l1(__m256 x, __m256 y, const ew_par *p) {
+    (void)p;
+    return _mm256_andnot_ps(NB__V1(-0.0f), _mm256_sub_ps(x, y));
+}
 /* ref: (x > 0) - (x < 0), so sign(±0) = +0 and sign(NaN) = +0 */
 static inline __m256 op_sign(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
@@ -302,7 +316,7 @@ EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_R
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
 EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
-EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
+EW_ROW(mse) EW_ROW(l1) EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -496,7 +510,7 @@ EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tan
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
 EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE)
-EW_KERNEL(sigbw, 2, GE)
+EW_KERNEL(sigbw, 2, GE) EW_KERNEL(mse, 2, GE) EW_KERNEL(l1, 2, GE)
 
 /* POW_SCALAR: the exponents above (scalar[0], compared after rounding to
  * float, as ref's powf sees it); any other is declined. */
@@ -799,6 +813,7 @@ void nb__avx2_elementwise_register(void) {
         REG(ADD, add),         REG(SUB, sub),         REG(MUL, mul),         REG(DIV, div),
         REG(MAXIMUM, maximum), REG(MINIMUM, minimum), REG_AS(ADD_SCALAR, adds, "add_scalar"),
         REG_AS(MUL_SCALAR, muls, "mul_scalar"), REG_AS(POW_SCALAR, pows, "pow_scalar"),
+        REG_AS(MSE_LOSS, mse, "mse_loss"), REG_AS(L1_LOSS, l1, "l1_loss"),
         REG(NEG, neg),         REG(ABS, abs),         REG(SQUARE, square),   REG(SQRT, sqrt),
         REG(RELU, relu),       REG(EXP, exp),         REG(LOG, log),         REG(TANH, tanh),
         REG(SIGMOID, sigmoid), REG(SILU, silu),       REG(GELU, gelu),       REG(FILL, fill),
