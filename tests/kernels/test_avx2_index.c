@@ -1,0 +1,180 @@
+/* test_avx2_index.c — the contiguous fast paths of avx2_index.c (cat,
+ * stack, index_select, embedding, index_add) against the ref kernels,
+ * bitwise (copies are exact; index_add adds in ref's order).
+ *
+ * - cat and stack along every dim of 3-D operands, F32, F64, I64 and BOOL;
+ *   index_select along every dim with repeated indices and a strided index;
+ *   embedding with a weight whose rows are padded (row stride > D) and a
+ *   2-D index; index_add along every dim with repeated indices.
+ * - Served by the AVX2 kernel; a non-contiguous operand is declined (ref
+ *   serves it, same result); an out-of-range index is NB_ERANGE with
+ *   nothing written past the check.
+ * - index_add gives the same bits at 1, 2 and 3 threads.
+ * Run at an explicit avx2 cap; skipped without AVX2.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "onednn_testutil.h"
+#include "testutil.h"
+
+static void ix_default(int threads) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .num_threads = threads, .abort_on_error = -1}), 0,
+                 "nb_init: %s", nb_last_error());
+}
+static void ix_setup(void) { ix_default(0); }
+static void ix_teardown(void) {
+    while (nb_scope_depth() > 0) nb_scope_end();
+    nb_init(NULL);
+}
+TestSuite(avx2_index, .init = ix_setup, .fini = ix_teardown);
+
+static void ix_need(void) {
+    if (!nb__registry_has(NB_OP_CAT, NB_F32, "avx2_")) cr_skip("no AVX2 index kernel within the ISA cap");
+}
+
+/* A random tensor of dtype dt (values that survive every dtype). */
+static nb_tensor *ix_rand(nb_dims shape, nb_dtype dt, uint64_t seed) {
+    nb_tensor *f = nb_mul_scalar(nb_randn(shape, NB_F32, seed), 10.0);
+    if (dt == NB_BOOL) return nb_contiguous(nb_gt_scalar(f, 0.0));
+    return nb_contiguous(nb_to_dtype(f, dt));
+}
+
+/* Runs op into a fresh out of `shape` (zeroed) at the current cap. */
+static nb_tensor *ix_run(nb_op op, nb_dims shape, nb_dtype dt, const nb_tensor *i0, const nb_tensor *i1,
+                         const nb_tensor *i2, int nin, double s0, double s1, const char **served, int *rc) {
+    nb_tensor *out = nb_zeros(shape, dt);
+    cr_assert(out, "%s", nb_last_error());
+    nb_kernel_args a = {.op = op, .out = out, .in = {i0, i1, i2}, .nin = nin, .scalar = {s0, s1}};
+    int r = nb__dispatch(&a, "test_avx2_index");
+    if (rc) *rc = r;
+    else cr_assert_eq(r, 0, "%s: %s", nb_op_name(op), nb_last_error());
+    *served = nb__last_kernel();
+    return out;
+}
+
+static void ix_same(nb_tensor *got, nb_tensor *ref, const char *what) {
+    cr_assert_eq(nb_numel(got), nb_numel(ref));
+    size_t n = (size_t)nb_numel(got) * nb_dtype_size(nb_dtype(got));
+    cr_assert(!memcmp(nb_data(got), nb_data(ref), n), "%s: differs from ref", what);
+}
+
+/* op at the avx2 cap (served by want, or ref when want is NULL) and capped to ref: bitwise equal. */
+static void ix_check(nb_op op, nb_dims shape, nb_dtype dt, const nb_tensor *i0, const nb_tensor *i1,
+                     const nb_tensor *i2, int nin, double s0, double s1, const char *want, const char *what) {
+    const char *k1, *k2;
+    nb_tensor *got = ix_run(op, shape, dt, i0, i1, i2, nin, s0, s1, &k1, NULL);
+    ot_cap_ref();
+    nb_tensor *ref = ix_run(op, shape, dt, i0, i1, i2, nin, s0, s1, &k2, NULL);
+    ix_default(0);
+    cr_assert(!strncmp(k2, "ref", 3), "%s: capped run served by %s", what, k2);
+    if (want) cr_assert(!strcmp(k1, want), "%s: served by %s, expected %s", what, k1, want);
+    else cr_assert(!strncmp(k1, "ref", 3), "%s: served by %s, expected ref (declined)", what, k1);
+    ix_same(got, ref, what);
+}
+
+Test(avx2_index, cat_and_stack_every_dim_and_dtype) {
+    ix_need();
+    nb_scope_begin();
+    static const nb_dtype dts[4] = {NB_F32, NB_F64, NB_I64, NB_BOOL};
+    for (int t = 0; t < 4; t++)
+        for (int d = 0; d < 3; d++) {
+            nb_dims s = NB_SHAPE(3, 5, 7), os = s, ss = NB_SHAPE(3, 5, 7);
+            os.d[d] = 11;   /* the window [4, 4 + s[d]) of 11 */
+            nb_tensor *x = ix_rand(s, dts[t], 10 + (uint64_t)d);
+            ix_check(NB_OP_CAT, os, dts[t], x, NULL, NULL, 1, d, 4, "avx2_cat", "cat");
+            nb_dims st = {.ndim = 4};
+            for (int i = 0, k = 0; i < 4; i++) st.d[i] = i == d ? 4 : ss.d[k++];
+            ix_check(NB_OP_STACK, st, dts[t], x, NULL, NULL, 1, d, 2, "avx2_stack", "stack");
+        }
+    /* a transposed input: declined, ref's result */
+    nb_tensor *xt = nb_transpose(ix_rand(NB_SHAPE(5, 3, 7), NB_F32, 20), 0, 1);
+    ix_check(NB_OP_CAT, NB_SHAPE(3, 9, 7), NB_F32, xt, NULL, NULL, 1, 1, 2, NULL, "cat transposed");
+    nb_scope_end();
+}
+
+Test(avx2_index, index_select_every_dim) {
+    ix_need();
+    nb_scope_begin();
+    const int64_t iv[6] = {2, 0, 2, 1, 4, 4}, wide[12] = {2, -1, 0, -1, 2, -1, 1, -1, 3, -1, 0, -1};
+    nb_tensor *ix = nb_from_data(NB_SHAPE(6), NB_I64, iv);
+    nb_tensor *ixs = nb_slice(nb_from_data(NB_SHAPE(12), NB_I64, wide), 0, 0, 12, 2);   /* stride 2 */
+    for (int d = 0; d < 3; d++) {
+        nb_tensor *x = ix_rand(NB_SHAPE(5, 5, 6), NB_F32, 30 + (uint64_t)d);
+        nb_dims os = NB_SHAPE(5, 5, 6);
+        os.d[d] = 6;
+        ix_check(NB_OP_INDEX_SELECT, os, NB_F32, x, ix, NULL, 2, d, 0, "avx2_index_select", "index_select");
+        ix_check(NB_OP_INDEX_SELECT, os, NB_F32, x, ixs, NULL, 2, d, 0, "avx2_index_select", "index_select strided");
+        nb_tensor *xi = ix_rand(NB_SHAPE(5, 5, 6), NB_I64, 40 + (uint64_t)d);
+        ix_check(NB_OP_INDEX_SELECT, os, NB_I64, xi, ix, NULL, 2, d, 0, "avx2_index_select", "index_select i64");
+    }
+    nb_scope_end();
+}
+
+Test(avx2_index, embedding_padded_rows) {
+    ix_need();
+    nb_scope_begin();
+    nb_tensor *w = nb_slice(ix_rand(NB_SHAPE(9, 21), NB_F32, 50), 1, 0, 17, 1);   /* (9, 17), row stride 21 */
+    const int64_t iv[8] = {0, 8, 3, 3, 5, 1, 8, 0};
+    nb_tensor *ix = nb_from_data(NB_SHAPE(2, 4), NB_I64, iv);
+    ix_check(NB_OP_EMBEDDING, NB_SHAPE(2, 4, 17), NB_F32, w, ix, NULL, 2, 0, 0, "avx2_embedding", "embedding");
+    nb_tensor *w64 = ix_rand(NB_SHAPE(9, 5), NB_F64, 51);
+    ix_check(NB_OP_EMBEDDING, NB_SHAPE(2, 4, 5), NB_F64, w64, ix, NULL, 2, 0, 0, "avx2_embedding", "embedding f64");
+    nb_tensor *wt = nb_transpose(ix_rand(NB_SHAPE(5, 9), NB_F32, 52), 0, 1);   /* unit stride along V: declined */
+    ix_check(NB_OP_EMBEDDING, NB_SHAPE(2, 4, 5), NB_F32, wt, ix, NULL, 2, 0, 0, NULL, "embedding transposed w");
+    nb_scope_end();
+}
+
+Test(avx2_index, index_add_every_dim_repeated_indices) {
+    ix_need();
+    nb_scope_begin();
+    const int64_t iv[7] = {1, 3, 1, 0, 3, 3, 2};
+    nb_tensor *ix = nb_from_data(NB_SHAPE(7), NB_I64, iv);
+    for (int d = 0; d < 3; d++) {
+        nb_dims s = NB_SHAPE(4, 4, 300), ss = s;   /* 300 columns: two column ranges and a tail */
+        ss.d[d] = 7;
+        nb_tensor *self = ix_rand(s, NB_F32, 60), *src = ix_rand(ss, NB_F32, 61 + (uint64_t)d);
+        ix_check(NB_OP_INDEX_ADD, s, NB_F32, self, ix, src, 3, d, 0, "avx2_index_add", "index_add");
+    }
+    nb_scope_end();
+}
+
+Test(avx2_index, index_add_thread_count_independent) {
+    ix_need();
+    nb_scope_begin();
+    nb_tensor *self = nb_zeros(NB_SHAPE(500, 700), NB_F32), *src = ix_rand(NB_SHAPE(3000, 700), NB_F32, 70);
+    nb_tensor *ix = nb_contiguous(nb_to_dtype(nb_mul_scalar(nb_rand(NB_SHAPE(3000), NB_F32, 71), 499.0), NB_I64));
+    nb_tensor *r[3];
+    const char *k;
+    for (int th = 1; th <= 3; th++) {
+        ix_default(th);
+        r[th - 1] = ix_run(NB_OP_INDEX_ADD, NB_SHAPE(500, 700), NB_F32, self, ix, src, 3, 0, 0, &k, NULL);
+        cr_assert_str_eq(k, "avx2_index_add");
+    }
+    ix_default(0);
+    ix_same(r[0], r[1], "index_add at 2 threads");
+    ix_same(r[0], r[2], "index_add at 3 threads");
+    nb_scope_end();
+}
+
+Test(avx2_index, out_of_range_index_is_an_error) {
+    ix_need();
+    nb_scope_begin();
+    const int64_t bad[3] = {0, 5, 1};
+    nb_tensor *ix = nb_from_data(NB_SHAPE(3), NB_I64, bad);
+    nb_tensor *x = ix_rand(NB_SHAPE(5, 4), NB_F32, 80);
+    const char *k;
+    int rc;
+    ix_run(NB_OP_INDEX_SELECT, NB_SHAPE(3, 4), NB_F32, x, ix, NULL, 2, 0, 0, &k, &rc);
+    cr_assert_eq(rc, NB_ERANGE, "index_select: rc %d", rc);
+    cr_assert(strstr(nb_last_error(), "out of range"), "%s", nb_last_error());
+    ix_run(NB_OP_EMBEDDING, NB_SHAPE(3, 4), NB_F32, x, ix, NULL, 2, 0, 0, &k, &rc);
+    cr_assert_eq(rc, NB_ERANGE, "embedding: rc %d", rc);
+    nb_tensor *src = ix_rand(NB_SHAPE(3, 4), NB_F32, 81);
+    nb_tensor *out = ix_run(NB_OP_INDEX_ADD, NB_SHAPE(5, 4), NB_F32, x, ix, src, 3, 0, 0, &k, &rc);
+    cr_assert_eq(rc, NB_ERANGE, "index_add: rc %d", rc);
+    const float *o = nb_data(out);
+    for (int i = 0; i < 20; i++) cr_assert_eq(o[i], 0.0f, "index_add wrote element %d before failing", i);
+    nb_scope_end();
+}
