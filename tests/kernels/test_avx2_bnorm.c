@@ -110,7 +110,7 @@ static void bk_check(nb_dims shape, double offset, double scale) {
     t.stats = s_ref;
     /* forward, with and without weight and bias; param backward; backward */
     for (int v = 0; v < 6; v++) {
-        nb_tensor *got, *ref;
+        nb_tensor *got = NULL, *ref = NULL;
         const char *what, *want;
         nb_tensor *st4 = NULL;
         if (v == 5) {   /* stats carrying ref's param-backward sums as rows 2 and 3 */
@@ -174,7 +174,7 @@ Test(avx2_bnorm, far_from_zero_small_spread) {
 /* The bits at 1, 2 and 3 threads (sizes above the grain, so the work splits). */
 Test(avx2_bnorm, thread_count_independent) {
     bk_need();
-    static const nb_dims shapes[2] = {NB_SHAPE(32, 16, 20, 20), NB_SHAPE(4096, 40)};
+    const nb_dims shapes[2] = {NB_SHAPE(32, 16, 20, 20), NB_SHAPE(4096, 40)};
     for (int s = 0; s < 2; s++) {
         nb_scope_begin();
         nb_dims shape = shapes[s];

@@ -63,6 +63,7 @@ static rw_tol rw_tol_of(nb_op op) {
     case NB_OP_SOFTMAX_BACKWARD:
     case NB_OP_LAYER_NORM_BACKWARD:
     case NB_OP_RMS_NORM_BACKWARD:
+    case NB_OP_GROUP_NORM_BACKWARD:
     case NB_OP_LAYER_NORM_PARAM_BACKWARD: return (rw_tol){1e-5, 1e-4};
     default: return (rw_tol){1e-5, 1e-5};
     }
@@ -504,6 +505,36 @@ Test(avx2_rows, rms_norm) {
     for (int i = 0; i < 9; i++) p[9 + i] = 0.0f;   /* row 1 zeros: rstd = 1/sqrt(eps) */
     p[2 * 9 + 4] = NAN;
     rw_rms(s, NULL, rw_randn(NB_SHAPE(3, 9), 1901, 1.0), 1, 1, "rms special");
+    nb_scope_end();
+}
+
+/* group_norm and its backward: groups of 1, several and all channels,
+ * spatial sizes 1 (an (N, C) input), 7 (masked tails) and 14x14, with and
+ * without weight/bias; compared per group slice. A transposed x is
+ * declined. */
+static void rw_gn(nb_dims shape, int64_t G, bool affine, int expect, const char *what, uint64_t sd, bool transposed) {
+    int64_t C = shape.d[1];
+    nb_tensor *x = rw_randn(shape, sd, 2.0), *dy = rw_randn(shape, sd + 1, 1.0);
+    if (transposed) x = nb_transpose(rw_randn(NB_SHAPE(shape.d[1], shape.d[0], shape.d[2]), sd, 2.0), 0, 1);
+    x = nb_add_scalar(x, 1.5);
+    if (transposed) x = nb_transpose(nb_contiguous(nb_transpose(x, 0, 1)), 0, 1);
+    nb_tensor *w = affine ? rw_randn(NB_SHAPE(C), sd + 2, 1.0) : NULL, *b = affine ? rw_randn(NB_SHAPE(C), sd + 3, 1.0) : NULL;
+    double s[2] = {(double)G, 1e-5};
+    const nb_tensor *inf[3] = {x, w, b}, *inb[3] = {dy, x, w};
+    int64_t slice = nb_numel(dy) / (shape.d[0] * G);
+    rw_check_rows(NB_OP_GROUP_NORM, shape, inf, 3, s, 2, expect, slice, what);
+    rw_check_rows(NB_OP_GROUP_NORM_BACKWARD, shape, inb, 3, s, 2, expect, slice, what);
+}
+
+Test(avx2_rows, group_norm) {
+    rw_need(NB_OP_GROUP_NORM);
+    nb_scope_begin();
+    rw_gn(NB_SHAPE(4, 12, 1), 3, true, 1, "gn (N, C)", 2000, false);
+    rw_gn(NB_SHAPE(3, 12, 7), 1, true, 1, "gn one group", 2010, false);
+    rw_gn(NB_SHAPE(3, 12, 7), 4, false, 1, "gn no affine", 2020, false);
+    rw_gn(NB_SHAPE(2, 8, 7), 8, true, 1, "gn a group per channel", 2030, false);
+    rw_gn(NB_SHAPE(5, 32, 196), 8, true, 1, "gn 14x14", 2040, false);
+    rw_gn(NB_SHAPE(3, 12, 7), 4, true, 0, "gn transposed x", 2050, true);
     nb_scope_end();
 }
 

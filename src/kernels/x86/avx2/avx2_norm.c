@@ -1,9 +1,10 @@
 /* avx2_norm.c — AVX2+FMA kernels of layer_norm (F32): the forward (which
  * also writes each row's mean and rstd when asked), the backward (from the
  * saved statistics, and the fused form giving dx, dweight and dbias in one
- * pass) and layer_norm_param_backward; and of rms_norm, the same row code
+ * pass) and layer_norm_param_backward; of rms_norm, the same row code
  * without the mean (x̂ = x / sqrt(mean(x^2) + eps), dx = rstd (gw - x̂
- * mean(gw x̂))). Variants of ref_norm.c with its
+ * mean(gw x̂))); and of group_norm, whose groups are contiguous slices
+ * with a per-channel weight (see there). Variants of ref_norm.c with its
  * arguments; the row sums, threading and streaming-store rules are those of
  * avx2_rows.c (shared through avx2_rows.h).
  */
@@ -368,6 +369,102 @@ static int avx2_layer_norm_param_backward(const nb_kernel_args *a) {
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");
 }
 
+/* ---- group_norm: in {x (N, C, *), w, b} / backward {dy, x, w}; scalar
+ * {groups, eps} (ref_norm.c) ----
+ * x contiguous: a group's values are one contiguous slice of C/G channels
+ * of S values each; its moments are ln_moments' (F32 blocks into double),
+ * then per channel y = x̂ w[c] + b[c], or
+ * dx = rstd (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy w[c], the sums over the
+ * slice. One slice per task, so the bits do not depend on the thread
+ * count. w and b any strides (read into float vectors). */
+static bool gn_open(const nb_kernel_args *a, bool backward, int64_t *N, int64_t *C, int64_t *G, int64_t *S) {
+    const nb_tensor *x = a->in[backward ? 1 : 0], *dy = backward ? a->in[0] : NULL, *y = a->out;
+    if (!x || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || x->ndim < 2 || !nb_is_contiguous(x) ||
+        !nb_is_contiguous(y) || y->numel != x->numel || (backward && (!dy || dy->dtype != NB_DTYPE_F32 ||
+                                                                     !nb_is_contiguous(dy) || dy->numel != x->numel)))
+        return false;
+    *N = x->shape[0], *C = x->shape[1], *G = (int64_t)a->scalar[0];
+    if (*G < 1 || *C % *G || *N * *C == 0) return false;
+    *S = x->numel / (*N * *C);
+    return *S > 0;
+}
+
+/* t (C) -> dst[c] floats (t NULL: dflt); false when t does not fit. */
+static bool gn_vec(const nb_tensor *t, int64_t C, float dflt, float *dst) {
+    if (!t) {
+        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
+        return true;
+    }
+    if (t->dtype != NB_DTYPE_F32 || t->numel != C || t->ndim != 1) return false;
+    const float *p = nb_data(t);
+    for (int64_t c = 0; c < C; c++) dst[c] = p[c * t->stride[0]];
+    return true;
+}
+
+static int gn_run(const nb_kernel_args *a, bool backward) {
+    int64_t N, C, G, S;
+    if (!gn_open(a, backward, &N, &C, &G, &S)) return NB_KERNEL_DECLINE;
+    float *wb = malloc(sizeof(float) * (size_t)(2 * C));
+    if (!wb) return nb__err(NB_ENOMEM, "group_norm: out of memory");
+    float *w = wb, *b = wb + C;
+    if (!gn_vec(a->in[backward ? 2 : 1], C, 1.0f, w) || !gn_vec(backward ? NULL : a->in[2], C, 0.0f, b)) {
+        free(wb);
+        return NB_KERNEL_DECLINE;
+    }
+    const float *xb = nb_data(a->in[backward ? 1 : 0]), *db = backward ? nb_data(a->in[0]) : NULL;
+    float *yb = nb_data(a->out);
+    int64_t cpg = C / G, len = cpg * S;
+    double eps = a->scalar[1];
+    int nt = nb__par_threads(N * C * S * (backward ? 3 : 2), NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+    for (int64_t sl = 0; sl < N * G; sl++) {
+        int64_t c0 = (sl % G) * cpg;
+        const float *x = xb + sl * len, *dy = db ? db + sl * len : NULL;
+        float *y = yb + sl * len;
+        float mean, rstd;
+        ln_moments(x, len, eps, true, &mean, &rstd, NULL);
+        __m256 mv = V1(mean), rv = V1(rstd);
+        if (!backward) {
+            for (int64_t c = 0; c < cpg; c++) {
+                __m256 wv = V1(w[c0 + c]), bv = V1(b[c0 + c]);
+                const float *xc = x + c * S;
+                float *yc = y + c * S;
+                ROWS8(S, i, { ST(yc + i, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv), wv, bv)); });
+            }
+            continue;
+        }
+        double sa = 0, sb = 0;
+        for (int64_t c = 0; c < cpg; c++) {   /* sum gw and gw x̂, per channel in F32 blocks, into double */
+            const float *xc = x + c * S, *gc = dy + c * S;
+            __m256 wv = V1(w[c0 + c]);
+            double ta, tb;
+#define GN_GW(o) _mm256_mul_ps(LD(gc + (o)), wv)
+#define GN_GWH(o) _mm256_mul_ps(GN_GW(o), _mm256_mul_ps(_mm256_sub_ps(LD(xc + (o)), mv), rv))
+            ROWSUM(S, GN_GW, ta);
+            ROWSUM(S, GN_GWH, tb);
+#undef GN_GW
+#undef GN_GWH
+            sa += ta;
+            sb += tb;
+        }
+        __m256 av = V1((float)(sa / (double)len)), bq = V1((float)(sb / (double)len));
+        for (int64_t c = 0; c < cpg; c++) {
+            const float *xc = x + c * S, *gc = dy + c * S;
+            float *yc = y + c * S;
+            __m256 wv = V1(w[c0 + c]);
+            ROWS8(S, i, {
+                __m256 gw = _mm256_mul_ps(LD(gc + i), wv);
+                __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv);
+                ST(yc + i, _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, av))));
+            });
+        }
+    }
+    free(wb);
+    return 0;
+}
+static int avx2_group_norm(const nb_kernel_args *a) { return gn_run(a, false); }
+static int avx2_group_norm_backward(const nb_kernel_args *a) { return gn_run(a, true); }
+
 void nb__avx2_norm_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm", 10, avx2_layer_norm},
@@ -376,6 +473,9 @@ void nb__avx2_norm_register(void) {
         {NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_param_backward", 10,
          avx2_layer_norm_param_backward},
         {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm", 10, avx2_rms_norm},
+        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_group_norm", 10, avx2_group_norm},
+        {NB_OP_GROUP_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_group_norm_backward", 10,
+         avx2_group_norm_backward},
         {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm_backward", 10, avx2_rms_norm_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
