@@ -14,6 +14,12 @@
  *   branches     `branches` independent chains from one x (batch, width),
  *                each `depth` × (matmul with its own W (width, width), tanh);
  *                loss = sum of all outputs; zero_grad + forward + backward.
+ *   transformer_step  a small GPT: token + position embedding (vocab, dim),
+ *                `layers` pre-norm blocks (layer_norm, one qkv linear,
+ *                causal scaled_dot_product_attention over `heads`, output
+ *                linear; layer_norm, linear dim -> 4 dim, GELU, linear back;
+ *                residuals), final layer_norm, a linear head to the vocab,
+ *                cross-entropy over batch x seq tokens, SGD(lr, momentum).
  * Each rep runs inside its own scope; `warmup` untimed reps come first.
  * clock=cpu times reps in process CPU time instead of wall time (on a shared
  * machine, at 1 thread, that leaves out the time other processes took).
@@ -68,6 +74,8 @@ typedef struct bench {
     nb_tensor *c1, *c2;               /* op_overhead constants (owned) */
     nb_tensor *w[MAX_BRANCH_W];       /* branches weights (owned) */
     int ops, branches, depth;         /* op_overhead, branches */
+    int64_t tB, tT, tC, tH, tL, tV;   /* transformer_step: batch, seq, dim, heads, layers, vocab */
+    int np;                           /* transformer_step: parameters in w[] */
 } bench;
 
 static int train_step(bench *b) {
@@ -101,6 +109,35 @@ static int branches_step(bench *b) {
         loss = loss ? nb_add(loss, s) : s;
     }
     return loss ? nb_backward(loss, NULL) : nb_last_error_code();
+}
+
+/* Block parameters per layer, in w[] after the two embeddings. */
+enum { TF_PER_LAYER = 12 };
+
+static int transformer_step(bench *b) {
+    nb_optimizer_zero_grad(b->opt);
+    int64_t B = b->tB, T = b->tT, C = b->tC, H = b->tH, D = C / H;
+    nb_tensor *const *p = b->w;
+    nb_tensor *h = nb_add(nb_embedding(b->x, p[0], NB_NO_PADDING), p[1]);   /* (B, T, C) + (T, C) */
+    for (int64_t l = 0; l < b->tL; l++) {
+        nb_tensor *const *q = p + 2 + l * TF_PER_LAYER;
+        nb_tensor *a = nb_layer_norm(h, NB_SHAPE(C), q[0], q[1], NULL);
+        nb_tensor *qkv = nb_permute(nb_reshape(nb_linear(a, q[2], q[3]), NB_SHAPE(B, T, 3, H, D)),
+                                    (int[]){2, 0, 3, 1, 4}, 5);   /* (3, B, H, T, D) */
+        nb_tensor *qq = nb_squeeze(nb_narrow(qkv, 0, 0, 1), 0), *kk = nb_squeeze(nb_narrow(qkv, 0, 1, 1), 0);
+        nb_tensor *vv = nb_squeeze(nb_narrow(qkv, 0, 2, 1), 0);
+        nb_tensor *o = nb_scaled_dot_product_attention(qq, kk, vv, NULL, &(nb_sdpa_opts){.is_causal = true});
+        o = nb_reshape(nb_contiguous(nb_permute(o, (int[]){0, 2, 1, 3}, 4)), NB_SHAPE(B, T, C));
+        h = nb_add(h, nb_linear(o, q[4], q[5]));
+        nb_tensor *m = nb_layer_norm(h, NB_SHAPE(C), q[6], q[7], NULL);
+        h = nb_add(h, nb_linear(nb_gelu(nb_linear(m, q[8], q[9]), false), q[10], q[11]));
+    }
+    nb_tensor *const *f = p + 2 + b->tL * TF_PER_LAYER;
+    h = nb_layer_norm(h, NB_SHAPE(C), f[0], f[1], NULL);
+    nb_tensor *loss = nb_cross_entropy(nb_linear(nb_reshape(h, NB_SHAPE(B * T, C)), f[2], NULL), b->y);
+    if (!loss) return nb_last_error_code();
+    int rc = nb_backward(loss, NULL);
+    return rc ? rc : nb_optimizer_step(b->opt);
 }
 
 static int make_targets(bench *b, int64_t n, int64_t classes) {
@@ -191,6 +228,56 @@ static int setup_branches(bench *b, const kv *a) {
     return 0;
 }
 
+/* A parameter: randn * scale, or filled with `fill` when scale is 0. */
+static int tf_param(bench *b, nb_dims shape, double scale, double fill) {
+    if (b->np >= MAX_BRANCH_W) return NB_ERANGE;
+    nb_tensor *t = scale != 0 ? nb_mul_scalar(nb_randn(shape, NB_F32, 200 + (uint64_t)b->np), scale)
+                              : nb_full(shape, NB_F32, fill);
+    if (!t) return nb_last_error_code();
+    b->w[b->np++] = t;
+    return nb_set_requires_grad(t, true);
+}
+
+static int setup_transformer(bench *b, const kv *a) {
+    b->tB = kv_int(a, "batch", 8), b->tT = kv_int(a, "seq", 64), b->tC = kv_int(a, "dim", 256);
+    b->tH = kv_int(a, "heads", 4), b->tL = kv_int(a, "layers", 2), b->tV = kv_int(a, "vocab", 2048);
+    int64_t C = b->tC, V = b->tV;
+    if (b->tH < 1 || C % b->tH || 3 + b->tL * TF_PER_LAYER + 2 > MAX_PARAMS) return NB_EINVAL;
+    double s = 1.0 / sqrt((double)C);
+    int rc = tf_param(b, NB_SHAPE(V, C), 0.02, 0);
+    rc = rc ? rc : tf_param(b, NB_SHAPE(b->tT, C), 0.02, 0);
+    for (int64_t l = 0; !rc && l < b->tL; l++) {
+        rc = tf_param(b, NB_SHAPE(C), 0, 1);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(3 * C, C), s, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(3 * C), 0, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C, C), s, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 1);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(4 * C, C), s, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(4 * C), 0, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C, 4 * C), s / 2, 0);
+        rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 0);
+    }
+    rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 1);
+    rc = rc ? rc : tf_param(b, NB_SHAPE(C), 0, 0);
+    rc = rc ? rc : tf_param(b, NB_SHAPE(V, C), s, 0);
+    if (rc) return rc;
+    int64_t n = b->tB * b->tT;
+    int64_t *tok = malloc(sizeof *tok * (size_t)n);
+    if (!tok) return NB_ENOMEM;
+    for (int64_t i = 0; i < n; i++) tok[i] = (i * 37 + 11) % V;
+    b->x = nb_from_data(NB_SHAPE(b->tB, b->tT), NB_I64, tok);
+    free(tok);
+    if (!b->x) return nb_last_error_code();
+    rc = make_targets(b, n, V);
+    if (rc) return rc;
+    nb_sgd_opts so = {.lr = kv_num(a, "lr", 0.01), .momentum = kv_num(a, "momentum", 0.9)};
+    b->opt = nb_sgd(b->w, b->np, &so);
+    return b->opt ? 0 : nb_last_error_code();
+}
+
 static void bench_free(bench *b) {
     nb_optimizer_free(b->opt);
     nb_module_free(b->model);
@@ -203,7 +290,8 @@ static void bench_free(bench *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: compare_nabla mlp_step|cnn_step|op_overhead|branches threads=N warmup=W reps=R "
+        fprintf(stderr, "usage: compare_nabla mlp_step|cnn_step|op_overhead|branches|transformer_step threads=N "
+                        "warmup=W reps=R "
                         "[key=value ...]\n");
         return 2;
     }
@@ -234,6 +322,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "mlp_step")) rc = setup_mlp(&b, &a), step = train_step;
     else if (!strcmp(name, "cnn_step")) rc = setup_cnn(&b, &a), step = train_step;
     else if (!strcmp(name, "branches")) rc = setup_branches(&b, &a), step = branches_step;
+    else if (!strcmp(name, "transformer_step")) rc = setup_transformer(&b, &a), step = transformer_step;
     else if (!strcmp(name, "op_overhead")) {
         rc = setup_chain(&b, &a), step = chain_step, unit = "us_per_op";
         per = 1e6 / (b.ops > 0 ? b.ops : 1);

@@ -9,6 +9,11 @@ benchmarks/compare_nabla.c (see that file for what each one does):
                        forward + backward, time per op
   branches             `branches` chains of `depth` × (matmul, tanh) from one
                        x; loss = sum of all outputs; zero_grad + fwd + bwd
+  transformer_step     a small GPT (embeddings, pre-norm blocks of causal
+                       attention and a GELU MLP, a vocab head), cross_entropy,
+                       SGD; attention as PyTorch 1.13 users write it (it has no
+                       scaled_dot_product_attention): softmax of the masked
+                       scores, @ v
 
 Usage: /usr/bin/python3 compare_torch.py WORKLOAD threads=N warmup=W reps=R [clock=wall|cpu] [key=value ...]
 Prints compare_nabla's line with impl=pytorch. Exits 2 (message on stderr)
@@ -92,6 +97,44 @@ def setup_branches(a):
     return step
 
 
+def setup_transformer(a):
+    B, T, C = int(a.get("batch", 8)), int(a.get("seq", 64)), int(a.get("dim", 256))
+    H, L, V = int(a.get("heads", 4)), int(a.get("layers", 2)), int(a.get("vocab", 2048))
+    D, s = C // H, C ** -0.5
+
+    def param(*shape, scale=0.0, fill=0.0):
+        t = torch.randn(*shape) * scale if scale else torch.full(shape, float(fill))
+        return t.requires_grad_()
+    tok, pos = param(V, C, scale=0.02), param(T, C, scale=0.02)
+    layers = []
+    for _ in range(L):
+        layers.append([param(C, fill=1), param(C), param(3 * C, C, scale=s), param(3 * C), param(C, C, scale=s),
+                       param(C), param(C, fill=1), param(C), param(4 * C, C, scale=s), param(4 * C),
+                       param(C, 4 * C, scale=s / 2), param(C)])
+    lnf_w, lnf_b, head = param(C, fill=1), param(C), param(V, C, scale=s)
+    params = [tok, pos] + [t for q in layers for t in q] + [lnf_w, lnf_b, head]
+    opt = torch.optim.SGD(params, lr=float(a.get("lr", 0.01)), momentum=float(a.get("momentum", 0.9)))
+    x = torch.tensor([(i * 37 + 11) % V for i in range(B * T)], dtype=torch.int64).reshape(B, T)
+    y = targets(B * T, V)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        h = F.embedding(x, tok) + pos
+        for q in layers:
+            a_ = F.layer_norm(h, (C,), q[0], q[1])
+            qkv = F.linear(a_, q[2], q[3]).reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4)
+            sc = (qkv[0] @ qkv[1].transpose(-1, -2)) * D ** -0.5
+            o = torch.softmax(sc.masked_fill(mask, float("-inf")), -1) @ qkv[2]
+            h = h + F.linear(o.permute(0, 2, 1, 3).reshape(B, T, C), q[4], q[5])
+            m = F.layer_norm(h, (C,), q[6], q[7])
+            h = h + F.linear(F.gelu(F.linear(m, q[8], q[9])), q[10], q[11])
+        h = F.layer_norm(h, (C,), lnf_w, lnf_b)
+        F.cross_entropy(F.linear(h.reshape(B * T, C), head), y).backward()
+        opt.step()
+    return step
+
+
 def main():
     if len(sys.argv) < 2:
         print("usage: compare_torch.py WORKLOAD threads=N warmup=W reps=R [key=value ...]", file=sys.stderr)
@@ -108,6 +151,8 @@ def main():
         step = setup_cnn(a)
     elif name == "branches":
         step = setup_branches(a)
+    elif name == "transformer_step":
+        step = setup_transformer(a)
     elif name == "op_overhead":
         step, ops = setup_chain(a)
         unit, per = "us_per_op", 1e6 / max(ops, 1)

@@ -276,5 +276,8 @@ Test(avx2_gemm, declines_to_onednn) {
 #else
     ag_served("avx2_gemm");
 #endif
+    nb_tensor *a65 = nb_randn(NB_SHAPE(65, 40), NB_F32, 7);   /* M > 64: ours */
+    cr_assert_not_null(nb_matmul(a65, b), "%s", nb_last_error());
+    ag_served("avx2_gemm");
     nb_scope_end();
 }

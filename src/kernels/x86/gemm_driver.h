@@ -38,7 +38,7 @@ static inline bool gemm_unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || 
 
 /* True when oneDNN (registered below both GEMMs) should serve g: the
  * measured rule of avx2_gemm.c's table (A stored row-major, K > 16,
- * N < 2 K), and on an AVX-512 CPU (avx512) every call whose operands are
+ * N < 2 K, M <= 64), and on an AVX-512 CPU (avx512) every call whose operands are
  * each row- or column-major (BLAS layouts, which oneDNN's jit GEMM takes;
  * other strides could leave it only its reference code, and a call passed
  * on never comes back). Never inside a backward (nb__thread_invariant:
@@ -52,7 +52,7 @@ static inline bool gemm_onednn_takes(const gemm_op *g, int hook, bool avx512) {
     if (hook < 0) return true;
     if (avx512 && gemm_unit_stride(g->as0, g->as1) && gemm_unit_stride(g->bs0, g->bs1) && g->cs1 == 1) return true;
     bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
-    return !a_colmajor && g->K > 16 && g->N < 2 * g->K;
+    return !a_colmajor && g->K > 16 && g->N < 2 * g->K && g->M <= 64;
 #else
     (void)g, (void)hook, (void)avx512;
     return false;

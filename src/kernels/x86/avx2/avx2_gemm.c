@@ -34,7 +34,16 @@
  * leading dims do not merge into one row dim, and - only when oneDNN is
  * built (it is registered below us, priority 10) - the shapes where oneDNN
  * 2.6 was measured as fast or faster: A stored row-major (unit stride along
- * K) with K > 16 and N < 2 K. Measured on this Zen 4 (2 shared vCPUs, other
+ * K) with K > 16, N < 2 K and M <= 64. Remeasured 2026-11-26 (2-core AMD
+ * EPYC, 4-32 weights used in turn so that B comes from L3 as in training,
+ * median of 40, ours / oneDNN time ratio inverted, 1 and 2 threads):
+ *     LINEAR 512x768x256 1.06 1.08, 512x256x256 1.14 1.14, 512x256x1024
+ *     1.18 1.14, 128x512x784 1.03 1.04, 128x256x512 1.03 1.03 (ours);
+ *     LINEAR 64x128x3136 0.98 0.94, matmul 64x256x256 0.95 0.95, 64x128x3136
+ *     0.81 0.86 (oneDNN); matmul 128x256x512 1.07 1.08, 256x256x256 1.13
+ *     1.11, 512x1024x1024 1.03 1.04 (ours). The older table below (hot
+ *     weights, before the B-packing rule) had oneDNN ahead at M = 128:
+ * Measured on this Zen 4 (2 shared vCPUs, other
  * jobs running: best of 40 interleaved runs, same process, thread CPU time,
  * repeated 2-3 times; GFLOP/s ours / oneDNN, 1 thread):
  *     shape (M x N x K)                      ours  oneDNN  ratio   served by
