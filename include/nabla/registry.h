@@ -82,10 +82,13 @@ extern "C" {
     X(GT_SCALAR, "gt_scalar", 1) X(GE_SCALAR, "ge_scalar", 1) X(LOGICAL_NOT, "logical_not", 1)      \
     X(LOGICAL_AND, "logical_and", 2) X(LOGICAL_OR, "logical_or", 2) X(WHERE, "where", 3)            \
     X(MASKED_FILL, "masked_fill", 2) X(THRESHOLD_BACKWARD, "threshold_backward", 2)                 \
-    X(TANH_BACKWARD, "tanh_backward", 2) X(SIGMOID_BACKWARD, "sigmoid_backward", 2)
+    X(TANH_BACKWARD, "tanh_backward", 2) X(SIGMOID_BACKWARD, "sigmoid_backward", 2)                 \
+    X(GELU_BACKWARD, "gelu_backward", 2)
 /* Activation backwards in one pass, in[0] the gradient g, in[1] the saved output y (out T):
  * THRESHOLD_BACKWARD (relu): in[1] <= scalar[0] ? 0 : g (a NaN y passes g, as PyTorch's);
- * TANH_BACKWARD: g * (1 - y*y); SIGMOID_BACKWARD: g * (y * (1 - y)), each rounded op by op. */
+ * TANH_BACKWARD: g * (1 - y*y); SIGMOID_BACKWARD: g * (y * (1 - y)), each rounded op by op;
+ * GELU_BACKWARD: in[1] the saved input x: g * gelu'(x), scalar[0] 0 the erf form
+ * (Φ(x) + x φ(x)), else the tanh form. */
 /* REDUCE kernels: in[0] (d0..dn) -> out of the same rank, size 1 on reduced dims (scalar[0]: the
  * correction of VAR/STD, p of VECTOR_NORM); *_BACKWARD: out of in[0]'s shape, scalar[0] the mask of
  * reduced dims (see src/kernels/ref/ref_reduce_full.c). */

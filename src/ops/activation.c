@@ -140,7 +140,14 @@ NB_API nb_tensor *nb_elu(nb_tensor *a, double alpha) {
 #define SQRT_2_OVER_PI 0.79788456080286535588
 #define GELU_C 0.044715
 static int gelu_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    nb_tensor *a = nb__saved_get(n, 0), *a2 = nb_mul(a, a), *d;
+    nb_tensor *a = nb__saved_get(n, 0);
+    if (!nb_is_grad_enabled() && a && g && fusable(g, a)) {   /* one pass: GELU_BACKWARD */
+        gin[0] = nb__scoped(
+            nb__ew_binary_ex("GeluBackward", NB_OP_GELU_BACKWARD, g, a, g->dtype, g->dtype, n->p.d[0]));
+        return nb__grads_ok(n, gin);
+    }
+    /* create_graph (or a broadcast g): public ops, differentiable again */
+    nb_tensor *a2 = nb_mul(a, a), *d;
     if (n->p.d[0] != 0) {
         nb_tensor *t = nb_tanh(nb_mul_scalar(nb_add(a, nb_mul_scalar(nb_mul(a2, a), GELU_C)), SQRT_2_OVER_PI));
         nb_tensor *left = nb_mul_scalar(nb_add_scalar(t, 1.0), 0.5);

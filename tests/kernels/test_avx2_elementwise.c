@@ -749,6 +749,54 @@ Test(avx2_ew, registry_chooses_avx2_by_default_and_ref_when_capped) {
  * lanes of a vector have |x| <= 87, and claims it gives the long path's bits:
  * the same values computed once with every 8th lane pushed out of range
  * (100, so each vector takes the long path) must match bit for bit. */
+/* GELU_BACKWARD (g * gelu'(x), both forms) against the F64 ref kernel over
+ * x in [-10, 10], the special values and sizes with tails, contiguous and
+ * with a broadcast g: |avx2 - ref| <= GBW_TOL |g| (gelu' is within
+ * [-0.17, 1.13]; F32 erf, exp and tanh from vmath.h). */
+#define GBW_TOL 1e-6
+static void gbw_check(const float *g, const float *x, int64_t n, double approx, bool bcast_g) {
+    nb_tensor *gt = bcast_g ? nb_expand(nb_from_data(NB_SHAPE(1), NB_F32, g), NB_SHAPE(n))
+                            : nb_from_data(NB_SHAPE(n), NB_F32, g);
+    nb_tensor *xt = nb_from_data(NB_SHAPE(n), NB_F32, x);
+    ew_op o = {NB_OP_GELU_BACKWARD, "gelu_backward", 2, approx, 0, 0, 0, 0};
+    nb_tensor *out = nb_full(NB_SHAPE(n), NB_F32, NAN);
+    const char *k = ew_run(&o, out, gt, xt, "avx2");
+    cr_assert_str_eq(k, "avx2_gelu_backward");
+    nb_tensor *o64 = nb_empty(NB_SHAPE(n), NB_F64);
+    ew_run(&o, o64, nb_to_dtype(gt, NB_F64), nb_to_dtype(xt, NB_F64), "ref");
+    const float *y = nb_data(out);
+    const double *w = nb_data(o64);
+    for (int64_t i = 0; i < n; i++) {
+        double gi = bcast_g ? g[0] : g[i];
+        if (isnan(w[i]) || isinf(w[i])) {
+            cr_assert(isnan(w[i]) ? isnan(y[i]) : y[i] == (float)w[i], "gelu_backward(%g, x=%a) = %a, ref %a", gi,
+                      (double)x[i], (double)y[i], w[i]);
+            continue;
+        }
+        cr_assert(fabs((double)y[i] - w[i]) <= GBW_TOL * fabs(gi) + 1e-37,
+                  "gelu_backward %s (g=%g, x=%a) = %.9g, ref %.9g", approx ? "tanh" : "erf", gi, (double)x[i],
+                  (double)y[i], w[i]);
+    }
+}
+
+Test(avx2_ew, gelu_backward_both_forms) {
+    for (int form = 0; form < 2; form++) {
+        for (size_t s = 0; s < sizeof ew_sizes / sizeof ew_sizes[0]; s++) {
+            int64_t n = ew_sizes[s];
+            float *g = malloc(sizeof *g * (size_t)(n + 1)), *x = malloc(sizeof *x * (size_t)(n + 1));
+            ew_fill(g, n, -2, 2);
+            ew_fill(x, n, -10, 10);
+            gbw_check(g, x, n, form, false);
+            gbw_check(g, x, n, form, true);
+            free(g);
+            free(x);
+        }
+        float ones[EW_NSPECIAL];
+        for (int i = 0; i < EW_NSPECIAL; i++) ones[i] = 1.0f;
+        gbw_check(ones, ew_special, EW_NSPECIAL, form, false);
+    }
+}
+
 Test(avx2_ew, exp_short_path_gives_the_long_paths_bits) {
     enum { N = 8 * 4096 };
     cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx2", .abort_on_error = -1}), 0);   /* also under NB_ISA=ref */

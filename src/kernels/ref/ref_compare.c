@@ -13,11 +13,15 @@
  *   THRESHOLD_BACKWARD:       out T <- in[1] <= (T)scalar[0] ? 0 : in[0]   (F32, F64)
  *   TANH_BACKWARD:            out T <- in[0] * (1 - in[1] * in[1])          (F32, F64)
  *   SIGMOID_BACKWARD:         out T <- in[0] * (in[1] * (1 - in[1]))        (F32, F64)
+ *   GELU_BACKWARD:            out T <- in[0] * gelu'(in[1]) in double; scalar[0] != 0:
+ *                             the tanh form                                  (F32, F64)
  * (the last three: activation backwards from the saved output, kept here
  * with masked_fill, the two-op form they replace)
  * NaN compares unequal to everything and counts as true (nonzero).
  */
 #include "kernels/kernels.h"
+
+#include <math.h>
 
 typedef int64_t i64;
 typedef bool b8;
@@ -71,10 +75,18 @@ typedef bool b8;
         }                                                                                            \
     }                                                                                                \
     static int ref_##NAME##_##T(const nb_kernel_args *a) { return nb__ref_run_rows(a, row_##NAME##_##T); }
+/* gelu'(x) in double: the erf form Φ(x) + x φ(x) (Φ through erfc, exact in
+ * the negative tail), or (approx) the tanh form's derivative. */
+static double gelu_d(double x, bool approx) {
+    if (!approx) return 0.5 * erfc(-x * 0.70710678118654752440) + x * exp(-0.5 * x * x) * 0.39894228040143267794;
+    double c = 0.79788456080286535588, u = c * (x + 0.044715 * x * x * x), th = tanh(u);
+    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x);
+}
 #define AROWS(T)                                                         \
     AROW(threshold_backward, T, y <= t ? (T)0 : g)                       \
     AROW(tanh_backward, T, g * (T)((T)1 - (T)(y * y)))                   \
-    AROW(sigmoid_backward, T, g * (T)(y * (T)((T)1 - y)))
+    AROW(sigmoid_backward, T, g * (T)(y * (T)((T)1 - y)))                \
+    AROW(gelu_backward, T, (T)((double)g * gelu_d((double)y, t != 0)))
 AROWS(float)
 AROWS(double)
 
@@ -136,6 +148,7 @@ void nb__ref_compare_register(void) {
         REG(TANH_BACKWARD, F32, ref_tanh_backward_float), REG(TANH_BACKWARD, F64, ref_tanh_backward_double),
         REG(SIGMOID_BACKWARD, F32, ref_sigmoid_backward_float),
         REG(SIGMOID_BACKWARD, F64, ref_sigmoid_backward_double),
+        REG(GELU_BACKWARD, F32, ref_gelu_backward_float), REG(GELU_BACKWARD, F64, ref_gelu_backward_double),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }

@@ -97,6 +97,35 @@ static inline __m256 op_sigbw(__m256 x, __m256 y, const ew_par *p) {
     (void)p;
     return _mm256_mul_ps(x, _mm256_mul_ps(y, _mm256_sub_ps(NB__V1(1.0f), y)));
 }
+/* gelu backward: x = g, y = the saved input; p->s nonzero: the tanh form.
+ * erf form: g (Φ(y) + y φ(y)), Φ(y) = (1 + erf(y/√2)) / 2; tanh form:
+ * g (0.5 (1 + t) + 0.5 y (1 - t²) c (1 + 3 0.044715 y²)), t = tanh(c (y +
+ * 0.044715 y³)), c = √(2/π). F32 vmath.h functions: within a few 1e-7 of
+ * ref's double result, relative to |g| (the test's bound). */
+static inline __m256 op_gelubw(__m256 x, __m256 y, const ew_par *p) {
+    __m256 y2 = _mm256_mul_ps(y, y), d;
+    if (_mm256_movemask_ps(_mm256_cmp_ps(p->s, _mm256_setzero_ps(), _CMP_NEQ_UQ))) {
+        /* |y| > 10: t = ±1 exactly, the second term 0; clamped so that y^3 does
+           not overflow to inf * 0 (ref's double does not), and y - y brings
+           back the NaN of an infinite y (ref: inf * 0) */
+        __m256 inf_nan = _mm256_sub_ps(y, y);
+        y = _mm256_max_ps(NB__V1(-10.0f), _mm256_min_ps(NB__V1(10.0f), y));
+        y2 = _mm256_mul_ps(y, y);
+        __m256 c = NB__V1(0.79788456080286535588f), k = NB__V1(0.044715f);
+        __m256 t = nb__v_tanh(_mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, y2), y, y)));
+        __m256 du = _mm256_mul_ps(c, _mm256_fmadd_ps(NB__V1(3.0f * 0.044715f), y2, NB__V1(1.0f)));
+        __m256 sech2 = _mm256_fnmadd_ps(t, t, NB__V1(1.0f));
+        d = _mm256_fmadd_ps(_mm256_mul_ps(NB__V1(0.5f), y), _mm256_mul_ps(sech2, du),
+                            _mm256_fmadd_ps(NB__V1(0.5f), t, NB__V1(0.5f)));
+        d = _mm256_add_ps(d, inf_nan);
+    } else {
+        __m256 cdf = _mm256_fmadd_ps(NB__V1(0.5f), nb__v_erf(_mm256_mul_ps(y, NB__V1(0.70710678118654752440f))),
+                                     NB__V1(0.5f));
+        __m256 pdf = _mm256_mul_ps(nb__v_exp(_mm256_mul_ps(y2, NB__V1(-0.5f))), NB__V1(0.39894228040143267794f));
+        d = _mm256_fmadd_ps(y, pdf, cdf);
+    }
+    return _mm256_mul_ps(x, d);
+}
 static inline __m256 op_exp(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_exp(x); }
 static inline __m256 op_log(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_log(x); }
 static inline __m256 op_tanh(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return nb__v_tanh(x); }
@@ -316,7 +345,7 @@ EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_R
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
 EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
-EW_ROW(mse) EW_ROW(l1) EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
+EW_ROW(mse) EW_ROW(l1) EW_ROW(gelubw) EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -510,7 +539,7 @@ EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tan
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
 EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE)
-EW_KERNEL(sigbw, 2, GE) EW_KERNEL(mse, 2, GE) EW_KERNEL(l1, 2, GE)
+EW_KERNEL(sigbw, 2, GE) EW_KERNEL(mse, 2, GE) EW_KERNEL(l1, 2, GE) EW_KERNEL(gelubw, 2, GT)
 
 /* POW_SCALAR: the exponents above (scalar[0], compared after rounding to
  * float, as ref's powf sees it); any other is declined. */
@@ -826,6 +855,7 @@ void nb__avx2_elementwise_register(void) {
         REG_AS(MASKED_FILL, mfill, "masked_fill"), REG(WHERE, where),
         REG_AS(THRESHOLD_BACKWARD, thrbw, "threshold_backward"),
         REG_AS(TANH_BACKWARD, tanhbw, "tanh_backward"), REG_AS(SIGMOID_BACKWARD, sigbw, "sigmoid_backward"),
+        REG_AS(GELU_BACKWARD, gelubw, "gelu_backward"),
         REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
         REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
