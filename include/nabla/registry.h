@@ -126,7 +126,8 @@ extern "C" {
     X(INTERPOLATE, "interpolate", 1) X(INTERPOLATE_BWD, "interpolate_bwd", 1)
 /* NORM kernels' arguments are listed at the top of src/kernels/ref/ref_norm.c and ref_attention.c. */
 /* LAYER_NORM_PARAM_BACKWARD: out (2, n) = (dweight; dbias) of layer_norm <- in {dy, x}, n = prod of
- * x's last k dims; scalar {k, eps}: dweight = sum over rows of dy * x̂, dbias = sum of dy.
+ * x's last k dims; scalar {k, eps[, rms]}: dweight = sum over rows of dy * x̂, dbias = sum of dy;
+ * scalar[2] != 0: rms_norm's x̂ (no mean subtracted).
  * BATCH_NORM_PARAM_BACKWARD: out (2, C) = (dweight; dbias) of batch_norm <- in {dy, x (N, C, *),
  * stats (2, C) (mean; var)}; scalar {eps}: per channel, dweight = sum of dy * x̂, dbias = sum of dy
  * (x̂ = (x - mean) / sqrt(var + eps)). BATCH_NORM_BACKWARD's stats may be (4, C): rows 2 and 3

@@ -137,7 +137,7 @@ static int last_dims_backward(nb__node *n, nb_tensor *g, nb_tensor **gin, bool c
     if (!x || (has_w && !w) || (has_st && !st)) return nb_last_error_code();
     int dims[NB_MAX_DIMS];
     for (int i = 0; i < k; i++) dims[i] = x->ndim - k + i;
-    nb_op fwd = center ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM, bwd = center ? NB_OP_LAYER_NORM_BACKWARD : NB_OP_RMS_NORM_BACKWARD;
+    nb_op bwd = center ? NB_OP_LAYER_NORM_BACKWARD : NB_OP_RMS_NORM_BACKWARD;
     if (nb_is_grad_enabled()) {   /* create_graph: public ops */
         nb_tensor *rstd, *xh = xhat_ops(x, dims, k, eps, center, &rstd);
         if (NEED(0)) gin[0] = dx_ops(w ? nb_mul(g, w) : g, xh, rstd, dims, k, center);
@@ -150,18 +150,15 @@ static int last_dims_backward(nb__node *n, nb_tensor *g, nb_tensor **gin, bool c
             nb_kernel_args a = {.op = bwd, .in = {g, x, w, st}, .nin = st ? 4 : 3, .scalar = {k, eps}};
             gin[0] = nb__scoped(run(n->op, &a, x->ndim, x->shape));
         }
-        if (NEED(1) && center) {   /* (dweight; dbias) in one pass over g and x */
-            nb_kernel_args a = {.op = NB_OP_LAYER_NORM_PARAM_BACKWARD, .in = {g, x}, .nin = 2, .scalar = {k, eps}};
+        if (NEED(1)) {   /* (dweight; dbias) in one pass over g and x (rms_norm: its x̂, dbias unused) */
+            nb_kernel_args a = {.op = NB_OP_LAYER_NORM_PARAM_BACKWARD, .in = {g, x}, .nin = 2,
+                                .scalar = {k, eps, center ? 0 : 1}};
             int64_t wn = 1;
             for (int i = 0; i < k; i++) wn *= n->shape[0].d[i];
             int64_t shape[2] = {2, wn};
             nb_tensor *p = nb__scoped(run(n->op, &a, 2, shape));
             gin[1] = nb_reshape(nb_slice(p, 0, 0, 1, 1), n->shape[0]);
             if (n->nin > 2 && NEED(2)) gin[2] = nb_reshape(nb_slice(p, 0, 1, 2, 1), n->shape[0]);
-        } else if (NEED(1)) {
-            nb_kernel_args a = {.op = fwd, .in = {x}, .nin = 2, .scalar = {k, eps}};
-            nb_tensor *xh = nb__scoped(run(n->op, &a, x->ndim, x->shape));
-            gin[1] = nb_sum_to(nb_mul(g, xh), n->shape[0]);
         }
     }
     if (n->nin > 2 && NEED(2) && !gin[2]) gin[2] = nb_sum_to(g, n->shape[0]);

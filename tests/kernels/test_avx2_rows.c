@@ -569,11 +569,15 @@ Test(avx2_rows, public_ops) {
 /* ---- layer_norm_param_backward: (2, n) = (sum dy x̂; sum dy) over rows ---- */
 
 static void rw_lnp(nb_tensor *x, nb_tensor *dy, int k, int expect, const char *what) {
-    double s[2] = {k, 1e-5};
     const nb_tensor *in[2] = {dy, x};
     int64_t n = 1;
     for (int d = nb_ndim(x) - k; d < nb_ndim(x); d++) n *= nb_shape(x)[d];
-    rw_check_rows(NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_SHAPE(2, n), in, 2, s, 2, expect, n, what);
+    for (int rms = 0; rms < 2; rms++) {   /* scalar[2]: rms_norm's x̂ (no mean) */
+        double s[3] = {k, 1e-5, rms};
+        char w2[96];
+        snprintf(w2, sizeof w2, "%s%s", what, rms ? " (rms)" : "");
+        rw_check_rows(NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_SHAPE(2, n), in, 2, s, 3, expect, n, w2);
+    }
 }
 
 Test(avx2_rows, layer_norm_param_backward) {

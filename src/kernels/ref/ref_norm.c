@@ -16,8 +16,9 @@
  *                        and dbias as LAYER_NORM_PARAM_BACKWARD's out: one pass over dy, x
  *   RMS_NORM_BACKWARD    out dx <- in {dy, x, w}; scalar {k, eps}
  *   LAYER_NORM_PARAM_BACKWARD  out (2, n) <- in {dy, x}, n = prod of x's last k dims;
- *                        scalar {k, eps}: row 0 dweight = sum over the rows of dy * x̂, row 1
- *                        dbias = sum of dy (x̂ from each row's recomputed mean and rstd)
+ *                        scalar {k, eps[, rms]}: row 0 dweight = sum over the rows of dy * x̂, row 1
+ *                        dbias = sum of dy (x̂ from each row's recomputed mean and rstd; with
+ *                        scalar[2] != 0 rms_norm's x̂ = x * rstd, rstd from the mean of squares)
  *   GROUP_NORM           out y <- in {x (N, C, *), w (C), b (C)}; scalar {groups, eps}
  *   GROUP_NORM_BACKWARD  out dx <- in {dy, x, w}; scalar {groups, eps}
  *   BATCH_NORM_STATS     out (2, C) <- in {x (N, C, *)}: row 0 the mean, row 1 the biased
@@ -217,6 +218,7 @@ static int ref_layer_norm_param_backward(const nb_kernel_args *a) {
     const nb_tensor *dy = a->in[0], *x = a->in[1];
     int split = x->ndim - (int)a->scalar[0];
     double eps = a->scalar[1];
+    bool center = a->scalar[2] == 0;   /* scalar[2] != 0: rms_norm's x̂ (no mean) */
     if (split < 0 || dy->ndim != x->ndim || a->out->ndim < 1)
         return nb__err(NB_ESHAPE, "layer_norm_param_backward: dy %s, x %s and k %d do not fit", nb__shape_str(dy),
                        nb__shape_str(x), (int)a->scalar[0]);
@@ -235,7 +237,7 @@ static int ref_layer_norm_param_backward(const nb_kernel_args *a) {
         double mean, var;
         gather(xs, &X, j, 0, n);
         gather(ys, &DY, j, 0, n);
-        moments(xs, n, true, &mean, &var);
+        moments(xs, n, center, &mean, &var);
         double rstd = 1.0 / sqrt(var + eps);
         for (int64_t i = 0; i < n; i++) {
             sw[i] += ys[i] * (xs[i] - mean) * rstd;

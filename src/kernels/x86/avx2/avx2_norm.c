@@ -317,7 +317,7 @@ static int avx2_rms_norm_backward(const nb_kernel_args *a) { return norm_backwar
  * count. Error: F32 over at most LNP_BLK terms a column, then double. */
 /* Adds rows [r0, r1) into acc (2n floats: sum dy x̂, then sum dy). */
 static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_t n, int64_t r0, int64_t r1,
-                      double eps, float *acc) {
+                      double eps, bool center, float *acc) {
     bool fx = nb_is_contiguous(x), fd = nb_is_contiguous(dy);
     const float *xb = nb_data(x), *db = nb_data(dy);
     float *aw = acc, *ab = acc + n;
@@ -325,7 +325,7 @@ static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = xb + outer_off(x, split, r, n, fx), *gr = db + outer_off(dy, split, r, n, fd);
         float mean, rstd;
-        ln_moments(xr, n, eps, true, &mean, &rstd, NULL);
+        ln_moments(xr, n, eps, center, &mean, &rstd, NULL);
         __m256 mv = V1(mean), rv = V1(rstd);
         ROWS8(n, i, {
             __m256 g = LD(gr + i);
@@ -364,7 +364,7 @@ static int avx2_layer_norm_param_backward(const nb_kernel_args *a) {
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
     for (int64_t bk = 0; bk < nblk; bk++) {
         int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
-        lnp_block(dy, x, split, n, r0, r1, eps, part + bk * 2 * n);
+        lnp_block(dy, x, split, n, r0, r1, eps, a->scalar[2] == 0, part + bk * 2 * n);
     }
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");
 }
