@@ -201,6 +201,39 @@ Test(avx2_bnorm, thread_count_independent) {
     }
 }
 
+/* A NaN or inf in a channel gives ref's statistics (NaN variance, inf
+ * mean), in both loops; an empty batch is left to ref (NaN statistics). */
+Test(avx2_bnorm, non_finite_values_and_empty_batch) {
+    bk_need();
+    nb_scope_begin();
+    const nb_dims shapes[2] = {NB_SHAPE(4, 3, 5), NB_SHAPE(6, 3)};
+    for (int s = 0; s < 2; s++) {
+        nb_tensor *x = nb_contiguous(nb_randn(shapes[s], NB_F32, 90));
+        float *p = nb_data(x);
+        int64_t S = s == 0 ? 5 : 1;
+        p[1 * S + (S > 1 ? 2 : 0)] = NAN;                  /* channel 1 */
+        p[(3 + 2) * S] = INFINITY;                         /* channel 2, sample 1: not the first value */
+        const char *k, *kr;
+        nb_tensor *got = bk_run(NB_OP_BATCH_NORM_STATS, NB_SHAPE(2, 3), x, NULL, NULL, NULL, 1, 0, 0, &k);
+        ot_cap_ref();
+        nb_tensor *ref = bk_run(NB_OP_BATCH_NORM_STATS, NB_SHAPE(2, 3), x, NULL, NULL, NULL, 1, 0, 0, &kr);
+        bk_default(0);
+        cr_assert(!strncmp(k, "avx2_", 5), "served by %s", k);
+        const float *a = nb_data(got), *b = nb_data(ref);
+        for (int i = 0; i < 6; i++) {
+            if (isnan(b[i])) cr_assert(isnan(a[i]), "stats[%d]: avx2 %g, ref NaN (shape %d)", i, a[i], s);
+            else if (isinf(b[i])) cr_assert_eq(a[i], b[i], "stats[%d]: avx2 %g, ref %g (shape %d)", i, a[i], b[i], s);
+        }
+        cr_assert(isnan(a[4]) && isnan(a[5]) && isnan(a[1]), "variances of channels 1 and 2 must be NaN (shape %d)", s);
+    }
+    const char *k;
+    nb_tensor *e = nb_zeros(NB_SHAPE(0, 3, 5), NB_F32);
+    nb_tensor *st = bk_run(NB_OP_BATCH_NORM_STATS, NB_SHAPE(2, 3), e, NULL, NULL, NULL, 1, 0, 0, &k);
+    cr_assert(!strncmp(k, "ref", 3), "an empty batch served by %s", k);
+    cr_assert(isnan(((float *)nb_data(st))[0]), "empty batch: mean %g", ((float *)nb_data(st))[0]);
+    nb_scope_end();
+}
+
 Test(avx2_bnorm, declines_what_it_does_not_serve) {
     bk_need();
     nb_scope_begin();

@@ -505,6 +505,10 @@ Test(avx2_rows, rms_norm) {
     for (int i = 0; i < 9; i++) p[9 + i] = 0.0f;   /* row 1 zeros: rstd = 1/sqrt(eps) */
     p[2 * 9 + 4] = NAN;
     rw_rms(s, NULL, rw_randn(NB_SHAPE(3, 9), 1901, 1.0), 1, 1, "rms special");
+    /* squares beyond F32 (|x| ~ 1e20): the row again in double, not rstd 0 */
+    nb_tensor *big = nb_contiguous(nb_mul_scalar(rw_randn(NB_SHAPE(4, 40), 1902, 1.0), 1e20));
+    rw_rms(big, NULL, rw_randn(NB_SHAPE(4, 40), 1903, 1.0), 1, 1, "rms 1e20");
+    rw_ln(big, NULL, NULL, rw_randn(NB_SHAPE(4, 40), 1904, 1.0), 1, 1, "ln 1e20");
     nb_scope_end();
 }
 

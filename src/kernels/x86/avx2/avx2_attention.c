@@ -17,7 +17,10 @@
  * mask BOOL or F32, any strides. A task's arithmetic does not depend on the
  * thread running it, so results are bitwise the same at any thread count.
  * Differences from ref: F32 sums (the GEMM's) instead of double, ~1e-6
- * relative to the largest output.
+ * relative to the largest output; and with is_causal, an inf or NaN in a
+ * row j of v reaches only the queries whose block sees key j (ref's
+ * 0 * inf makes every query's output NaN; PyTorch's fused kernels skip
+ * the masked keys as this one does, within a block of 64 queries).
  */
 #include "avx2_rows.h"
 

@@ -192,9 +192,8 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
     const nb_tensor *x = a->in[0], *o = a->out;
     bn_geo g;
     if (!bn_geo_of(x, &g) || !o || o->dtype != NB_DTYPE_F32 || o->ndim != 2 || o->shape[0] != 2 ||
-        o->shape[1] != g.C)
+        o->shape[1] != g.C || g.N * g.S == 0)   /* an empty batch: ref's NaN statistics */
         return NB_KERNEL_DECLINE;
-    if (g.C == 0) return 0;
     size_t db = (size_t)(2 * g.C) * sizeof(double);
     double *s = nb__alloc(db);
     if (!s) return nb__err(NB_ENOMEM, "batch_norm_stats: out of memory");
@@ -223,7 +222,7 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
         for (int64_t c = 0; c < g.C; c++) {
             double mean = s[c] / M, d = mean - (double)mv.v[c], var = q[c] / M - d * d;
             op[c * os1] = (float)mean;
-            op[os0 + c * os1] = (float)(var > 0 ? var : 0);
+            op[os0 + c * os1] = (float)(var < 0 ? 0 : var);   /* NaN passes (ref's NaN for inf/NaN x) */
         }
         bn_vecs_free(&mv);
     } else {
@@ -235,7 +234,7 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
                shifted by the channel's first, K, so that the row means' F32
                sums stay exact enough for the spread between rows when
                |mean| >> std (1000 + 0.01 randn: 2e-4 off without) */
-            float K = xp[c * g.S];
+            float K = isfinite(xp[c * g.S]) ? xp[c * g.S] : 0.0f;   /* an inf K would make every value NaN */
             double sum = 0, m2 = 0, sq = 0, S = (double)g.S;
             for (int64_t n = 0; n < g.N; n++) {
                 const float *row = xp + (n * g.C + c) * g.S;
@@ -248,7 +247,7 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
             }
             double mean = sum / M, var = (m2 + sq - sum * mean) / M;
             op[c * os1] = (float)(mean + K);
-            op[os0 + c * os1] = (float)(var > 0 ? var : 0);
+            op[os0 + c * os1] = (float)(var < 0 ? 0 : var);   /* NaN passes (ref's NaN for inf/NaN x) */
         }
     }
     nb__free(s, db);

@@ -56,8 +56,20 @@ static bool ln_ok(const nb_tensor *t, int split, bool param) {
 /* mean and 1/sqrt(var + eps) of a row: F32 sums (ROWSUM), the squared
  * deviations taken from the F32 mean in a second pass over the (L1) row. */
 static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
-    *mean = center ? (float)(sum_span(x, n) / (double)n) : 0.0f;   /* rms_norm: the root mean square, about 0 */
-    *rstd = (float)(1.0 / sqrt(ss_span(x, n, *mean, pf) / (double)n + eps));
+    double sum = center ? sum_span(x, n) : 0.0, ss;
+    *mean = (float)(sum / (double)n);   /* rms_norm: the root mean square, about 0 */
+    ss = ss_span(x, n, *mean, pf);
+    if (!isfinite(sum) || !isfinite(ss) || !isfinite(*mean)) {
+        /* an F32 block overflowed (|x| beyond ~1e19 squared), or x holds inf/NaN:
+           the row again in double, as ref (which then gives inf/NaN too) */
+        double m = 0, q = 0;
+        for (int64_t i = 0; center && i < n; i++) m += x[i];
+        m /= (double)n;
+        for (int64_t i = 0; i < n; i++) q += ((double)x[i] - m) * ((double)x[i] - m);
+        *mean = (float)m;
+        ss = q;
+    }
+    *rstd = (float)(1.0 / sqrt(ss / (double)n + eps));
 }
 
 /* y = x̂ w + b for one row; (mean, rstd) to st when not NULL. big: a big
