@@ -341,7 +341,10 @@ static int avx2_bn_forward(const nb_kernel_args *a) {
         bn_vecs_free(&v);
         return NB_KERNEL_DECLINE;
     }
-    for (int64_t c = 0; c < g.C; c++) k2[c] *= w[c];   /* scale w rstd; k3 is b */
+    for (int64_t c = 0; c < g.C; c++) {
+        k2[c] *= w[c];          /* scale w rstd; k3 is b */
+        v.v[g.C + c] = 0.0f;    /* k1 (dy's factor) is not used here: set, not left unread-uninitialized */
+    }
     bn_apply(&g, nb_data(x), NULL, nb_data(a->out), v.v);
     bn_vecs_free(&v);
     return 0;
