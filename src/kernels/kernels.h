@@ -71,6 +71,7 @@ void nb__avx2_conv_small_register(void); /* avx2_conv_small.c: CONV2D, CONV_BWD_
 void nb__avx2_bnorm_register(void);      /* avx2_bnorm.c: batch_norm stats, forward, backward, param backward */
 void nb__avx2_attention_register(void);  /* avx2_attention.c: SDPA and SDPA_WEIGHTS */
 void nb__avx2_index_register(void);      /* avx2_index.c: cat, stack, index_select, embedding, index_add */
+void nb__avx2_pool_register(void);       /* avx2_pool.c: adaptive_avg_pool2d and its backward */
 /* avx2_gemm.c: one thread's C (M, N) = A (M, K) @ B (K, N), strides in elements; 0 or NB_ENOMEM */
 int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
                         int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);

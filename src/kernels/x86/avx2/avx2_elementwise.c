@@ -168,7 +168,8 @@ static inline __m256 pw_d(__m256 x, int e) {   /* x^e for e in {3, 4, -2, -5 (= 
 }
 static inline __m256 pw_abs_zero_inf(__m256 x) {   /* -0, -inf -> +0, +inf (powf's rule for 0.5, -0.5) */
     __m256 a = _mm256_andnot_ps(NB__V1(-0.0f), x);
-    __m256 m = _mm256_or_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ), _mm256_cmp_ps(x, NB__V1(-INFINITY), _CMP_EQ_OQ));
+    __m256 m = _mm256_or_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ),
+                            _mm256_cmp_ps(x, NB__V1(-INFINITY), _CMP_EQ_OQ));
     return _mm256_blendv_ps(x, a, m);
 }
 static inline __m256 op_pw0(__m256 x, __m256 y, const ew_par *p) { (void)x, (void)y, (void)p; return NB__V1(1.0f); }
@@ -195,8 +196,10 @@ static inline __m256 op_pwmh(__m256 x, __m256 y, const ew_par *p) {
  * exact one rounded once): bitwise ref's. */
 static inline __m256 op_mse(__m256 x, __m256 y, const ew_par *p) {
     (void)p;
-    __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
-    __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+                               _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+    __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)),
+                               _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
     return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(d1, d1)), _mm256_cvtpd_ps(_mm256_mul_pd(d0, d0)));
 }
 static inline __m256 op_l1(__m256 x, __m256 y, const ew_par *p) {

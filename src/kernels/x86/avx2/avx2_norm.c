@@ -77,7 +77,8 @@ static void ln_moments(const float *x, int64_t n, double eps, bool center, float
 static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps, bool center,
                    float *st, bool big) {
     float mean, rstd;
-    ln_moments(x, n, eps, center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);   /* the next row to L2 meanwhile */
+    /* the next row to L2 meanwhile */
+    ln_moments(x, n, eps, center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);
     if (st) {
         st[0] = mean;
         st[1] = rstd;

@@ -1,5 +1,6 @@
 /* avx2_pool.c — the 2x2, stride-2 max pooling plane of onednn_pool.c's
- * direct MAX_POOL2D kernel, 8 outputs at a time.
+ * direct MAX_POOL2D kernel, 8 outputs at a time; and adaptive average
+ * pooling with its backward (at the end of the file).
  *
  * Same contract as pl_max_plane_2x2 (onednn_pool.c), which stays the
  * reference and the fallback: tap 0 (r0[2w]) starts the max, then taps 1
@@ -16,6 +17,7 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 /* Lanes [0, n) on, for n in 0..8 (int32 lanes). */
 static inline __m256i first_lanes(int n) {
@@ -85,4 +87,114 @@ void nb__avx2_max_pool_2x2_plane(const float *x, float *y, int64_t *idx, int64_t
             }
         }
     }
+}
+
+/* ---- ADAPTIVE_AVG_POOL2D and its backward (ref_pool.c's arguments and
+ * windows [floor(o I / O), ceil((o + 1) I / O))), F32, x / dx and y / gy
+ * contiguous (N, C, H, W); anything else is declined to ref. ----
+ * Sums run in double lanes (4 floats converted at a time), as ref sums in
+ * double; the backward adds g / count into dx in double, window by window
+ * in ref's order, so overlapping windows (I % O != 0) round as ref does.
+ * Planes (n, c) are split over threads: one plane's elements on one
+ * thread. The global pool (O = 1, ResNet's head) is one span per plane. */
+static inline double ap_span(const float *p, int64_t n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(p + i);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    a0 = _mm256_add_pd(a0, a1);
+    double t[4];
+    _mm256_storeu_pd(t, a0);
+    double s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+static inline int64_t ap_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+static inline int64_t ap_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+
+static bool ap_ok(const nb_tensor *t) { return t && t->dtype == NB_DTYPE_F32 && t->ndim == 4 && nb_is_contiguous(t); }
+
+static int avx2_adaptive_avg_pool2d(const nb_kernel_args *a) {
+    const nb_tensor *x = a->in[0], *y = a->out;
+    if (!ap_ok(x) || !ap_ok(y) || x->shape[0] != y->shape[0] || x->shape[1] != y->shape[1]) return NB_KERNEL_DECLINE;
+    int64_t P = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    if (P == 0 || OH == 0 || OW == 0) return 0;
+    if (H == 0 || W == 0) return NB_KERNEL_DECLINE;   /* empty windows: ref's 0/0 */
+    const float *xp = nb_data(x);
+    float *yp = nb_data(y);
+    int nt = nb__par_threads(x->numel, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t pl = 0; pl < P; pl++) {
+        const float *xs = xp + pl * H * W;
+        float *ys = yp + pl * OH * OW;
+        if (OH == 1 && OW == 1) {
+            ys[0] = (float)(ap_span(xs, H * W) / (double)(H * W));
+            continue;
+        }
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = ap_start(oh, H, OH), h1 = ap_end(oh, H, OH);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ap_start(ow, W, OW), w1 = ap_end(ow, W, OW);
+                double acc = 0;
+                for (int64_t ih = h0; ih < h1; ih++) acc += ap_span(xs + ih * W + w0, w1 - w0);
+                ys[oh * OW + ow] = (float)(acc / (double)((h1 - h0) * (w1 - w0)));
+            }
+        }
+    }
+    return 0;
+}
+
+static int avx2_adaptive_avg_pool2d_bwd(const nb_kernel_args *a) {
+    const nb_tensor *g = a->in[0], *dx = a->out;
+    if (!ap_ok(g) || !ap_ok(dx) || g->shape[0] != dx->shape[0] || g->shape[1] != dx->shape[1]) return NB_KERNEL_DECLINE;
+    int64_t P = dx->shape[0] * dx->shape[1], H = dx->shape[2], W = dx->shape[3], OH = g->shape[2], OW = g->shape[3];
+    if (P == 0 || H == 0 || W == 0) return 0;
+    if (OH == 0 || OW == 0) return NB_KERNEL_DECLINE;
+    const float *gp = nb_data(g);
+    float *dp = nb_data(dx);
+    bool disjoint = H % OH == 0 && W % OW == 0;   /* each dx element in one window: a plain store */
+    int nt = nb__par_threads(dx->numel, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t pl = 0; pl < P; pl++) {
+        const float *gs = gp + pl * OH * OW;
+        float *ds = dp + pl * H * W;
+        if (!disjoint) memset(ds, 0, (size_t)(H * W) * sizeof(float));
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = ap_start(oh, H, OH), h1 = ap_end(oh, H, OH);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ap_start(ow, W, OW), w1 = ap_end(ow, W, OW);
+                double v = (double)gs[oh * OW + ow] / (double)((h1 - h0) * (w1 - w0));
+                __m256d vd = _mm256_set1_pd(v);
+                __m256 vf = _mm256_set1_ps((float)v);   /* 0 + v, rounded once: ref's value */
+                for (int64_t ih = h0; ih < h1; ih++) {
+                    float *row = ds + ih * W;
+                    int64_t iw = w0;
+                    if (disjoint) {
+                        for (; iw + 8 <= w1; iw += 8) _mm256_storeu_ps(row + iw, vf);
+                        for (; iw < w1; iw++) row[iw] = (float)v;
+                        continue;
+                    }
+                    for (; iw + 4 <= w1; iw += 4)
+                        _mm_storeu_ps(row + iw,
+                                      _mm256_cvtpd_ps(_mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(row + iw)), vd)));
+                    for (; iw < w1; iw++) row[iw] = (float)((double)row[iw] + v);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+void nb__avx2_pool_register(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_ADAPTIVE_AVG_POOL2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_adaptive_avg_pool2d", 10,
+         avx2_adaptive_avg_pool2d},
+        {NB_OP_ADAPTIVE_AVG_POOL2D_BWD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_adaptive_avg_pool2d_bwd", 10,
+         avx2_adaptive_avg_pool2d_bwd},
+    };
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
