@@ -72,6 +72,14 @@ void nb__avx2_bnorm_register(void);      /* avx2_bnorm.c: batch_norm stats, forw
 void nb__avx2_attention_register(void);  /* avx2_attention.c: SDPA and SDPA_WEIGHTS */
 void nb__avx2_index_register(void);      /* avx2_index.c: cat, stack, index_select, embedding, index_add */
 void nb__avx2_pool_register(void);       /* avx2_pool.c: adaptive_avg_pool2d and its backward */
+void nb__avx2_interpolate_register(void); /* avx2_interpolate.c: interpolate and its backward, by planes */
+/* ref_interpolate.c: one output coordinate's source taps along a dim,
+ * value = l0 * in[i0] + l1 * in[i1] (PyTorch's UpSample.h coordinate map) */
+typedef struct nb__interp_tap {
+    int64_t i0, i1;   /* source indices */
+    double l0, l1;    /* their weights */
+} nb__interp_tap;
+nb__interp_tap nb__interp_tap_of(int mode, bool align, double user_scale, int64_t o, int64_t in, int64_t out);
 /* avx2_gemm.c: one thread's C (M, N) = A (M, K) @ B (K, N), strides in elements; 0 or NB_ENOMEM */
 int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
                         int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);

@@ -123,6 +123,7 @@ static void build(void) {
             nb__avx2_attention_register();
             nb__avx2_index_register();
             nb__avx2_pool_register();
+            nb__avx2_interpolate_register();
         }
         if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl) {
             nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */

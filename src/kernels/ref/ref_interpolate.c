@@ -21,13 +21,10 @@
 
 _Static_assert(sizeof(((nb_kernel_args *)0)->scalar) >= 4 * sizeof(double), "interpolate needs 4 scalars");
 
-/* One output coordinate's source taps along a dim: value = l0*in[i0] + l1*in[i1]. */
-typedef struct ri_tap {
-    int64_t i0, i1;   /* source indices */
-    double l0, l1;    /* their weights */
-} ri_tap;
+typedef nb__interp_tap ri_tap;
 
-static ri_tap ri_tap_of(int mode, bool align, double user_scale, int64_t o, int64_t in, int64_t out) {
+/* The taps of output coordinate o (kernels.h; the AVX2 kernel shares it). */
+nb__interp_tap nb__interp_tap_of(int mode, bool align, double user_scale, int64_t o, int64_t in, int64_t out) {
     ri_tap t = {o, o, 1.0, 0.0};
     if (mode == NB_INTERP_NEAREST || mode == NB_INTERP_NEAREST_EXACT) {
         bool exact = mode == NB_INTERP_NEAREST_EXACT;
@@ -89,9 +86,9 @@ static int ri_run(const nb_kernel_args *a, const nb_tensor *small_t, const nb_te
                 for (int64_t h = 0; h < S.h; h++)
                     for (int64_t w = 0; w < S.w; w++) ri_st(s, f32, ri_at(&S, n, c, h, w), 0.0);
     for (int64_t oh = 0; oh < B.h; oh++) {
-        ri_tap th = ri_tap_of(mode, align, a->scalar[2], oh, S.h, B.h);
+        ri_tap th = nb__interp_tap_of(mode, align, a->scalar[2], oh, S.h, B.h);
         for (int64_t ow = 0; ow < B.w; ow++) {
-            ri_tap tw = ri_tap_of(mode, align, a->scalar[3], ow, S.w, B.w);
+            ri_tap tw = nb__interp_tap_of(mode, align, a->scalar[3], ow, S.w, B.w);
             int64_t hh[2] = {th.i0, th.i1}, ww[2] = {tw.i0, tw.i1};
             double lh[2] = {th.l0, th.l1}, lw[2] = {tw.l0, tw.l1};
             for (int64_t n = 0; n < B.n; n++)
