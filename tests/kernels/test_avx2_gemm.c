@@ -168,6 +168,27 @@ Test(avx2_gemm, matmul_batched) {
     ag_matmul_case(3, 17, 33, 15, false, false, false);
     ag_matmul_case(4, 7, 16, 100, false, false, true);   /* B broadcast over the batch */
     ag_matmul_case(2, 33, 17, 7, true, true, true);
+    ag_matmul_case(40, 64, 64, 64, false, true, false);   /* many small products: split over the batches */
+}
+
+/* Many small batched products (each below the threading grain, together
+ * above it: the batches go to different threads) give the same bits at 1, 2
+ * and 3 threads, B transposed as attention's q @ kᵀ. */
+Test(avx2_gemm, batched_small_products_thread_count_independent) {
+    nb_scope_begin();
+    nb_tensor *A = nb_randn(NB_SHAPE(6, 8, 64, 40), NB_F32, 11);
+    nb_tensor *B = nb_transpose(nb_randn(NB_SHAPE(6, 8, 72, 40), NB_F32, 12), -1, -2);
+    nb_tensor *c[3];
+    for (int t = 0; t < 3; t++) {
+        ag_isa("avx2", t + 1);
+        c[t] = nb_contiguous(nb_matmul(A, B));
+        cr_assert_not_null(c[t], "%s", nb_last_error());
+        ag_served("avx2_gemm");
+    }
+    for (int t = 1; t < 3; t++)
+        cr_assert_eq(memcmp(nb_data(c[0]), nb_data(c[t]), (size_t)nb_numel(c[0]) * sizeof(float)), 0,
+                     "batched products differ at %d threads", t + 1);
+    nb_scope_end();
 }
 
 Test(avx2_gemm, matmul_k0) {

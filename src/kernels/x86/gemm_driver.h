@@ -110,6 +110,29 @@ static int gemm_matmul(const nb_kernel_args *args) {
     int64_t idx[NB_MAX_DIMS] = {0};
     const float *a0 = nb_data(A), *b0 = nb_data(B);
     float *c0 = nb_data(C);
+    /* Many small products (attention's (batch x heads) of T x T x D): one
+       thread would take them all when each alone is below the grain, so
+       the batches are split over the threads instead, each product on one
+       thread (gemm_serial: the same operations as gemm_run at any split,
+       so the bits do not change). */
+    int64_t flops = 2 * g.M * g.N * (g.K > 0 ? g.K : 1);
+    int nt_all = nb__par_threads(flops / 4 * batches, 1 << 19), nt_one = nb__par_threads(flops / 4, 1 << 19);
+    if (batches > 1 && nt_all > nt_one && batches >= nt_all) {
+        int fail = 0;
+#pragma omp parallel for num_threads(nt_all) schedule(static) reduction(max : fail)
+        for (int64_t bt = 0; bt < batches; bt++) {
+            gemm_op s = g;
+            int64_t r = bt, ao = 0, bo = 0, co = 0;
+            for (int d = nbd - 1; d >= 0; d--) {
+                int64_t i = r % cs[d];
+                r /= cs[d];
+                ao += i * ast[d], bo += i * bst[d], co += i * cst[d];
+            }
+            s.a = a0 + ao, s.b = b0 + bo, s.c = c0 + co;
+            if (gemm_serial(&s)) fail = 1;
+        }
+        return fail ? nb__err(NB_ENOMEM, GEMM_NAME "_gemm: out of memory for pack buffers") : 0;
+    }
     for (int64_t bt = 0; bt < batches; bt++) {
         int64_t ao = 0, bo = 0, co = 0;
         for (int d = 0; d < nbd; d++) {
