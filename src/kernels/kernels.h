@@ -69,6 +69,8 @@ void nb__avx2_rows_register(void);     /* avx2_rows.c, avx2_norm.c: softmax fami
 void nb__avx2_winograd_register(void); /* avx2_winograd.c: stride-1 3x3/5x5 CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D */
 void nb__avx2_conv_small_register(void); /* avx2_conv_small.c: CONV2D, CONV_BWD_WEIGHT with 1-4 input channels */
 void nb__avx2_bnorm_register(void);      /* avx2_bnorm.c: batch_norm stats, forward, backward, param backward */
+/* ref_attention.c: element offset of batch index b, in C order over t's dims [0, nb) (stride 0: broadcast) */
+int64_t nb__batch_offset(const nb_tensor *t, int nb, int64_t b);
 void nb__avx2_attention_register(void);  /* avx2_attention.c: SDPA and SDPA_WEIGHTS */
 void nb__avx2_index_register(void);      /* avx2_index.c: cat, stack, index_select, embedding, index_add */
 void nb__avx2_pool_register(void);       /* avx2_pool.c: adaptive_avg_pool2d and its backward */

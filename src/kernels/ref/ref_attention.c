@@ -21,8 +21,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* Offset of batch index b (C order over dims [0, nb)) in t. */
-static int64_t batch_offset(const nb_tensor *t, int nb, int64_t b) {
+/* Offset of batch index b (C order over dims [0, nb)) in t (kernels.h). */
+int64_t nb__batch_offset(const nb_tensor *t, int nb, int64_t b) {
     int64_t off = 0;
     for (int d = nb - 1; d >= 0; d--) {
         off += (b % t->shape[d]) * t->stride[d];
@@ -86,13 +86,13 @@ static int attention(const nb_kernel_args *a, bool weights_only) {
     char *ob = nb_data(out);
     size_t oes = nb_dtype_size(out->dtype);
     for (int64_t b = 0; !rc && b < B; b++) {
-        int64_t qb = batch_offset(q, nbd, b), ob0 = batch_offset(out, nbd, b);
-        load_mat(K, k, batch_offset(k, nbd, b), S, E);
-        if (v) load_mat(V, v, batch_offset(v, nbd, b), S, Ev);
+        int64_t qb = nb__batch_offset(q, nbd, b), ob0 = nb__batch_offset(out, nbd, b);
+        load_mat(K, k, nb__batch_offset(k, nbd, b), S, E);
+        if (v) load_mat(V, v, nb__batch_offset(v, nbd, b), S, Ev);
         for (int64_t i = 0; i < L; i++) {
             load_mat(qr, q, qb + i * q->stride[nd - 2], 1, E);
             if (mask) {
-                load_mat(m, mask, batch_offset(mask, nbd, b) + i * mask->stride[nd - 2], 1, S);
+                load_mat(m, mask, nb__batch_offset(mask, nbd, b) + i * mask->stride[nd - 2], 1, S);
                 if (mask->dtype == NB_DTYPE_BOOL)
                     for (int64_t j = 0; j < S; j++) m[j] = m[j] != 0 ? 0.0 : -INFINITY;
             }

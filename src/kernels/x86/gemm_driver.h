@@ -91,6 +91,21 @@ static int gemm_run(const gemm_op *g) {
     return rc;
 }
 
+/* g pointed at batch bt (C order over the nbd batch dims of sizes cs;
+ * operand strides ast, bst, cst, stride 0 where broadcast). */
+static inline gemm_op gemm_batch(const gemm_op *g, int64_t bt, int nbd, const int64_t *cs, const int64_t *ast,
+                                 const int64_t *bst, const int64_t *cst, const float *a0, const float *b0, float *c0) {
+    gemm_op s = *g;
+    int64_t ao = 0, bo = 0, co = 0;
+    for (int d = nbd - 1; d >= 0; d--) {
+        int64_t i = bt % cs[d];
+        bt /= cs[d];
+        ao += i * ast[d], bo += i * bst[d], co += i * cst[d];
+    }
+    s.a = a0 + ao, s.b = b0 + bo, s.c = c0 + co;
+    return s;
+}
+
 /* MATMUL: C (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), the
  * batch dims of A and B already broadcast to C's by their strides. */
 static int gemm_matmul(const nb_kernel_args *args) {
@@ -107,7 +122,6 @@ static int gemm_matmul(const nb_kernel_args *args) {
     if (nb_numel(C) == 0) return 0;
     int64_t batches = 1;
     for (int d = 0; d < nbd; d++) batches *= cs[d];
-    int64_t idx[NB_MAX_DIMS] = {0};
     const float *a0 = nb_data(A), *b0 = nb_data(B);
     float *c0 = nb_data(C);
     /* Many small products (attention's (batch x heads) of T x T x D): one
@@ -121,32 +135,15 @@ static int gemm_matmul(const nb_kernel_args *args) {
         int fail = 0;
 #pragma omp parallel for num_threads(nt_all) schedule(static) reduction(max : fail)
         for (int64_t bt = 0; bt < batches; bt++) {
-            gemm_op s = g;
-            int64_t r = bt, ao = 0, bo = 0, co = 0;
-            for (int d = nbd - 1; d >= 0; d--) {
-                int64_t i = r % cs[d];
-                r /= cs[d];
-                ao += i * ast[d], bo += i * bst[d], co += i * cst[d];
-            }
-            s.a = a0 + ao, s.b = b0 + bo, s.c = c0 + co;
+            gemm_op s = gemm_batch(&g, bt, nbd, cs, ast, bst, cst, a0, b0, c0);
             if (gemm_serial(&s)) fail = 1;
         }
         return fail ? nb__err(NB_ENOMEM, GEMM_NAME "_gemm: out of memory for pack buffers") : 0;
     }
     for (int64_t bt = 0; bt < batches; bt++) {
-        int64_t ao = 0, bo = 0, co = 0;
-        for (int d = 0; d < nbd; d++) {
-            ao += idx[d] * ast[d];
-            bo += idx[d] * bst[d];
-            co += idx[d] * cst[d];
-        }
-        g.a = a0 + ao, g.b = b0 + bo, g.c = c0 + co;
-        int rc = gemm_run(&g);
+        gemm_op s = gemm_batch(&g, bt, nbd, cs, ast, bst, cst, a0, b0, c0);
+        int rc = gemm_run(&s);
         if (rc) return nb__err(rc, GEMM_NAME "_gemm: out of memory for pack buffers");
-        for (int d = nbd - 1; d >= 0; d--) {
-            if (++idx[d] < cs[d]) break;
-            idx[d] = 0;
-        }
     }
     return 0;
 }

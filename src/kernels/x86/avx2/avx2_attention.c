@@ -30,15 +30,6 @@
 #define AT_MAX_ROWS 256
 #define AT_CAUSAL_ROWS 64       /* causal: smaller blocks skip more of the masked keys */
 
-static int64_t at_batch_off(const nb_tensor *t, int nbd, int64_t b) {
-    int64_t off = 0;
-    for (int d = nbd - 1; d >= 0; d--) {
-        off += (b % t->shape[d]) * t->stride[d];
-        b /= t->shape[d];
-    }
-    return off;
-}
-
 static bool at_ok(const nb_tensor *t, int nd) { return t && t->dtype == NB_DTYPE_F32 && t->ndim == nd; }
 
 typedef struct at_call {
@@ -73,7 +64,7 @@ static void at_softmax_row(float *s, int64_t sx, int64_t lim, const float *mrow,
  * a pointer into the mask when it is F32 with unit stride, else buf. */
 static const float *at_mask_row(const at_call *c, int64_t b, int64_t qi, int64_t n, float *buf) {
     const nb_tensor *m = c->mask;
-    int64_t base = at_batch_off(m, c->nbd, b) + qi * m->stride[c->nd - 2], st = m->stride[c->nd - 1];
+    int64_t base = nb__batch_offset(m, c->nbd, b) + qi * m->stride[c->nd - 2], st = m->stride[c->nd - 1];
     if (m->dtype == NB_DTYPE_F32) {
         const float *p = (const float *)nb_data(m) + base;
         if (st == 1) return p;
@@ -90,8 +81,8 @@ static int at_task(const at_call *c, int64_t b, int64_t i0, int64_t rows, float 
     const int nd = c->nd;
     const nb_tensor *q = c->q, *k = c->k;
     int64_t sx = c->causal ? (i0 + rows < c->S ? i0 + rows : c->S) : c->S;   /* keys the block can see */
-    const float *qp = (const float *)nb_data(q) + at_batch_off(q, c->nbd, b) + i0 * q->stride[nd - 2];
-    const float *kp = (const float *)nb_data(k) + at_batch_off(k, c->nbd, b);
+    const float *qp = (const float *)nb_data(q) + nb__batch_offset(q, c->nbd, b) + i0 * q->stride[nd - 2];
+    const float *kp = (const float *)nb_data(k) + nb__batch_offset(k, c->nbd, b);
     if (nb__avx2_gemm_block(rows, sx, c->E, qp, q->stride[nd - 2], q->stride[nd - 1], kp, k->stride[nd - 1],
                             k->stride[nd - 2], sc, sx, 1))
         return NB_ENOMEM;
@@ -102,7 +93,7 @@ static int at_task(const at_call *c, int64_t b, int64_t i0, int64_t rows, float 
         at_softmax_row(sc + r * sx, sx, lim, mrow, c->scale);
     }
     nb_tensor *o = c->out;
-    float *op = (float *)nb_data(o) + at_batch_off(o, c->nbd, b) + i0 * o->stride[nd - 2];
+    float *op = (float *)nb_data(o) + nb__batch_offset(o, c->nbd, b) + i0 * o->stride[nd - 2];
     int64_t os0 = o->stride[nd - 2], os1 = o->stride[nd - 1];
     if (c->weights_only) {
         for (int64_t r = 0; r < rows; r++) {
@@ -118,7 +109,7 @@ static int at_task(const at_call *c, int64_t b, int64_t i0, int64_t rows, float 
         return 0;
     }
     const nb_tensor *v = c->v;
-    const float *vp = (const float *)nb_data(v) + at_batch_off(v, c->nbd, b);
+    const float *vp = (const float *)nb_data(v) + nb__batch_offset(v, c->nbd, b);
     return nb__avx2_gemm_block(rows, c->Ev, sx, sc, sx, 1, vp, v->stride[nd - 2], v->stride[nd - 1], op, os0, os1);
 }
 

@@ -51,29 +51,6 @@ static bool bn_like(const nb_tensor *t, const nb_tensor *x) {
     return true;
 }
 
-/* Row r of a (rows, C) F32 tensor (stats), or element i of a (C) one (w, b),
- * as floats: dst[c]. t NULL: dflt. False when t is not F32 or has the wrong
- * shape. */
-static bool bn_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
-    if (!t) {
-        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
-        return true;
-    }
-    if (t->dtype != NB_DTYPE_F32) return false;
-    const float *p = nb_data(t);
-    int64_t st;
-    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
-        st = t->stride[0];
-    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
-        p += r * t->stride[0];
-        st = t->stride[1];
-    } else {
-        return false;
-    }
-    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
-    return true;
-}
-
 /* Scratch of k vectors of C floats (one allocation). */
 typedef struct bn_vecs {
     float *v;
@@ -321,7 +298,7 @@ static void bn_apply(const bn_geo *g, const float *x, const float *dy, float *ou
 
 /* mean and rstd of each channel from stats rows 0 and 1: m[c], r[c]. */
 static bool bn_mean_rstd(const nb_tensor *stats, int64_t C, double eps, float *m, float *r) {
-    if (!bn_row(stats, 0, C, 0, m) || !bn_row(stats, 1, C, 0, r)) return false;
+    if (!vec_row(stats, 0, C, 0, m) || !vec_row(stats, 1, C, 0, r)) return false;
     for (int64_t c = 0; c < C; c++) r[c] = (float)(1.0 / sqrt((double)r[c] + eps));
     return true;
 }
@@ -336,8 +313,8 @@ static int avx2_bn_forward(const nb_kernel_args *a) {
     bn_vecs v = {0};
     if (!bn_vecs_get(&v, 5, g.C)) return nb__err(NB_ENOMEM, "batch_norm: out of memory");
     float *m = v.v, *k2 = v.v + 2 * g.C, *k3 = v.v + 3 * g.C, *w = v.v + 4 * g.C;
-    if (!bn_mean_rstd(a->in[1], g.C, a->scalar[0], m, k2) || !bn_row(a->in[2], 0, g.C, 1.0f, w) ||
-        !bn_row(a->in[3], 0, g.C, 0.0f, k3)) {
+    if (!bn_mean_rstd(a->in[1], g.C, a->scalar[0], m, k2) || !vec_row(a->in[2], 0, g.C, 1.0f, w) ||
+        !vec_row(a->in[3], 0, g.C, 0.0f, k3)) {
         bn_vecs_free(&v);
         return NB_KERNEL_DECLINE;
     }
@@ -394,9 +371,9 @@ static int avx2_bn_backward(const nb_kernel_args *a) {
     float *m = v.v, *k1 = v.v + g.C, *k2 = v.v + 2 * g.C, *k3 = v.v + 3 * g.C;
     float *r = v.v + 4 * g.C, *dw = v.v + 5 * g.C, *dbias = v.v + 6 * g.C;
     int rc = 0;
-    if (!bn_mean_rstd(st, g.C, a->scalar[0], m, r) || !bn_row(a->in[3], 0, g.C, 1.0f, k1)) rc = NB_KERNEL_DECLINE;
+    if (!bn_mean_rstd(st, g.C, a->scalar[0], m, r) || !vec_row(a->in[3], 0, g.C, 1.0f, k1)) rc = NB_KERNEL_DECLINE;
     bool sums = training && !rc && st->ndim == 2 && st->shape[0] == 4;
-    if (sums && (!bn_row(st, 2, g.C, 0, dw) || !bn_row(st, 3, g.C, 0, dbias))) rc = NB_KERNEL_DECLINE;
+    if (sums && (!vec_row(st, 2, g.C, 0, dw) || !vec_row(st, 3, g.C, 0, dbias))) rc = NB_KERNEL_DECLINE;
     if (!rc && training && !sums) {   /* the sums, here */
         size_t db = (size_t)(2 * g.C) * sizeof(double);
         double *s = nb__alloc(db);

@@ -173,14 +173,8 @@ static inline __m256 pw_abs_zero_inf(__m256 x) {   /* -0, -inf -> +0, +inf (powf
     return _mm256_blendv_ps(x, a, m);
 }
 static inline __m256 op_pw0(__m256 x, __m256 y, const ew_par *p) { (void)x, (void)y, (void)p; return NB__V1(1.0f); }
-static inline __m256 op_pw1(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return x; }
-static inline __m256 op_pw2(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return _mm256_mul_ps(x, x); }
 static inline __m256 op_pw3(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, 3); }
 static inline __m256 op_pw4(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, 4); }
-static inline __m256 op_pwm1(__m256 x, __m256 y, const ew_par *p) {
-    (void)y, (void)p;
-    return _mm256_div_ps(NB__V1(1.0f), x);
-}
 static inline __m256 op_pwm2(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return pw_d(x, -2); }
 static inline __m256 op_pwh(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
@@ -348,7 +342,7 @@ EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_R
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
 EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
-EW_ROW(mse) EW_ROW(l1) EW_ROW(gelubw) EW_ROW(pw0) EW_ROW(pw1) EW_ROW(pw2) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm1) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
+EW_ROW(mse) EW_ROW(l1) EW_ROW(gelubw) EW_ROW(pw0) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -548,8 +542,9 @@ EW_KERNEL(sigbw, 2, GE) EW_KERNEL(mse, 2, GE) EW_KERNEL(l1, 2, GE) EW_KERNEL(gel
  * float, as ref's powf sees it); any other is declined. */
 static int k_pows(const nb_kernel_args *a) {
     float e = (float)a->scalar[0];
-    ew_row_fn f = e == 0.0f ? row_pw0 : e == 1.0f ? row_pw1 : e == 2.0f ? row_pw2 : e == 3.0f ? row_pw3
-                : e == 4.0f ? row_pw4 : e == -1.0f ? row_pwm1 : e == -2.0f ? row_pwm2 : e == 0.5f ? row_pwh
+    /* 1, 2 and -1 are copy, square and reciprocal */
+    ew_row_fn f = e == 0.0f ? row_pw0 : e == 1.0f ? row_copy : e == 2.0f ? row_square : e == 3.0f ? row_pw3
+                : e == 4.0f ? row_pw4 : e == -1.0f ? row_recip : e == -2.0f ? row_pwm2 : e == 0.5f ? row_pwh
                 : e == -0.5f ? row_pwmh : NULL;
     return f ? ew_run(a, 1, f, GE) : NB_KERNEL_DECLINE;
 }

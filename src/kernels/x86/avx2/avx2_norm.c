@@ -402,25 +402,13 @@ static bool gn_open(const nb_kernel_args *a, bool backward, int64_t *N, int64_t 
     return *S > 0;
 }
 
-/* t (C) -> dst[c] floats (t NULL: dflt); false when t does not fit. */
-static bool gn_vec(const nb_tensor *t, int64_t C, float dflt, float *dst) {
-    if (!t) {
-        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
-        return true;
-    }
-    if (t->dtype != NB_DTYPE_F32 || t->numel != C || t->ndim != 1) return false;
-    const float *p = nb_data(t);
-    for (int64_t c = 0; c < C; c++) dst[c] = p[c * t->stride[0]];
-    return true;
-}
-
 static int gn_run(const nb_kernel_args *a, bool backward) {
     int64_t N, C, G, S;
     if (!gn_open(a, backward, &N, &C, &G, &S)) return NB_KERNEL_DECLINE;
     float *wb = malloc(sizeof(float) * (size_t)(2 * C));
     if (!wb) return nb__err(NB_ENOMEM, "group_norm: out of memory");
     float *w = wb, *b = wb + C;
-    if (!gn_vec(a->in[backward ? 2 : 1], C, 1.0f, w) || !gn_vec(backward ? NULL : a->in[2], C, 0.0f, b)) {
+    if (!vec_row(a->in[backward ? 2 : 1], 0, C, 1.0f, w) || !vec_row(backward ? NULL : a->in[2], 0, C, 0.0f, b)) {
         free(wb);
         return NB_KERNEL_DECLINE;
     }
