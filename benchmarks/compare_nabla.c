@@ -24,7 +24,8 @@
  * clock=cpu times reps in process CPU time instead of wall time (on a shared
  * machine, at 1 thread, that leaves out the time other processes took).
  *
- * Usage: compare_nabla WORKLOAD threads=N warmup=W reps=R [clock=wall|cpu] [key=value ...]
+ * Usage: compare_nabla WORKLOAD threads=N warmup=W reps=R [clock=wall|cpu] [scale=1] [key=value ...]
+ * (scale=1: 1 thread and N threads alternating step by step; see run_scaling)
  * Output, one machine-readable line (times in `unit`):
  *   compare impl=nabla workload=mlp_step threads=1 unit=ms median=... min=...
  *           max=... rss_kb=... times=t1,t2,...
@@ -288,6 +289,62 @@ static void bench_free(bench *b) {
     for (int i = 0; i < MAX_BRANCH_W; i++) nb_release(b->w[i]);
 }
 
+/* scale=1: the thread scaling of one workload, measured in one process: each
+ * rep runs a block of SCALE_BLOCK steps at 1 thread and one at `threads` (the
+ * order flips every rep), so that a slower or busier stretch of the machine
+ * weighs on both counts alike (two processes run minutes apart do not). A
+ * rep's time at a count is the median of its block's second half: PyTorch
+ * (compare_torch.py does the same) needs a few steps after
+ * torch.set_num_threads to reach its speed again (2-3x slower steps when
+ * the count alternated step by step); nabla measured the same with blocks of
+ * 1 and 4. times[] holds the 1-thread times, tn the others. Prints one line:
+ *   scaling impl=nabla workload=... threads=N unit=... median1=... medianN=...
+ *           ratio=medianN/median1 pair_ratio=median of the reps' own ratios
+ *           times1=... timesN=... */
+enum { SCALE_BLOCK = 8 };
+static int run_scaling(bench *b, int (*step)(bench *), const char *name, const char *unit, double per,
+                       int threads, int warmup, int reps, double *times) {
+    double *tn = malloc(sizeof *tn * (size_t)reps), *pr = malloc(sizeof *pr * (size_t)reps);
+    double *s1 = malloc(sizeof *s1 * (size_t)reps), *sn = malloc(sizeof *sn * (size_t)reps);
+    int rc = NB_ENOMEM;
+    if (!tn || !pr || !s1 || !sn) goto out;
+
+    for (int i = 0; i < warmup + reps; i++) {
+        for (int k = 0; k < 2; k++) {
+            int nt = (k == 0) == (i % 2 == 0) ? 1 : threads;
+            rc = nb_set_num_threads(nt);
+            if (rc) goto out;
+            double bt[SCALE_BLOCK];
+            for (int q = 0; q < SCALE_BLOCK; q++) {
+                double t0 = bench_now_s(clock_id);
+                nb_scope_begin();
+                rc = step(b);
+                nb_scope_end();
+                double t1 = bench_now_s(clock_id);
+                if (rc) goto out;
+                bt[q] = (t1 - t0) * per;
+            }
+            if (i >= warmup)
+                (nt == 1 ? times : tn)[i - warmup] = bench_median(bt + SCALE_BLOCK / 2, SCALE_BLOCK - SCALE_BLOCK / 2);
+        }
+    }
+    for (int i = 0; i < reps; i++) pr[i] = tn[i] / times[i];
+    memcpy(s1, times, sizeof *s1 * (size_t)reps);
+    memcpy(sn, tn, sizeof *sn * (size_t)reps);
+    double m1 = bench_median(s1, reps), mn = bench_median(sn, reps), mp = bench_median(pr, reps);
+    printf("scaling impl=nabla workload=%s threads=%d unit=%s median1=%.4f medianN=%.4f ratio=%.4f pair_ratio=%.4f",
+           name, threads, unit, m1, mn, mn / m1, mp);
+    printf(" times1=");
+    for (int i = 0; i < reps; i++) printf("%s%.4f", i ? "," : "", times[i]);
+    printf(" timesN=");
+    for (int i = 0; i < reps; i++) printf("%s%.4f", i ? "," : "", tn[i]);
+    printf("\n");
+    rc = 0;
+out:
+    free(tn), free(pr), free(s1), free(sn);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: compare_nabla mlp_step|cnn_step|op_overhead|branches|transformer_step threads=N "
@@ -333,6 +390,22 @@ int main(int argc, char **argv) {
     }
     double *times = malloc(sizeof *times * (size_t)reps);
     if (rc || !times) goto fail;
+    if (kv_int(&a, "scale", 0)) {
+        if (nb_num_threads() < 2) {
+            fprintf(stderr, "compare_nabla: scale=1 needs threads=N with N >= 2 (this process has %d)\n",
+                    nb_num_threads());
+            free(times);
+            bench_free(&b);
+            nb_shutdown();
+            return 2;
+        }
+        rc = run_scaling(&b, step, name, unit, per, nb_num_threads(), warmup, reps, times);
+        if (rc) goto fail;
+        free(times);
+        bench_free(&b);
+        nb_shutdown();
+        return 0;
+    }
     for (int i = 0; i < warmup + reps; i++) {
         double t0 = bench_now_s(clock_id);
         nb_scope_begin();

@@ -135,6 +135,38 @@ def setup_transformer(a):
     return step
 
 
+SCALE_BLOCK = 8
+
+
+def run_scaling(step, name, unit, per, clock, threads, warmup, reps):
+    """scale=1: blocks of SCALE_BLOCK steps at 1 thread and at `threads`,
+    alternating (the order flips every rep), in this one process; a block's
+    time is the median of its second half (PyTorch needs a few steps after
+    set_num_threads to reach its speed again). The line compare_nabla.c's
+    run_scaling prints."""
+    if threads < 2:
+        print("compare_torch: scale=1 needs threads=N with N >= 2", file=sys.stderr)
+        return 2
+    t1, tn = [], []
+    for i in range(warmup + reps):
+        for k in range(2):
+            nt = 1 if (k == 0) == (i % 2 == 0) else threads
+            torch.set_num_threads(nt)
+            bt = []
+            for q in range(SCALE_BLOCK):
+                t0 = clock()
+                step()
+                bt.append((clock() - t0) * per)
+            if i >= warmup:
+                (t1 if nt == 1 else tn).append(statistics.median(bt[SCALE_BLOCK // 2:]))
+    m1, mn = statistics.median(t1), statistics.median(tn)
+    pr = statistics.median(b / a for a, b in zip(t1, tn))
+    print(f"scaling impl=pytorch workload={name} threads={threads} unit={unit} median1={m1:.4f} "
+          f"medianN={mn:.4f} ratio={mn / m1:.4f} pair_ratio={pr:.4f} "
+          f"times1={','.join(f'{t:.4f}' for t in t1)} timesN={','.join(f'{t:.4f}' for t in tn)}")
+    return 0
+
+
 def main():
     if len(sys.argv) < 2:
         print("usage: compare_torch.py WORKLOAD threads=N warmup=W reps=R [key=value ...]", file=sys.stderr)
@@ -160,6 +192,8 @@ def main():
         print(f"compare_torch: unknown workload '{name}'", file=sys.stderr)
         return 2
     clock = time.process_time if a.get("clock", "wall") == "cpu" else time.perf_counter
+    if int(a.get("scale", 0)):
+        return run_scaling(step, name, unit, per, clock, threads, warmup, reps)
     times = []
     for i in range(warmup + reps):
         t0 = clock()
