@@ -101,7 +101,10 @@ NB_API void nb_scheduler_free(nb_scheduler *s);
 /* ---- gradient clipping, as torch.nn.utils ----
  * clip_grad_norm scales all gradients so their joint p-norm (2, 1 or
  * INFINITY) is at most max_norm; returns the norm before clipping (NAN and an
- * error on failure). clip_grad_value clamps each gradient into [-v, v]. */
+ * error on failure). As torch does, it takes each gradient's norm (the
+ * vector_norm kernel) and then the norm of those; other p > 0 are summed
+ * element by element in double (slow). clip_grad_value clamps each gradient
+ * into [-v, v]. */
 NB_API double nb_clip_grad_norm(nb_tensor *const *params, int n, double max_norm, double norm_type);
 NB_API int nb_clip_grad_value(nb_tensor *const *params, int n, double clip_value);
 

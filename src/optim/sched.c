@@ -184,7 +184,28 @@ NB_API double nb_clip_grad_norm(nb_tensor *const *params, int n, double max_norm
         return NAN;
     }
     double acc = 0;
-    for (int i = 0; i < n; i++) {
+    bool kern = norm_type == 1 || norm_type == 2 || isinf(norm_type);
+    if (kern) {   /* torch's way: each gradient's norm (the registry's vector_norm kernel), then their norm */
+        bool prev = nb_set_grad_enabled(false);
+        nb_scope_begin();
+        int rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            nb_tensor *g = params[i] ? nb_grad(params[i]) : NULL;
+            if (!g || g->numel == 0) continue;
+            nb_tensor *t = nb_norm(g, norm_type, NULL, 0, false);
+            if (!t) {
+                rc = nb_last_error_code();
+                break;
+            }
+            double v = nb_item(t);
+            if (isinf(norm_type)) acc = v > acc || isnan(v) ? v : acc;
+            else acc += norm_type == 2 ? v * v : v;
+        }
+        nb_scope_end();
+        nb_set_grad_enabled(prev);
+        if (rc) return NAN;
+    }
+    for (int i = 0; i < n && !kern; i++) {
         nb_tensor *g = params[i] ? nb_grad(params[i]) : NULL;
         if (!g) continue;
         int64_t idx[NB_MAX_DIMS] = {0};

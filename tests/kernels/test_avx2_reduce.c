@@ -11,7 +11,8 @@
  * amax, amin, argmax, argmin exact; logsumexp (F32 exps within 1 ULP,
  * summed in F32 blocks of 16 terms a lane emptied into double: the sum's
  * relative error, <= ~1.2e-6, becomes an absolute error of the log) within
- * 2e-6 + 1 ULP of |ref|; NaN where ref has NaN, the same infinities.
+ * 2e-6 + 1 ULP of |ref|; vector_norm within 1 ULP (orders 1, 2) or exact
+ * (INFINITY); NaN where ref has NaN, the same infinities.
  *
  * Layouts: the reduced dim innermost (rows), outermost ([M, N] -> [1, N]),
  * in the middle, all dims (one long row, cut into blocks), merged dims,
@@ -269,6 +270,52 @@ Test(avx2_reduce, logsumexp_layouts) {
     rd_check(NB_OP_LOGSUMEXP, big, 1u, 0, 1, "[40000] of 88");
     ((float *)nb_data(big))[39999] = INFINITY;
     rd_check(NB_OP_LOGSUMEXP, big, 1u, 0, 1, "[40000] +inf last");
+    nb_scope_end();
+}
+
+/* vector_norm (orders 1, 2, INFINITY in scalar[0]): rows and whole tensors
+ * served, within 1 ULP of ref (exact for INFINITY: a max); the outer layout
+ * and other orders declined; NaN, +-inf, zeros, values whose squares
+ * overflow F32 (3e38: the sums are in double), empty rows; the same bits at
+ * 1 thread and at all threads. */
+Test(avx2_reduce, vector_norm) {
+    rd_need();
+    nb_scope_begin();
+    static const double ords[] = {1, 2, INFINITY};
+    for (int o = 0; o < 3; o++) {
+        double pn = ords[o];
+        for (int l = 0; l < RD_NLENS; l++) {
+            int64_t L = rd_lens[l];
+            nb_tensor *t = rd_input(NB_SHAPE(6, L), 600 + (uint64_t)l * 3 + (uint64_t)o);
+            float *p = nb_data(t);
+            p[L + (L / 2)] = NAN;                                  /* row 1 */
+            p[2 * L] = INFINITY, p[2 * L + L - 1] = -INFINITY;      /* row 2 */
+            for (int64_t i = 0; i < L; i++) p[3 * L + i] = 0.0f;   /* row 3 */
+            p[4 * L + L / 3] = 3e38f, p[4 * L] = -3e38f;            /* row 4: squares overflow F32 */
+            char what[64];
+            snprintf(what, sizeof what, "norm p %g, [6,%lld] rows", pn, (long long)L);
+            rd_check(NB_OP_VECTOR_NORM, t, 2u, pn, 1, what);
+            snprintf(what, sizeof what, "norm p %g, [6,%lld] all", pn, (long long)L);
+            rd_check(NB_OP_VECTOR_NORM, t, 3u, pn, 1, what);
+            snprintf(what, sizeof what, "norm p %g, [6,%lld] all, no NaN", pn, (long long)L);
+            p[L + (L / 2)] = 1.0f;
+            rd_check(NB_OP_VECTOR_NORM, t, 3u, pn, 1, what);
+            snprintf(what, sizeof what, "norm p %g, [6,%lld] dim 0 (outer)", pn, (long long)L);
+            rd_check(NB_OP_VECTOR_NORM, t, 1u, pn, L > 1 ? 0 : -1, what);
+        }
+        nb_tensor *big = rd_input(NB_SHAPE(1000003), 90 + (uint64_t)o);
+        rd_check(NB_OP_VECTOR_NORM, big, 1u, pn, 1, "norm [1000003]");
+        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 1, .abort_on_error = -1}), 0);
+        nb_tensor *one = rd_call(NB_OP_VECTOR_NORM, big, 1u, pn, NULL);
+        cr_assert_eq(nb_init(NULL), 0);
+        nb_tensor *all = rd_call(NB_OP_VECTOR_NORM, big, 1u, pn, NULL);
+        cr_assert(((float *)nb_data(one))[0] == ((float *)nb_data(all))[0], "norm p %g: 1 thread %.9g, all %.9g", pn,
+                  ((float *)nb_data(one))[0], ((float *)nb_data(all))[0]);
+        if (pn != INFINITY) rd_check(NB_OP_VECTOR_NORM, nb_zeros(NB_SHAPE(3, 0), NB_F32), 2u, pn, -1, "norm [3,0]");
+    }
+    const char *served;
+    rd_call(NB_OP_VECTOR_NORM, rd_input(NB_SHAPE(4, 33), 7), 2u, 3.0, &served);   /* order 3: not ours */
+    cr_assert(strncmp(served, "ref", 3) == 0, "vector_norm p 3 served by %s, expected a decline", served);
     nb_scope_end();
 }
 

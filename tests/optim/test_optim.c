@@ -241,6 +241,40 @@ Test(clip, grad_norm_matches_torch) {
     free(text);
 }
 
+/* Large gradients (the vector_norm kernels' blocks and threads): the total
+ * against the norm computed here in double, for p = 2, 1 and INFINITY; the
+ * gradients scaled by max_norm / total; a NaN gradient gives a NaN total. */
+Test(clip, grad_norm_large) {
+    nb_init(NULL);
+    nb_scope_begin();
+    nb_tensor *ps[2] = {nb_zeros(NB_SHAPE(300, 1000), NB_F32), nb_zeros(NB_SHAPE(1001), NB_F32)};
+    static const double ords[3] = {2, 1, INFINITY};
+    for (int o = 0; o < 3; o++) {
+        double want = 0;
+        for (int i = 0; i < 2; i++) {
+            nb_set_requires_grad(ps[i], true);
+            nb_tensor *g = nb_randn(i ? NB_SHAPE(1001) : NB_SHAPE(300, 1000), NB_F32, 40 + (uint64_t)(o * 2 + i));
+            cr_assert_eq(nb_set_grad(ps[i], g), 0);
+            const float *d = nb_data(g);
+            for (int64_t k = 0; k < nb_numel(g); k++) {
+                double v = fabs(d[k]);
+                want = o == 0 ? want + v * v : o == 1 ? want + v : (v > want ? v : want);
+            }
+        }
+        if (o == 0) want = sqrt(want);
+        double first = ((const float *)nb_data(nb_grad(ps[0])))[0];
+        double t = nb_clip_grad_norm(ps, 2, 1.0, ords[o]);
+        cr_assert(fabs(t - want) <= 1e-6 * want, "p %g: total %.9g, expected %.9g", ords[o], t, want);
+        double now = ((const float *)nb_data(nb_grad(ps[0])))[0];
+        cr_assert(fabs(now - first / (want + 1e-6)) <= 1e-6 * fabs(first / want) + 1e-12, "p %g: %g scaled to %g",
+                  ords[o], first, now);
+    }
+    ((float *)nb_data(nb_grad(ps[1])))[500] = NAN;
+    cr_assert(isnan(nb_clip_grad_norm(ps, 2, 1.0, 2.0)), "a NaN gradient: the total is NaN");
+    cr_assert(isnan(nb_clip_grad_norm(ps, 2, 1.0, INFINITY)), "a NaN gradient: the inf-norm is NaN");
+    nb_scope_end();
+}
+
 Test(clip, grad_value) {
     nb_init(NULL);
     nb_scope_begin();

@@ -1,5 +1,5 @@
 /* avx2_reduce.c — AVX2+FMA kernels of the F32 reductions: sum, amax/amin,
- * argmax/argmin, var/std, logsumexp (variants of ref_reduce.c and ref_reduce_full.c,
+ * argmax/argmin, var/std, logsumexp, vector_norm (variants of ref_reduce.c and ref_reduce_full.c,
  * same arguments: in[0] (d0..dn) -> out of the same rank, size 1 on reduced
  * dims; scalar[0] the correction of var/std).
  *
@@ -12,7 +12,11 @@
  *          ([M, N] -> [1, N], [B, M, N] -> [B, 1, N], or a transposed input).
  * out must be contiguous. Anything else declines to ref. logsumexp serves
  * the inner layout only (rows, or one long row in blocks whose (max, sum)
- * partials are combined in block order).
+ * partials are combined in block order); so does vector_norm, of order 1, 2
+ * or INFINITY (scalar[0]; others decline): sum |x| and sum x^2 in double
+ * (x^2 of a float is exact there: no overflow, no scaling needed; ref scales
+ * by max |x| instead, so the results agree within a rounding), max |x|
+ * exact; a NaN anywhere gives NaN, an inf inf.
  *
  * Precision: sums (sum, the mean and the squared deviations of var) are
  * accumulated in double, as ref does, so the F32 result is within about one
@@ -45,19 +49,26 @@ static inline double hsum_pd(__m256d v) {
 
 /* ---- spans: one contiguous run of floats ---- */
 
-/* sum of p[0..n) in double. */
-static double sum_span(const float *p, int64_t n) {
+/* 4 floats at p, |x| when ab (vector_norm's p = 1 and INFINITY read |x|). */
+static inline __m128 ld4(const float *p, bool ab) {
+    __m128 x = _mm_loadu_ps(p);
+    return ab ? _mm_andnot_ps(_mm_set1_ps(-0.0f), x) : x;
+}
+static inline __m256 ld8(const float *p, bool ab) { return ab ? nb__v_abs(_mm256_loadu_ps(p)) : _mm256_loadu_ps(p); }
+
+/* sum of p[0..n) (ab: of |p[i]|) in double. */
+static double sum_span(const float *p, int64_t n, bool ab) {
     __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
-        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)));
-        a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)));
-        a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)));
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(ld4(p + i, ab)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(ld4(p + i + 4, ab)));
+        a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(ld4(p + i + 8, ab)));
+        a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(ld4(p + i + 12, ab)));
     }
-    for (; i + 4 <= n; i += 4) a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
+    for (; i + 4 <= n; i += 4) a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(ld4(p + i, ab)));
     double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
-    for (; i < n; i++) s += p[i];
+    for (; i < n; i++) s += ab ? fabsf(p[i]) : p[i];
     return s;
 }
 
@@ -120,20 +131,21 @@ static inline __m256 ext_step(__m256 acc, __m256 x, bool mn) {
     return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
-/* max (mn: min) of p[0..n); NaN when any is; -inf (inf) when n is 0. */
-static float ext_span(const float *p, int64_t n, bool mn) {
+/* max (mn: min) of p[0..n) (ab: of |p[i]|); NaN when any is; -inf (inf) when n is 0. */
+static float ext_span(const float *p, int64_t n, bool mn, bool ab) {
     __m256 a0 = _mm256_set1_ps(mn ? INFINITY : -INFINITY), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 = ext_step(a0, _mm256_loadu_ps(p + i), mn);
-        a1 = ext_step(a1, _mm256_loadu_ps(p + i + 8), mn);
-        a2 = ext_step(a2, _mm256_loadu_ps(p + i + 16), mn);
-        a3 = ext_step(a3, _mm256_loadu_ps(p + i + 24), mn);
+        a0 = ext_step(a0, ld8(p + i, ab), mn);
+        a1 = ext_step(a1, ld8(p + i + 8, ab), mn);
+        a2 = ext_step(a2, ld8(p + i + 16, ab), mn);
+        a3 = ext_step(a3, ld8(p + i + 24, ab), mn);
     }
-    for (; i + 8 <= n; i += 8) a0 = ext_step(a0, _mm256_loadu_ps(p + i), mn);
+    for (; i + 8 <= n; i += 8) a0 = ext_step(a0, ld8(p + i, ab), mn);
     if (i < n) {   /* masked-off lanes load 0: replace them by the identity */
         __m256i k = nb__tail_mask((int)(n - i));
-        __m256 x = _mm256_blendv_ps(_mm256_set1_ps(mn ? INFINITY : -INFINITY), _mm256_maskload_ps(p + i, k),
+        __m256 t = _mm256_maskload_ps(p + i, k);
+        __m256 x = _mm256_blendv_ps(_mm256_set1_ps(mn ? INFINITY : -INFINITY), ab ? nb__v_abs(t) : t,
                                     _mm256_castsi256_ps(k));
         a0 = ext_step(a0, x, mn);
     }
@@ -171,7 +183,7 @@ static int64_t arg_span(const float *p, int64_t n, bool mn, float *val) {
         *val = NAN;
         return 0;
     }
-    *val = ext_span(p, n, mn);
+    *val = ext_span(p, n, mn, false);
     return find_span(p, n, *val);
 }
 
@@ -180,7 +192,7 @@ static int64_t arg_span(const float *p, int64_t n, bool mn, float *val) {
  * element is; -inf: all are, or n is 0), as ref. *m and *sum get the
  * max and the shifted sum (for combining blocks). */
 static double lse_span(const float *p, int64_t n, float *m, double *sum) {
-    *m = ext_span(p, n, false);
+    *m = ext_span(p, n, false, false);
     *sum = 0;
     if (isnan(*m) || isinf(*m)) return *m;
     *sum = sumexp_span(p, n, *m);
@@ -266,20 +278,31 @@ static inline int64_t kept_off(const rgeo *g, int64_t k) {
 
 /* ---- what each op does with a span and with the outer layout ---- */
 
-typedef enum rop { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_VAR, R_STD, R_LSE } rop;
+typedef enum rop { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMIN, R_VAR, R_STD, R_LSE, R_NORM } rop;
 
 static double var_div(double ss, int64_t n, double corr) {
     double div = (double)n - corr;
     return ss / (div > 0 ? div : 0.0);   /* n 0: NaN, as ref */
 }
 
-/* The value of one contiguous slice (inner layout, one thread). */
+/* vector_norm's value from its slice's partial: the sum of |x| (p = 1) or
+ * of x^2 (p = 2), or max |x| (INFINITY). */
+static float norm_of(double part, double pn) { return (float)(pn == 2 ? sqrt(part) : part); }
+/* The slice's partial for vector_norm of order pn (0 for an empty slice). */
+static double norm_part(const float *p, int64_t n, double pn) {
+    if (pn == 2) return ss_span(p, n, 0.0);
+    return pn == 1 ? sum_span(p, n, true) : n ? ext_span(p, n, false, true) : 0.0;
+}
+
+/* The value of one contiguous slice (inner layout, one thread). corr: var
+ * and std's correction, vector_norm's order (1, 2 or INFINITY). */
 static void slice_value(rop op, const float *p, int64_t n, double corr, float *of, int64_t *oi) {
     float v;
     switch (op) {
-    case R_SUM: *of = (float)sum_span(p, n); break;
-    case R_MAX: *of = ext_span(p, n, false); break;
-    case R_MIN: *of = ext_span(p, n, true); break;
+    case R_SUM: *of = (float)sum_span(p, n, false); break;
+    case R_MAX: *of = ext_span(p, n, false, false); break;
+    case R_MIN: *of = ext_span(p, n, true, false); break;
+    case R_NORM: *of = norm_of(norm_part(p, n, corr), corr); break;
     case R_ARGMAX: *oi = arg_span(p, n, false, &v); break;
     case R_ARGMIN: *oi = arg_span(p, n, true, &v); break;
     case R_LSE: {
@@ -288,7 +311,7 @@ static void slice_value(rop op, const float *p, int64_t n, double corr, float *o
         break;
     }
     default: {
-        double mean = sum_span(p, n) / (double)n, var = var_div(ss_span(p, n, mean), n, corr);
+        double mean = sum_span(p, n, false) / (double)n, var = var_div(ss_span(p, n, mean), n, corr);
         *of = (float)(op == R_STD ? sqrt(var) : var);
     }
     }
@@ -317,8 +340,9 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
     for (int64_t b = 0; b < nb; b++) {
         int64_t s = b * bs, e = s + bs < n ? s + bs : n;
         if (op == R_LSE) lse_span(p + s, e - s, &pv[b], &part[b]);
-        else if (op == R_SUM || var) part[b] = sum_span(p + s, e - s);
-        else if (op == R_MAX || op == R_MIN) pv[b] = ext_span(p + s, e - s, op == R_MIN);
+        else if (op == R_SUM || var) part[b] = sum_span(p + s, e - s, false);
+        else if (op == R_NORM) part[b] = norm_part(p + s, e - s, corr);
+        else if (op == R_MAX || op == R_MIN) pv[b] = ext_span(p + s, e - s, op == R_MIN, false);
         else pi[b] = s + arg_span(p + s, e - s, op == R_ARGMIN, &pv[b]);
     }
     if (op == R_LSE) {   /* M = the max of the block maxima; sum_b part_b e^(m_b - M) */
@@ -333,6 +357,13 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
         for (int64_t b = 0; b < nb; b++)
             if (pv[b] != -INFINITY) tot += part[b] * exp((double)pv[b] - M);
         *of = (float)(log(tot) + M);
+        return;
+    }
+    if (op == R_NORM) {   /* sums added in block order; maxima: NaN sticks */
+        double acc = 0;
+        for (int64_t b = 0; b < nb && !isnan(acc); b++)
+            acc = isinf(corr) ? (isnan(part[b]) || part[b] > acc ? part[b] : acc) : acc + part[b];
+        *of = norm_of(acc, corr);
         return;
     }
     double acc = 0;
@@ -478,7 +509,8 @@ static int run(const nb_kernel_args *a, rop op) {
     rgeo g;
     if (!rgeo_init(&g, in, out)) return NB_KERNEL_DECLINE;
     if (g.kind == RG_OUTER && g.rlen > INT32_MAX) return NB_KERNEL_DECLINE;   /* int32 lane indices */
-    if (g.kind == RG_OUTER && op == R_LSE) return NB_KERNEL_DECLINE;          /* inner dims only */
+    if (g.kind == RG_OUTER && (op == R_LSE || op == R_NORM)) return NB_KERNEL_DECLINE;   /* inner dims only */
+    if (op == R_NORM && a->scalar[0] != 1 && a->scalar[0] != 2 && !isinf(a->scalar[0])) return NB_KERNEL_DECLINE;
     float *of = arg ? NULL : nb_data(out);
     int64_t *oi = arg ? nb_data(out) : NULL;
     const float *base = in->numel ? nb_data(in) : NULL;
@@ -522,6 +554,7 @@ static int avx2_argmin(const nb_kernel_args *a) { return run(a, R_ARGMIN); }
 static int avx2_var(const nb_kernel_args *a) { return run(a, R_VAR); }
 static int avx2_std(const nb_kernel_args *a) { return run(a, R_STD); }
 static int avx2_logsumexp(const nb_kernel_args *a) { return run(a, R_LSE); }
+static int avx2_vector_norm(const nb_kernel_args *a) { return run(a, R_NORM); }
 
 void nb__avx2_reduce_register(void) {
     static const nb_kernel_desc ks[] = {
@@ -533,6 +566,7 @@ void nb__avx2_reduce_register(void) {
         {NB_OP_VAR, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_var", 10, avx2_var},
         {NB_OP_STD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_std", 10, avx2_std},
         {NB_OP_LOGSUMEXP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_logsumexp", 10, avx2_logsumexp},
+        {NB_OP_VECTOR_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_vector_norm", 10, avx2_vector_norm},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
