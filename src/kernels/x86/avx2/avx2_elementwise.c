@@ -1,6 +1,7 @@
 /* avx2_elementwise.c — AVX2+FMA kernels for the F32 element-wise ops:
  * add sub mul div (any broadcast), add_scalar mul_scalar, pow_scalar (exponents 0, 1, 2, 3,
- * 4, -1, -2, 0.5, -0.5; others stay on ref), mse_loss and l1_loss (element-wise), neg exp log tanh
+ * 4, -1, -2, 0.5, -0.5; others stay on ref), mse_loss and l1_loss (element-wise), smooth_l1_loss,
+ * the l1 / smooth_l1 derivatives and bce_with_logits (fwd, d/dx; see their section), neg exp log tanh
  * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy,
  * rsqrt reciprocal sign clamp leaky_relu elu softplus; and (see the section
  * near the end, ref_compare.c's arguments) the comparisons eq..ge and
@@ -831,6 +832,176 @@ static int k_where(const nb_kernel_args *a) {
     return 0;
 }
 
+/* ---- element-wise losses on flat operands: smooth_l1 (forward), the
+ * derivatives of l1 and smooth_l1, binary cross entropy with logits
+ * (forward, d/dx) ----
+ * out contiguous, each input contiguous or one value broadcast everywhere
+ * (ew_flat: the op layer's expand of a mean's gradient is the latter);
+ * other layouts, weight / pos_weight and d/dy of bce decline to ref.
+ *  - smooth_l1 and the l1 / smooth_l1 derivatives do ref's double
+ *    operations (d = x - y exact in double; 0.5 d d / beta, |d| - beta / 2,
+ *    g * d / beta, g * sign(d), g / beta): bitwise ref's.
+ *  - bce with logits: max(x, 0) - x y + log1p(e^-|x|) in double, the log1p
+ *    term (<= ln 2) in F32 (op_softplus of -|x|, within 4 ULP), so the loss,
+ *    at least that term for y in [0, 1], is within ~5 ULP of exact. ref's
+ *    (1 - y) x + softplus(-x) is the same value but cancels for large |x|
+ *    (x = -30, y = 0: e^-30 from -30 + 30.0000000000001). A vector with an
+ *    infinite or NaN x takes ref's formula (libm, double) lane by lane.
+ *  - bce d/dx: gw (sigmoid(x) - y), sigmoid in F32 (nb__v_sigmoid, relative
+ *    error ~1 ULP), the rest in double: within ~2^-23 |gw| of ref's double
+ *    sigmoid. */
+typedef void (*ew_flat_fn)(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1,
+                           const double *s);
+
+/* Runs f over [0, numel) of a contiguous out, chunks of 16-element
+ * multiples over threads; nin inputs, each flat (else a decline). */
+static int ew_flat_drive(const nb_kernel_args *a, int nin, ew_flat_fn f, int64_t grain) {
+    nb_tensor *out = a->out;
+    int64_t n = nb_numel(out);
+    if (!is_f32(out) || !nb_is_contiguous(out) || a->nin < nin) return NB_KERNEL_DECLINE;
+    const float *in[3];
+    int64_t st[3];
+    for (int k = 0; k < nin; k++) {
+        if (!a->in[k] || !is_f32(a->in[k])) return NB_KERNEL_DECLINE;
+        int fl = ew_flat(a->in[k], n);
+        if (fl < 0) return NB_KERNEL_DECLINE;
+        st[k] = fl;
+        in[k] = n ? nb_data(a->in[k]) : NULL;
+    }
+    if (n == 0) return 0;
+    float *o = nb_data(out);
+    int nt = nb__par_threads(n, grain);
+#if NB_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
+        f(o, in, st, lo, hi, a->scalar);
+    }
+    return 0;
+}
+
+/* 8 floats as two halves of 4 doubles, and back (one rounding each). */
+static inline void ew_pd2(__m256 v, __m256d *lo, __m256d *hi) {
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+static inline __m256 ew_ps2(__m256d lo, __m256d hi) {
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+static inline void ew_st8(float *o, int64_t i, int64_t k, __m256 v) {
+    if (k >= 8) _mm256_storeu_ps(o + i, v);
+    else _mm256_maskstore_ps(o + i, nb__tail_mask((int)k), v);
+}
+static inline __m256d ew_abs_pd(__m256d d) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), d); }
+
+/* ref's reg_loss (smooth_l1) of d, and reg_deriv of order k (1, 2; else 0) */
+static inline __m256d sl1_pd(__m256d d, __m256d beta) {
+    __m256d ad = ew_abs_pd(d), h = _mm256_set1_pd(0.5);
+    __m256d q = _mm256_div_pd(_mm256_mul_pd(_mm256_mul_pd(h, d), d), beta);
+    return _mm256_blendv_pd(_mm256_sub_pd(ad, _mm256_mul_pd(h, beta)), q, _mm256_cmp_pd(ad, beta, _CMP_LT_OQ));
+}
+static inline __m256d regd_pd(__m256d d, __m256d beta, int order, bool smooth) {
+    __m256d z = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+    __m256d in = smooth ? _mm256_cmp_pd(ew_abs_pd(d), beta, _CMP_LT_OQ) : z;
+    if (order == 1) {
+        __m256d sg = _mm256_sub_pd(_mm256_and_pd(_mm256_cmp_pd(d, z, _CMP_GT_OQ), one),
+                                   _mm256_and_pd(_mm256_cmp_pd(d, z, _CMP_LT_OQ), one));
+        return _mm256_blendv_pd(sg, _mm256_div_pd(d, beta), in);
+    }
+    if (order == 2) return _mm256_blendv_pd(z, _mm256_div_pd(one, beta), in);
+    return z;
+}
+
+static void flat_sl1(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1, const double *s) {
+    __m256d beta = _mm256_set1_pd(s[0]);
+    for (int64_t i = i0; i < i1; i += 8) {
+        __m256d x0, x1, y0, y1;
+        ew_pd2(ew_ld8(in[0], st[0], i, i1 - i), &x0, &x1);
+        ew_pd2(ew_ld8(in[1], st[1], i, i1 - i), &y0, &y1);
+        ew_st8(o, i, i1 - i, ew_ps2(sl1_pd(_mm256_sub_pd(x0, y0), beta), sl1_pd(_mm256_sub_pd(x1, y1), beta)));
+    }
+}
+
+/* in: x, y, g; s[0] beta, s[1] the order */
+static inline void flat_regd(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1,
+                             const double *s, bool smooth) {
+    __m256d beta = _mm256_set1_pd(s[0]);
+    int order = (int)s[1];
+    for (int64_t i = i0; i < i1; i += 8) {
+        __m256d x0, x1, y0, y1, g0, g1;
+        ew_pd2(ew_ld8(in[0], st[0], i, i1 - i), &x0, &x1);
+        ew_pd2(ew_ld8(in[1], st[1], i, i1 - i), &y0, &y1);
+        ew_pd2(ew_ld8(in[2], st[2], i, i1 - i), &g0, &g1);
+        __m256d r0 = _mm256_mul_pd(g0, regd_pd(_mm256_sub_pd(x0, y0), beta, order, smooth));
+        __m256d r1 = _mm256_mul_pd(g1, regd_pd(_mm256_sub_pd(x1, y1), beta, order, smooth));
+        ew_st8(o, i, i1 - i, ew_ps2(r0, r1));
+    }
+}
+static void flat_l1d(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1, const double *s) {
+    flat_regd(o, in, st, i0, i1, s, false);
+}
+static void flat_sl1d(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1, const double *s) {
+    flat_regd(o, in, st, i0, i1, s, true);
+}
+
+/* ref's formula for one element (non-finite x) */
+static float bce_ref1(double x, double y) {
+    double sp = fmax(-x, 0.0) + log1p(exp(-fabs(x)));
+    return (float)((1 - y) * x + sp);
+}
+
+static void flat_bce(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1, const double *s) {
+    (void)s;
+    ew_par sp1 = {.s = NB__V1(1.0f), .s1 = NB__V1(INFINITY)};   /* softplus, beta 1, no threshold */
+    for (int64_t i = i0; i < i1; i += 8) {
+        int64_t k = i1 - i;
+        __m256 x = ew_ld8(in[0], st[0], i, k), y = ew_ld8(in[1], st[1], i, k);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(nb__v_abs(x), NB__V1(INFINITY), _CMP_LT_OQ)) != 0xFF) {
+            float xs[8], ys[8], r[8];
+            _mm256_storeu_ps(xs, x);
+            _mm256_storeu_ps(ys, y);
+            for (int j = 0; j < 8; j++) r[j] = bce_ref1(xs[j], ys[j]);
+            ew_st8(o, i, k, _mm256_loadu_ps(r));
+            continue;
+        }
+        __m256 l = op_softplus(_mm256_sub_ps(_mm256_setzero_ps(), nb__v_abs(x)), x, &sp1);   /* log1p(e^-|x|) */
+        __m256d x0, x1, y0, y1, l0, l1;
+        ew_pd2(x, &x0, &x1);
+        ew_pd2(y, &y0, &y1);
+        ew_pd2(l, &l0, &l1);
+        __m256d z = _mm256_setzero_pd();
+        __m256d r0 = _mm256_add_pd(_mm256_sub_pd(_mm256_max_pd(x0, z), _mm256_mul_pd(x0, y0)), l0);
+        __m256d r1 = _mm256_add_pd(_mm256_sub_pd(_mm256_max_pd(x1, z), _mm256_mul_pd(x1, y1)), l1);
+        ew_st8(o, i, k, ew_ps2(r0, r1));
+    }
+}
+
+/* in: x, y, gw; d/dx = gw (sigmoid(x) - y) */
+static void flat_bced(float *o, const float *const *in, const int64_t *st, int64_t i0, int64_t i1, const double *s) {
+    (void)s;
+    for (int64_t i = i0; i < i1; i += 8) {
+        int64_t k = i1 - i;
+        __m256d q0, q1, y0, y1, g0, g1;
+        ew_pd2(nb__v_sigmoid(ew_ld8(in[0], st[0], i, k)), &q0, &q1);
+        ew_pd2(ew_ld8(in[1], st[1], i, k), &y0, &y1);
+        ew_pd2(ew_ld8(in[2], st[2], i, k), &g0, &g1);
+        ew_st8(o, i, k, ew_ps2(_mm256_mul_pd(g0, _mm256_sub_pd(q0, y0)), _mm256_mul_pd(g1, _mm256_sub_pd(q1, y1))));
+    }
+}
+
+static int k_sl1(const nb_kernel_args *a) { return ew_flat_drive(a, 2, flat_sl1, GE); }
+static int k_l1d(const nb_kernel_args *a) { return ew_flat_drive(a, 3, flat_l1d, GE); }
+static int k_sl1d(const nb_kernel_args *a) { return ew_flat_drive(a, 3, flat_sl1d, GE); }
+static int k_bce(const nb_kernel_args *a) {
+    if ((a->nin > 2 && a->in[2]) || (a->nin > 3 && a->in[3])) return NB_KERNEL_DECLINE;   /* weight, pos_weight */
+    return ew_flat_drive(a, 2, flat_bce, GT);
+}
+static int k_bced(const nb_kernel_args *a) {
+    if (a->scalar[0] != 0 || (a->nin > 3 && a->in[3])) return NB_KERNEL_DECLINE;   /* d/dy, pos_weight */
+    return ew_flat_drive(a, 3, flat_bced, GT);
+}
+
 #define REG(OP, FN) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_" #FN, 10, k_##FN}
 #define REG_AS(OP, FN, NAME) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_" NAME, 10, k_##FN}
 #define REG_BOOL(OP, FN, NAME) {NB_OP_##OP, NB_DTYPE_BOOL, NB_ISA_AVX2, "avx2_" NAME, 10, k_##FN}
@@ -854,6 +1025,9 @@ void nb__avx2_elementwise_register(void) {
         REG_AS(THRESHOLD_BACKWARD, thrbw, "threshold_backward"),
         REG_AS(TANH_BACKWARD, tanhbw, "tanh_backward"), REG_AS(SIGMOID_BACKWARD, sigbw, "sigmoid_backward"),
         REG_AS(GELU_BACKWARD, gelubw, "gelu_backward"),
+        REG_AS(SMOOTH_L1_LOSS, sl1, "smooth_l1_loss"), REG_AS(L1_LOSS_BACKWARD, l1d, "l1_loss_backward"),
+        REG_AS(SMOOTH_L1_LOSS_BACKWARD, sl1d, "smooth_l1_loss_backward"),
+        REG_AS(BCE_WITH_LOGITS, bce, "bce_with_logits"), REG_AS(BCE_WITH_LOGITS_BACKWARD, bced, "bce_with_logits_bwd"),
         REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
         REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
