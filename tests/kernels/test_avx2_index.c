@@ -10,6 +10,8 @@
  *   serves it, same result); an out-of-range index is NB_ERANGE with
  *   nothing written past the check.
  * - index_add gives the same bits at 1, 2 and 3 threads.
+ * - repeat, flip, tril/triu and pad: every dtype, 1-D to 4-D, every flip
+ *   mask, diagonals and pads of every kind (see their tests).
  * Run at an explicit avx2 cap; skipped without AVX2.
  */
 #include <criterion/criterion.h>
@@ -176,5 +178,87 @@ Test(avx2_index, out_of_range_index_is_an_error) {
     cr_assert_eq(rc, NB_ERANGE, "index_add: rc %d", rc);
     const float *o = nb_data(out);
     for (int i = 0; i < 20; i++) cr_assert_eq(o[i], 0.0f, "index_add wrote element %d before failing", i);
+    nb_scope_end();
+}
+
+/* repeat, flip, tril/triu and pad, row by row: bitwise ref's for every
+ * dtype on 1-D to 4-D operands (a size-0 dim, rows of 1, 7, 17 and 33
+ * elements, odd sizes for the 8- and 4-lane reversals); every flip mask,
+ * diagonals below, on and past the matrix, pads that grow, crop and both,
+ * zero and non-zero fill values. */
+static const int64_t mv_shapes[][5] = {{1, 7}, {2, 3, 5}, {3, 2, 3, 17}, {4, 2, 1, 4, 33}, {2, 0, 5}, {2, 9, 1}};
+
+static nb_dims mv_dims(const int64_t *s) { return nb_dims_of((int)s[0], s + 1); }
+
+Test(avx2_index, repeat_flip_tri_pad_every_dtype) {
+    ix_need();
+    nb_scope_begin();
+    static const nb_dtype dts[4] = {NB_F32, NB_F64, NB_I64, NB_BOOL};
+    static const int64_t diag[] = {-3, -1, 0, 1, 2, 40};
+    static const int64_t pads[][2] = {{1, 2}, {0, 0}, {-1, 1}, {2, -1}, {3, 0}};
+    for (int t = 0; t < 4; t++)
+        for (size_t si = 0; si < sizeof mv_shapes / sizeof mv_shapes[0]; si++) {
+            nb_dims in_d = mv_dims(mv_shapes[si]);
+            int nd = in_d.ndim;
+            nb_tensor *x = ix_rand(in_d, dts[t], 300 + (uint64_t)si * 4 + (uint64_t)t);
+            char what[96];
+            /* repeat: one leading dim of 2, then 1, 2, 3, 1, ... times each dim */
+            nb_dims rd = {nd + 1, {2}};
+            for (int d = 0; d < nd; d++) rd.d[d + 1] = in_d.d[d] * (1 + d % 3);
+            snprintf(what, sizeof what, "repeat %s shape %zu", nb_dtype_name(dts[t]), si);
+            ix_check(NB_OP_REPEAT, rd, dts[t], x, NULL, NULL, 1, 0, 0, "avx2_repeat", what);
+            for (unsigned m = 1; m < (1u << nd); m++) {
+                snprintf(what, sizeof what, "flip %s shape %zu mask %u", nb_dtype_name(dts[t]), si, m);
+                ix_check(NB_OP_FLIP, in_d, dts[t], x, NULL, NULL, 1, m, 0, "avx2_flip", what);
+            }
+            for (size_t k = 0; nd >= 2 && k < sizeof diag / sizeof diag[0]; k++) {
+                snprintf(what, sizeof what, "tril %s shape %zu k %lld", nb_dtype_name(dts[t]), si, (long long)diag[k]);
+                ix_check(NB_OP_TRIL, in_d, dts[t], x, NULL, NULL, 1, (double)diag[k], 0, "avx2_tril", what);
+                what[1] = 'r', what[2] = 'i', what[3] = 'u';
+                ix_check(NB_OP_TRIU, in_d, dts[t], x, NULL, NULL, 1, (double)diag[k], 0, "avx2_triu", what);
+            }
+            for (int pc = 0; pc < 5; pc++) {
+                int64_t pv[2 * NB_MAX_DIMS];
+                nb_dims od = in_d;
+                bool ok = true;
+                for (int d = 0; d < nd; d++) {
+                    const int64_t *p = pads[(pc + d) % 5];
+                    pv[2 * d] = p[0], pv[2 * d + 1] = p[1];
+                    od.d[d] = in_d.d[d] + p[0] + p[1];
+                    ok = ok && od.d[d] >= 0;
+                }
+                if (!ok) continue;
+                nb_tensor *pt = nb_from_data(NB_SHAPE(2 * nd), NB_I64, pv);
+                for (int f = 0; f < 2; f++) {
+                    snprintf(what, sizeof what, "pad %s shape %zu pads %d fill %d", nb_dtype_name(dts[t]), si, pc, f);
+                    ix_check(NB_OP_PAD, od, dts[t], x, pt, NULL, 2, f ? 2.5 : 0.0, 0, "avx2_pad", what);
+                }
+            }
+        }
+    /* a transposed input: declined, ref's result */
+    nb_tensor *xt = nb_transpose(ix_rand(NB_SHAPE(5, 4), NB_F32, 99), 0, 1);
+    ix_check(NB_OP_FLIP, NB_SHAPE(4, 5), NB_F32, xt, NULL, NULL, 1, 1, 0, NULL, "flip of a transposed input");
+    ix_check(NB_OP_TRIL, NB_SHAPE(4, 5), NB_F32, xt, NULL, NULL, 1, 0, 0, NULL, "tril of a transposed input");
+    nb_scope_end();
+}
+
+/* Large enough to be split over threads: the same bits at 1 and 3 threads. */
+Test(avx2_index, movement_ops_split_over_threads) {
+    ix_need();
+    nb_scope_begin();
+    nb_tensor *x = ix_rand(NB_SHAPE(300, 1001), NB_F32, 77);
+    const int64_t pv[4] = {2, 3, -1, 5};
+    nb_tensor *pt = nb_from_data(NB_SHAPE(4), NB_I64, pv);
+    ix_check(NB_OP_FLIP, NB_SHAPE(300, 1001), NB_F32, x, NULL, NULL, 1, 3, 0, "avx2_flip", "flip 300x1001");
+    ix_check(NB_OP_TRIU, NB_SHAPE(300, 1001), NB_F32, x, NULL, NULL, 1, 7, 0, "avx2_triu", "triu 300x1001");
+    ix_check(NB_OP_PAD, NB_SHAPE(305, 1005), NB_F32, x, pt, NULL, 2, -1.5, 0, "avx2_pad", "pad 300x1001");
+    ix_check(NB_OP_REPEAT, NB_SHAPE(600, 2002), NB_F32, x, NULL, NULL, 1, 0, 0, "avx2_repeat", "repeat 300x1001");
+    const char *k;
+    ix_default(1);
+    nb_tensor *one = ix_run(NB_OP_PAD, NB_SHAPE(305, 1005), NB_F32, x, pt, NULL, 2, -1.5, 0, &k, NULL);
+    ix_default(3);
+    nb_tensor *three = ix_run(NB_OP_PAD, NB_SHAPE(305, 1005), NB_F32, x, pt, NULL, 2, -1.5, 0, &k, NULL);
+    ix_default(0);
+    ix_same(one, three, "pad at 1 and 3 threads");
     nb_scope_end();
 }

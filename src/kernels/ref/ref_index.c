@@ -22,7 +22,8 @@
  *                diagonal scalar[0] of the last two dims set to 0
  *   ONE_HOT      I64 out (..., C)[p, c] = in[0][p] == c
  *   PAD          out[p] = in[0][p - before] where inside, else scalar[0];
- *                in[1]: I64 (ndim, 2) of (before, after) per dim, negative crops
+ *                in[1]: I64, 1-D, 2 ndim entries: (before, after) of dim 0, 1, ...;
+ *                negative ones crop
  *
  * Every kernel walks its operands with explicit multi-indices and strides,
  * so any layout is served; elements are moved with memcpy of the dtype's

@@ -1,7 +1,8 @@
 /* avx2_index.c — contiguous fast paths of the data-movement ops of
  * ref_index.c, with its arguments: CAT, STACK, INDEX_SELECT and EMBEDDING
  * (any dtype: block copies with memcpy) and INDEX_ADD (F32: rows added with
- * AVX2), the embedding's backward. ref walks every element through a
+ * AVX2), the embedding's backward; REPEAT, FLIP, TRIL/TRIU and PAD (any
+ * dtype, row by row: see their section). ref walks every element through a
  * multi-index (~0.5 GB/s: a 32 MB cat took 75 ms); here whole contiguous
  * blocks move at once.
  *
@@ -162,6 +163,202 @@ static int avx2_index_add(const nb_kernel_args *a) {
     return 0;
 }
 
+/* ---- REPEAT, FLIP, TRIL/TRIU, PAD: row by row ----
+ * out and in[0] contiguous (else declined), any dtype. out's rows (its
+ * last dim) are split over threads; a thread decomposes its first row's
+ * index once and then steps it (ref recomputes an address per element).
+ * Each op maps an output row to one input row (or none) and moves it with
+ * memcpy / memset / a fill pattern: exact, bitwise ref's. */
+typedef struct mv_call {
+    const nb_tensor *in, *out;
+    size_t es;              /* element bytes */
+    int64_t k;              /* TRIL/TRIU: the diagonal */
+    unsigned mask;          /* FLIP: reversed dims */
+    int64_t before[NB_MAX_DIMS], after[NB_MAX_DIMS];   /* PAD */
+    char fill[8];           /* PAD: the value in out's dtype */
+    bool fill_zero;         /* ... all-zero bytes */
+} mv_call;
+
+typedef void (*mv_row_fn)(const mv_call *c, const int64_t *idx, char *orow);
+
+/* Byte offset of in[0]'s row at outer index ii (in's ndim - 1 entries). */
+static inline int64_t mv_in_row(const mv_call *c, const int64_t *ii) {
+    int64_t off = 0;
+    for (int d = 0; d < c->in->ndim - 1; d++) off += ii[d] * c->in->stride[d];
+    return off * (int64_t)c->es;
+}
+
+/* n elements of the fill value at p */
+static void mv_fill(const mv_call *c, char *p, int64_t n) {
+    if (n <= 0) return;
+    if (c->fill_zero) {
+        memset(p, 0, (size_t)n * c->es);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy(p + i * (int64_t)c->es, c->fill, c->es);
+}
+
+static void mv_repeat_row(const mv_call *c, const int64_t *idx, char *orow) {
+    int lead = c->out->ndim - c->in->ndim;
+    int64_t ii[NB_MAX_DIMS];
+    for (int d = 0; d < c->in->ndim - 1; d++) ii[d] = idx[lead + d] % c->in->shape[d];
+    const char *src = ix_ptr(c->in) + mv_in_row(c, ii);
+    int64_t lin = c->in->shape[c->in->ndim - 1], lout = c->out->shape[c->out->ndim - 1];
+    size_t rb = (size_t)lin * c->es;
+    for (int64_t j = 0; j < lout; j += lin, orow += rb) memcpy(orow, src, rb);
+}
+
+/* dst[i] = src[n - 1 - i] for elements of es bytes */
+static void mv_reverse(char *dst, const char *src, int64_t n, size_t es) {
+    int64_t i = 0;
+    if (es == 4) {
+        const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps((float *)dst + i, _mm256_permutevar8x32_ps(
+                                                   _mm256_loadu_ps((const float *)src + n - 8 - i), rev));
+    } else if (es == 8) {
+        for (; i + 4 <= n; i += 4)
+            _mm256_storeu_pd((double *)dst + i,
+                             _mm256_permute4x64_pd(_mm256_loadu_pd((const double *)src + n - 4 - i), 0x1B));
+    }
+    for (; i < n; i++) memcpy(dst + i * (int64_t)es, src + (n - 1 - i) * (int64_t)es, es);
+}
+
+static void mv_flip_row(const mv_call *c, const int64_t *idx, char *orow) {
+    int nd = c->out->ndim;
+    int64_t ii[NB_MAX_DIMS];
+    for (int d = 0; d < nd - 1; d++) ii[d] = c->mask & (1u << d) ? c->in->shape[d] - 1 - idx[d] : idx[d];
+    const char *src = ix_ptr(c->in) + mv_in_row(c, ii);
+    int64_t L = c->out->shape[nd - 1];
+    if (c->mask & (1u << (nd - 1))) mv_reverse(orow, src, L, c->es);
+    else memcpy(orow, src, (size_t)L * c->es);
+}
+
+/* tril (k >= 0 side) keeps col - row <= k, triu keeps col - row >= k */
+static void mv_tri_row(const mv_call *c, const int64_t *idx, char *orow, bool lower) {
+    int nd = c->out->ndim;
+    int64_t C = c->out->shape[nd - 1], r = idx[nd - 2];
+    const char *src = ix_ptr(c->in) + mv_in_row(c, idx);
+    int64_t e = lower ? r + c->k + 1 : r + c->k;   /* lower: keep [0, e); upper: keep [e, C) */
+    e = e < 0 ? 0 : e > C ? C : e;
+    size_t es = c->es;
+    if (lower) {
+        memcpy(orow, src, (size_t)e * es);
+        memset(orow + e * (int64_t)es, 0, (size_t)(C - e) * es);
+    } else {
+        memset(orow, 0, (size_t)e * es);
+        memcpy(orow + e * (int64_t)es, src + e * (int64_t)es, (size_t)(C - e) * es);
+    }
+}
+static void mv_tril_row(const mv_call *c, const int64_t *idx, char *orow) { mv_tri_row(c, idx, orow, true); }
+static void mv_triu_row(const mv_call *c, const int64_t *idx, char *orow) { mv_tri_row(c, idx, orow, false); }
+
+static void mv_pad_row(const mv_call *c, const int64_t *idx, char *orow) {
+    int nd = c->out->ndim;
+    int64_t ii[NB_MAX_DIMS], L = c->out->shape[nd - 1], lin = c->in->shape[nd - 1];
+    for (int d = 0; d < nd - 1; d++) {
+        ii[d] = idx[d] - c->before[d];
+        if (ii[d] < 0 || ii[d] >= c->in->shape[d]) {   /* a row of padding */
+            mv_fill(c, orow, L);
+            return;
+        }
+    }
+    const char *src = ix_ptr(c->in) + mv_in_row(c, ii);
+    int64_t b = c->before[nd - 1];   /* out[j] = in[j - b] for j - b in [0, lin) */
+    int64_t j0 = b > 0 ? b : 0, j1 = b + lin < L ? b + lin : L;
+    size_t es = c->es;
+    if (j1 <= j0) {
+        mv_fill(c, orow, L);
+        return;
+    }
+    mv_fill(c, orow, j0);
+    memcpy(orow + j0 * (int64_t)es, src + (j0 - b) * (int64_t)es, (size_t)(j1 - j0) * es);
+    mv_fill(c, orow + j1 * (int64_t)es, L - j1);
+}
+
+/* Runs f over out's rows, split over threads. */
+static int mv_run(const mv_call *c, mv_row_fn f) {
+    const nb_tensor *out = c->out;
+    int nd = out->ndim;
+    int64_t L = out->shape[nd - 1], rows = L ? out->numel / L : 0;
+    if (out->numel == 0) return 0;
+    size_t rb = (size_t)L * c->es;
+    int nt = nb__par_threads(out->numel * (int64_t)c->es / 4, NB_GRAIN_ELEMENTWISE);
+    if (nt > rows) nt = (int)rows;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
+        for (int64_t d = nd - 2, q = r0; d >= 0; d--) {
+            idx[d] = q % out->shape[d];
+            q /= out->shape[d];
+        }
+        char *orow = ix_ptr(out) + r0 * (int64_t)rb;
+        for (int64_t r = r0; r < r1; r++, orow += rb) {
+            f(c, idx, orow);
+            for (int d = nd - 2; d >= 0; d--) {
+                if (++idx[d] < out->shape[d]) break;
+                idx[d] = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The common checks: out and in[0] contiguous, of one dtype, ndim >= 1. */
+static bool mv_open(mv_call *c, const nb_kernel_args *a) {
+    const nb_tensor *in = a->in[0], *out = a->out;
+    if (a->nin < 1 || !in || in->dtype != out->dtype || out->ndim < 1 || in->ndim < 1 ||
+        (in->numel && !nb_is_contiguous(in)) || (out->numel && !nb_is_contiguous(out)))   /* empty: nothing moves */
+        return false;
+    memset(c, 0, sizeof *c);
+    c->in = in, c->out = out, c->es = nb_dtype_size(out->dtype);
+    return true;
+}
+
+static int avx2_repeat(const nb_kernel_args *a) {
+    mv_call c;
+    if (!mv_open(&c, a)) return NB_KERNEL_DECLINE;
+    int lead = c.out->ndim - c.in->ndim;
+    if (lead < 0) return NB_KERNEL_DECLINE;
+    if (c.out->numel == 0) return 0;
+    for (int d = 0; d < c.in->ndim; d++)   /* out's size a multiple of in's (checked by the op) */
+        if (c.in->shape[d] == 0 || c.out->shape[lead + d] % c.in->shape[d]) return NB_KERNEL_DECLINE;
+    return mv_run(&c, mv_repeat_row);
+}
+
+static int avx2_flip(const nb_kernel_args *a) {
+    mv_call c;
+    if (!mv_open(&c, a) || c.in->ndim != c.out->ndim) return NB_KERNEL_DECLINE;
+    c.mask = (unsigned)a->scalar[0];
+    return mv_run(&c, mv_flip_row);
+}
+
+static int mv_tri(const nb_kernel_args *a, mv_row_fn f) {
+    mv_call c;
+    if (!mv_open(&c, a) || c.in->ndim != c.out->ndim || c.out->ndim < 2) return NB_KERNEL_DECLINE;
+    c.k = (int64_t)a->scalar[0];
+    return mv_run(&c, f);
+}
+static int avx2_tril(const nb_kernel_args *a) { return mv_tri(a, mv_tril_row); }
+static int avx2_triu(const nb_kernel_args *a) { return mv_tri(a, mv_triu_row); }
+
+static int avx2_pad(const nb_kernel_args *a) {
+    mv_call c;
+    const nb_tensor *pads = a->nin > 1 ? a->in[1] : NULL;
+    if (!mv_open(&c, a) || c.in->ndim != c.out->ndim || !pads || pads->dtype != NB_DTYPE_I64 || pads->ndim != 1 ||
+        pads->numel != 2 * c.out->ndim || !nb_is_contiguous(pads))
+        return NB_KERNEL_DECLINE;
+    const int64_t *pv = nb_data(pads);
+    for (int d = 0; d < c.out->ndim; d++) {
+        c.before[d] = pv[2 * d], c.after[d] = pv[2 * d + 1];
+        if (c.in->shape[d] + c.before[d] + c.after[d] != c.out->shape[d]) return NB_KERNEL_DECLINE;
+    }
+    nb__store(c.fill, c.out->dtype, a->scalar[0]);
+    c.fill_zero = true;
+    for (size_t b = 0; b < c.es; b++) c.fill_zero = c.fill_zero && c.fill[b] == 0;
+    return mv_run(&c, mv_pad_row);
+}
+
 #define IX_REG(OP, DT, FN, NAME) {NB_OP_##OP, NB_DTYPE_##DT, NB_ISA_AVX2, NAME, 10, FN}
 #define IX_REG_ALL(OP, FN, NAME)                                                                             \
     IX_REG(OP, F32, FN, NAME), IX_REG(OP, F64, FN, NAME), IX_REG(OP, I64, FN, NAME), IX_REG(OP, BOOL, FN, NAME)
@@ -174,6 +371,11 @@ void nb__avx2_index_register(void) {
         IX_REG(EMBEDDING, F32, avx2_embedding, "avx2_embedding"),
         IX_REG(EMBEDDING, F64, avx2_embedding, "avx2_embedding"),
         IX_REG(INDEX_ADD, F32, avx2_index_add, "avx2_index_add"),
+        IX_REG_ALL(REPEAT, avx2_repeat, "avx2_repeat"),
+        IX_REG_ALL(FLIP, avx2_flip, "avx2_flip"),
+        IX_REG_ALL(TRIL, avx2_tril, "avx2_tril"),
+        IX_REG_ALL(TRIU, avx2_triu, "avx2_triu"),
+        IX_REG_ALL(PAD, avx2_pad, "avx2_pad"),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
