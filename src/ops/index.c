@@ -30,6 +30,24 @@ static bool find_outside(const nb_tensor *idx, int64_t size, int64_t *val, int64
     memset(pos, 0, sizeof(int64_t) * NB_MAX_DIMS);
     if (idx->numel == 0) return false;
     const int64_t *base = nb_data(idx);
+    if (nb_is_contiguous(idx)) {   /* the same C-order scan without a multi-index per element */
+        int64_t mx = 0;               /* a local: *max may alias base[] for the compiler */
+        for (int64_t k = 0; k < idx->numel; k++) {
+            int64_t v = base[k];
+            mx = v > mx ? v : mx;
+            if ((uint64_t)v >= (uint64_t)size) {   /* v < 0 or v >= size (size >= 0) */
+                *max = mx;
+                *val = v;
+                for (int d = idx->ndim - 1; d >= 0; d--) {
+                    pos[d] = k % idx->shape[d];
+                    k /= idx->shape[d];
+                }
+                return true;
+            }
+        }
+        *max = mx;
+        return false;
+    }
     for (;;) {
         int64_t off = 0;
         for (int d = 0; d < idx->ndim; d++) off += pos[d] * idx->stride[d];

@@ -262,3 +262,65 @@ Test(avx2_index, movement_ops_split_over_threads) {
     ix_same(one, three, "pad at 1 and 3 threads");
     nb_scope_end();
 }
+
+/* An I64 tensor of `shape` with values in [0, hi) (many repeats). */
+static nb_tensor *ix_idx(nb_dims shape, int64_t hi, uint64_t seed) {
+    nb_tensor *u = nb_mul_scalar(nb_rand(shape, NB_F32, seed), (double)hi - 0.01);
+    return nb_contiguous(nb_to_dtype(u, NB_I64));   /* truncation: u >= 0 */
+}
+
+/* gather along every dim (every dtype; in[0] larger than out in the other
+ * dims), scatter_add along every dim (F32, F64; repeated indices, src
+ * larger than index): bitwise ref's; an out-of-range index: NB_ERANGE. */
+Test(avx2_index, gather_scatter_add_every_dim) {
+    ix_need();
+    nb_scope_begin();
+    static const nb_dtype dts[4] = {NB_F32, NB_F64, NB_I64, NB_BOOL};
+    for (int t = 0; t < 4; t++)
+        for (int d = 0; d < 3; d++) {
+            nb_tensor *src = ix_rand(NB_SHAPE(5, 6, 19), dts[t], 500 + (uint64_t)(t * 3 + d));
+            int64_t full[3] = {5, 6, 19}, sh[3] = {4, 5, 17};
+            sh[d] = 9;   /* along d the index may be longer than src */
+            nb_dims od = nb_dims_of(3, sh);
+            nb_tensor *ix = ix_idx(od, full[d], 600 + (uint64_t)(t * 3 + d));
+            char what[64];
+            snprintf(what, sizeof what, "gather %s dim %d", nb_dtype_name(dts[t]), d);
+            ix_check(NB_OP_GATHER, od, dts[t], src, ix, NULL, 2, d, 0, "avx2_gather", what);
+            if (dts[t] != NB_F32 && dts[t] != NB_F64) continue;
+            nb_tensor *self = ix_rand(NB_SHAPE(5, 6, 19), dts[t], 700 + (uint64_t)d);
+            int64_t ssh[3] = {4, 5, 17};
+            ssh[d] = 11;   /* index along d; src larger than index everywhere */
+            nb_tensor *six = ix_idx(nb_dims_of(3, ssh), full[d], 800 + (uint64_t)d);
+            int64_t big[3] = {ssh[0] + 1, ssh[1] + 2, ssh[2] + 3};
+            nb_tensor *ssrc = ix_rand(nb_dims_of(3, big), dts[t], 900 + (uint64_t)d);
+            snprintf(what, sizeof what, "scatter_add %s dim %d", nb_dtype_name(dts[t]), d);
+            ix_check(NB_OP_SCATTER_ADD, NB_SHAPE(5, 6, 19), dts[t], self, six, ssrc, 3, d, 0, "avx2_scatter_add",
+                     what);
+        }
+    /* large, split over threads, many additions per element: the same bits at 1 and 3 threads, and ref's */
+    nb_tensor *self = ix_rand(NB_SHAPE(64, 500), NB_F32, 11), *src = ix_rand(NB_SHAPE(300, 500), NB_F32, 12);
+    for (int d = 0; d < 2; d++) {
+        /* index.size(k) <= self.size(k) for k != d (the op checks it) */
+        nb_tensor *ix = d ? ix_idx(NB_SHAPE(64, 500), 500, 14) : ix_idx(NB_SHAPE(300, 500), 64, 13);
+        ix_check(NB_OP_SCATTER_ADD, NB_SHAPE(64, 500), NB_F32, self, ix, src, 3, d, 0, "avx2_scatter_add",
+                 "scatter_add into 64x500");
+        const char *k;
+        ix_default(1);
+        nb_tensor *one = ix_run(NB_OP_SCATTER_ADD, NB_SHAPE(64, 500), NB_F32, self, ix, src, 3, d, 0, &k, NULL);
+        ix_default(3);
+        nb_tensor *three = ix_run(NB_OP_SCATTER_ADD, NB_SHAPE(64, 500), NB_F32, self, ix, src, 3, d, 0, &k, NULL);
+        ix_default(0);
+        ix_same(one, three, "scatter_add at 1 and 3 threads");
+    }
+    /* an index out of range: NB_ERANGE, nothing written */
+    const int64_t bad[6] = {0, 1, 2, 3, 7, 1};
+    nb_tensor *bix = nb_from_data(NB_SHAPE(2, 3), NB_I64, bad), *x = ix_rand(NB_SHAPE(2, 5), NB_F32, 14);
+    const char *k;
+    int rc;
+    nb_tensor *out = ix_run(NB_OP_GATHER, NB_SHAPE(2, 3), NB_F32, x, bix, NULL, 2, 1, 0, &k, &rc);
+    cr_assert_eq(rc, NB_ERANGE, "gather: rc %d", rc);
+    for (int i = 0; i < 6; i++) cr_assert_eq(((const float *)nb_data(out))[i], 0.0f, "gather wrote element %d", i);
+    ix_run(NB_OP_SCATTER_ADD, NB_SHAPE(2, 5), NB_F32, x, bix, ix_rand(NB_SHAPE(2, 3), NB_F32, 15), 3, 1, 0, &k, &rc);
+    cr_assert_eq(rc, NB_ERANGE, "scatter_add: rc %d", rc);
+    nb_scope_end();
+}

@@ -2,7 +2,8 @@
  * ref_index.c, with its arguments: CAT, STACK, INDEX_SELECT and EMBEDDING
  * (any dtype: block copies with memcpy) and INDEX_ADD (F32: rows added with
  * AVX2), the embedding's backward; REPEAT, FLIP, TRIL/TRIU and PAD (any
- * dtype, row by row: see their section). ref walks every element through a
+ * dtype, row by row: see their section); GATHER (any dtype) and SCATTER_ADD
+ * (F32, F64; ref's order of additions). ref walks every element through a
  * multi-index (~0.5 GB/s: a 32 MB cat took 75 ms); here whole contiguous
  * blocks move at once.
  *
@@ -359,6 +360,130 @@ static int avx2_pad(const nb_kernel_args *a) {
     return mv_run(&c, mv_pad_row);
 }
 
+/* ---- GATHER (any dtype), SCATTER_ADD (F32, F64) on contiguous operands ----
+ * gather: out[p] = in[0][p with p[d] := index[p]], out and index of one
+ * shape, in[0] at least as large in the other dims; out's rows split over
+ * threads. (scatter_add's in[2] may have any strides.) scatter_add: out = in[0], then out[p with p[d] := index[p]] +=
+ * in[2][p] over index's shape, in ref's order for every element of out:
+ * along the last dim (d last) a row of index only reaches its own row of
+ * out, so rows go to threads; otherwise the contributions to one element
+ * differ only in p[d] and come in its order, so threads take column
+ * ranges and walk every row. Indices are all checked first. */
+/* Element offset, in t, of the outer index idx (nd - 1 entries) with entry d
+ * taken as 0. */
+static inline int64_t mv_outer_off(const nb_tensor *t, const int64_t *idx, int nd, int d) {
+    int64_t off = 0;
+    for (int k = 0; k < nd - 1; k++)
+        if (k != d) off += idx[k] * t->stride[k];
+    return off;
+}
+
+static bool mv_flat(const nb_tensor *t) { return t->numel == 0 || nb_is_contiguous(t); }
+
+static int avx2_gather(const nb_kernel_args *a) {
+    const nb_tensor *src = a->in[0], *ix = a->nin > 1 ? a->in[1] : NULL;
+    nb_tensor *out = a->out;
+    int d = (int)a->scalar[0], nd = out->ndim;
+    if (!src || !ix || ix->dtype != NB_DTYPE_I64 || src->dtype != out->dtype || nd < 1 || src->ndim != nd ||
+        ix->ndim != nd || d < 0 || d >= nd || !mv_flat(src) || !mv_flat(ix) || !mv_flat(out))
+        return NB_KERNEL_DECLINE;
+    for (int k = 0; k < nd; k++)   /* shapes the op guarantees: ref's walk too relies on them */
+        if (ix->shape[k] != out->shape[k] || (k != d && src->shape[k] < out->shape[k])) return NB_KERNEL_DECLINE;
+    if (out->numel == 0) return 0;
+    int rc = ix_check(ix, ix->numel, src->shape[d], true, "avx2_gather");
+    if (rc) return rc;
+    size_t es = nb_dtype_size(out->dtype);
+    int64_t L = out->shape[nd - 1], rows = out->numel / L, sd = src->stride[d];
+    const int64_t *iv = nb_data(ix);
+    const char *sb = ix_ptr(src);
+    int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
+    if (nt > rows) nt = (int)rows;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
+        for (int64_t k = nd - 2, q = r0; k >= 0; k--) {
+            idx[k] = q % out->shape[k];
+            q /= out->shape[k];
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            char *o = ix_ptr(out) + r * L * (int64_t)es;
+            const int64_t *ir = iv + r * L;
+            int64_t base = mv_outer_off(src, idx, nd, d);
+            int64_t step = d == nd - 1 ? 0 : 1, sdd = d == nd - 1 ? 1 : sd;   /* src element base + ir[j] sdd + j step */
+            if (es == 4)
+                for (int64_t j = 0; j < L; j++) ((uint32_t *)o)[j] = ((const uint32_t *)sb)[base + ir[j] * sdd + j * step];
+            else if (es == 8)
+                for (int64_t j = 0; j < L; j++) ((uint64_t *)o)[j] = ((const uint64_t *)sb)[base + ir[j] * sdd + j * step];
+            else
+                for (int64_t j = 0; j < L; j++)
+                    memcpy(o + j * (int64_t)es, sb + (base + ir[j] * sdd + j * step) * (int64_t)es, es);
+            for (int k = nd - 2; k >= 0; k--) {
+                if (++idx[k] < out->shape[k]) break;
+                idx[k] = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* one row of index (outer index idx) added into out, columns [j0, j1) */
+#define SC_ROW(T)                                                                                 \
+    do {                                                                                          \
+        T *ob = (T *)nb_data(out);                                                                \
+        const T *srow = (const T *)nb_data(src) + mv_outer_off(src, idx, nd, -1);                 \
+        int64_t base = mv_outer_off(out, idx, nd, d);                                             \
+        if (d == nd - 1)                                                                          \
+            for (int64_t j = j0; j < j1; j++) ob[base + ir[j]] += srow[j * ss];                   \
+        else                                                                                      \
+            for (int64_t j = j0; j < j1; j++) ob[base + ir[j] * out->stride[d] + j] += srow[j * ss]; \
+    } while (0)
+
+static int avx2_scatter_add(const nb_kernel_args *a) {
+    const nb_tensor *self = a->in[0], *ix = a->nin > 2 ? a->in[1] : NULL, *src = a->nin > 2 ? a->in[2] : NULL;
+    nb_tensor *out = a->out;
+    int d = (int)a->scalar[0], nd = out->ndim;
+    if (!self || !ix || !src || ix->dtype != NB_DTYPE_I64 || self->dtype != out->dtype ||
+        src->dtype != out->dtype || (out->dtype != NB_DTYPE_F32 && out->dtype != NB_DTYPE_F64) || nd < 1 ||
+        self->ndim != nd || ix->ndim != nd || src->ndim != nd || d < 0 || d >= nd || !mv_flat(self) ||
+        !mv_flat(ix) || !mv_flat(out))   /* src: any strides (a gather's gradient is often expanded) */
+        return NB_KERNEL_DECLINE;
+    for (int k = 0; k < nd; k++)
+        if (self->shape[k] != out->shape[k] || (k != d && ix->shape[k] > out->shape[k]) ||
+            src->shape[k] < ix->shape[k])
+            return NB_KERNEL_DECLINE;
+    int rc = ix->numel ? ix_check(ix, ix->numel, out->shape[d], true, "avx2_scatter_add") : 0;
+    if (rc) return rc;
+    if (out->numel) memcpy(nb_data(out), nb_data(self), (size_t)out->numel * nb_dtype_size(out->dtype));
+    if (ix->numel == 0) return 0;
+    int64_t L = ix->shape[nd - 1], rows = ix->numel / L, ss = src->stride[nd - 1];
+    const int64_t *iv = nb_data(ix);
+    bool by_rows = d == nd - 1;
+    int64_t units = by_rows ? rows : L;
+    int nt = nb__par_threads(ix->numel, NB_GRAIN_ELEMENTWISE);
+    if (nt > units) nt = (int)units;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
+        int64_t r0 = by_rows ? u0 : 0, r1 = by_rows ? u1 : rows, j0 = by_rows ? 0 : u0, j1 = by_rows ? L : u1;
+        int64_t idx[NB_MAX_DIMS] = {0};
+        for (int64_t k = nd - 2, q = r0; k >= 0; k--) {
+            idx[k] = q % ix->shape[k];
+            q /= ix->shape[k];
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t *ir = iv + r * L;
+            if (out->dtype == NB_DTYPE_F32) SC_ROW(float);
+            else SC_ROW(double);
+            for (int k = nd - 2; k >= 0; k--) {
+                if (++idx[k] < ix->shape[k]) break;
+                idx[k] = 0;
+            }
+        }
+    }
+    return 0;
+}
+#undef SC_ROW
+
 #define IX_REG(OP, DT, FN, NAME) {NB_OP_##OP, NB_DTYPE_##DT, NB_ISA_AVX2, NAME, 10, FN}
 #define IX_REG_ALL(OP, FN, NAME)                                                                             \
     IX_REG(OP, F32, FN, NAME), IX_REG(OP, F64, FN, NAME), IX_REG(OP, I64, FN, NAME), IX_REG(OP, BOOL, FN, NAME)
@@ -376,6 +501,9 @@ void nb__avx2_index_register(void) {
         IX_REG_ALL(TRIL, avx2_tril, "avx2_tril"),
         IX_REG_ALL(TRIU, avx2_triu, "avx2_triu"),
         IX_REG_ALL(PAD, avx2_pad, "avx2_pad"),
+        IX_REG_ALL(GATHER, avx2_gather, "avx2_gather"),
+        IX_REG(SCATTER_ADD, F32, avx2_scatter_add, "avx2_scatter_add"),
+        IX_REG(SCATTER_ADD, F64, avx2_scatter_add, "avx2_scatter_add"),
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
