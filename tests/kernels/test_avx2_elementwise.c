@@ -9,7 +9,7 @@
  *    sqrt relu fill copy rsqrt reciprocal sign leaky_relu clamp (with and
  *    without bounds)): bitwise equal to the F32 ref (NaN == NaN);
  *  - math ops: max ULP distance from the F64 ref result rounded to float:
- *    exp, log, tanh, erf 2; sigmoid 3; silu, elu, softplus 4; pow_scalar (exponents 0, 1, 2, 3, 4, -1,
+ *    sin, cos 1; exp, log, tanh, erf 2; sigmoid 3; silu, elu, softplus 4; pow_scalar (exponents 0, 1, 2, 3, 4, -1,
  *    -2, 0.5, -0.5; another is declined, see other_dtypes_are_declined_to_ref) 1; gelu (erf) 8; gelu (tanh form)
  *    8 + 3|2u| (u its tanh argument: the rounding of u is amplified in the
  *    negative tail). Where the F64 ref itself cancels (deep tails: special
@@ -112,6 +112,10 @@ static const ew_op ew_ops[] = {
     {NB_OP_POW_SCALAR, "pow_scalar_-0.5", 1, -0.5, 1, -1, 100, 0},
     {NB_OP_POW_SCALAR, "pow_scalar_0", 1, 0, 1, -10, 10, 0},
     {NB_OP_POW_SCALAR, "pow_scalar_1", 1, 1, 1, -10, 10, 0},
+    {NB_OP_SIN, "sin", 1, 0, 1, -10, 10, 0},
+    {NB_OP_COS, "cos", 1, 0, 1, -10, 10, 0},
+    {NB_OP_SIN, "sin_wide", 1, 0, 1, -70000, 70000, 0},   /* past 65536: sinf lane by lane */
+    {NB_OP_COS, "cos_wide", 1, 0, 1, -70000, 70000, 0},
     {NB_OP_MSE_LOSS, "mse_loss", 2, 0, -1, -10, 10, 0},
     {NB_OP_L1_LOSS, "l1_loss", 2, 0, -1, -10, 10, 0},
 };
@@ -174,6 +178,8 @@ static double ew_oracle(const ew_op *o, double x) {
         return x / (1 + exp(-2 * 0.79788456080286535588 * (x + 0.044715 * x * x * x)));
     case NB_OP_ELU: return x > 0 ? x : o->s0 * expm1(x);
     case NB_OP_POW_SCALAR: return pow(x, o->s0);
+    case NB_OP_SIN: return sin(x);
+    case NB_OP_COS: return cos(x);
     case NB_OP_SOFTPLUS: {
         double z = x * o->s0;
         return z > o->s1 ? x : (fmax(z, 0) + log1p(exp(-fabs(z)))) / o->s0;

@@ -2,7 +2,7 @@
  * add sub mul div (any broadcast), add_scalar mul_scalar, pow_scalar (exponents 0, 1, 2, 3,
  * 4, -1, -2, 0.5, -0.5; others stay on ref), mse_loss and l1_loss (element-wise), smooth_l1_loss,
  * the l1 / smooth_l1 derivatives and bce_with_logits (fwd, d/dx; see their section), neg exp log tanh
- * sigmoid relu gelu silu erf sqrt abs square, maximum minimum, fill, copy,
+ * sigmoid relu gelu silu erf sin cos sqrt abs square, maximum minimum, fill, copy,
  * rsqrt reciprocal sign clamp leaky_relu elu softplus; and (see the section
  * near the end, ref_compare.c's arguments) the comparisons eq..ge and
  * eq_scalar..ge_scalar (F32 in, BOOL out), logical_not/and/or (BOOL),
@@ -185,6 +185,67 @@ static inline __m256 op_pwmh(__m256 x, __m256 y, const ew_par *p) {
     (void)y, (void)p;
     return pw_d(pw_abs_zero_inf(x), -5);
 }
+/* 8 floats as two halves of 4 doubles, and back (one rounding each). */
+static inline void ew_pd2(__m256 v, __m256d *lo, __m256d *hi) {
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+static inline __m256 ew_ps2(__m256d lo, __m256d hi) {
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+/* sin and cos: x (a float, exact in double) reduced by k pi/2 in double
+ * (k = round(x 2/pi); pi/2 in two parts, the first of 33 bits, so k P1 and
+ * x - k P1 are exact for |k| < 2^20 and the second part's error stays
+ * below 1e-16 for |x| <= 2^16), then Taylor polynomials to r^13 / r^14 on
+ * |r| <= pi/4 (truncation < 4e-14) and the quadrant's sign and swap: the
+ * double result is within ~1e-15 of sin x, so the float is the rounded
+ * value (or its neighbour in a near tie): within 1 ULP of the double ref.
+ * |x| < 2^-12 gives sin x = x (keeps -0 and denormals), cos x = 1. A
+ * vector with any |x| > 2^16, inf or NaN goes lane by lane through sinf /
+ * cosf: ref's bits. */
+#define SC_P1 1.57079632673412561417e+00  /* pi/2: the first 33 bits */
+#define SC_P2 6.07710050650619224932e-11  /* pi/2 - SC_P1 */
+static inline __m256d sc_pd(__m256d x, int quad) {
+    __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(0.63661977236758134308)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(SC_P2), _mm256_fnmadd_pd(k, _mm256_set1_pd(SC_P1), x));
+    __m256d z = _mm256_mul_pd(r, r);
+    __m256d sp = _mm256_set1_pd(1.0 / 6227020800.0);   /* 1/13! */
+    sp = _mm256_fmadd_pd(sp, z, _mm256_set1_pd(-1.0 / 39916800.0));
+    sp = _mm256_fmadd_pd(sp, z, _mm256_set1_pd(1.0 / 362880.0));
+    sp = _mm256_fmadd_pd(sp, z, _mm256_set1_pd(-1.0 / 5040.0));
+    sp = _mm256_fmadd_pd(sp, z, _mm256_set1_pd(1.0 / 120.0));
+    sp = _mm256_fmadd_pd(sp, z, _mm256_set1_pd(-1.0 / 6.0));
+    __m256d sn = _mm256_fmadd_pd(_mm256_mul_pd(r, z), sp, r);
+    __m256d cp = _mm256_set1_pd(1.0 / 479001600.0);   /* 1/12! */
+    cp = _mm256_fmadd_pd(cp, z, _mm256_set1_pd(-1.0 / 3628800.0));
+    cp = _mm256_fmadd_pd(cp, z, _mm256_set1_pd(1.0 / 40320.0));
+    cp = _mm256_fmadd_pd(cp, z, _mm256_set1_pd(-1.0 / 720.0));
+    cp = _mm256_fmadd_pd(cp, z, _mm256_set1_pd(1.0 / 24.0));
+    cp = _mm256_fmadd_pd(cp, z, _mm256_set1_pd(-0.5));
+    __m256d cs = _mm256_fmadd_pd(z, cp, _mm256_set1_pd(1.0));
+    /* q = k + quad (cos x = sin(x + pi/2)): bit 0 swaps sin and cos, bit 1 negates */
+    __m256i q = _mm256_cvtepi32_epi64(_mm_add_epi32(_mm256_cvtpd_epi32(k), _mm_set1_epi32(quad)));
+    __m256d v = _mm256_blendv_pd(sn, cs, _mm256_castsi256_pd(_mm256_slli_epi64(q, 63)));
+    return _mm256_xor_pd(v, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_srli_epi64(q, 1), 63)));
+}
+static inline __m256 sc_ps(__m256 x, int quad) {
+    __m256 ax = nb__v_abs(x);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(ax, NB__V1(65536.0f), _CMP_LE_OQ)) != 0xFF) {
+        float v[8];
+        _mm256_storeu_ps(v, x);
+        for (int j = 0; j < 8; j++) v[j] = quad ? cosf(v[j]) : sinf(v[j]);
+        return _mm256_loadu_ps(v);
+    }
+    __m256d lo, hi;
+    ew_pd2(x, &lo, &hi);
+    __m256 r = ew_ps2(sc_pd(lo, quad), sc_pd(hi, quad));
+    return _mm256_blendv_ps(r, quad ? NB__V1(1.0f) : x, _mm256_cmp_ps(ax, NB__V1(0x1p-12f), _CMP_LT_OQ));
+}
+static inline __m256 op_sin(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return sc_ps(x, 0); }
+static inline __m256 op_cos(__m256 x, __m256 y, const ew_par *p) { (void)y, (void)p; return sc_ps(x, 1); }
+
 /* mse_loss and l1_loss, element-wise (the op reduces): ref's (x - y)^2 in
  * double (the difference of two floats is exact there, its square rounded
  * once in double, then to float) and |x - y| (the float difference is the
@@ -343,7 +404,7 @@ EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_R
 EW_ROW(sqrt) EW_ROW(relu) EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu)
 EW_ROW(gelu) EW_ROW(gelu_tanh) EW_ROW(erf) EW_ROW(rsqrt) EW_ROW(recip) EW_ROW(sign) EW_ROW(leaky)
 EW_ROW(clamp) EW_ROW(elu) EW_ROW(softplus) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw)
-EW_ROW(mse) EW_ROW(l1) EW_ROW(gelubw) EW_ROW(pw0) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
+EW_ROW(sin) EW_ROW(cos) EW_ROW(mse) EW_ROW(l1) EW_ROW(gelubw) EW_ROW(pw0) EW_ROW(pw3) EW_ROW(pw4) EW_ROW(pwm2) EW_ROW(pwh) EW_ROW(pwmh)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
@@ -533,7 +594,7 @@ static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) 
 EW_KERNEL(add, 2, GE) EW_KERNEL(sub, 2, GE) EW_KERNEL(mul, 2, GE) EW_KERNEL(div, 2, GE)
 EW_KERNEL(maximum, 2, GE) EW_KERNEL(minimum, 2, GE) EW_KERNEL(adds, 1, GE) EW_KERNEL(muls, 1, GE)
 EW_KERNEL(neg, 1, GE) EW_KERNEL(abs, 1, GE) EW_KERNEL(square, 1, GE) EW_KERNEL(sqrt, 1, GE)
-EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT)
+EW_KERNEL(sin, 1, GT) EW_KERNEL(cos, 1, GT) EW_KERNEL(relu, 1, GE) EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT)
 EW_KERNEL(sigmoid, 1, GT) EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT) EW_KERNEL(fill, 0, GE)
 EW_KERNEL(rsqrt, 1, GE) EW_KERNEL(recip, 1, GE) EW_KERNEL(sign, 1, GE) EW_KERNEL(leaky, 1, GE)
 EW_KERNEL(elu, 1, GT) EW_KERNEL(softplus, 1, GT) EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE)
@@ -881,14 +942,6 @@ static int ew_flat_drive(const nb_kernel_args *a, int nin, ew_flat_fn f, int64_t
     return 0;
 }
 
-/* 8 floats as two halves of 4 doubles, and back (one rounding each). */
-static inline void ew_pd2(__m256 v, __m256d *lo, __m256d *hi) {
-    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-static inline __m256 ew_ps2(__m256d lo, __m256d hi) {
-    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
-}
 static inline void ew_st8(float *o, int64_t i, int64_t k, __m256 v) {
     if (k >= 8) _mm256_storeu_ps(o + i, v);
     else _mm256_maskstore_ps(o + i, nb__tail_mask((int)k), v);
@@ -1015,7 +1068,7 @@ void nb__avx2_elementwise_register(void) {
         REG(NEG, neg),         REG(ABS, abs),         REG(SQUARE, square),   REG(SQRT, sqrt),
         REG(RELU, relu),       REG(EXP, exp),         REG(LOG, log),         REG(TANH, tanh),
         REG(SIGMOID, sigmoid), REG(SILU, silu),       REG(GELU, gelu),       REG(FILL, fill),
-        REG(COPY, copy),       REG(ERF, erf),
+        REG(COPY, copy),       REG(ERF, erf),         REG(SIN, sin),         REG(COS, cos),
         REG(RSQRT, rsqrt),     REG_AS(RECIPROCAL, recip, "reciprocal"), REG(SIGN, sign),
         REG_AS(LEAKY_RELU, leaky, "leaky_relu"), REG(CLAMP, clamp), REG(ELU, elu), REG(SOFTPLUS, softplus),
         REG(EQ, eq), REG(NE, ne), REG(LT, lt), REG(LE, le), REG(GT, gt), REG(GE, ge),
