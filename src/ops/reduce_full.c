@@ -219,14 +219,17 @@ NB_API nb_tensor *nb_min(nb_tensor *a, const int *dims, int ndims, bool keepdim)
 static int max_dim_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
     nb_tensor *idx = nb__saved_get(n, 0);
     idx = idx ? red_keep_view(idx, n) : NULL;
-    nb_tensor *ones = idx ? nb_ones(nb_dims_get(idx), g->dtype) : NULL;
-    nb_tensor *onehot = ones ? nb_empty(n->shape[0], g->dtype) : NULL;
+    /* Without create_graph the kernel puts g itself at the indices (one pass);
+       with it, a one-hot times g keeps the result differentiable in g. */
+    bool fused = !nb_is_grad_enabled();
+    nb_tensor *vals = !idx ? NULL : fused ? red_keep_view(g, n) : nb_ones(nb_dims_get(idx), g->dtype);
+    nb_tensor *onehot = vals ? nb_empty(n->shape[0], g->dtype) : NULL;
     if (onehot) {
-        nb_kernel_args args = {.op = NB_OP_MAX_DIM_BACKWARD, .out = onehot, .in = {ones, idx}, .nin = 2,
+        nb_kernel_args args = {.op = NB_OP_MAX_DIM_BACKWARD, .out = onehot, .in = {vals, idx}, .nin = 2,
                                .scalar = {(double)n->p.i[0]}};
         if (nb__dispatch(&args, n->op)) onehot = NULL;
     }
-    gin[0] = onehot ? nb_mul(red_expand_grad(g, n), onehot) : NULL;
+    gin[0] = !onehot ? NULL : fused ? onehot : nb_mul(red_expand_grad(g, n), onehot);
     return nb__grads_ok(n, gin);
 }
 

@@ -12,7 +12,8 @@
  * summed in F32 blocks of 16 terms a lane emptied into double: the sum's
  * relative error, <= ~1.2e-6, becomes an absolute error of the log) within
  * 2e-6 + 1 ULP of |ref|; vector_norm within 1 ULP (orders 1, 2) or exact
- * (INFINITY); NaN where ref has NaN, the same infinities.
+ * (INFINITY); the backward of max (over dims, along a dim) bitwise; NaN
+ * where ref has NaN, the same infinities.
  *
  * Layouts: the reduced dim innermost (rows), outermost ([M, N] -> [1, N]),
  * in the middle, all dims (one long row, cut into blocks), merged dims,
@@ -316,6 +317,78 @@ Test(avx2_reduce, vector_norm) {
     const char *served;
     rd_call(NB_OP_VECTOR_NORM, rd_input(NB_SHAPE(4, 33), 7), 2u, 3.0, &served);   /* order 3: not ours */
     cr_assert(strncmp(served, "ref", 3) == 0, "vector_norm p 3 served by %s, expected a decline", served);
+    nb_scope_end();
+}
+
+/* A backward call: out (in[0]'s full shape) from in[0], in[1]; served by. */
+static nb_tensor *rd_bw(nb_op op, const nb_tensor *full, const nb_tensor *i0, const nb_tensor *i1, unsigned mask,
+                        const char *isa, const char **served) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .abort_on_error = -1}), 0);
+    nb_tensor *out = nb__new("test", NB_DTYPE_F32, nb_ndim(full), nb_shape(full));
+    cr_assert_not_null(out);
+    nb_kernel_args a = {.op = op, .out = out, .in = {i0, i1}, .nin = 2, .scalar = {(double)mask}};
+    cr_assert_eq(nb__dispatch(&a, "test_avx2_reduce"), 0, "%s: %s", nb_op_name(op), nb_last_error());
+    *served = nb__last_kernel();
+    cr_assert_eq(nb_init(NULL), 0);
+    return nb__scoped(out);
+}
+
+static void rd_bw_check(nb_op op, const nb_tensor *full, const nb_tensor *i0, const nb_tensor *i1, unsigned mask,
+                        int expect, const char *what) {
+    const char *k1, *k2;
+    nb_tensor *got = rd_bw(op, full, i0, i1, mask, NULL, &k1), *ref = rd_bw(op, full, i0, i1, mask, "ref", &k2);
+    cr_assert(strncmp(k2, "ref", 3) == 0, "%s: capped run served by %s", what, k2);
+    if (expect == 1) cr_assert(strncmp(k1, "avx2", 4) == 0, "%s: served by %s, expected avx2", what, k1);
+    if (expect == 0) cr_assert(strncmp(k1, "ref", 3) == 0, "%s: served by %s, expected a decline", what, k1);
+    const float *a = nb_data(got), *b = nb_data(ref);
+    for (int64_t i = 0; i < nb_numel(ref); i++)
+        cr_assert(rd_ulp(a[i], b[i]) == 0 && signbit(a[i]) == signbit(b[i]), "%s [%lld]: %a vs ref %a", what,
+                  (long long)i, (double)a[i], (double)b[i]);
+}
+
+/* AMAX_BACKWARD and MAX_DIM_BACKWARD: rows (and whole tensors) served,
+ * bitwise ref's: ties (values in quarters), a NaN row (NaN everywhere for
+ * amax), g broadcast (stride 0) or strided as max_dim's values; the outer layout
+ * declined; an index outside the slice is NB_ERANGE. */
+Test(avx2_reduce, max_backward_kernels) {
+    rd_need();
+    nb_scope_begin();
+    for (int l = 0; l < RD_NLENS; l++) {
+        int64_t L = rd_lens[l];
+        nb_tensor *x = rd_input(NB_SHAPE(6, L), 3 * (uint64_t)l + 3);   /* seed % 3 == 0: ties */
+        ((float *)nb_data(x))[2 * L + L / 2] = NAN;
+        for (unsigned mask = 1; mask <= 3; mask++) {
+            int64_t ks[2] = {mask & 1 ? 1 : 6, mask & 2 ? 1 : L};
+            nb_tensor *r = nb__new("test", NB_DTYPE_F32, 2, ks), *ix = nb__new("test", NB_DTYPE_I64, 2, ks);
+            nb_kernel_args am = {.op = NB_OP_AMAX, .out = r, .in = {x}, .nin = 1};
+            nb_kernel_args ag = {.op = NB_OP_ARGMAX, .out = ix, .in = {x}, .nin = 1};
+            cr_assert_eq(nb__dispatch(&am, "t"), 0);
+            cr_assert_eq(nb__dispatch(&ag, "t"), 0);
+            r = nb__scoped(r), ix = nb__scoped(ix);
+            nb_tensor *v = nb_randn(nb_dims_of(2, ks), NB_F32, 40 + mask);
+            nb_tensor *vb = nb_expand(nb_scalar(0.75), nb_dims_of(2, ks));
+            nb_tensor *vs = nb_slice(nb_randn(NB_SHAPE(ks[0], 2 * ks[1]), NB_F32, 50 + mask), 1, 0, 2 * ks[1], 2);
+            int expect = mask == 1 && L > 1 ? 0 : 1;   /* dim 0 of (6, L): the outer layout */
+            char what[64];
+            snprintf(what, sizeof what, "amax_backward L %lld mask %u", (long long)L, mask);
+            rd_bw_check(NB_OP_AMAX_BACKWARD, x, x, r, mask, expect, what);
+            snprintf(what, sizeof what, "max_dim_backward L %lld mask %u", (long long)L, mask);
+            rd_bw_check(NB_OP_MAX_DIM_BACKWARD, x, v, ix, mask, expect, what);
+            snprintf(what, sizeof what, "max_dim_backward, broadcast g, L %lld mask %u", (long long)L, mask);
+            rd_bw_check(NB_OP_MAX_DIM_BACKWARD, x, vb, ix, mask, expect, what);
+            snprintf(what, sizeof what, "max_dim_backward, strided g, L %lld mask %u", (long long)L, mask);
+            rd_bw_check(NB_OP_MAX_DIM_BACKWARD, x, vs, ix, mask, expect, what);
+        }
+    }
+    /* an index outside the slice */
+    nb_tensor *x = rd_input(NB_SHAPE(3, 9), 5), *v = nb_ones(NB_SHAPE(3, 1), NB_F32);
+    const int64_t bad[3] = {0, 9, 2};
+    nb_tensor *ix = nb_from_data(NB_SHAPE(3, 1), NB_I64, bad);
+    nb_tensor *out = nb_full(NB_SHAPE(3, 9), NB_F32, 7.0);
+    nb_kernel_args a = {.op = NB_OP_MAX_DIM_BACKWARD, .out = out, .in = {v, ix}, .nin = 2, .scalar = {2.0}};
+    cr_assert_eq(nb__dispatch(&a, "t"), NB_ERANGE, "an index of 9 in a slice of 9");
+    cr_assert_eq(((float *)nb_data(out))[0], 7.0f, "nothing written before the error");
+    (void)x;
     nb_scope_end();
 }
 

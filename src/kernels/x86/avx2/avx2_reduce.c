@@ -1,5 +1,6 @@
 /* avx2_reduce.c — AVX2+FMA kernels of the F32 reductions: sum, amax/amin,
- * argmax/argmin, var/std, logsumexp, vector_norm (variants of ref_reduce.c and ref_reduce_full.c,
+ * argmax/argmin, var/std, logsumexp, vector_norm, and the backward of max / min (over dims, along a
+ * dim; see their section) (variants of ref_reduce.c and ref_reduce_full.c,
  * same arguments: in[0] (d0..dn) -> out of the same rank, size 1 on reduced
  * dims; scalar[0] the correction of var/std).
  *
@@ -546,6 +547,89 @@ static int run(const nb_kernel_args *a, rop op) {
     return 0;
 }
 
+/* ---- the backward of max / min (AMAX_BACKWARD) and of max / min along a
+ * dim (MAX_DIM_BACKWARD), reduced dims contiguous (the inner layout of
+ * rgeo, with out laid out as x) ----
+ * AMAX_BACKWARD: in[0] x, in[1] r (the slice's extreme, reduced shape):
+ * out = (x == r) / count, NaN over a slice where nothing equals r (a NaN r),
+ * 1 / count rounded once from double: ref's bits. MAX_DIM_BACKWARD: in[0]
+ * v (reduced shape, any strides: the op may pass g itself), in[1] the I64
+ * index (reduced, contiguous): out's slice is 0 but v at the index; an
+ * index outside the slice is NB_ERANGE before anything is written. Slices
+ * are split over threads. */
+
+/* offset of element k (C order) of t */
+static inline int64_t c_off(const nb_tensor *t, int64_t k) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0 && k; d--) {
+        off += (k % t->shape[d]) * t->stride[d];
+        k /= t->shape[d];
+    }
+    return off;
+}
+
+static void amax_bw_row(float *o, const float *x, int64_t n, float r) {
+    __m256 rv = _mm256_set1_ps(r);
+    int64_t c = 0, i = 0;
+    for (; i + 8 <= n; i += 8)
+        c += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), rv, _CMP_EQ_OQ)));
+    for (; i < n; i++) c += x[i] == r;
+    if (c == 0) {
+        for (i = 0; i < n; i++) o[i] = NAN;
+        return;
+    }
+    __m256 w = _mm256_set1_ps((float)(1.0 / (double)c));
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), rv, _CMP_EQ_OQ), w));
+    for (; i < n; i++) o[i] = x[i] == r ? (float)(1.0 / (double)c) : 0.0f;
+}
+
+static int avx2_amax_backward(const nb_kernel_args *a) {
+    const nb_tensor *x = a->in[0], *r = a->nin > 1 ? a->in[1] : NULL;
+    nb_tensor *out = a->out;
+    rgeo g;
+    if (!r || r->dtype != NB_DTYPE_F32 || out->dtype != NB_DTYPE_F32 || !nb_is_contiguous(x) ||
+        !nb_is_contiguous(out) || !nb__same_shape(x, out) || !rgeo_init(&g, x, r) || g.kind != RG_INNER ||
+        x->numel == 0)
+        return NB_KERNEL_DECLINE;
+    const float *xb = nb_data(x), *rb = nb_data(r);
+    float *ob = nb_data(out);
+    int nt = nb__par_threads(x->numel, NB_GRAIN_ELEMENTWISE);
+    if (nt > g.nk1) nt = (int)g.nk1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t k = 0; k < g.nk1; k++) {
+        int64_t off = kept_off(&g, k);
+        amax_bw_row(ob + off, xb + off, g.rlen, rb[k]);
+    }
+    return 0;
+}
+
+static int avx2_max_dim_backward(const nb_kernel_args *a) {
+    const nb_tensor *v = a->in[0], *ix = a->nin > 1 ? a->in[1] : NULL;
+    nb_tensor *out = a->out;
+    rgeo g;
+    if (!ix || ix->dtype != NB_DTYPE_I64 || v->dtype != NB_DTYPE_F32 || !nb_is_contiguous(out) ||
+        !nb__same_shape(v, ix) || !rgeo_init(&g, out, ix) || g.kind != RG_INNER || out->numel == 0)
+        return NB_KERNEL_DECLINE;
+    const int64_t *ib = nb_data(ix);
+    for (int64_t k = 0; k < g.nk1; k++)
+        if (ib[k] < 0 || ib[k] >= g.rlen)
+            return nb__err(NB_ERANGE, "%s: index %lld out of range for a slice of %lld", nb_op_name(a->op),
+                           (long long)ib[k], (long long)g.rlen);
+    const float *vb = nb_data(v);
+    float *ob = nb_data(out);
+    bool vflat = nb_is_contiguous(v);
+    int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
+    if (nt > g.nk1) nt = (int)g.nk1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t k = 0; k < g.nk1; k++) {
+        float *o = ob + kept_off(&g, k);
+        memset(o, 0, (size_t)g.rlen * sizeof(float));
+        o[ib[k]] = vb[vflat ? k : c_off(v, k)];
+    }
+    return 0;
+}
+
 static int avx2_sum(const nb_kernel_args *a) { return run(a, R_SUM); }
 static int avx2_amax(const nb_kernel_args *a) { return run(a, R_MAX); }
 static int avx2_amin(const nb_kernel_args *a) { return run(a, R_MIN); }
@@ -567,6 +651,8 @@ void nb__avx2_reduce_register(void) {
         {NB_OP_STD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_std", 10, avx2_std},
         {NB_OP_LOGSUMEXP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_logsumexp", 10, avx2_logsumexp},
         {NB_OP_VECTOR_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_vector_norm", 10, avx2_vector_norm},
+        {NB_OP_AMAX_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_amax_backward", 10, avx2_amax_backward},
+        {NB_OP_MAX_DIM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_max_dim_backward", 10, avx2_max_dim_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
 }
