@@ -15,6 +15,7 @@
  * Sizes 0, 1, 7, 15, 16, 17, 33, 1023, 4097 and 100003 (split over
  * threads); g contiguous or one value broadcast; special values (+-0,
  * +-inf, NaN, |x - y| equal to and just below beta, large magnitudes).
+ * NLL_LOSS_BACKWARD (class weights, label smoothing, ignored rows): bitwise.
  * Declined to ref: bce with a weight or pos_weight, bce's d/dy, a
  * transposed operand. Skipped without AVX2.
  */
@@ -249,5 +250,58 @@ Test(avx2_loss, public_ops_match_ref) {
     for (int i = 0; i < 3; i++)
         cr_assert(fabsf(got[0][i] - got[1][i]) <= 1e-6f * (1 + fabsf(got[1][i])), "value %d: %.9g vs ref %.9g", i,
                   got[0][i], got[1][i]);
+    nb_scope_end();
+}
+
+/* NLL_LOSS_BACKWARD into a fresh (N, C) output with the ISA capped to isa. */
+static nb_tensor *ls_nll_bw(const nb_tensor *const *in, int64_t N, int64_t C, double eps, const char *isa,
+                            const char **served, int *rc) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = isa, .abort_on_error = -1}), 0);
+    nb_tensor *out = nb_full(NB_SHAPE(N, C), NB_F32, NAN);
+    nb_kernel_args a = {.op = NB_OP_NLL_LOSS_BACKWARD, .out = out, .in = {in[0], in[1], in[2]}, .nin = 3,
+                        .scalar = {-100, eps}};
+    *rc = nb__dispatch(&a, "test_avx2_loss");
+    *served = nb__last_kernel();
+    cr_assert_eq(nb_init(NULL), 0);
+    return out;
+}
+
+/* NLL_LOSS_BACKWARD on (N, C): bitwise ref's (signed zeros included: g of
+ * both signs) with and without class weights and label smoothing, ignored
+ * rows, g contiguous or broadcast; a target out of range is NB_ERANGE. */
+Test(avx2_loss, nll_loss_backward_bitwise) {
+    ls_need();
+    nb_scope_begin();
+    static const int64_t Cs[] = {1, 7, 10, 33, 100};
+    for (int ci = 0; ci < 5; ci++) {
+        int64_t C = Cs[ci], N = 37;
+        int64_t tv[37];
+        for (int64_t r = 0; r < N; r++) tv[r] = r % 5 == 4 ? -100 : (r * 7) % C;   /* -100: ignored */
+        nb_tensor *T = nb_from_data(NB_SHAPE(N), NB_I64, tv);
+        nb_tensor *G = nb_randn(NB_SHAPE(N), NB_F32, 60 + (uint64_t)ci);   /* both signs */
+        nb_tensor *Gb = nb_expand(nb_scalar(-0.5), NB_SHAPE(N));
+        nb_tensor *W = nb_rand(NB_SHAPE(C), NB_F32, 70 + (uint64_t)ci);
+        for (int v = 0; v < 8; v++) {
+            const nb_tensor *in[3] = {v & 1 ? Gb : G, T, v & 2 ? W : NULL};
+            double eps = v & 4 ? 0.1 : 0.0;
+            const char *k1, *k2;
+            int rc1, rc2;
+            nb_tensor *a = ls_nll_bw(in, N, C, eps, "avx2", &k1, &rc1), *r = ls_nll_bw(in, N, C, eps, "ref", &k2, &rc2);
+            cr_assert(rc1 == 0 && rc2 == 0, "C %lld case %d: rc %d / %d", (long long)C, v, rc1, rc2);
+            cr_assert(strncmp(k1, "avx2", 4) == 0 && strncmp(k2, "ref", 3) == 0, "served by %s / %s", k1, k2);
+            const float *x = nb_data(a), *y = nb_data(r);
+            for (int64_t i = 0; i < N * C; i++)
+                cr_assert(memcmp(&x[i], &y[i], 4) == 0, "C %lld case %d [%lld]: avx2 %a, ref %a", (long long)C, v,
+                          (long long)i, (double)x[i], (double)y[i]);
+        }
+        tv[3] = C;   /* out of range */
+        nb_tensor *Tb = nb_from_data(NB_SHAPE(N), NB_I64, tv);
+        const nb_tensor *in[3] = {G, Tb, NULL};
+        const char *k;
+        int rc;
+        nb_tensor *a = ls_nll_bw(in, N, C, 0, "avx2", &k, &rc);
+        cr_assert_eq(rc, NB_ERANGE, "C %lld: target %lld gives rc %d", (long long)C, (long long)C, rc);
+        cr_assert(isnan(((const float *)nb_data(a))[0]), "nothing written before the error");
+    }
     nb_scope_end();
 }

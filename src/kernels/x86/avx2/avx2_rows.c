@@ -49,6 +49,8 @@
  */
 #include "avx2_rows.h"
 
+#include <string.h>
+
 static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big) {
     float m = row_max(x, n);
     const float *pf = big && n <= NT_MAXROW ? x + n : NULL;   /* the next row (flat layout) to L2 meanwhile */
@@ -277,6 +279,55 @@ static int avx2_cross_entropy_backward(const nb_kernel_args *a) {
     return 0;
 }
 
+/* NLL_LOSS_BACKWARD on a contiguous (N, C) dx (1-D targets, g of any
+ * stride, weights contiguous or none): ref_loss.c's double expression per
+ * element, with the off-target term -(1-eps) 0 - eps/C w_c computed once
+ * per class instead of per element: dx = gv d rounded once, bitwise ref's
+ * (signed zeros included); rows split over threads. Targets are all
+ * checked first. */
+static int avx2_nll_loss_backward(const nb_kernel_args *a) {
+    const nb_tensor *g = a->in[0], *t = a->in[1], *w = a->nin > 2 ? a->in[2] : NULL;
+    nb_tensor *dx = a->out;
+    if (dx->dtype != NB_DTYPE_F32 || dx->ndim != 2 || !nb_is_contiguous(dx) || g->dtype != NB_DTYPE_F32 ||
+        g->ndim != 1 || t->dtype != NB_DTYPE_I64 || t->ndim != 1 || (w && (w->dtype != NB_DTYPE_F32 ||
+        w->ndim != 1 || !nb_is_contiguous(w))))
+        return NB_KERNEL_DECLINE;
+    int64_t N = dx->shape[0], C = dx->shape[1], ign = (int64_t)a->scalar[0];
+    double eps = a->scalar[1];
+    if (N == 0 || C == 0) return NB_KERNEL_DECLINE;
+    const int64_t *tv = nb_data(t);
+    const float *gv = nb_data(g), *wv = w ? nb_data(w) : NULL;
+    int64_t st = t->stride[0], sg = g->stride[0];
+    for (int64_t r = 0; r < N; r++) {
+        int64_t tc = tv[r * st];
+        if (tc != ign && (tc < 0 || tc >= C))
+            return nb__err(NB_ERANGE, "nb_nll_loss: target %lld is out of bounds for %lld classes", (long long)tc,
+                           (long long)C);
+    }
+    double *dc = malloc(sizeof *dc * (size_t)(C + 4));
+    if (!dc) return nb__err(NB_ENOMEM, "nb_nll_loss: out of memory");
+    for (int64_t c = 0; c < C; c++) dc[c] = -(1 - eps) * 0.0 - eps / (double)C * (wv ? (double)wv[c] : 1.0);
+    float *db = nb_data(dx);
+    int nt = nb__par_threads(N * C, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        float *o = db + r * C;
+        int64_t tc = tv[r * st];
+        if (tc == ign) {
+            memset(o, 0, sizeof(float) * (size_t)C);
+            continue;
+        }
+        double gr = gv[r * sg], wt = wv ? (double)wv[tc] : 1.0;
+        __m256d gd = _mm256_set1_pd(gr);
+        int64_t c = 0;
+        for (; c + 4 <= C; c += 4) _mm_storeu_ps(o + c, _mm256_cvtpd_ps(_mm256_mul_pd(gd, _mm256_loadu_pd(dc + c))));
+        for (; c < C; c++) o[c] = (float)(gr * dc[c]);
+        o[tc] = (float)(gr * (-(1 - eps) * wt - eps / (double)C * wt));
+    }
+    free(dc);
+    return 0;
+}
+
 void nb__avx2_rows_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_SOFTMAX, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_softmax", 10, avx2_softmax},
@@ -287,6 +338,7 @@ void nb__avx2_rows_register(void) {
         {NB_OP_CROSS_ENTROPY, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_cross_entropy", 10, avx2_cross_entropy},
         {NB_OP_CROSS_ENTROPY_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_cross_entropy_bwd", 10,
          avx2_cross_entropy_backward},
+        {NB_OP_NLL_LOSS_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_nll_loss_bwd", 10, avx2_nll_loss_backward},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
     nb__avx2_norm_register();
