@@ -20,6 +20,10 @@
  *                linear; layer_norm, linear dim -> 4 dim, GELU, linear back;
  *                residuals), final layer_norm, a linear head to the vocab,
  *                cross-entropy over batch x seq tokens, SGD(lr, momentum).
+ *   op           one op's forward (+ backward) on (rows, cols): kind=bce_with_logits,
+ *                smooth_l1, gather, sin, max_dim, amax, nll_log_softmax (forward
+ *                and backward), tril, flip, pad, repeat (forward), clip_grad_norm
+ *                (mlp_step's gradients); benchmarks/ops.json.
  * Each rep runs inside its own scope; `warmup` untimed reps come first.
  * clock=cpu times reps in process CPU time instead of wall time (on a shared
  * machine, at 1 thread, that leaves out the time other processes took).
@@ -77,6 +81,7 @@ typedef struct bench {
     int ops, branches, depth;         /* op_overhead, branches */
     int64_t tB, tT, tC, tH, tL, tV;   /* transformer_step: batch, seq, dim, heads, layers, vocab */
     int np;                           /* transformer_step: parameters in w[] */
+    const char *kind;                 /* op: which op (borrowed from argv) */
 } bench;
 
 static int train_step(bench *b) {
@@ -110,6 +115,30 @@ static int branches_step(bench *b) {
         loss = loss ? nb_add(loss, s) : s;
     }
     return loss ? nb_backward(loss, NULL) : nb_last_error_code();
+}
+
+/* op: one op's forward (+ backward where it has one) on x (rows, cols),
+ * the kinds of benchmarks/ops.json; compare_torch.py's op_step mirrors it. */
+static int op_step(bench *b) {
+    const char *k = b->kind;
+    nb_zero_grad(b->x);
+    nb_tensor *r = NULL;
+    int d1 = 1;
+    if (!strcmp(k, "bce_with_logits")) r = nb_binary_cross_entropy_with_logits(b->x, b->c1);
+    else if (!strcmp(k, "smooth_l1")) r = nb_smooth_l1_loss(b->x, b->c1);
+    else if (!strcmp(k, "gather")) r = nb_sum_all(nb_gather(b->x, 1, b->y));
+    else if (!strcmp(k, "sin")) r = nb_sum_all(nb_sin(b->x));
+    else if (!strcmp(k, "max_dim")) r = nb_sum_all(nb_max_dim(b->x, 1, false, NULL));
+    else if (!strcmp(k, "amax")) r = nb_sum_all(nb_max(b->x, &d1, 1, false));
+    else if (!strcmp(k, "nll_log_softmax")) r = nb_nll_loss(nb_log_softmax(b->x, 1), b->y);
+    else if (!strcmp(k, "tril")) return nb_tril(b->c1, 0) ? 0 : nb_last_error_code();
+    else if (!strcmp(k, "flip")) return nb_flip(b->c1, &d1, 1) ? 0 : nb_last_error_code();
+    else if (!strcmp(k, "pad")) return nb_pad(b->c1, (int64_t[]){1, 1, 1, 1}, 4, 0.0) ? 0 : nb_last_error_code();
+    else if (!strcmp(k, "repeat")) return nb_repeat(b->c1, (int64_t[]){2, 1}, 2) ? 0 : nb_last_error_code();
+    else if (!strcmp(k, "clip_grad_norm"))
+        return isnan(nb_clip_grad_norm(b->w, b->np, 1e30, 2.0)) ? nb_last_error_code() : 0;
+    else return NB_EINVAL;
+    return r ? nb_backward(r, NULL) : nb_last_error_code();
 }
 
 /* Block parameters per layer, in w[] after the two embeddings. */
@@ -197,6 +226,35 @@ static int setup_cnn(bench *b, const kv *a) {
     if (!b->x) return nb_last_error_code();
     int rc = make_targets(b, batch, classes);
     return rc ? rc : make_sgd(b, a);
+}
+
+static int setup_op(bench *b, const kv *a) {
+    b->kind = kv_get(a, "kind", "");
+    int64_t R = kv_int(a, "rows", 1024), C = kv_int(a, "cols", 1024);
+    if (!strcmp(b->kind, "clip_grad_norm")) {   /* the gradients of mlp_step's 784-512-256-10 MLP */
+        static const int64_t sh[6][2] = {{512, 784}, {512, 1}, {256, 512}, {256, 1}, {10, 256}, {10, 1}};
+        for (int i = 0; i < 6; i++) {
+            b->w[i] = nb_zeros(NB_SHAPE(sh[i][0], sh[i][1]), NB_F32);
+            if (!b->w[i] || nb_set_requires_grad(b->w[i], true) ||
+                nb_set_grad(b->w[i], nb_randn(NB_SHAPE(sh[i][0], sh[i][1]), NB_F32, 20 + (uint64_t)i)))
+                return nb_last_error_code();
+        }
+        b->np = 6;
+        b->x = nb_zeros(NB_SHAPE(1), NB_F32);
+        return b->x ? 0 : nb_last_error_code();
+    }
+    b->x = nb_randn(NB_SHAPE(R, C), NB_F32, 11);
+    b->c1 = !strcmp(b->kind, "bce_with_logits") ? nb_rand(NB_SHAPE(R, C), NB_F32, 12) : nb_randn(NB_SHAPE(R, C), NB_F32, 12);
+    if (!b->x || !b->c1 || nb_set_requires_grad(b->x, true)) return nb_last_error_code();
+    if (!strcmp(b->kind, "gather")) {
+        int64_t *ix = malloc(sizeof *ix * (size_t)(R * C));
+        if (!ix) return NB_ENOMEM;
+        for (int64_t i = 0; i < R * C; i++) ix[i] = i * 7919 % C;
+        b->y = nb_from_data(NB_SHAPE(R, C), NB_I64, ix);
+        free(ix);
+        return b->y ? 0 : nb_last_error_code();
+    }
+    return !strcmp(b->kind, "nll_log_softmax") ? make_targets(b, R, C) : 0;
 }
 
 static int setup_chain(bench *b, const kv *a) {
@@ -380,6 +438,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(name, "cnn_step")) rc = setup_cnn(&b, &a), step = train_step;
     else if (!strcmp(name, "branches")) rc = setup_branches(&b, &a), step = branches_step;
     else if (!strcmp(name, "transformer_step")) rc = setup_transformer(&b, &a), step = transformer_step;
+    else if (!strcmp(name, "op")) rc = setup_op(&b, &a), step = op_step;
     else if (!strcmp(name, "op_overhead")) {
         rc = setup_chain(&b, &a), step = chain_step, unit = "us_per_op";
         per = 1e6 / (b.ops > 0 ? b.ops : 1);

@@ -138,6 +138,45 @@ def setup_transformer(a):
 SCALE_BLOCK = 8
 
 
+def setup_op(a):
+    """compare_nabla.c's op_step: one op's forward (+ backward) on (rows, cols)."""
+    k = a.get("kind", "")
+    R, C = int(a.get("rows", 1024)), int(a.get("cols", 1024))
+    if k == "clip_grad_norm":
+        ps = [torch.zeros(s, requires_grad=True) for s in [(512, 784), (512, 1), (256, 512), (256, 1), (10, 256), (10, 1)]]
+        for p in ps:
+            p.grad = torch.randn(p.shape)
+        return lambda: torch.nn.utils.clip_grad_norm_(ps, 1e30, 2.0)
+    x = torch.randn(R, C, requires_grad=True)
+    c1 = torch.rand(R, C) if k == "bce_with_logits" else torch.randn(R, C)
+    xd = c1
+    idx = (torch.arange(R * C) * 7919 % C).reshape(R, C)
+    y = (torch.arange(R) * 7 + 3) % C
+    fw = {
+        "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(x, c1),
+        "smooth_l1": lambda: F.smooth_l1_loss(x, c1),
+        "gather": lambda: torch.gather(x, 1, idx).sum(),
+        "sin": lambda: torch.sin(x).sum(),
+        "max_dim": lambda: x.max(1)[0].sum(),
+        "amax": lambda: x.amax(1).sum(),
+        "nll_log_softmax": lambda: F.nll_loss(F.log_softmax(x, 1), y),
+    }
+    fo = {
+        "tril": lambda: torch.tril(xd),
+        "flip": lambda: torch.flip(xd, [1]),
+        "pad": lambda: F.pad(xd, (1, 1, 1, 1)),
+        "repeat": lambda: xd.repeat(2, 1),
+    }
+    if k in fo:
+        return fo[k]
+    f = fw[k]
+
+    def step():
+        x.grad = None
+        f().backward()
+    return step
+
+
 def run_scaling(step, name, unit, per, clock, threads, warmup, reps):
     """scale=1: blocks of SCALE_BLOCK steps at 1 thread and at `threads`,
     alternating (the order flips every rep), in this one process; a block's
@@ -185,6 +224,8 @@ def main():
         step = setup_branches(a)
     elif name == "transformer_step":
         step = setup_transformer(a)
+    elif name == "op":
+        step = setup_op(a)
     elif name == "op_overhead":
         step, ops = setup_chain(a)
         unit, per = "us_per_op", 1e6 / max(ops, 1)

@@ -31,11 +31,27 @@ static bool find_outside(const nb_tensor *idx, int64_t size, int64_t *val, int64
     if (idx->numel == 0) return false;
     const int64_t *base = nb_data(idx);
     if (nb_is_contiguous(idx)) {   /* the same C-order scan without a multi-index per element */
-        int64_t mx = 0;               /* a local: *max may alias base[] for the compiler */
-        for (int64_t k = 0; k < idx->numel; k++) {
+        int64_t mx = 0, n = idx->numel, k = 0;   /* a local: *max may alias base[] for the compiler */
+        uint64_t us = (uint64_t)size;
+        /* blocks of 256 with 4 independent maxima and one out-of-range flag
+           (v < 0 or v >= size, as unsigned); a block with a bad value is
+           scanned again one by one below */
+        for (; k + 256 <= n; k += 256) {
+            int64_t m[4] = {mx, mx, mx, mx};
+            uint64_t bad = 0;
+            for (int64_t i = k; i < k + 256; i += 4)
+                for (int q = 0; q < 4; q++) {
+                    int64_t v = base[i + q];
+                    m[q] = v > m[q] ? v : m[q];
+                    bad |= (uint64_t)v >= us;
+                }
+            if (bad) break;
+            for (int q = 0; q < 4; q++) mx = m[q] > mx ? m[q] : mx;
+        }
+        for (; k < n; k++) {
             int64_t v = base[k];
             mx = v > mx ? v : mx;
-            if ((uint64_t)v >= (uint64_t)size) {   /* v < 0 or v >= size (size >= 0) */
+            if ((uint64_t)v >= us) {   /* v < 0 or v >= size (size >= 0) */
                 *max = mx;
                 *val = v;
                 for (int d = idx->ndim - 1; d >= 0; d--) {

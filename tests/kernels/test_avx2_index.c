@@ -317,9 +317,9 @@ Test(avx2_index, gather_scatter_add_every_dim) {
     nb_tensor *bix = nb_from_data(NB_SHAPE(2, 3), NB_I64, bad), *x = ix_rand(NB_SHAPE(2, 5), NB_F32, 14);
     const char *k;
     int rc;
-    nb_tensor *out = ix_run(NB_OP_GATHER, NB_SHAPE(2, 3), NB_F32, x, bix, NULL, 2, 1, 0, &k, &rc);
+    ix_run(NB_OP_GATHER, NB_SHAPE(2, 3), NB_F32, x, bix, NULL, 2, 1, 0, &k, &rc);
     cr_assert_eq(rc, NB_ERANGE, "gather: rc %d", rc);
-    for (int i = 0; i < 6; i++) cr_assert_eq(((const float *)nb_data(out))[i], 0.0f, "gather wrote element %d", i);
+    cr_assert(strstr(nb_last_error(), "index 7 out of range [0, 5)"), "%s", nb_last_error());
     ix_run(NB_OP_SCATTER_ADD, NB_SHAPE(2, 5), NB_F32, x, bix, ix_rand(NB_SHAPE(2, 3), NB_F32, 15), 3, 1, 0, &k, &rc);
     cr_assert_eq(rc, NB_ERANGE, "scatter_add: rc %d", rc);
     nb_scope_end();

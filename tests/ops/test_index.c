@@ -447,6 +447,17 @@ Test(idx_bad, index_out_of_range) {
     IX_NULL(nb_one_hot(ib, 3), NB_ERANGE, "nb_one_hot", "class value 5", "num_classes 3");
     IX_NULL(nb_one_hot(in, 3), NB_ERANGE, "nb_one_hot", "class value -1");
     IX_NULL(nb_one_hot(in, -1), NB_ERANGE, "nb_one_hot", "class value -1");
+    /* a large index (the range check's blocked scan): the first bad value and its position */
+    int64_t *many = malloc(sizeof *many * 3 * 700);
+    for (int i = 0; i < 3 * 700; i++) many[i] = i % 4;
+    many[2 * 700 + 613] = -3, many[2 * 700 + 650] = 9;
+    nb_tensor *im = ix_i64(NB_SHAPE(3, 700), many);
+    nb_tensor *xm = nb_zeros(NB_SHAPE(3, 4), NB_F32);
+    IX_NULL(nb_gather(xm, 1, im), NB_ERANGE, "nb_gather", "index -3", "[2, 613]", "[0, 4)");
+    many[2 * 700 + 613] = 1;
+    nb_tensor *im2 = ix_i64(NB_SHAPE(3, 700), many);
+    IX_NULL(nb_gather(xm, 1, im2), NB_ERANGE, "nb_gather", "index 9", "[2, 650]", "[0, 4)");
+    free(many);
     IX_END();
 }
 

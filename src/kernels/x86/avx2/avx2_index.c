@@ -368,7 +368,10 @@ static int avx2_pad(const nb_kernel_args *a) {
  * along the last dim (d last) a row of index only reaches its own row of
  * out, so rows go to threads; otherwise the contributions to one element
  * differ only in p[d] and come in its order, so threads take column
- * ranges and walk every row. Indices are all checked first. */
+ * ranges and walk every row. scatter_add checks all indices first (out
+ * stays in[0]'s copy); gather checks each index as it reads it (one pass
+ * over the index: a bad one reads element 0 instead, and the call returns
+ * NB_ERANGE; its fresh output is discarded, as after ref's). */
 /* Element offset, in t, of the outer index idx (nd - 1 entries) with entry d
  * taken as 0. */
 static inline int64_t mv_outer_off(const nb_tensor *t, const int64_t *idx, int nd, int d) {
@@ -390,9 +393,9 @@ static int avx2_gather(const nb_kernel_args *a) {
     for (int k = 0; k < nd; k++)   /* shapes the op guarantees: ref's walk too relies on them */
         if (ix->shape[k] != out->shape[k] || (k != d && src->shape[k] < out->shape[k])) return NB_KERNEL_DECLINE;
     if (out->numel == 0) return 0;
-    int rc = ix_check(ix, ix->numel, src->shape[d], true, "avx2_gather");
-    if (rc) return rc;
     size_t es = nb_dtype_size(out->dtype);
+    int64_t dn = src->shape[d], bad = 0;
+    bool any_bad = false;
     int64_t L = out->shape[nd - 1], rows = out->numel / L, sd = src->stride[d];
     const int64_t *iv = nb_data(ix);
     const char *sb = ix_ptr(src);
@@ -409,21 +412,45 @@ static int avx2_gather(const nb_kernel_args *a) {
             char *o = ix_ptr(out) + r * L * (int64_t)es;
             const int64_t *ir = iv + r * L;
             int64_t base = mv_outer_off(src, idx, nd, d);
-            int64_t step = d == nd - 1 ? 0 : 1, sdd = d == nd - 1 ? 1 : sd;   /* src element base + ir[j] sdd + j step */
-            if (es == 4)
-                for (int64_t j = 0; j < L; j++) ((uint32_t *)o)[j] = ((const uint32_t *)sb)[base + ir[j] * sdd + j * step];
-            else if (es == 8)
-                for (int64_t j = 0; j < L; j++) ((uint64_t *)o)[j] = ((const uint64_t *)sb)[base + ir[j] * sdd + j * step];
-            else
-                for (int64_t j = 0; j < L; j++)
-                    memcpy(o + j * (int64_t)es, sb + (base + ir[j] * sdd + j * step) * (int64_t)es, es);
+            /* src element base + ir[j] sdd + j step; an index outside [0, dn) (a negative one is huge
+               unsigned) reads element 0 instead and marks the row bad */
+            int64_t step = d == nd - 1 ? 0 : 1, sdd = d == nd - 1 ? 1 : sd;
+            uint64_t un = (uint64_t)dn, badrow = 0;
+#define GATHER_ROW(T)                                                                           \
+    if (!step) { /* along the last dim: one source row */                                       \
+        const T *srow = (const T *)sb + base;                                                   \
+        for (int64_t j = 0; j < L; j++) {                                                       \
+            uint64_t q = (uint64_t)ir[j];                                                       \
+            badrow |= q >= un;                                                                  \
+            ((T *)o)[j] = srow[q < un ? q : 0];                                                 \
+        }                                                                                       \
+    } else {                                                                                    \
+        for (int64_t j = 0; j < L; j++) {                                                       \
+            uint64_t q = (uint64_t)ir[j];                                                       \
+            badrow |= q >= un;                                                                  \
+            ((T *)o)[j] = ((const T *)sb)[base + (int64_t)(q < un ? q : 0) * sdd + j];          \
+        }                                                                                       \
+    }
+            if (es == 4) GATHER_ROW(uint32_t)
+            else if (es == 8) GATHER_ROW(uint64_t)
+            else GATHER_ROW(uint8_t)
+#undef GATHER_ROW
+            if (badrow) {
+                int64_t v = 0;
+                for (int64_t j = 0; j < L && !v; j++) v = (uint64_t)ir[j] >= un ? ir[j] : 0;
+#pragma omp critical(nb_avx2_gather_bad)
+                if (!any_bad) any_bad = true, bad = v;
+                break;
+            }
             for (int k = nd - 2; k >= 0; k--) {
                 if (++idx[k] < out->shape[k]) break;
                 idx[k] = 0;
             }
         }
     }
-    return 0;
+    return any_bad ? nb__err(NB_ERANGE, "avx2_gather: index %lld out of range [0, %lld)", (long long)bad,
+                             (long long)dn)
+                   : 0;
 }
 
 /* one row of index (outer index idx) added into out, columns [j0, j1) */
