@@ -191,6 +191,29 @@ Test(avx2_gemm, batched_small_products_thread_count_independent) {
     nb_scope_end();
 }
 
+/* A batched product whose B is one matrix for every batch (x (B, T, K) @
+ * w (K, N), as a linear layer's backward) runs as one (B T, K) @ (K, N)
+ * GEMM: the same bits as each batch's 2-D product, against ref within the
+ * bound; a batched A that does not continue its rows (a transposed batch)
+ * is not folded and still right. */
+Test(avx2_gemm, batched_broadcast_b_folds_into_rows) {
+    nb_scope_begin();
+    ag_isa("avx2", 0);
+    nb_tensor *A = nb_randn(NB_SHAPE(2, 3, 37, 70), NB_F32, 21), *W = nb_randn(NB_SHAPE(70, 45), NB_F32, 22);
+    nb_tensor *c = nb_contiguous(nb_matmul(A, W));
+    cr_assert_not_null(c, "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    for (int64_t b = 0; b < 6; b++) {
+        nb_tensor *ab = nb_contiguous(nb_squeeze(nb_narrow(nb_reshape(A, NB_SHAPE(6, 37, 70)), 0, b, 1), 0));
+        nb_tensor *cb = nb_contiguous(nb_matmul(ab, W));
+        cr_assert_eq(memcmp((const float *)nb_data(c) + b * 37 * 45, nb_data(cb), 37 * 45 * sizeof(float)), 0,
+                     "batch %lld: folded product differs from its 2-D product", (long long)b);
+    }
+    ag_matmul_case(5, 40, 33, 70, false, false, true);   /* folded */
+    ag_matmul_case(5, 40, 33, 70, true, false, true);    /* A transposed per batch: not folded */
+    nb_scope_end();
+}
+
 Test(avx2_gemm, matmul_k0) {
     nb_scope_begin();
     nb_tensor *A = nb_zeros(NB_SHAPE(5, 0), NB_F32), *B = nb_zeros(NB_SHAPE(0, 19), NB_F32);

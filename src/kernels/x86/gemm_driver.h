@@ -106,6 +106,24 @@ static inline gemm_op gemm_batch(const gemm_op *g, int64_t bt, int nbd, const in
     return s;
 }
 
+/* True when the batched product is one GEMM of (batches x M) rows: B the
+ * same matrix for every batch (stride 0 on each batch dim of size > 1: a
+ * linear layer's weight in x (B, T, K) @ w (K, N) and in its backward), and
+ * A's and C's batch dims continuing their row dim (batch stride = rows x row
+ * stride, outward). PyTorch folds these the same way. One GEMM packs B once
+ * instead of once a batch; each element of C sees the same operations (the
+ * K blocking depends on K only), so the bits do not change. */
+static bool gemm_fold(int nbd, const int64_t *cs, const int64_t *ast, const int64_t *bst, const int64_t *cst,
+                      const gemm_op *g) {
+    int64_t ea = g->M * g->as0, ec = g->M * g->cs0;
+    for (int d = nbd - 1; d >= 0; d--) {
+        if (cs[d] == 1) continue;
+        if (bst[d] != 0 || ast[d] != ea || cst[d] != ec) return false;
+        ea *= cs[d], ec *= cs[d];
+    }
+    return true;
+}
+
 /* MATMUL: C (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), the
  * batch dims of A and B already broadcast to C's by their strides. */
 static int gemm_matmul(const nb_kernel_args *args) {
@@ -118,12 +136,20 @@ static int gemm_matmul(const nb_kernel_args *args) {
     gemm_op g = {.M = cs[nd - 2], .N = cs[nd - 1], .K = nb_shape(A)[nd - 1],
                  .as0 = ast[nd - 2], .as1 = ast[nd - 1], .bs0 = bst[nd - 2], .bs1 = bst[nd - 1],
                  .cs0 = cst[nd - 2], .cs1 = cst[nd - 1]};
-    if (gemm_declines(&g)) return NB_KERNEL_DECLINE;
-    if (nb_numel(C) == 0) return 0;
     int64_t batches = 1;
     for (int d = 0; d < nbd; d++) batches *= cs[d];
-    const float *a0 = nb_data(A), *b0 = nb_data(B);
-    float *c0 = nb_data(C);
+    const float *a0 = nb_numel(C) ? nb_data(A) : NULL, *b0 = nb_numel(C) ? nb_data(B) : NULL;
+    float *c0 = nb_numel(C) ? nb_data(C) : NULL;
+    if (batches > 1 && gemm_fold(nbd, cs, ast, bst, cst, &g)) {   /* one (batches x M, K) @ (K, N) */
+        g.M *= batches;
+        g.a = a0, g.b = b0, g.c = c0;
+        if (gemm_declines(&g)) return NB_KERNEL_DECLINE;
+        if (nb_numel(C) == 0) return 0;
+        int rc = gemm_run(&g);
+        return rc ? nb__err(rc, GEMM_NAME "_gemm: out of memory for pack buffers") : 0;
+    }
+    if (gemm_declines(&g)) return NB_KERNEL_DECLINE;
+    if (nb_numel(C) == 0) return 0;
     /* Many small products (attention's (batch x heads) of T x T x D): one
        thread would take them all when each alone is below the grain, so
        the batches are split over the threads instead, each product on one
