@@ -240,7 +240,8 @@ NB_API nb_tensor *nb_index_add(nb_tensor *t, int dim, nb_tensor *index, nb_tenso
 
 /* ---- gather: backward scatters the gradient into zeros ---- */
 static int gather_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
-    nb_tensor *z = nb_zeros(n->shape[0], nb_dtype(g));
+    /* zeros as one value expanded: the kernel fills its output, no zero tensor is written first */
+    nb_tensor *z = nb_expand(nb_zeros(NB_SHAPE0, nb_dtype(g)), n->shape[0]);
     gin[0] = nb_scatter_add(z, (int)n->p.i[0], nb__saved_get(n, 0), g);
     return nb__grads_ok(n, gin);
 }

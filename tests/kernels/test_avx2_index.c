@@ -296,6 +296,11 @@ Test(avx2_index, gather_scatter_add_every_dim) {
             snprintf(what, sizeof what, "scatter_add %s dim %d", nb_dtype_name(dts[t]), d);
             ix_check(NB_OP_SCATTER_ADD, NB_SHAPE(5, 6, 19), dts[t], self, six, ssrc, 3, d, 0, "avx2_scatter_add",
                      what);
+            /* into one value broadcast everywhere (a gather's backward adds into expanded zeros) */
+            nb_tensor *bself = nb_expand(nb_to_dtype(nb_scalar(1.5), dts[t]), NB_SHAPE(5, 6, 19));
+            snprintf(what, sizeof what, "scatter_add into a broadcast %s, dim %d", nb_dtype_name(dts[t]), d);
+            ix_check(NB_OP_SCATTER_ADD, NB_SHAPE(5, 6, 19), dts[t], bself, six, ssrc, 3, d, 0, "avx2_scatter_add",
+                     what);
         }
     /* large, split over threads, many additions per element: the same bits at 1 and 3 threads, and ref's */
     nb_tensor *self = ix_rand(NB_SHAPE(64, 500), NB_F32, 11), *src = ix_rand(NB_SHAPE(300, 500), NB_F32, 12);
@@ -322,5 +327,6 @@ Test(avx2_index, gather_scatter_add_every_dim) {
     cr_assert(strstr(nb_last_error(), "index 7 out of range [0, 5)"), "%s", nb_last_error());
     ix_run(NB_OP_SCATTER_ADD, NB_SHAPE(2, 5), NB_F32, x, bix, ix_rand(NB_SHAPE(2, 3), NB_F32, 15), 3, 1, 0, &k, &rc);
     cr_assert_eq(rc, NB_ERANGE, "scatter_add: rc %d", rc);
+    cr_assert(strstr(nb_last_error(), "index 7 out of range [0, 5)"), "%s", nb_last_error());
     nb_scope_end();
 }

@@ -368,10 +368,11 @@ static int avx2_pad(const nb_kernel_args *a) {
  * along the last dim (d last) a row of index only reaches its own row of
  * out, so rows go to threads; otherwise the contributions to one element
  * differ only in p[d] and come in its order, so threads take column
- * ranges and walk every row. scatter_add checks all indices first (out
- * stays in[0]'s copy); gather checks each index as it reads it (one pass
- * over the index: a bad one reads element 0 instead, and the call returns
- * NB_ERANGE; its fresh output is discarded, as after ref's). */
+ * ranges and walk every row. Both check each index as they use it (one
+ * pass over the index: a bad one reads or adds at element 0 instead, and
+ * the call returns NB_ERANGE; its fresh output is discarded, as after
+ * ref's). scatter_add's in[0] may also be one value broadcast everywhere
+ * (a gather's backward adds into zeros): out is filled with it. */
 /* Element offset, in t, of the outer index idx (nd - 1 entries) with entry d
  * taken as 0. */
 static inline int64_t mv_outer_off(const nb_tensor *t, const int64_t *idx, int nd, int d) {
@@ -459,10 +460,12 @@ static int avx2_gather(const nb_kernel_args *a) {
         T *ob = (T *)nb_data(out);                                                                \
         const T *srow = (const T *)nb_data(src) + mv_outer_off(src, idx, nd, -1);                 \
         int64_t base = mv_outer_off(out, idx, nd, d);                                             \
-        if (d == nd - 1)                                                                          \
-            for (int64_t j = j0; j < j1; j++) ob[base + ir[j]] += srow[j * ss];                   \
-        else                                                                                      \
-            for (int64_t j = j0; j < j1; j++) ob[base + ir[j] * out->stride[d] + j] += srow[j * ss]; \
+        int64_t sd_ = d == nd - 1 ? 1 : out->stride[d], st_ = d == nd - 1 ? 0 : 1;                 \
+        for (int64_t j = j0; j < j1; j++) {                                                       \
+            uint64_t q = (uint64_t)ir[j];                                                         \
+            badrow |= q >= un;                                                                    \
+            ob[base + (int64_t)(q < un ? q : 0) * sd_ + j * st_] += srow[j * ss];                 \
+        }                                                                                         \
     } while (0)
 
 static int avx2_scatter_add(const nb_kernel_args *a) {
@@ -471,24 +474,42 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
     int d = (int)a->scalar[0], nd = out->ndim;
     if (!self || !ix || !src || ix->dtype != NB_DTYPE_I64 || self->dtype != out->dtype ||
         src->dtype != out->dtype || (out->dtype != NB_DTYPE_F32 && out->dtype != NB_DTYPE_F64) || nd < 1 ||
-        self->ndim != nd || ix->ndim != nd || src->ndim != nd || d < 0 || d >= nd || !mv_flat(self) ||
-        !mv_flat(ix) || !mv_flat(out))   /* src: any strides (a gather's gradient is often expanded) */
+        self->ndim != nd || ix->ndim != nd || src->ndim != nd || d < 0 || d >= nd || !mv_flat(ix) ||
+        !mv_flat(out))   /* src: any strides (a gather's gradient is often expanded) */
         return NB_KERNEL_DECLINE;
+    bool sbc = true;   /* self one value everywhere (the zeros a gather's backward adds into) */
+    for (int k = 0; k < nd; k++) sbc = sbc && (self->shape[k] == 1 || self->stride[k] == 0);
+    if (!sbc && !mv_flat(self)) return NB_KERNEL_DECLINE;
     for (int k = 0; k < nd; k++)
         if (self->shape[k] != out->shape[k] || (k != d && ix->shape[k] > out->shape[k]) ||
             src->shape[k] < ix->shape[k])
             return NB_KERNEL_DECLINE;
-    int rc = ix->numel ? ix_check(ix, ix->numel, out->shape[d], true, "avx2_scatter_add") : 0;
-    if (rc) return rc;
-    if (out->numel) memcpy(nb_data(out), nb_data(self), (size_t)out->numel * nb_dtype_size(out->dtype));
+    size_t es = nb_dtype_size(out->dtype);
+    int64_t n = out->numel;
+    int ntc = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(ntc) if (ntc > 1) schedule(static)
+    for (int t = 0; t < ntc; t++) {   /* out = self, split over threads */
+        int64_t e0 = n * t / ntc, e1 = n * (t + 1) / ntc;
+        char *o = ix_ptr(out) + e0 * (int64_t)es;
+        if (!sbc) {
+            memcpy(o, ix_ptr(self) + e0 * (int64_t)es, (size_t)(e1 - e0) * es);
+        } else if (out->dtype == NB_DTYPE_F32) {
+            float v = *(const float *)nb_data(self);
+            for (int64_t e = 0; e < e1 - e0; e++) ((float *)o)[e] = v;
+        } else {
+            double v = *(const double *)nb_data(self);
+            for (int64_t e = 0; e < e1 - e0; e++) ((double *)o)[e] = v;
+        }
+    }
     if (ix->numel == 0) return 0;
     int64_t L = ix->shape[nd - 1], rows = ix->numel / L, ss = src->stride[nd - 1];
     const int64_t *iv = nb_data(ix);
-    bool by_rows = d == nd - 1;
+    uint64_t un = (uint64_t)out->shape[d];
+    bool by_rows = d == nd - 1, any_bad = false;
     int64_t units = by_rows ? rows : L;
     int nt = nb__par_threads(ix->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > units) nt = (int)units;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static) reduction(|| : any_bad)
     for (int t = 0; t < nt; t++) {
         int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
         int64_t r0 = by_rows ? u0 : 0, r1 = by_rows ? u1 : rows, j0 = by_rows ? 0 : u0, j1 = by_rows ? L : u1;
@@ -497,6 +518,7 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
             idx[k] = q % ix->shape[k];
             q /= ix->shape[k];
         }
+        uint64_t badrow = 0;
         for (int64_t r = r0; r < r1; r++) {
             const int64_t *ir = iv + r * L;
             if (out->dtype == NB_DTYPE_F32) SC_ROW(float);
@@ -506,6 +528,13 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
                 idx[k] = 0;
             }
         }
+        any_bad = any_bad || badrow;
+    }
+    if (any_bad) {   /* out is discarded; name the first bad index */
+        for (int64_t k = 0;; k++)
+            if ((uint64_t)iv[k] >= un)
+                return nb__err(NB_ERANGE, "avx2_scatter_add: index %lld out of range [0, %lld)", (long long)iv[k],
+                               (long long)un);
     }
     return 0;
 }
