@@ -460,11 +460,20 @@ static int avx2_gather(const nb_kernel_args *a) {
         T *ob = (T *)nb_data(out);                                                                \
         const T *srow = (const T *)nb_data(src) + mv_outer_off(src, idx, nd, -1);                 \
         int64_t base = mv_outer_off(out, idx, nd, d);                                             \
-        int64_t sd_ = d == nd - 1 ? 1 : out->stride[d], st_ = d == nd - 1 ? 0 : 1;                 \
-        for (int64_t j = j0; j < j1; j++) {                                                       \
-            uint64_t q = (uint64_t)ir[j];                                                         \
-            badrow |= q >= un;                                                                    \
-            ob[base + (int64_t)(q < un ? q : 0) * sd_ + j * st_] += srow[j * ss];                 \
+        if (d == nd - 1) { /* along the last dim: one row of out */                               \
+            T *orow = ob + base;                                                                  \
+            for (int64_t j = j0; j < j1; j++) {                                                   \
+                uint64_t q = (uint64_t)ir[j];                                                     \
+                badrow |= q >= un;                                                                \
+                orow[q < un ? q : 0] += srow[j * ss];                                             \
+            }                                                                                     \
+        } else {                                                                                  \
+            int64_t sd_ = out->stride[d];                                                         \
+            for (int64_t j = j0; j < j1; j++) {                                                   \
+                uint64_t q = (uint64_t)ir[j];                                                     \
+                badrow |= q >= un;                                                                \
+                ob[base + (int64_t)(q < un ? q : 0) * sd_ + j] += srow[j * ss];                   \
+            }                                                                                     \
         }                                                                                         \
     } while (0)
 
