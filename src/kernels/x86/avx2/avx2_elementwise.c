@@ -827,6 +827,10 @@ static int k_mfill(const nb_kernel_args *a) {
     return ew_drive(a, 3, ops, row_mfill, GE, false);
 }
 
+/* Where thread t of nt starts in a flat range of n elements: a multiple of
+ * 16 (whole vectors, aligned tails), n for t = nt. */
+static inline int64_t ew_cut(int64_t n, int t, int nt) { return t == nt ? n : n * t / nt / 16 * 16; }
+
 /* How an operand of out's shape lines up with a contiguous out of n
  * elements: 1 contiguous, 0 one value broadcast everywhere, -1 otherwise. */
 static int ew_flat(const nb_tensor *t, int64_t n) {
@@ -882,7 +886,7 @@ static int k_where(const nb_kernel_args *a) {
 #pragma omp parallel for num_threads(nt) if (nt > 1)
 #endif
     for (int t = 0; t < nt; t++) {
-        int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
+        int64_t lo = ew_cut(n, t, nt), hi = ew_cut(n, t + 1, nt);
         for (int64_t i = lo; i < hi; i += 8) {
             int64_t k = hi - i;
             __m256 r = _mm256_blendv_ps(ew_ld8(Y, sy, i, k), ew_ld8(X, sx, i, k), ew_ldmask8(C, sc, i, k));
@@ -935,10 +939,7 @@ static int ew_flat_drive(const nb_kernel_args *a, int nin, ew_flat_fn f, int64_t
 #if NB_HAVE_OPENMP
 #pragma omp parallel for num_threads(nt) if (nt > 1)
 #endif
-    for (int t = 0; t < nt; t++) {
-        int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
-        f(o, in, st, lo, hi, a->scalar);
-    }
+    for (int t = 0; t < nt; t++) f(o, in, st, ew_cut(n, t, nt), ew_cut(n, t + 1, nt), a->scalar);
     return 0;
 }
 

@@ -164,6 +164,21 @@ static int avx2_index_add(const nb_kernel_args *a) {
     return 0;
 }
 
+/* idx[0..nd) of row r of a C-order walk over shape[0..nd) (the dims before
+ * the last), and the step to the next row. */
+static inline void ix_unravel(const int64_t *shape, int nd, int64_t r, int64_t *idx) {
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = r % shape[d];
+        r /= shape[d];
+    }
+}
+static inline void ix_next(const int64_t *shape, int nd, int64_t *idx) {
+    for (int d = nd - 1; d >= 0; d--) {
+        if (++idx[d] < shape[d]) return;
+        idx[d] = 0;
+    }
+}
+
 /* ---- REPEAT, FLIP, TRIL/TRIU, PAD: row by row ----
  * out and in[0] contiguous (else declined), any dtype. out's rows (its
  * last dim) are split over threads; a thread decomposes its first row's
@@ -289,17 +304,11 @@ static int mv_run(const mv_call *c, mv_row_fn f) {
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
-        for (int64_t d = nd - 2, q = r0; d >= 0; d--) {
-            idx[d] = q % out->shape[d];
-            q /= out->shape[d];
-        }
+        ix_unravel(out->shape, nd - 1, r0, idx);
         char *orow = ix_ptr(out) + r0 * (int64_t)rb;
         for (int64_t r = r0; r < r1; r++, orow += rb) {
             f(c, idx, orow);
-            for (int d = nd - 2; d >= 0; d--) {
-                if (++idx[d] < out->shape[d]) break;
-                idx[d] = 0;
-            }
+            ix_next(out->shape, nd - 1, idx);
         }
     }
     return 0;
@@ -405,10 +414,7 @@ static int avx2_gather(const nb_kernel_args *a) {
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
-        for (int64_t k = nd - 2, q = r0; k >= 0; k--) {
-            idx[k] = q % out->shape[k];
-            q /= out->shape[k];
-        }
+        ix_unravel(out->shape, nd - 1, r0, idx);
         for (int64_t r = r0; r < r1; r++) {
             char *o = ix_ptr(out) + r * L * (int64_t)es;
             const int64_t *ir = iv + r * L;
@@ -443,10 +449,7 @@ static int avx2_gather(const nb_kernel_args *a) {
                 if (!any_bad) any_bad = true, bad = v;
                 break;
             }
-            for (int k = nd - 2; k >= 0; k--) {
-                if (++idx[k] < out->shape[k]) break;
-                idx[k] = 0;
-            }
+            ix_next(out->shape, nd - 1, idx);
         }
     }
     return any_bad ? nb__err(NB_ERANGE, "avx2_gather: index %lld out of range [0, %lld)", (long long)bad,
@@ -523,19 +526,13 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
         int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
         int64_t r0 = by_rows ? u0 : 0, r1 = by_rows ? u1 : rows, j0 = by_rows ? 0 : u0, j1 = by_rows ? L : u1;
         int64_t idx[NB_MAX_DIMS] = {0};
-        for (int64_t k = nd - 2, q = r0; k >= 0; k--) {
-            idx[k] = q % ix->shape[k];
-            q /= ix->shape[k];
-        }
+        ix_unravel(ix->shape, nd - 1, r0, idx);
         uint64_t badrow = 0;
         for (int64_t r = r0; r < r1; r++) {
             const int64_t *ir = iv + r * L;
             if (out->dtype == NB_DTYPE_F32) SC_ROW(float);
             else SC_ROW(double);
-            for (int k = nd - 2; k >= 0; k--) {
-                if (++idx[k] < ix->shape[k]) break;
-                idx[k] = 0;
-            }
+            ix_next(ix->shape, nd - 1, idx);
         }
         any_bad = any_bad || badrow;
     }
