@@ -120,10 +120,22 @@ static inline __m256 op_gelubw(__m256 x, __m256 y, const ew_par *p) {
                             _mm256_fmadd_ps(NB__V1(0.5f), t, NB__V1(0.5f)));
         d = _mm256_add_ps(d, inf_nan);
     } else {
-        __m256 cdf = _mm256_fmadd_ps(NB__V1(0.5f), nb__v_erf(_mm256_mul_ps(y, NB__V1(0.70710678118654752440f))),
-                                     NB__V1(0.5f));
-        __m256 pdf = _mm256_mul_ps(nb__v_exp(_mm256_mul_ps(y2, NB__V1(-0.5f))), NB__V1(0.39894228040143267794f));
-        d = _mm256_fmadd_ps(y, pdf, cdf);
+        /* one exponential E = e^{-y^2/2} (y^2/2 as hi + lo, as nb__v_gelu_erf) for both terms:
+           phi = E / sqrt(2 pi); for |y| >= 1, Phi from 0.5 erfc(|y|/sqrt2) = 0.5 t h(t) E;
+           below, 0.5 + 0.5 erf(y/sqrt2) from erf's series. An infinite y: E = 0, y E = NaN, as ref. */
+        __m256 ax = _mm256_min_ps(NB__V1(14.849242f), nb__v_abs(y));   /* NaN stays NaN */
+        __m256 sq = _mm256_mul_ps(ax, ax);
+        __m256 hi = _mm256_mul_ps(sq, NB__V1(0.5f)), lo = _mm256_mul_ps(_mm256_fmsub_ps(ax, ax, sq), NB__V1(0.5f));
+        __m256 e = _mm256_mul_ps(nb__v_exp(_mm256_xor_ps(hi, NB__V1(-0.0f))), _mm256_sub_ps(NB__V1(1.0f), lo));
+        __m256 z = _mm256_mul_ps(ax, NB__V1(0.707106781f));
+        __m256 t = _mm256_div_ps(NB__V1(1.0f), _mm256_fmadd_ps(z, NB__V1(0.5f), NB__V1(1.0f)));
+        __m256 c = _mm256_mul_ps(_mm256_mul_ps(t, nb__v_erfc_h(t)), _mm256_mul_ps(e, NB__V1(0.5f)));
+        __m256 big = _mm256_blendv_ps(_mm256_sub_ps(NB__V1(1.0f), c), c, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ));
+        __m256 zs = _mm256_mul_ps(y, NB__V1(0.70710678118654752440f));
+        __m256 small = _mm256_fmadd_ps(NB__V1(0.5f), _mm256_mul_ps(zs, nb__v_erf_small(_mm256_mul_ps(zs, zs))),
+                                       NB__V1(0.5f));
+        __m256 cdf = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, NB__V1(1.0f), _CMP_LT_OQ));
+        d = _mm256_fmadd_ps(y, _mm256_mul_ps(e, NB__V1(0.39894228040143267794f)), cdf);
     }
     return _mm256_mul_ps(x, d);
 }
