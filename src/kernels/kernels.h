@@ -106,6 +106,9 @@ void nb__avx2_max_pool_2x2_plane(const float *x, float *y, int64_t *idx, int64_t
 void nb__onednn_norm_register(void);     /* only when built with oneDNN (onednn_norm.c) */
 void nb__onednn_pool_register(void);     /* only when built with oneDNN (onednn_pool.c) */
 int nb__registry_add(const nb_kernel_desc *k);
+/* Adds ks[0..n) (each file's table of its kernels). */
+void nb__registry_add_all(const nb_kernel_desc *ks, size_t n);
+#define NB__REGISTER_ALL(ks) nb__registry_add_all((ks), sizeof(ks) / sizeof((ks)[0]))
 
 /* OpenMP grain size: how many threads a kernel should use for `work` units
  * of cost (roughly: elements touched, or FLOPs/4 for compute-bound loops)

@@ -52,6 +52,10 @@ static void choose(void) {
     built_gen = nb__cfg.generation;
 }
 
+void nb__registry_add_all(const nb_kernel_desc *ks, size_t n) {
+    for (size_t i = 0; i < n; i++) nb__registry_add(&ks[i]);
+}
+
 int nb__registry_add(const nb_kernel_desc *k) {
     slot *s = &table[k->op][k->dtype];
     if (s->n == s->cap) {

@@ -520,5 +520,5 @@ void nb__onednn_conv_register(void) {
         {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_conv_bwd_weight", 10, onednn_conv},
         {NB_OP_CONV_BWD_BIAS, NB_DTYPE_F32, NB_ISA_AVX2, "direct_conv_bwd_bias", 10, direct_conv_bwd_bias},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -182,5 +182,5 @@ void nb__onednn_matmul_register(void) {
         {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_matmul", 10, onednn_matmul},
         {NB_OP_LINEAR, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_linear", 10, onednn_linear},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -128,5 +128,5 @@ void nb__onednn_norm_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_BATCH_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_batch_norm", 10, onednn_batch_norm},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -260,5 +260,5 @@ void nb__onednn_pool_register(void) {
         {NB_OP_AVG_POOL2D, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_avg_pool2d", 10, onednn_avg_pool2d},
         {NB_OP_AVG_POOL2D_BWD, NB_DTYPE_F32, NB_ISA_AVX2, "onednn_avg_pool2d_bwd", 10, onednn_avg_pool2d},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -128,5 +128,5 @@ void nb__ref_attention_register(void) {
         {NB_OP_SDPA_WEIGHTS, NB_DTYPE_F32, NB_ISA_REF, "ref_sdpa_weights", 0, ref_sdpa_weights},
         {NB_OP_SDPA_WEIGHTS, NB_DTYPE_F64, NB_ISA_REF, "ref_sdpa_weights", 0, ref_sdpa_weights},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

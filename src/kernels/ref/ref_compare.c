@@ -150,5 +150,5 @@ void nb__ref_compare_register(void) {
         REG(SIGMOID_BACKWARD, F64, ref_sigmoid_backward_double),
         REG(GELU_BACKWARD, F32, ref_gelu_backward_float), REG(GELU_BACKWARD, F64, ref_gelu_backward_double),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -165,5 +165,5 @@ void nb__ref_elementwise_register(void) {
         REG(COPY, F32, ref_copy), REG(COPY, F64, ref_copy), REG(COPY, I64, ref_copy),
         REG(COPY, BOOL, ref_copy),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

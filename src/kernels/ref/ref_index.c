@@ -312,5 +312,5 @@ void nb__ref_index_register(void) {
         REG(ONE_HOT, I64, ref_one_hot),
         REG_ALL(PAD, ref_pad),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -120,5 +120,5 @@ void nb__ref_interpolate_register(void) {
         {NB_OP_INTERPOLATE_BWD, NB_DTYPE_F32, NB_ISA_REF, "ref_interpolate_bwd_f32", 0, ref_interpolate_bwd},
         {NB_OP_INTERPOLATE_BWD, NB_DTYPE_F64, NB_ISA_REF, "ref_interpolate_bwd_f64", 0, ref_interpolate_bwd},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

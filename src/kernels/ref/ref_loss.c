@@ -245,6 +245,6 @@ void nb__ref_loss_register(void) {
         BOTH(DROPOUT, "ref_dropout", ref_dropout),
     };
 #undef BOTH
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
     nb__ref_softmax_register();
 }

@@ -112,5 +112,5 @@ void nb__ref_math_register(void) {
         REG(MINIMUM, I64, ref_minimum_i64), REG(SIGN, BOOL, ref_sign_b8), REG(MAXIMUM, BOOL, ref_maximum_b8),
         REG(MINIMUM, BOOL, ref_minimum_b8),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

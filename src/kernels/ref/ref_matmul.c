@@ -52,5 +52,5 @@ void nb__ref_matmul_register(void) {
         {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_REF, "ref_matmul_f32", 0, ref_matmul_float},
         {NB_OP_MATMUL, NB_DTYPE_F64, NB_ISA_REF, "ref_matmul_f64", 0, ref_matmul_double},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -72,5 +72,5 @@ void nb__ref_optim_register(void) {
         {NB_OP_ADAM_STEP, NB_DTYPE_F32, NB_ISA_REF, "ref_adam_step_f32", 0, ref_adam_step_f32},
         {NB_OP_ADAM_STEP, NB_DTYPE_F64, NB_ISA_REF, "ref_adam_step_f64", 0, ref_adam_step_f64},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

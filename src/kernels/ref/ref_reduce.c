@@ -75,5 +75,5 @@ void nb__ref_reduce_register(void) {
         {NB_OP_SUM, NB_DTYPE_I64, NB_ISA_REF, "ref_sum", 0, ref_sum},
         {NB_OP_SUM, NB_DTYPE_BOOL, NB_ISA_REF, "ref_sum", 0, ref_sum},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -460,5 +460,5 @@ void nb__ref_reduce_full_register(void) {
 #undef RK_FI
 #undef RK_F
 #undef RK
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -184,5 +184,5 @@ void nb__ref_softmax_register(void) {
         {NB_OP_CROSS_ENTROPY_BACKWARD, NB_DTYPE_F64, NB_ISA_REF, "ref_cross_entropy_bwd", 0,
          ref_cross_entropy_backward},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -163,5 +163,5 @@ void nb__avx2_attention_register(void) {
         {NB_OP_SDPA, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_sdpa", 10, avx2_sdpa},
         {NB_OP_SDPA_WEIGHTS, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_sdpa_weights", 10, avx2_sdpa_weights},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

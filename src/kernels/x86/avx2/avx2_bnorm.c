@@ -410,5 +410,5 @@ void nb__avx2_bnorm_register(void) {
         {NB_OP_BATCH_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_batch_norm_param_backward", 10,
          avx2_bn_param_backward},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

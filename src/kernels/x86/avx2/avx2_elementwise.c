@@ -1097,5 +1097,5 @@ void nb__avx2_elementwise_register(void) {
         REG_BOOL(LOGICAL_NOT, lnot, "logical_not"), REG_BOOL(LOGICAL_AND, land, "logical_and"),
         REG_BOOL(LOGICAL_OR, lor, "logical_or"),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

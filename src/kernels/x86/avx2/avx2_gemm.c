@@ -395,5 +395,5 @@ void nb__avx2_gemm_register(void) {
         {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_gemm_matmul", 20, gemm_matmul},
         {NB_OP_LINEAR, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_gemm_linear", 20, gemm_linear},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

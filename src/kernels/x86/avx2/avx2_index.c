@@ -567,5 +567,5 @@ void nb__avx2_index_register(void) {
         IX_REG(SCATTER_ADD, F32, avx2_scatter_add, "avx2_scatter_add"),
         IX_REG(SCATTER_ADD, F64, avx2_scatter_add, "avx2_scatter_add"),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

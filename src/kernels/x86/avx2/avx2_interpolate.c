@@ -92,5 +92,5 @@ void nb__avx2_interpolate_register(void) {
         {NB_OP_INTERPOLATE, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_interpolate", 10, avx2_interpolate},
         {NB_OP_INTERPOLATE_BWD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_interpolate_bwd", 10, avx2_interpolate_bwd},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

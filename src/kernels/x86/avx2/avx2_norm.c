@@ -479,5 +479,5 @@ void nb__avx2_norm_register(void) {
          avx2_group_norm_backward},
         {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm_backward", 10, avx2_rms_norm_backward},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

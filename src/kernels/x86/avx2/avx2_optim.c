@@ -307,5 +307,5 @@ void nb__avx2_optim_register(void) {
         {NB_OP_ADAM_STEP, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_adam_step_f32", 10, avx2_adam_step_f32},
         {NB_OP_DROPOUT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_dropout_f32", 10, avx2_dropout_f32},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -196,5 +196,5 @@ void nb__avx2_pool_register(void) {
         {NB_OP_ADAPTIVE_AVG_POOL2D_BWD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_adaptive_avg_pool2d_bwd", 10,
          avx2_adaptive_avg_pool2d_bwd},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

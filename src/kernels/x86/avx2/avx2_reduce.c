@@ -558,16 +558,6 @@ static int run(const nb_kernel_args *a, rop op) {
  * index outside the slice is NB_ERANGE before anything is written. Slices
  * are split over threads. */
 
-/* offset of element k (C order) of t */
-static inline int64_t c_off(const nb_tensor *t, int64_t k) {
-    int64_t off = 0;
-    for (int d = t->ndim - 1; d >= 0 && k; d--) {
-        off += (k % t->shape[d]) * t->stride[d];
-        k /= t->shape[d];
-    }
-    return off;
-}
-
 static void amax_bw_row(float *o, const float *x, int64_t n, float r) {
     __m256 rv = _mm256_set1_ps(r);
     int64_t c = 0, i = 0;
@@ -625,7 +615,7 @@ static int avx2_max_dim_backward(const nb_kernel_args *a) {
     for (int64_t k = 0; k < g.nk1; k++) {
         float *o = ob + kept_off(&g, k);
         memset(o, 0, (size_t)g.rlen * sizeof(float));
-        o[ib[k]] = vb[vflat ? k : c_off(v, k)];
+        o[ib[k]] = vb[vflat ? k : nb__row_offset(v, -1, k)];
     }
     return 0;
 }
@@ -654,5 +644,5 @@ void nb__avx2_reduce_register(void) {
         {NB_OP_AMAX_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_amax_backward", 10, avx2_amax_backward},
         {NB_OP_MAX_DIM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_max_dim_backward", 10, avx2_max_dim_backward},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -340,6 +340,6 @@ void nb__avx2_rows_register(void) {
          avx2_cross_entropy_backward},
         {NB_OP_NLL_LOSS_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_nll_loss_bwd", 10, avx2_nll_loss_backward},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
     nb__avx2_norm_register();
 }

@@ -712,5 +712,5 @@ void nb__avx2_winograd_register(void) {
         {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_winograd_conv_bwd_weight", 20,
          avx2_winograd_bwd_weight},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -129,5 +129,5 @@ void nb__avx512_elementwise_register(void) {
         REG(TANH_BACKWARD, tanhbw, "tanh_backward"),
         REG(SIGMOID_BACKWARD, sigbw, "sigmoid_backward"),
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }

@@ -370,5 +370,5 @@ void nb__avx512_gemm_register(void) {
         {NB_OP_MATMUL, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_gemm_matmul", 30, gemm_matmul},
         {NB_OP_LINEAR, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_gemm_linear", 30, gemm_linear},
     };
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) nb__registry_add(&ks[i]);
+    NB__REGISTER_ALL(ks);
 }
