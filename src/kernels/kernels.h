@@ -95,6 +95,7 @@ extern int nb__avx2_conv_small_off;   /* avx2_conv_small.c: 1 decline every call
 extern int nb__avx2_bnorm_fwd_off;     /* avx2_bnorm.c: 1 its BATCH_NORM declines every call (oneDNN's tests) */
 extern int nb__avx2_winograd_off;     /* avx2_winograd.c: 1 decline every call (oneDNN's tests) */
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
+extern int nb__gemm_adirect, nb__gemm_dyn;   /* avx2_gemm.c: in-place A, dynamic N split (1 on; see there) */
 extern int nb__avx512_gemm_serve_all;   /* avx512_gemm.c: the same hook */
 void nb__avx2_optim_register(void);   /* SGD/Adam steps, dropout */
 /* One (n, c) plane of a 2x2, stride-2 MAX_POOL2D with unit inner strides

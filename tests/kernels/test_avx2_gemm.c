@@ -10,7 +10,9 @@
  * their magnitudes). Shapes: M, N, K over {1, 7, 15, 16, 17, 33, 100, 257}
  * combinations, K = 0, A and/or B transposed (strided views), batched with
  * a broadcast batch dim, LINEAR with and without bias and with 3-D input.
- * Thread-count independence: 1 vs 2 threads must agree bitwise.
+ * Thread-count independence: 1 thread vs 2, 3, 4 must agree bitwise, with
+ * the dynamic N split (ranges taken over, forced too), the static one, and
+ * A packed or read in place.
  * The kernel's declines (shapes oneDNN serves faster) are switched off for
  * these cases; one test checks the decline rule itself.
  * Skipped without AVX2.
@@ -26,9 +28,11 @@
 
 /* avx2_gemm.c: 1 turns its "oneDNN is faster here" declines off */
 extern int nb__avx2_gemm_serve_all;
+/* (kernels.h) nb__gemm_dyn, nb__gemm_adirect: the dynamic N split and in-place A switches */
 
 static void ag_teardown(void) {
     nb__avx2_gemm_serve_all = 0;
+    nb__gemm_dyn = 1, nb__gemm_adirect = 1;
     while (nb_scope_depth() > 0) nb_scope_end();
     nb_init(NULL);
 }
@@ -274,15 +278,25 @@ static void ag_threads_case(int64_t M, int64_t N, int64_t K, bool ta, bool tb, b
     for (int64_t i = 0; i < N; i++) bias[i] = ag_uniform();
     nb_tensor *A = ag_matrix(a, 0, M, K, ta), *B = lin ? ag_matrix(b, 0, N, K, false) : ag_matrix(b, 0, K, N, tb);
     nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
-    nb_tensor *c[2];
-    for (int t = 0; t < 2; t++) {
-        ag_isa("avx2", t + 1);
+    /* 1 thread; 2, 3, 4 threads sharing N's panels out dynamically (more threads than
+       cores: ranges get taken over); 2 threads with the static split; 3 threads where only
+       thread 0 takes panels (every other range taken over); 2 threads packing A instead
+       of reading its rows in place */
+    static const struct { int threads, dyn, adirect; } cfg[] = {{1, 1, 1}, {2, 1, 1}, {3, 1, 1}, {4, 1, 1},
+                                                                {2, 0, 1}, {3, 2, 1}, {2, 1, 0}};
+    nb_tensor *c[7];
+    for (int t = 0; t < 7; t++) {
+        ag_isa("avx2", cfg[t].threads);
+        nb__gemm_dyn = cfg[t].dyn, nb__gemm_adirect = cfg[t].adirect;
         c[t] = lin ? nb_linear(A, B, Bi) : nb_matmul(A, B);
+        nb__gemm_dyn = 1, nb__gemm_adirect = 1;
         cr_assert_not_null(c[t], "%s", nb_last_error());
         ag_served("avx2_gemm");
+        if (t == 0) continue;
+        cr_assert_eq(memcmp(nb_data(c[0]), nb_data(c[t]), (size_t)(M * N) * sizeof(float)), 0,
+                     "M=%lld N=%lld K=%lld: 1 thread and %d (dynamic %d, A in place %d) differ", (long long)M,
+                     (long long)N, (long long)K, cfg[t].threads, cfg[t].dyn, cfg[t].adirect);
     }
-    cr_assert_eq(memcmp(nb_data(c[0]), nb_data(c[1]), (size_t)(M * N) * sizeof(float)), 0,
-                 "M=%lld N=%lld K=%lld: 1 and 2 threads differ", (long long)M, (long long)N, (long long)K);
     free(a);
     free(b);
     free(bias);
@@ -295,6 +309,20 @@ Test(avx2_gemm, thread_count_independent) {
     ag_threads_case(128, 10, 3000, false, true, false);   /* split over M */
     ag_threads_case(130, 257, 600, false, false, true);   /* LINEAR with bias */
     ag_threads_case(127, 300, 301, true, true, false);
+    /* row-major A read in place with a cut last panel (131 = 21 x 6 + 5), two MC blocks,
+       a cut last column panel (500 = 31 x 16 + 4), several K blocks */
+    ag_threads_case(131, 500, 600, false, false, false);
+    ag_threads_case(300, 100, 70, false, true, true);
+}
+
+/* The 1-thread results above are checked against ref (matmul_shapes and the
+ * others run at the default thread count); this checks a dynamic split's
+ * result, where every range but thread 0's is taken over, against ref. */
+Test(avx2_gemm, dynamic_split_taken_over_ranges_match_ref) {
+    nb__gemm_dyn = 2;
+    ag_matmul_case(0, 131, 500, 600, false, false, false);
+    ag_matmul_case(0, 64, 333, 257, true, false, false);
+    nb__gemm_dyn = 1;
 }
 
 /* With oneDNN built, row-major A with K > 16 and N < 2 K goes to oneDNN;

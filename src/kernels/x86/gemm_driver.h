@@ -3,7 +3,9 @@
  * its own library (so compiled with that library's -m flags).
  *
  * The includer defines MR and NR (its microkernel's tile), GEMM_NAME (the
- * kernel's name prefix in errors: "avx2", "avx512"), and after this header:
+ * kernel's name prefix in errors: "avx2", "avx512"), optionally
+ * GEMM_DYNAMIC (then it gives gemm_dynamic: C's columns shared out
+ * dynamically among the threads), and after this header:
  *   static int gemm_serial(const gemm_op *g);    one thread's GEMM
  *   static bool gemm_declines(const gemm_op *g); calls it passes on
  * This header gives gemm_op, the thread split (gemm_run), the decline rule
@@ -11,9 +13,10 @@
  * points (gemm_matmul, gemm_linear) that the includer registers.
  *
  * Threads: C is cut into nt pieces along N (multiples of NR columns) or,
- * when N is narrow, along M (multiples of MR rows); K is never split, so
- * every element of C sees the same operations in the same order whatever
- * the thread count.
+ * when N is narrow, along M (multiples of MR rows), unless the includer's
+ * gemm_dynamic shares N's panels out itself; K is never split, so every
+ * element of C sees the same operations in the same order whatever the
+ * thread count.
  */
 #ifndef NB_X86_GEMM_DRIVER_H
 #define NB_X86_GEMM_DRIVER_H
@@ -33,6 +36,9 @@ typedef struct gemm_op {
 
 static int gemm_serial(const gemm_op *g);
 static bool gemm_declines(const gemm_op *g);
+#ifdef GEMM_DYNAMIC
+static int gemm_dynamic(const gemm_op *g, int nt, int64_t ntile);   /* the includer's dynamic N split, or -1 */
+#endif
 
 static inline bool gemm_unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || s1 == 1; }
 
@@ -68,6 +74,12 @@ static int gemm_run(const gemm_op *g) {
     int64_t units = split_n ? ntile : mtile;
     if (nt > units) nt = (int)units;
     if (nt <= 1) return gemm_serial(g);
+#ifdef GEMM_DYNAMIC
+    if (split_n) {
+        int rd = gemm_dynamic(g, nt, ntile);
+        if (rd != -1) return rd;
+    }
+#endif
     int rc = 0;
 #pragma omp parallel for num_threads(nt) if (nt > 1) reduction(min : rc)
     for (int t = 0; t < nt; t++) {

@@ -23,12 +23,17 @@
  * M/N edges, and C without unit column stride, go through a 6x16 scratch
  * tile, with the same float operations as the direct path.
  *
- * Threads: C is cut into nt pieces along N (multiples of 16 columns) or,
- * when N is narrow, along M (multiples of 6 rows); K is never split, and the
- * KC blocking does not depend on the split, so every element of C sees the
- * same operations in the same order: results are bitwise independent of the
- * thread count. Pack buffers are per thread (_Thread_local), grown on demand
- * and reused across calls (they live as long as the thread).
+ * Threads: C is cut along N into column panels shared out dynamically
+ * (gemm_dynamic: each thread owns an equal range and takes the others'
+ * remaining panels when its own are done; each thread packs all of A once,
+ * or reads A's rows in place when they are contiguous) or, when N is narrow
+ * or A is large, statically into nt pieces along N (multiples of 16
+ * columns) or M (multiples of 6 rows). K is never split, and the KC blocking
+ * does not depend on the split, so every element of C sees the same
+ * operations in the same order: results are bitwise independent of the
+ * thread count and of which thread took which panel. Pack buffers are per
+ * thread (_Thread_local), grown on demand and reused across calls (they live
+ * as long as the thread).
  *
  * Declines: dtype other than F32 (registered for F32 only), LINEAR whose
  * leading dims do not merge into one row dim, and - only when oneDNN is
@@ -85,6 +90,7 @@
 #define NC 3072  /* B block KC x NC = 3 MiB: L3 */
 
 #define GEMM_NAME "avx2"
+#define GEMM_DYNAMIC 1   /* gemm_dynamic below */
 #include "kernels/x86/gemm_driver.h"
 
 typedef struct gemm_buf {
@@ -222,8 +228,8 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
  * the rows of A that are not zero padding; the k loop computes only
  * ceil(rows / 2) * 2 of them (the others stay 0): a cut tile does less
  * work. Each row's sums are the same whatever rows is. */
-static inline void ukr(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb, float *restrict c,
-                       int64_t ldc, bool first, const float *bias, int rows) {
+static inline void ukr(int64_t kc, const float *restrict a, int64_t lda, const float *restrict b, int64_t ldb,
+                       float *restrict c, int64_t ldc, bool first, const float *bias, int rows) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     for (int i = 0; i < MR; i++) {   /* C's lines arrive while the k loop runs */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
@@ -277,9 +283,52 @@ static inline void ukr(int64_t kc, const float *restrict a, const float *restric
             : "cc", "memory")
     int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
     __m256 b0, b1, x;
-    if (rows > 4) NB_GEMM_ASM(NB_GEMM_STEP6);
+    /* A in place (lda > 0: six whole rows, unit stride along k, lda floats
+       apart): row i's k-th value at a + i lda + k, addressed from a and
+       a3 = a + 3 lda with the row stride as index (scales 1, 2, 4). */
+#define NB_GEMM_ROWD(addr, r0, r1)                                                                \
+    "vbroadcastss " addr ", %[x]\n\t"                                                              \
+    "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
+    "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
+#define NB_GEMM_STEPD(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROWD(#u "*4(%[a])", c00, c01) NB_GEMM_ROWD(#u "*4(%[a],%[la],1)", c10, c11) \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],2)", c20, c21) NB_GEMM_ROWD(#u "*4(%[a3])", c30, c31)          \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],4)", c40, c41) NB_GEMM_ROWD(#u "*4(%[a3],%[la],2)", c50, c51)   \
+    "add %[ldb], %[b]\n\t"
+    if (lda > 0) {
+        const float *a3 = a + 3 * lda;
+        int64_t la = lda * (int64_t)sizeof(float);
+        __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)
+                NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)
+                "test %[n4], %[n4]\n\t"
+                "jz 2f\n\t"
+                "1:\n\t"
+                NB_GEMM_STEPD(0) NB_GEMM_STEPD(1) NB_GEMM_STEPD(2) NB_GEMM_STEPD(3)
+                "add $16, %[a]\n\t"
+                "add $16, %[a3]\n\t"
+                "dec %[n4]\n\t"
+                "jnz 1b\n\t"
+                "2:\n\t"
+                "test %[n1], %[n1]\n\t"
+                "jz 4f\n\t"
+                "3:\n\t"
+                NB_GEMM_STEPD(0)
+                "add $4, %[a]\n\t"
+                "add $4, %[a3]\n\t"
+                "dec %[n1]\n\t"
+                "jnz 3b\n\t"
+                "4:\n\t"
+                : [a] "+r"(a), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&x"(b0),
+                  [b1] "=&x"(b1), [x] "=&x"(x), [c00] "=&x"(c00), [c01] "=&x"(c01), [c10] "=&x"(c10),
+                  [c11] "=&x"(c11), [c20] "=&x"(c20), [c21] "=&x"(c21), [c30] "=&x"(c30), [c31] "=&x"(c31),
+                  [c40] "=&x"(c40), [c41] "=&x"(c41), [c50] "=&x"(c50), [c51] "=&x"(c51)
+                : [ldb] "r"(ldb_bytes), [la] "r"(la)
+                : "cc", "memory");
+    } else if (rows > 4) NB_GEMM_ASM(NB_GEMM_STEP6);
     else if (rows > 2) NB_GEMM_ASM(NB_GEMM_STEP4);
     else NB_GEMM_ASM(NB_GEMM_STEP2);
+#undef NB_GEMM_STEPD
+#undef NB_GEMM_ROWD
 #undef NB_GEMM_ASM
 #undef NB_GEMM_STEP6
 #undef NB_GEMM_STEP4
@@ -308,28 +357,59 @@ static inline void ukr(int64_t kc, const float *restrict a, const float *restric
     }
 }
 
-/* One thread's serial GEMM on the sub-problem g. Returns 0 or NB_ENOMEM. */
-static int gemm_serial(const gemm_op *g) {
-    int64_t M = g->M, N = g->N, K = g->K;
-    if (M <= 0 || N <= 0) return 0;
-    if (K == 0) {
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) g->c[i * g->cs0 + j * g->cs1] = g->bias ? g->bias[j] : 0.0f;
-        return 0;
+/* Test and benchmark switches (kernels.h): gemm_adirect's in-place A (0
+ * off), gemm_dynamic (0 off: the static split; 2: only thread 0 takes
+ * panels, so that every other range is taken over, as a stalled thread's
+ * would be). */
+int nb__gemm_adirect = 1, nb__gemm_dyn = 1;
+
+/* K in equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16); depends on K only. */
+static inline int64_t gemm_kcb(int64_t K) { return (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC); }
+
+/* With several threads, A with unit stride along k is read in place, in
+ * whole 6-row panels (the microkernel's lda form; a cut last panel is
+ * packed, for its zero rows): every thread would otherwise pack all of A.
+ * One thread packs: reading 6 rows in place measured 0-2% slower than one
+ * packed stream (128x784 @ 784x512: 1.015), 2 threads 1-5% faster. */
+static inline bool gemm_adirect(const gemm_op *g, bool threads) {
+    return threads && nb__gemm_adirect && g->as1 == 1 && g->as0 > 0;
+}
+
+/* The packed A that gemm_cols reads, for all of K at once ("full"): the
+ * block of K columns starting at pc at apk + pc * Mpad (Mpad = M rounded up
+ * to MR), its panel p at + p * kc * MR - every panel, or with gemm_adirect
+ * only each MC block's cut last one. Full packing lets any thread compute
+ * any columns (gemm_dynamic) with one pass over A per thread. */
+static void gemm_pack_a_full(const gemm_op *g, bool adirect, float *apk) {
+    int64_t M = g->M, K = g->K, kcb = gemm_kcb(K), Mpad = (M + MR - 1) / MR * MR;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        int64_t kc = K - pc < kcb ? K - pc : kcb;
+        for (int64_t ic = 0; ic < M; ic += MC) {
+            int64_t mc = M - ic < MC ? M - ic : MC, mp = adirect ? mc / MR * MR : 0;
+            if (mp < mc)
+                pack_a(g->a + (ic + mp) * g->as0 + pc * g->as1, g->as0, g->as1, mc - mp, kc,
+                       apk + pc * Mpad + (ic + mp) * kc);
+        }
     }
-    /* K in equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16); depends on K only */
-    int64_t kcb = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
-    int64_t ncmax = N < NC ? (N + NR - 1) / NR * NR : NC, kcmax = kcb;
-    int64_t mcmax = M < MC ? (M + MR - 1) / MR * MR : MC;
+}
+
+/* C's columns [j0, j1) (j0 a multiple of NR). apk: A packed by
+ * gemm_pack_a_full, or NULL to pack each (K block, MC block) of A just
+ * before its use into this thread's buffer. Every element of C sees the
+ * same operations whichever columns a call gets. 0 or NB_ENOMEM. */
+static int gemm_cols(const gemm_op *g, bool adirect, const float *apk, int64_t j0, int64_t j1) {
+    int64_t M = g->M, K = g->K, N = j1 - j0, kcb = gemm_kcb(K), Mpad = (M + MR - 1) / MR * MR;
+    int64_t ncmax = N < NC ? (N + NR - 1) / NR * NR : NC;
+    int64_t mcmax = M < MC ? Mpad : MC;
     gemm_buf *bf = &tls_buf;
-    if (!buf_reserve(&bf->b, &bf->nb, (size_t)(ncmax * kcmax)) ||
-        !buf_reserve(&bf->a, &bf->na, (size_t)(mcmax * kcmax + 8)))   /* + slack for pack_a's wide stores */
+    if (!buf_reserve(&bf->b, &bf->nb, (size_t)(ncmax * kcb)) ||
+        (!apk && !buf_reserve(&bf->a, &bf->na, (size_t)(mcmax * kcb + 8))))   /* + slack for pack_a's wide stores */
         return NB_ENOMEM;
-    float *Ap = bf->a, *Bp = bf->b;
+    float *Bp = bf->b;
     bool direct = g->cs1 == 1;
     float tile[MR * NR] __attribute__((aligned(32)));
-    for (int64_t jc = 0; jc < N; jc += NC) {
-        int64_t nc = N - jc < NC ? N - jc : NC;
+    for (int64_t jc = j0; jc < j1; jc += NC) {
+        int64_t nc = j1 - jc < NC ? j1 - jc : NC;
         for (int64_t pc = 0; pc < K; pc += kcb) {
             int64_t kc = K - pc < kcb ? K - pc : kcb;
             bool first = pc == 0;
@@ -341,7 +421,15 @@ static int gemm_serial(const gemm_op *g) {
             if (jp < nc) pack_b(g->b + pc * g->bs0 + (jc + jp) * g->bs1, g->bs0, g->bs1, kc, nc - jp, Bp + jp * kc);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(g->a + ic * g->as0 + pc * g->as1, g->as0, g->as1, mc, kc, Ap);
+                int64_t mp = adirect ? mc / MR * MR : 0;   /* panels read in place (gemm_adirect) */
+                const float *Ap;
+                if (apk) {
+                    Ap = apk + pc * Mpad + ic * kc;
+                } else {
+                    if (mp < mc)
+                        pack_a(g->a + (ic + mp) * g->as0 + pc * g->as1, g->as0, g->as1, mc - mp, kc, bf->a + mp * kc);
+                    Ap = bf->a;
+                }
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int64_t nn = nc - jr < NR ? nc - jr : NR;
                     bool bd = jr < jp;
@@ -351,10 +439,13 @@ static int gemm_serial(const gemm_op *g) {
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int64_t mm = mc - ir < MR ? mc - ir : MR;
                         float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
+                        bool ad = ir < mp;
+                        const float *ap = ad ? g->a + (ic + ir) * g->as0 + pc : Ap + ir * kc;
+                        int64_t lda = ad ? g->as0 : 0;
                         if (direct && mm == MR && nn == NR) {
-                            ukr(kc, Ap + ir * kc, bp, ldb, c, g->cs0, first, bias, MR);
+                            ukr(kc, ap, lda, bp, ldb, c, g->cs0, first, bias, MR);
                         } else {
-                            ukr(kc, Ap + ir * kc, bp, ldb, tile, NR, true, bias, (int)mm);
+                            ukr(kc, ap, lda, bp, ldb, tile, NR, true, bias, (int)mm);
                             for (int64_t i = 0; i < mm; i++)
                                 for (int64_t j = 0; j < nn; j++) {
                                     float *d = c + i * g->cs0 + j * g->cs1;
@@ -367,6 +458,75 @@ static int gemm_serial(const gemm_op *g) {
         }
     }
     return 0;
+}
+
+/* C = 0 (+ bias) for K = 0. */
+static void gemm_k0(const gemm_op *g) {
+    for (int64_t i = 0; i < g->M; i++)
+        for (int64_t j = 0; j < g->N; j++) g->c[i * g->cs0 + j * g->cs1] = g->bias ? g->bias[j] : 0.0f;
+}
+
+/* One thread's serial GEMM on the sub-problem g. Returns 0 or NB_ENOMEM. */
+static int gemm_serial(const gemm_op *g) {
+    if (g->M <= 0 || g->N <= 0) return 0;
+    if (g->K == 0) {
+        gemm_k0(g);
+        return 0;
+    }
+    return gemm_cols(g, false, NULL, 0, g->N);
+}
+
+/* Full packing of A while it is at most this many floats (2 MiB: within a
+ * core's L2 plus a share of L3); a larger A takes the static split. */
+#define GEMM_AFULL_MAX (512 * 1024)
+
+/* Dynamic column split (gemm_driver.h's gemm_run, C cut along N): each
+ * thread owns an equal range of C's column panels, as in the static split,
+ * and takes its panels one at a time from the front of its range; a thread
+ * whose range is done takes the next panels of the others' ranges (from
+ * their fronts, through the same counters), so a thread on a slower or busier
+ * core ends up with fewer panels. Each thread packs all of A once (as in the
+ * static split, where every thread needs all of A), so a panel can go to
+ * any thread at no cost, and every element of C sees the same operations
+ * whoever computes it. Measured on mlp_step (2 threads, this VM): with the
+ * static split the two threads finished each GEMM on average 8-17% of its
+ * time apart, in both directions (the vCPUs' speed varies); with this,
+ * 3-4%. Returns -1 where it does not apply (A over GEMM_AFULL_MAX, more
+ * than GEMM_DYN_MAXT threads), else 0 or NB_ENOMEM. */
+#define GEMM_DYN_MAXT 64
+static int gemm_dynamic(const gemm_op *g, int nt, int64_t ntile) {
+    int64_t Mpad = (g->M + MR - 1) / MR * MR;
+    if (!nb__gemm_dyn || g->K <= 0 || Mpad * g->K > GEMM_AFULL_MAX || nt > GEMM_DYN_MAXT) return -1;
+    struct {
+        int64_t next;   /* the range's next panel, taken by fetch-and-add */
+        char pad[56];   /* one counter a cache line */
+    } ctr[GEMM_DYN_MAXT] __attribute__((aligned(64)));
+    for (int t = 0; t < nt; t++) ctr[t].next = ntile * t / nt;
+    int rc = 0;
+    /* one iteration a thread (nt of them, static schedule); without OpenMP the
+       first iteration takes every range, the others find none left */
+#pragma omp parallel for num_threads(nt) schedule(static, 1) reduction(min : rc)
+    for (int me = 0; me < nt; me++) {
+        gemm_buf *bf = &tls_buf;
+        if (!buf_reserve(&bf->a, &bf->na, (size_t)(Mpad * g->K + 8))) {
+            rc = NB_ENOMEM;
+            continue;
+        }
+        bool ad = gemm_adirect(g, true);
+        gemm_pack_a_full(g, ad, bf->a);
+        for (int k = nb__gemm_dyn == 2 && me != 0 ? nt : 0; k < nt; k++) {   /* own range, then the others' */
+            int t = (me + k) % nt;
+            int64_t hi = ntile * (t + 1) / nt;
+            for (;;) {
+                int64_t p = __atomic_fetch_add(&ctr[t].next, 1, __ATOMIC_RELAXED);
+                if (p >= hi) break;
+                int64_t j0 = p * NR, j1 = j0 + NR < g->N ? j0 + NR : g->N;
+                int r = gemm_cols(g, ad, bf->a, j0, j1);
+                if (r < rc) rc = r;
+            }
+        }
+    }
+    return rc;
 }
 
 /* One thread's C (M, N) = A (M, K) @ B (K, N), any strides in elements:
