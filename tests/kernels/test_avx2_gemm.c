@@ -325,16 +325,29 @@ Test(avx2_gemm, dynamic_split_taken_over_ranges_match_ref) {
     nb__gemm_dyn = 1;
 }
 
-/* With oneDNN built, row-major A with K > 16 and N < 2 K goes to oneDNN;
- * A stored transposed, K <= 16, or N >= 2 K stays here. */
+/* With oneDNN built, row-major A with K > 16, M <= 64 and N < K / 2 (N < K / 16
+ * for LINEAR's K-major w^T) goes to oneDNN;
+ * A stored transposed, K <= 16, M > 64 or a shallower K stays here. */
 Test(avx2_gemm, declines_to_onednn) {
     nb__avx2_gemm_serve_all = 0;
     nb_scope_begin();
     ag_isa("avx2", 0);
-    nb_tensor *a = nb_randn(NB_SHAPE(64, 40), NB_F32, 1), *b = nb_randn(NB_SHAPE(40, 24), NB_F32, 2);
+    nb_tensor *a = nb_randn(NB_SHAPE(64, 40), NB_F32, 1), *b = nb_randn(NB_SHAPE(40, 19), NB_F32, 2);
     nb_tensor *at = nb_transpose(nb_randn(NB_SHAPE(40, 64), NB_F32, 3), 0, 1);
     nb_tensor *a8 = nb_randn(NB_SHAPE(64, 8), NB_F32, 4), *b8 = nb_randn(NB_SHAPE(8, 24), NB_F32, 5);
-    nb_tensor *bw = nb_randn(NB_SHAPE(40, 80), NB_F32, 6);   /* N = 2 K */
+    nb_tensor *bw = nb_randn(NB_SHAPE(40, 20), NB_F32, 6);   /* N = K / 2 */
+    /* LINEAR's w^T (K-major B): oneDNN only for N < K / 16 */
+    nb_tensor *xl = nb_randn(NB_SHAPE(64, 400), NB_F32, 8), *wl = nb_randn(NB_SHAPE(24, 400), NB_F32, 9);
+    nb_tensor *wd = nb_randn(NB_SHAPE(26, 400), NB_F32, 10);   /* N = 26 > 400 / 16 */
+    cr_assert(xl && wl && wd);
+    cr_assert_not_null(nb_linear(xl, wd, NULL), "%s", nb_last_error());
+    ag_served("avx2_gemm");
+    cr_assert_not_null(nb_linear(xl, wl, NULL), "%s", nb_last_error());
+#if NB_HAVE_ONEDNN
+    ag_served("onednn");
+#else
+    ag_served("avx2_gemm");
+#endif
     cr_assert(a && b && at && a8 && b8 && bw);
     cr_assert_not_null(nb_matmul(at, b), "%s", nb_last_error());
     ag_served("avx2_gemm");

@@ -43,8 +43,9 @@ static int gemm_dynamic(const gemm_op *g, int nt, int64_t ntile);   /* the inclu
 static inline bool gemm_unit_stride(int64_t s0, int64_t s1) { return s0 == 1 || s1 == 1; }
 
 /* True when oneDNN (registered below both GEMMs) should serve g: the
- * measured rule of avx2_gemm.c's table (A stored row-major, K > 16,
- * N < 2 K, M <= 64), and on an AVX-512 CPU (avx512) every call whose operands are
+ * measured rule of avx2_gemm.c's table (A not stored column-major, K > 16,
+ * M <= 64, and N < K / 2, or N < K / 16 when B is stored K-major as
+ * LINEAR's w^T), and on an AVX-512 CPU (avx512) every call whose operands are
  * each row- or column-major (BLAS layouts, which oneDNN's jit GEMM takes;
  * other strides could leave it only its reference code, and a call passed
  * on never comes back). Never inside a backward (nb__thread_invariant:
@@ -58,7 +59,9 @@ static inline bool gemm_onednn_takes(const gemm_op *g, int hook, bool avx512) {
     if (hook < 0) return true;
     if (avx512 && gemm_unit_stride(g->as0, g->as1) && gemm_unit_stride(g->bs0, g->bs1) && g->cs1 == 1) return true;
     bool a_colmajor = g->as0 == 1 && g->as1 != 1 && g->M > 1;
-    return !a_colmajor && g->K > 16 && g->N < 2 * g->K && g->M <= 64;
+    /* B with unit stride along K (LINEAR's w^T): oneDNN only for a deep K */
+    bool b_kmajor = g->bs0 == 1 && g->bs1 != 1 && g->N > 1;
+    return !a_colmajor && g->K > 16 && g->M <= 64 && (b_kmajor ? 16 * g->N < g->K : 2 * g->N < g->K);
 #else
     (void)g, (void)hook, (void)avx512;
     return false;

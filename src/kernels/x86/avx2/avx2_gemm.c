@@ -38,8 +38,18 @@
  * Declines: dtype other than F32 (registered for F32 only), LINEAR whose
  * leading dims do not merge into one row dim, and - only when oneDNN is
  * built (it is registered below us, priority 10) - the shapes where oneDNN
- * 2.6 was measured as fast or faster: A stored row-major (unit stride along
- * K) with K > 16, N < 2 K and M <= 64. Remeasured 2026-11-26 (2-core AMD
+ * 2.6 was measured as fast or faster: A not stored column-major, K > 16,
+ * M <= 64 and a deep K: N < K / 2 (B row-major) or N < K / 16 (B stored
+ * K-major, LINEAR's w^T). Remeasured 2026-11-26 (after the dynamic column
+ * split; 2-core AMD EPYC, 8 operands used in turn, median of 150,
+ * oneDNN / our time, 1 and 2 threads): matmul 64x128x3136 (M x N x K)
+ * 0.82 0.85, 64x128x1024 0.83 0.94, 64x256x1024 1.00 0.89, 16x512x4096
+ * 0.84 0.78, LINEAR 64x128x3136 0.95 0.99, 32x128x3136 0.93 0.97
+ * (oneDNN's); matmul 64x256x256 1.02 1.00, 48x512x512 1.22 1.26, 64x512x1024
+ * 1.37 1.17, LINEAR 64x256x256 0.99 1.11, 32x1024x1024 1.04 1.24,
+ * 64x512x784 0.99 1.06, 64x128x1024 1.10 1.16, 64x256x1024 1.04 1.21,
+ * 16x256x256 1.10 1.01 (ours). Before, the rule was N < 2 K: measured
+ * earlier the same day (2-core AMD
  * EPYC, 4-32 weights used in turn so that B comes from L3 as in training,
  * median of 40, ours / oneDNN time ratio inverted, 1 and 2 threads):
  *     LINEAR 512x768x256 1.06 1.08, 512x256x256 1.14 1.14, 512x256x1024
