@@ -128,6 +128,7 @@ static int op_step(bench *b) {
     else if (!strcmp(k, "smooth_l1")) r = nb_smooth_l1_loss(b->x, b->c1);
     else if (!strcmp(k, "gather")) r = nb_sum_all(nb_gather(b->x, 1, b->y));
     else if (!strcmp(k, "sin")) r = nb_sum_all(nb_sin(b->x));
+    else if (!strcmp(k, "pow")) r = nb_sum_all(nb_pow(b->c1, b->x));   /* c1 in [0, 1): base; x: exponent */
     else if (!strcmp(k, "max_dim")) r = nb_sum_all(nb_max_dim(b->x, 1, false, NULL));
     else if (!strcmp(k, "amax")) r = nb_sum_all(nb_max(b->x, &d1, 1, false));
     else if (!strcmp(k, "nll_log_softmax")) r = nb_nll_loss(nb_log_softmax(b->x, 1), b->y);
@@ -244,7 +245,7 @@ static int setup_op(bench *b, const kv *a) {
         return b->x ? 0 : nb_last_error_code();
     }
     b->x = nb_randn(NB_SHAPE(R, C), NB_F32, 11);
-    b->c1 = !strcmp(b->kind, "bce_with_logits") ? nb_rand(NB_SHAPE(R, C), NB_F32, 12) : nb_randn(NB_SHAPE(R, C), NB_F32, 12);
+    b->c1 = !strcmp(b->kind, "bce_with_logits") || !strcmp(b->kind, "pow") ? nb_rand(NB_SHAPE(R, C), NB_F32, 12) : nb_randn(NB_SHAPE(R, C), NB_F32, 12);
     if (!b->x || !b->c1 || nb_set_requires_grad(b->x, true)) return nb_last_error_code();
     if (!strcmp(b->kind, "gather")) {
         int64_t *ix = malloc(sizeof *ix * (size_t)(R * C));

@@ -148,7 +148,7 @@ def setup_op(a):
             p.grad = torch.randn(p.shape)
         return lambda: torch.nn.utils.clip_grad_norm_(ps, 1e30, 2.0)
     x = torch.randn(R, C, requires_grad=True)
-    c1 = torch.rand(R, C) if k == "bce_with_logits" else torch.randn(R, C)
+    c1 = torch.rand(R, C) if k in ("bce_with_logits", "pow") else torch.randn(R, C)
     xd = c1
     idx = (torch.arange(R * C) * 7919 % C).reshape(R, C)
     y = (torch.arange(R) * 7 + 3) % C
@@ -157,6 +157,7 @@ def setup_op(a):
         "smooth_l1": lambda: F.smooth_l1_loss(x, c1),
         "gather": lambda: torch.gather(x, 1, idx).sum(),
         "sin": lambda: torch.sin(x).sum(),
+        "pow": lambda: torch.pow(c1, x).sum(),
         "max_dim": lambda: x.max(1)[0].sum(),
         "amax": lambda: x.amax(1).sum(),
         "nll_log_softmax": lambda: F.nll_loss(F.log_softmax(x, 1), y),

@@ -89,14 +89,16 @@ NB_API nb_tensor *nb_div(nb_tensor *a, nb_tensor *b) {
 }
 
 /* ---- pow: out = a ** b;  da = g*b*a^(b-1), db = g*out*log(a) ----
- * Differs from PyTorch at a == 0 (PyTorch masks db to 0 there; we give NaN
- * through log(0)*0) and where b == 0 (PyTorch gives da = 0). */
+ * out is saved (as PyTorch saves `result`), not recomputed: a second pow
+ * was most of the backward's time. Differs from PyTorch at a == 0 (PyTorch
+ * masks db to 0 there; we give NaN through log(0)*0) and where b == 0
+ * (PyTorch gives da = 0). */
 static int pow_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
     nb_tensor *a = nb__saved_get(n, 0), *b = nb__saved_get(n, 1);
     if (NEED(0)) gin[0] = TO_A(nb_mul(g, nb_mul(b, nb_pow(a, nb_add_scalar(b, -1.0)))));
-    if (NEED(1)) gin[1] = TO_B(nb_mul(g, nb_mul(nb_pow(a, b), nb_log(a))));
+    if (NEED(1)) gin[1] = TO_B(nb_mul(g, nb_mul(nb__saved_get(n, 2), nb_log(a))));
     return nb__grads_ok(n, gin);
 }
 NB_API nb_tensor *nb_pow(nb_tensor *a, nb_tensor *b) {
-    return binary("nb_pow", NB_OP_POW, "PowBackward", pow_backward, 3, a, b);
+    return binary("nb_pow", NB_OP_POW, "PowBackward", pow_backward, 3 | NB__SAVE_OUT, a, b);
 }
