@@ -185,7 +185,7 @@ static int avx2_conv_small_fwd(const nb_kernel_args *a) {
     {
         float *xp = nb__alloc((size_t)per * sizeof(float));
         if (!xp) fail = 1;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)   /* an image to whichever thread is free (same bits) */
         for (int64_t n = 0; n < c.N; n++)
             if (xp) {
                 cs_pack(&c, n, xp);
@@ -298,7 +298,7 @@ static int avx2_conv_small_bwd_weight(const nb_kernel_args *a) {
         size_t sb = (size_t)(xn + pn * 8) * sizeof(float);   /* xp, then the lane sums */
         float *xp = nb__alloc(sb);
         if (!xp) fail = 1;
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)   /* a chunk to whichever thread is free: each has its own sums */
         for (int64_t k = 0; k < chunks; k++)
             if (xp) cs_wchunk(&c, g, k * per, (k + 1) * per < n ? (k + 1) * per : n, xp, xp + xn, part + k * pn);
         if (xp) nb__free(xp, sb);
