@@ -446,8 +446,23 @@ static int gemm_cols(const gemm_op *g, bool adirect, const float *apk, int64_t j
                     const float *bp = bd ? g->b + pc * g->bs0 + jc + jr : Bp + jr * kc;
                     int64_t ldb = bd ? g->bs0 : NR;
                     const float *bias = first && g->bias ? g->bias + jc + jr : NULL;
+                    /* B read in place: the next column panel's kc rows (one line each) are
+                       prefetched, a share per A panel, so that they arrive while this panel
+                       computes (a weight cold in L3/DRAM: 64x256x256, 1 thread 0.84-0.91 of the
+                       time without, 2 threads 0.91-0.94; hot: no change) */
+                    const float *bnext = NULL;
+                    int64_t pf_per = 0;
+                    if (bd && jc + jr + 2 * NR <= g->N && ic == 0) {
+                        bnext = bp + NR;
+                        pf_per = (kc + (mc + MR - 1) / MR - 1) / ((mc + MR - 1) / MR);
+                    }
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int64_t mm = mc - ir < MR ? mc - ir : MR;
+                        if (bnext) {
+                            int64_t k0 = ir / MR * pf_per, k1 = k0 + pf_per < kc ? k0 + pf_per : kc;
+                            for (int64_t k = k0; k < k1; k++)
+                                _mm_prefetch((const char *)(bnext + k * g->bs0), _MM_HINT_T0);
+                        }
                         float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
                         bool ad = ir < mp;
                         const float *ap = ad ? g->a + (ic + ir) * g->as0 + pc : Ap + ir * kc;
