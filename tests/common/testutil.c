@@ -5,6 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+double tu_u01(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (double)((x * 2685821657736338717ull) >> 11) * 0x1.0p-53;
+}
+
+/* A float's place on the line of representable floats (-0 and +0 both 0). */
+static int64_t f32_ord(float f) {
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return i < 0 ? (int64_t)INT32_MIN - i : i;
+}
+
+double tu_ulps_f32(float got, float want) {
+    if (isnan(got) || isnan(want)) return isnan(got) && isnan(want) ? 0 : 1e30;
+    int64_t d = f32_ord(got) - f32_ord(want);
+    return (double)(d < 0 ? -d : d);
+}
+
 static bool same_shape(const nb_tensor *a, const nb_tensor *b) {
     if (nb_ndim(a) != nb_ndim(b)) return false;
     for (int i = 0; i < nb_ndim(a); i++)

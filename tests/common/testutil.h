@@ -4,6 +4,15 @@
 
 #include <nabla.h>
 
+#include <stdint.h>
+
+/* xorshift64*: the next value in [0, 1) (53 bits), *state advanced (any
+ * nonzero seed); a test's own state keeps its sequence. */
+double tu_u01(uint64_t *state);
+/* Distance in representable floats between got and want: 0 when both are
+ * NaN (or equal, +0 and -0 included), 1e30 when only one is NaN. */
+double tu_ulps_f32(float got, float want);
+
 /* Max |a-b| over elements of two tensors of the same shape (any dtypes),
  * or INFINITY when shapes differ or either is NULL. */
 double tu_max_abs_diff(const nb_tensor *a, const nb_tensor *b);

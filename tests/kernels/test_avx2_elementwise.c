@@ -134,10 +134,7 @@ static const ew_op ew_ops[] = {
 
 static uint64_t ew_rng = 0x9E3779B97F4A7C15ull;
 static double ew_u01(void) {   /* xorshift64* in [0, 1) */
-    ew_rng ^= ew_rng >> 12;
-    ew_rng ^= ew_rng << 25;
-    ew_rng ^= ew_rng >> 27;
-    return (double)((ew_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53;
+    return tu_u01(&ew_rng);
 }
 static void ew_fill(float *x, int64_t n, float lo, float hi) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * ew_u01());
@@ -149,17 +146,8 @@ static const float ew_special[] = {
     88.72f, 88.73f, -87.3f, -103.9f, -104.5f, 100.0f, -100.0f, 1e30f, -1e30f, 0.55f, -0.55f, 0.54999f};
 #define EW_NSPECIAL (int)(sizeof ew_special / sizeof ew_special[0])
 
-/* Distance in representable floats (0 when both are NaN; huge when only one is). */
-static int64_t ew_ord(float f) {
-    int32_t i;
-    memcpy(&i, &f, 4);
-    return i < 0 ? (int64_t)INT32_MIN - i : i;
-}
-static double ew_ulps(float got, float want) {
-    if (isnan(got) || isnan(want)) return isnan(got) && isnan(want) ? 0 : 1e30;
-    int64_t d = ew_ord(got) - ew_ord(want);
-    return (double)(d < 0 ? -d : d);
-}
+/* Distance in representable floats (testutil). */
+static double ew_ulps(float got, float want) { return tu_ulps_f32(got, want); }
 static bool ew_same(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0; }
 
 /* The ULP bound of op at input x (oracle result w). */

@@ -47,10 +47,7 @@ TestSuite(avx2_gemm, .init = ag_setup, .fini = ag_teardown);
 
 static uint64_t ag_rng = 0x9E3779B97F4A7C15ull;
 static float ag_uniform(void) {
-    ag_rng ^= ag_rng >> 12;
-    ag_rng ^= ag_rng << 25;
-    ag_rng ^= ag_rng >> 27;
-    return (float)((double)((ag_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2 - 1);
+    return (float)(tu_u01(&ag_rng) * 2 - 1);
 }
 
 /* A (rows x cols) matrix with values v (row-major, logical order), stored

@@ -43,23 +43,13 @@ static void ls_need(void) {
 
 static uint64_t ls_rng = 0x2545F4914F6CDD1Dull;
 static double ls_u01(void) {
-    ls_rng ^= ls_rng >> 12;
-    ls_rng ^= ls_rng << 25;
-    ls_rng ^= ls_rng >> 27;
-    return (double)((ls_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53;
+    return tu_u01(&ls_rng);
 }
 
-static int64_t ls_ord(float f) {
-    int32_t i;
-    memcpy(&i, &f, 4);
-    return i < 0 ? (int64_t)INT32_MIN - i : i;
-}
+/* Distance in representable floats (testutil), an infinity against any other value 1e30. */
 static double ls_ulps(float a, float b) {
-    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : 1e30;
-    if (a == b) return 0;
-    if (isinf(a) || isinf(b)) return 1e30;
-    int64_t d = ls_ord(a) - ls_ord(b);
-    return (double)(d < 0 ? -d : d);
+    if (!isnan(a) && !isnan(b) && a != b && (isinf(a) || isinf(b))) return 1e30;
+    return tu_ulps_f32(a, b);
 }
 static bool ls_same(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0; }
 

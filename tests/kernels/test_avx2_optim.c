@@ -41,10 +41,7 @@ static const int64_t ao_sizes[] = {0, 1, 7, 15, 16, 17, 33, 1023, 4097, 70001};
 /* xorshift64*: deterministic values in [-1, 1) with specials sprinkled in. */
 static uint64_t ao_rng = 88172645463325252ull;
 static float ao_uniform(void) {
-    ao_rng ^= ao_rng >> 12;
-    ao_rng ^= ao_rng << 25;
-    ao_rng ^= ao_rng >> 27;
-    return (float)((double)((ao_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2 - 1);
+    return (float)(tu_u01(&ao_rng) * 2 - 1);
 }
 static void ao_fill(float *x, int64_t n, bool specials) {
     static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -3e-39f, 3e38f, -1e30f};

@@ -70,10 +70,7 @@ static const w_op w_ops[] = {
 
 static uint64_t w_rng = 0xD1B54A32D192ED03ull;
 static double w_u01(void) {   /* xorshift64* in [0, 1) */
-    w_rng ^= w_rng >> 12;
-    w_rng ^= w_rng << 25;
-    w_rng ^= w_rng >> 27;
-    return (double)((w_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53;
+    return tu_u01(&w_rng);
 }
 static void w_fill(float *x, int64_t n, float lo, float hi) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * w_u01());
@@ -86,17 +83,8 @@ static const float w_special[] = {
     88.72f, 88.73f, 89.0f, -87.3f, -103.9f, -104.5f, -105.0f, 100.0f, -100.0f, 1e30f, -1e30f, 0.55f, 0.54999f};
 #define W_NSPECIAL (int)(sizeof w_special / sizeof w_special[0])
 
-/* Distance in representable floats (0 when both are NaN; huge when only one is). */
-static int64_t w_ord(float f) {
-    int32_t i;
-    memcpy(&i, &f, 4);
-    return i < 0 ? (int64_t)INT32_MIN - i : i;
-}
-static double w_ulps(float got, float want) {
-    if (isnan(got) || isnan(want)) return isnan(got) && isnan(want) ? 0 : 1e30;
-    int64_t d = w_ord(got) - w_ord(want);
-    return (double)(d < 0 ? -d : d);
-}
+/* Distance in representable floats (testutil). */
+static double w_ulps(float got, float want) { return tu_ulps_f32(got, want); }
 static bool w_same(float a, float b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0; }
 
 /* The stable double-precision oracle of a unary op (libm). */

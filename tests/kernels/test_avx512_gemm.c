@@ -49,10 +49,7 @@ TestSuite(avx512_gemm, .init = g5_setup, .fini = g5_teardown);
 
 static uint64_t g5_rng = 0x2545F4914F6CDD1Dull;
 static float g5_uniform(void) {
-    g5_rng ^= g5_rng >> 12;
-    g5_rng ^= g5_rng << 25;
-    g5_rng ^= g5_rng >> 27;
-    return (float)((double)((g5_rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2 - 1);
+    return (float)(tu_u01(&g5_rng) * 2 - 1);
 }
 
 /* Layouts of a matrix operand in memory. */

@@ -222,6 +222,8 @@ static inline __m256 ew_ps2(__m256d lo, __m256d hi) {
  * float (one rounding) is within 1 ULP of the double ref, denormal results
  * included. Any other vector (0, inf, NaN, a negative base with a
  * fractional exponent) goes lane by lane through ref's powf: ref's bits. */
+#define PW_LN2_HI 0x1.62e42fefa38p-1     /* ln2's top 42 bits: times an exponent or k, exact */
+#define PW_LN2_LO 0x1.ef35793c7673p-45   /* ln2 - PW_LN2_HI */
 static inline __m256d pw_ln_pd(__m256d x) {   /* x > 0, finite, normal in double */
     __m256i bits = _mm256_castpd_si256(x);
     __m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFll)),
@@ -246,14 +248,13 @@ static inline __m256d pw_ln_pd(__m256d x) {   /* x > 0, finite, normal in double
     __m256d q = _mm256_fmadd_pd(z4, _mm256_fmadd_pd(z4, PW_C(1.0 / 19), p47), p03);
     __m256d s2 = _mm256_add_pd(s, s);
     __m256d lnm = _mm256_fmadd_pd(_mm256_mul_pd(s2, z), q, s2);
-    return _mm256_fmadd_pd(e, _mm256_set1_pd(0x1.62e42fefa38p-1),   /* ln2's top 43 bits: e * it is exact */
-                           _mm256_fmadd_pd(e, _mm256_set1_pd(0x1.ef35793c7673p-45), lnm));   /* ln2 - that */
+    return _mm256_fmadd_pd(e, _mm256_set1_pd(PW_LN2_HI), _mm256_fmadd_pd(e, _mm256_set1_pd(PW_LN2_LO), lnm));
 }
 static inline __m256d pw_exp_pd(__m256d t) {   /* e^t, t in [-200, 200] */
     __m256d k = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.44269504088896340736)),
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.62e42fefa38p-1), t);   /* exact */
-    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.ef35793c7673p-45), r);
+    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(PW_LN2_HI), t);   /* exact */
+    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(PW_LN2_LO), r);
     /* sum of r^i / i!, i = 0..12, by Estrin's scheme */
     __m256d r2 = _mm256_mul_pd(r, r), r4 = _mm256_mul_pd(r2, r2);
     __m256d e01 = _mm256_add_pd(r, PW_C(1.0)), e23 = _mm256_fmadd_pd(r, PW_C(1.0 / 6), PW_C(0.5));

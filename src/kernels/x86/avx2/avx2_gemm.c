@@ -251,10 +251,12 @@ static inline void ukr(int64_t kc, const float *restrict a, int64_t lda, const f
      * FMAs. The accumulators start at zero. */
 #define NB_GEMM_ZERO(r0, r1)                                                                      \
     "vxorps %[" #r0 "], %[" #r0 "], %[" #r0 "]\n\t" "vxorps %[" #r1 "], %[" #r1 "], %[" #r1 "]\n\t"
-#define NB_GEMM_ROW(i, r0, r1)                                                                    \
-    "vbroadcastss (" #i ")*4(%[a]), %[x]\n\t"                                                     \
+/* one row of A: a broadcast from addr, two FMAs */
+#define NB_GEMM_ROWD(addr, r0, r1)                                                                \
+    "vbroadcastss " addr ", %[x]\n\t"                                                              \
     "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
     "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
+#define NB_GEMM_ROW(i, r0, r1) NB_GEMM_ROWD("(" #i ")*4(%[a])", r0, r1)   /* packed A: 6 floats a k */
 #define NB_GEMM_LOADB "vmovups (%[b]), %[b0]\n\t" "vmovups 32(%[b]), %[b1]\n\t"
 #define NB_GEMM_STEP2(u)                                                                          \
     NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11) "add %[ldb], %[b]\n\t"
@@ -265,15 +267,26 @@ static inline void ukr(int64_t kc, const float *restrict a, int64_t lda, const f
     NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11)               \
     NB_GEMM_ROW(u * 6 + 2, c20, c21) NB_GEMM_ROW(u * 6 + 3, c30, c31)                             \
     NB_GEMM_ROW(u * 6 + 4, c40, c41) NB_GEMM_ROW(u * 6 + 5, c50, c51) "add %[ldb], %[b]\n\t"
-#define NB_GEMM_ASM(STEP)                                                                         \
+    /* A in place (lda > 0: six whole rows, unit stride along k, lda floats
+       apart): row i's k-th value at a + i lda + k, addressed from a and
+       a3 = a + 3 lda with the row stride as index (scales 1, 2, 4). */
+#define NB_GEMM_STEPD(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROWD(#u "*4(%[a])", c00, c01) NB_GEMM_ROWD(#u "*4(%[a],%[la],1)", c10, c11) \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],2)", c20, c21) NB_GEMM_ROWD(#u "*4(%[a3])", c30, c31)          \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],4)", c40, c41) NB_GEMM_ROWD(#u "*4(%[a3],%[la],2)", c50, c51)   \
+    "add %[ldb], %[b]\n\t"
+/* The k loop: 4 steps a turn, then the rest one by one; PF: a prefetch a
+   turn, ADV4 / ADV1: A's pointers past 4 / 1 steps (a3 and la serve the
+   in-place form only). */
+#define NB_GEMM_ASM(STEP, PF, ADV4, ADV1)                                                         \
     __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)                  \
             NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)                  \
             "test %[n4], %[n4]\n\t"                                                               \
             "jz 2f\n\t"                                                                           \
             "1:\n\t"                                                                              \
-            "prefetcht0 256(%[a])\n\t"                                                            \
+            PF                                                                                    \
             STEP(0) STEP(1) STEP(2) STEP(3)                                                       \
-            "add $96, %[a]\n\t"                                                                   \
+            ADV4                                                                                  \
             "dec %[n4]\n\t"                                                                       \
             "jnz 1b\n\t"                                                                          \
             "2:\n\t"                                                                              \
@@ -281,62 +294,27 @@ static inline void ukr(int64_t kc, const float *restrict a, int64_t lda, const f
             "jz 4f\n\t"                                                                           \
             "3:\n\t"                                                                              \
             STEP(0)                                                                               \
-            "add $24, %[a]\n\t"                                                                   \
+            ADV1                                                                                  \
             "dec %[n1]\n\t"                                                                       \
             "jnz 3b\n\t"                                                                          \
             "4:\n\t"                                                                              \
-            : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&x"(b0), [b1] "=&x"(b1),   \
-              [x] "=&x"(x), [c00] "=&x"(c00), [c01] "=&x"(c01), [c10] "=&x"(c10), [c11] "=&x"(c11),     \
-              [c20] "=&x"(c20), [c21] "=&x"(c21), [c30] "=&x"(c30), [c31] "=&x"(c31), [c40] "=&x"(c40), \
-              [c41] "=&x"(c41), [c50] "=&x"(c50), [c51] "=&x"(c51)                                  \
-            : [ldb] "r"(ldb_bytes)                                                                \
+            : [a] "+r"(a), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&x"(b0),   \
+              [b1] "=&x"(b1), [x] "=&x"(x), [c00] "=&x"(c00), [c01] "=&x"(c01), [c10] "=&x"(c10),       \
+              [c11] "=&x"(c11), [c20] "=&x"(c20), [c21] "=&x"(c21), [c30] "=&x"(c30), [c31] "=&x"(c31), \
+              [c40] "=&x"(c40), [c41] "=&x"(c41), [c50] "=&x"(c50), [c51] "=&x"(c51)                    \
+            : [ldb] "r"(ldb_bytes), [la] "r"(la)                                                  \
             : "cc", "memory")
+#define NB_GEMM_PACKED(STEP) NB_GEMM_ASM(STEP, "prefetcht0 256(%[a])\n\t", "add $96, %[a]\n\t", "add $24, %[a]\n\t")
     int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
+    int64_t la = lda > 0 ? lda * (int64_t)sizeof(float) : 0;
+    const float *a3 = lda > 0 ? a + 3 * lda : a;
     __m256 b0, b1, x;
-    /* A in place (lda > 0: six whole rows, unit stride along k, lda floats
-       apart): row i's k-th value at a + i lda + k, addressed from a and
-       a3 = a + 3 lda with the row stride as index (scales 1, 2, 4). */
-#define NB_GEMM_ROWD(addr, r0, r1)                                                                \
-    "vbroadcastss " addr ", %[x]\n\t"                                                              \
-    "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
-    "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
-#define NB_GEMM_STEPD(u)                                                                          \
-    NB_GEMM_LOADB NB_GEMM_ROWD(#u "*4(%[a])", c00, c01) NB_GEMM_ROWD(#u "*4(%[a],%[la],1)", c10, c11) \
-    NB_GEMM_ROWD(#u "*4(%[a],%[la],2)", c20, c21) NB_GEMM_ROWD(#u "*4(%[a3])", c30, c31)          \
-    NB_GEMM_ROWD(#u "*4(%[a],%[la],4)", c40, c41) NB_GEMM_ROWD(#u "*4(%[a3],%[la],2)", c50, c51)   \
-    "add %[ldb], %[b]\n\t"
-    if (lda > 0) {
-        const float *a3 = a + 3 * lda;
-        int64_t la = lda * (int64_t)sizeof(float);
-        __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)
-                NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)
-                "test %[n4], %[n4]\n\t"
-                "jz 2f\n\t"
-                "1:\n\t"
-                NB_GEMM_STEPD(0) NB_GEMM_STEPD(1) NB_GEMM_STEPD(2) NB_GEMM_STEPD(3)
-                "add $16, %[a]\n\t"
-                "add $16, %[a3]\n\t"
-                "dec %[n4]\n\t"
-                "jnz 1b\n\t"
-                "2:\n\t"
-                "test %[n1], %[n1]\n\t"
-                "jz 4f\n\t"
-                "3:\n\t"
-                NB_GEMM_STEPD(0)
-                "add $4, %[a]\n\t"
-                "add $4, %[a3]\n\t"
-                "dec %[n1]\n\t"
-                "jnz 3b\n\t"
-                "4:\n\t"
-                : [a] "+r"(a), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&x"(b0),
-                  [b1] "=&x"(b1), [x] "=&x"(x), [c00] "=&x"(c00), [c01] "=&x"(c01), [c10] "=&x"(c10),
-                  [c11] "=&x"(c11), [c20] "=&x"(c20), [c21] "=&x"(c21), [c30] "=&x"(c30), [c31] "=&x"(c31),
-                  [c40] "=&x"(c40), [c41] "=&x"(c41), [c50] "=&x"(c50), [c51] "=&x"(c51)
-                : [ldb] "r"(ldb_bytes), [la] "r"(la)
-                : "cc", "memory");
-    } else if (rows > 4) NB_GEMM_ASM(NB_GEMM_STEP6);
-    else if (rows > 2) NB_GEMM_ASM(NB_GEMM_STEP4);
-    else NB_GEMM_ASM(NB_GEMM_STEP2);
+    if (lda > 0)
+        NB_GEMM_ASM(NB_GEMM_STEPD, "", "add $16, %[a]\n\t" "add $16, %[a3]\n\t", "add $4, %[a]\n\t" "add $4, %[a3]\n\t");
+    else if (rows > 4) NB_GEMM_PACKED(NB_GEMM_STEP6);
+    else if (rows > 2) NB_GEMM_PACKED(NB_GEMM_STEP4);
+    else NB_GEMM_PACKED(NB_GEMM_STEP2);
+#undef NB_GEMM_PACKED
 #undef NB_GEMM_STEPD
 #undef NB_GEMM_ROWD
 #undef NB_GEMM_ASM
@@ -376,14 +354,12 @@ int nb__gemm_adirect = 1, nb__gemm_dyn = 1;
 /* K in equal blocks of at most KC (784 -> 4 x 196, not 3 x 256 + 16); depends on K only. */
 static inline int64_t gemm_kcb(int64_t K) { return (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC); }
 
-/* With several threads, A with unit stride along k is read in place, in
- * whole 6-row panels (the microkernel's lda form; a cut last panel is
- * packed, for its zero rows): every thread would otherwise pack all of A.
- * One thread packs: reading 6 rows in place measured 0-2% slower than one
+/* With several threads (gemm_dynamic), A with unit stride along k is read
+ * in place, in whole 6-row panels (the microkernel's lda form; a cut last
+ * panel is packed, for its zero rows): every thread would otherwise pack all
+ * of A. One thread (gemm_serial) packs: reading 6 rows in place measured 0-2% slower than one
  * packed stream (128x784 @ 784x512: 1.015), 2 threads 1-5% faster. */
-static inline bool gemm_adirect(const gemm_op *g, bool threads) {
-    return threads && nb__gemm_adirect && g->as1 == 1 && g->as0 > 0;
-}
+static inline bool gemm_adirect(const gemm_op *g) { return nb__gemm_adirect && g->as1 == 1 && g->as0 > 0; }
 
 /* The packed A that gemm_cols reads, for all of K at once ("full"): the
  * block of K columns starting at pc at apk + pc * Mpad (Mpad = M rounded up
@@ -537,7 +513,7 @@ static int gemm_dynamic(const gemm_op *g, int nt, int64_t ntile) {
             rc = NB_ENOMEM;
             continue;
         }
-        bool ad = gemm_adirect(g, true);
+        bool ad = gemm_adirect(g);
         gemm_pack_a_full(g, ad, bf->a);
         for (int k = nb__gemm_dyn == 2 && me != 0 ? nt : 0; k < nt; k++) {   /* own range, then the others' */
             int t = (me + k) % nt;
