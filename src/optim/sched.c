@@ -189,7 +189,7 @@ NB_API double nb_clip_grad_norm(nb_tensor *const *params, int n, double max_norm
         bool prev = nb_set_grad_enabled(false);
         nb_scope_begin();
         int rc = 0;
-        for (int i = 0; i < n && !rc; i++) {
+        for (int i = 0; i < n; i++) {
             nb_tensor *g = params[i] ? nb_grad(params[i]) : NULL;
             if (!g || g->numel == 0) continue;
             nb_tensor *t = nb_norm(g, norm_type, NULL, 0, false);
@@ -204,18 +204,17 @@ NB_API double nb_clip_grad_norm(nb_tensor *const *params, int n, double max_norm
         nb_scope_end();
         nb_set_grad_enabled(prev);
         if (rc) return NAN;
-    }
-    for (int i = 0; i < n && !kern; i++) {
-        nb_tensor *g = params[i] ? nb_grad(params[i]) : NULL;
-        if (!g) continue;
-        int64_t idx[NB_MAX_DIMS] = {0};
-        for (int64_t k = 0; k < g->numel; k++) {
-            double v = fabs(nb_get(g, idx));
-            if (isinf(norm_type)) acc = v > acc || isnan(v) ? v : acc;
-            else acc += pow(v, norm_type);
-            for (int d = g->ndim - 1; d >= 0; d--) {
-                if (++idx[d] < g->shape[d]) break;
-                idx[d] = 0;
+    } else {   /* other orders: |g|^p element by element */
+        for (int i = 0; i < n; i++) {
+            nb_tensor *g = params[i] ? nb_grad(params[i]) : NULL;
+            if (!g) continue;
+            int64_t idx[NB_MAX_DIMS] = {0};
+            for (int64_t k = 0; k < g->numel; k++) {
+                acc += pow(fabs(nb_get(g, idx)), norm_type);
+                for (int d = g->ndim - 1; d >= 0; d--) {
+                    if (++idx[d] < g->shape[d]) break;
+                    idx[d] = 0;
+                }
             }
         }
     }
