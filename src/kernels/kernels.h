@@ -88,6 +88,18 @@ int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */
+void nb__avx512_rows_register(void);     /* avx512_rows.c: softmax family, cross entropy, layer_norm */
+void nb__avx512_reduce_register(void);   /* avx512_reduce.c: sum, amax/amin, argmax/argmin, var/std */
+void nb__avx512_optim_register(void);    /* avx512_optim.c: SGD/Adam steps, dropout */
+/* AVX-512 kernels go first only where benchmarks/kernels shows them faster
+ * than the AVX2 twin on an AVX-512 CPU (NB__PRIO_AVX512_WINS, above AVX2's
+ * 10); the others stay registered below AVX2 (NB__PRIO_AVX512_LOSES) and
+ * serve only what AVX2 declines, or when nb__isa_prefer asks for them. */
+#define NB__PRIO_AVX512_WINS 20
+#define NB__PRIO_AVX512_LOSES 5
+/* Tests and benchmarks: -1 (default) the registry's order; an nb_isa: that
+ * ISA's kernels (within the cap) are tried before all others. */
+extern int nb__isa_prefer;
 /* Whether a kernel whose name starts with prefix is registered for (op, dt)
  * within the ISA cap, chosen or not (tests). */
 bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);

@@ -132,6 +132,9 @@ static void build(void) {
         if (nb_cpu()->avx512f && nb_cpu()->avx512bw && nb_cpu()->avx512dq && nb_cpu()->avx512vl) {
             nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */
             nb__avx512_gemm_register();
+            nb__avx512_rows_register();
+            nb__avx512_reduce_register();
+            nb__avx512_optim_register();
         }
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN
@@ -163,14 +166,20 @@ NB_API int nb_register_kernel(const nb_kernel_desc *k) {
     return rc;
 }
 
+int nb__isa_prefer = -1;
+
 int nb__dispatch(nb_kernel_args *a, const char *who) {
     ready();
     nb_dtype dt = a->nin > 0 ? a->in[0]->dtype : a->out->dtype;
     slot *s = &table[a->op][dt];
     NB_PROF_KERNEL_BEGIN();
     if (s->first >= 0) {
+        int prefer = nb__isa_prefer;
+        /* pass 0: the preferred ISA's kernels (tests and benchmarks); pass 1: all others */
+        for (int pass = prefer >= 0 ? 0 : 1; pass < 2; pass++)
         for (int i = s->first; i < s->n; i++) {
-            if (s->k[i].isa > nb__cfg.isa_cap) continue;
+            if (s->k[i].isa > nb__cfg.isa_cap || (prefer >= 0 && (s->k[i].isa == (nb_isa)prefer) != (pass == 0)))
+                continue;
             int rc = s->k[i].fn(a);
             if (rc == NB_KERNEL_DECLINE) continue;
             last_kernel = s->k[i].name;

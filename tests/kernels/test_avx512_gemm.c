@@ -409,15 +409,19 @@ Test(avx512_gemm, declines_outside_backward) {
     /* A strided (every other column): not a BLAS layout */
     nb_tensor *as = nb_slice(nb_randn(NB_SHAPE(64, 80), NB_F32, 5), 1, 0, 80, 2);
     nb_tensor *as8 = nb_slice(nb_randn(NB_SHAPE(64, 16), NB_F32, 6), 1, 0, 16, 2);
+    /* strided A with K 80 (N 24 < K / 2): the deep-K rule passes it on */
+    nb_tensor *ask = nb_slice(nb_randn(NB_SHAPE(64, 160), NB_F32, 8), 1, 0, 160, 2);
+    nb_tensor *bk = nb_randn(NB_SHAPE(80, 24), NB_F32, 9);
     nb_tensor *b8 = nb_randn(NB_SHAPE(8, 24), NB_F32, 7);
-    cr_assert(a && b && at && bw && as && as8 && b8);
+    cr_assert(a && b && at && bw && as && as8 && b8 && ask && bk);
     struct {
         nb_tensor *x, *y;
         bool passed;   /* with oneDNN built: passed on outside a backward */
         const char *what;
     } cs[] = {
         {a, b, true, "row-major"},          {at, b, true, "A^T"},
-        {a, bw, true, "row-major, N = 2K"}, {as, b, true, "strided A, K 40, N 24"},
+        {a, bw, true, "row-major, N = 2K"}, {as, b, false, "strided A, K 40, N 24 (N >= K / 2)"},
+        {ask, bk, true, "strided A, K 80, N 24"},
         {as, bw, false, "strided A, N = 2K"}, {as8, b8, false, "strided A, K 8"},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
