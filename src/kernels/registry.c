@@ -133,6 +133,7 @@ static void build(void) {
             nb__avx512_elementwise_register();   /* init.c's NB_ISA_AVX512 test; x86/avx512 only */
             nb__avx512_gemm_register();
             nb__avx512_rows_register();
+            nb__avx512_norm_register();
             nb__avx512_reduce_register();
             nb__avx512_optim_register();
         }

@@ -3,7 +3,9 @@
  *
  * Settings: NB_NUM_THREADS (default: cores in the process's affinity mask),
  * NB_ISA=ref|avx2|avx512 (caps the kernels; never above what the CPU and OS
- * support), NB_ABORT_ON_ERROR=1. The registry notices a new ISA cap through
+ * support), NB_ISA_PREFER=avx2|avx512 (testing: that ISA's kernels are
+ * tried before all others, even where the registry ranks them lower, so
+ * the suite can run every AVX-512 kernel; see kernels.h), NB_ABORT_ON_ERROR=1. The registry notices a new ISA cap through
  * nb__cfg.generation and rebuilds its choice on the next dispatch.
  */
 #include "runtime/runtime.h"
@@ -64,6 +66,11 @@ NB_API int nb_init(const nb_init_opts *opts) {
     omp_set_num_threads(thr);   /* kernels' parallel regions, oneDNN's included */
 #endif
     nb__cfg.isa_cap = cap;
+    extern int nb__isa_prefer;   /* kernels/kernels.h */
+    nb__isa_prefer = -1;
+    e = getenv("NB_ISA_PREFER");
+    for (int i = 0; e && i < NB_ISA_COUNT; i++)
+        if (!strcasecmp(e, isa_names[i])) nb__isa_prefer = i;
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;
     nb__cfg.initialised = true;
