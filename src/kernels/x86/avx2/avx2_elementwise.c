@@ -41,16 +41,13 @@
 #include "kernels/kernels.h"
 #include "nb_config.h"
 #include "vmath.h"
+#define EW_VEC __m256
+#include "../ew_driver.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef struct ew_par {
-    __m256 s;      /* scalar[0] as float, in every lane (*_SCALAR, FILL, CLAMP's min) */
-    __m256 s1;     /* scalar[1] as float (CLAMP's max) */
-    bool stream;   /* non-temporal stores: the output is far larger than the caches */
-} ew_par;
 
 /* Outputs of at least this many elements (16 MiB, with the inputs more than
  * the L3 of a Zen 4 CCD) are written with non-temporal stores: they would
@@ -428,12 +425,6 @@ static inline __m256 op_softplus(__m256 x, __m256 y, const ew_par *p) {
     return _mm256_blendv_ps(r, x, _mm256_cmp_ps(z, p->s1, _CMP_GT_OQ));
 }
 
-/* A row: n elements, byte strides so/sa/sb (the iterator's). */
-typedef void (*ew_row_fn)(char *o, const char *a, const char *b, int64_t n, int64_t so, int64_t sa, int64_t sb,
-                          const ew_par *p);
-
-static const float ew_zero[8];   /* stands in for a missing input (stride 0) */
-
 /* Loads of a contiguous (V) or broadcast (S) operand at element i, whole
  * vector or the masked tail. */
 #define LDV(P, i) _mm256_loadu_ps((P) + (i))
@@ -517,48 +508,6 @@ EW_ROW(pow) EW_ROW(pwg)
 
 /* ---- the driver: rows of the merged iteration, split over threads ---- */
 
-typedef struct ew_job {
-    nb__iter it;       /* merged operands (out, in[0], in[1]) */
-    int64_t len;       /* elements per row */
-    int64_t cpr;       /* chunks per row (1 unless rows are few and long) */
-    int64_t chunk;     /* elements per chunk, a multiple of 16 */
-    ew_row_fn f;       /* the op's row function */
-    ew_par par;        /* its parameters */
-} ew_job;
-
-/* Runs tasks [t0, t1), task t being chunk t % cpr of row t / cpr. Row
- * pointers come from decomposing the first row, then an odometer. */
-static void ew_tasks(const ew_job *j, int64_t t0, int64_t t1) {
-    const nb__iter *it = &j->it;
-    int last = it->ndim - 1;
-    int64_t idx[NB_MAX_DIMS] = {0};
-    char *q[3];
-    int64_t r = t0 / j->cpr;
-    for (int o = 0; o < 3; o++) q[o] = it->base[o];
-    for (int d = last - 1; d >= 0; d--) {
-        idx[d] = r % it->shape[d];
-        r /= it->shape[d];
-        for (int o = 0; o < it->n; o++) q[o] += idx[d] * it->stride[o][d];
-    }
-    int64_t s0 = it->stride[0][last], s1 = it->stride[1][last], s2 = it->stride[2][last];
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t k = t % j->cpr, c0 = k * j->chunk, c1 = c0 + j->chunk < j->len ? c0 + j->chunk : j->len;
-        if (c0 < c1)
-            j->f(q[0] + c0 * s0, q[1] ? q[1] + c0 * s1 : NULL, q[2] ? q[2] + c0 * s2 : NULL, c1 - c0, s0, s1, s2,
-                 &j->par);
-        if (k + 1 < j->cpr) continue;
-        for (int d = last - 1; d >= 0; d--) {   /* next row */
-            if (++idx[d] < it->shape[d]) {
-                for (int o = 0; o < it->n; o++) q[o] += it->stride[o][d];
-                break;
-            }
-            idx[d] = 0;
-            for (int o = 0; o < it->n; o++) q[o] -= it->stride[o][d] * (it->shape[d] - 1);
-        }
-    }
-    if (j->par.stream) _mm_sfence();   /* order the non-temporal stores before the caller reads out */
-}
-
 /* 2-D iterations where some operand runs across rows (a transposed view):
  * walking whole rows would touch a new cache line per element of it (and
  * with a power-of-two leading dimension, all in one L1 set). Rows go in
@@ -567,17 +516,6 @@ static void ew_tasks(const ew_job *j, int64_t t0, int64_t t1) {
  * row-major buffer, which the row function then reads contiguously. */
 #define EW_TILE_R 16   /* rows per block: 64 bytes, a whole cache line of a transposed input */
 #define EW_TILE_C 64   /* columns per tile */
-
-static bool ew_across(const nb__iter *it, int o) {
-    return it->base[o] && it->stride[o][0] == 4 && it->stride[o][1] != 4 && it->stride[o][1] != 0;
-}
-
-static bool ew_wants_tiles(const nb__iter *it) {
-    if (it->ndim != 2) return false;
-    for (int o = 0; o < it->n; o++)
-        if (ew_across(it, o)) return true;
-    return false;
-}
 
 /* buf[rr][c] = element (rr, c) of an 8-row block whose rows are adjacent
  * floats and whose columns are ld bytes apart, c < n <= EW_TILE_C. */
@@ -650,8 +588,6 @@ static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *o
     j.par.stream = tiles && total >= EW_STREAM_MIN;
     j.len = j.it.shape[j.it.ndim - 1];
     int64_t rows = total / j.len;
-    j.cpr = 1;
-    j.chunk = j.len;
     int nt = nb__par_threads(total, grain);
     if (tiles && ew_wants_tiles(&j.it)) {
         j.par.stream = false;   /* rows are revisited piecewise: keep out in cache */
@@ -667,21 +603,7 @@ static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *o
         for (int t = 0; t < nt; t++) ew_tiles(&j, blocks * t / nt, blocks * (t + 1) / nt);
         return 0;
     }
-    if (nt <= 1) {
-        ew_tasks(&j, 0, rows);
-        return 0;
-    }
-    /* few long rows: cut them into chunks so every thread gets ~8 pieces */
-    if (rows < 8 * (int64_t)nt) {
-        int64_t want = (8 * (int64_t)nt + rows - 1) / rows;
-        j.chunk = ((j.len + want - 1) / want + 15) / 16 * 16;
-        j.cpr = (j.len + j.chunk - 1) / j.chunk;
-    }
-    int64_t tasks = rows * j.cpr;
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++) ew_tasks(&j, tasks * t / nt, tasks * (t + 1) / nt);
+    ew_rows(&j, total, nt);
     return 0;
 }
 

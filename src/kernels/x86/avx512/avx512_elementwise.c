@@ -1,133 +1,255 @@
-/* avx512_elementwise.c — AVX-512 kernels for the compute-bound F32
- * element-wise ops: exp log tanh sigmoid, and the fused activation
- * backwards tanh_backward (g * (1 - y*y)) and sigmoid_backward
- * (g * (y * (1 - y))).
+/* avx512_elementwise.c — AVX-512 kernels for the F32 element-wise ops:
+ * add sub mul div maximum minimum (any broadcast), add_scalar mul_scalar,
+ * neg abs square relu, exp log tanh sigmoid silu erf gelu (both forms),
+ * and the activation backwards threshold_backward (relu's), tanh_backward,
+ * sigmoid_backward and gelu_backward.
  *
  * They are 16-lane twins of the same ops in ../avx2/avx2_elementwise.c,
- * with the same arguments (ref_math.c, ref_compare.c): out and in[0]
- * (in[1] for the backwards) F32 of out's shape. The math is vmath512.h, a
- * lane-for-lane port of ../avx2/vmath.h, and the backwards do the AVX2
- * kernel's (and ref's) IEEE operations in the same order, so every result
- * is bitwise the AVX2 kernel's (tests/kernels/test_avx512.c).
- * Scope: only contiguous operands of out's size (no broadcast, no strided
- * or transposed views); anything else, and any other dtype, is declined
- * (NB_KERNEL_DECLINE) and the AVX2 kernel serves it. The flat range is
- * split over OpenMP threads exactly as wide as the AVX2 kernel uses
- * (nb__par_threads with the same grains), in pieces of 16-element
- * multiples; each piece runs 32 lanes per step, then 16, then one masked
- * tail (masked loads and stores: no element outside the range is touched).
+ * with the same arguments (ref_math.c, ref_compare.c) and the same row
+ * walk (../ew_driver.h: the registry's merged iteration, rows split over
+ * OpenMP threads, few long rows cut into 16-element-multiple chunks). The
+ * math is vmath512.h, a lane-for-lane port of ../avx2/vmath.h, and each op
+ * body does the AVX2 body's IEEE operations in the same order, so every
+ * result is bitwise the AVX2 kernel's (tests/kernels/test_avx512.c): the
+ * exact ops (add ... relu, the threshold/tanh/sigmoid backwards) are
+ * therefore bitwise ref's, and the transcendental ones within the AVX2
+ * test's bounds of the F64 ref.
+ * Layouts: a row whose operands have element stride 1 or 0 (broadcast)
+ * runs 32 lanes per step, then 16, then one masked tail (masked loads and
+ * stores: no element outside the row is touched); that covers same-shape,
+ * scalar, row ([M,N]+[N]) and column ([M,N]+[M,1]) broadcast. Any other
+ * row is gathered 16 elements at a time. A 2-D walk where an input runs
+ * across rows (a transposed view) is declined: the AVX2 kernel serves it
+ * with its packed tiles. Non-F32 operands are declined too.
  * Outputs of EW512_STREAM_MIN or more elements are written with
  * non-temporal stores after a masked head up to a 64-byte boundary, as the
  * AVX2 kernels do past the same size.
+ * Which of these the registry tries before the AVX2 twin is measured
+ * (benchmarks/kernels; see the table at the end).
  */
 #include "kernels/kernels.h"
 #include "nb_config.h"
 #include "vmath512.h"
+#define EW_VEC __m512
+#include "../ew_driver.h"
 
+#include <math.h>
 #include <stdint.h>
 
 /* The AVX2 kernels' EW_STREAM_MIN (avx2_elementwise.c): outputs this large
  * would only evict the inputs from the caches. */
 #define EW512_STREAM_MIN (4 << 20)
 
-/* The op bodies on 16 lanes: x from in[0], y from in[1] (the unary ops
- * ignore y). */
-static inline __m512 op_exp(__m512 x, __m512 y) { (void)y; return nb__w_exp(x); }
-static inline __m512 op_log(__m512 x, __m512 y) { (void)y; return nb__w_log(x); }
-static inline __m512 op_tanh(__m512 x, __m512 y) { (void)y; return nb__w_tanh(x); }
-static inline __m512 op_sigmoid(__m512 x, __m512 y) { (void)y; return nb__w_sigmoid(x); }
-/* x = g, y = the saved output, rounded op by op as ref and avx2 */
-static inline __m512 op_tanhbw(__m512 x, __m512 y) {
+/* The op bodies on 16 lanes: x from in[0], y from in[1]. Selects use
+ * masks where the AVX2 bodies blend with compare vectors: the same lanes. */
+static inline __m512 op_add(__m512 x, __m512 y, const ew_par *p) { (void)p; return _mm512_add_ps(x, y); }
+static inline __m512 op_sub(__m512 x, __m512 y, const ew_par *p) { (void)p; return _mm512_sub_ps(x, y); }
+static inline __m512 op_mul(__m512 x, __m512 y, const ew_par *p) { (void)p; return _mm512_mul_ps(x, y); }
+static inline __m512 op_div(__m512 x, __m512 y, const ew_par *p) { (void)p; return _mm512_div_ps(x, y); }
+/* x > y ? x : y as ref; unordered lanes take x + y (a NaN) */
+static inline __m512 op_maximum(__m512 x, __m512 y, const ew_par *p) {
+    (void)p;
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q), _mm512_max_ps(x, y), _mm512_add_ps(x, y));
+}
+static inline __m512 op_minimum(__m512 x, __m512 y, const ew_par *p) {
+    (void)p;
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q), _mm512_min_ps(x, y), _mm512_add_ps(x, y));
+}
+static inline __m512 op_adds(__m512 x, __m512 y, const ew_par *p) { (void)y; return _mm512_add_ps(x, p->s); }
+static inline __m512 op_muls(__m512 x, __m512 y, const ew_par *p) { (void)y; return _mm512_mul_ps(x, p->s); }
+static inline __m512 op_neg(__m512 x, __m512 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm512_xor_ps(x, NB__W1(-0.0f));
+}
+static inline __m512 op_abs(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_abs(x); }
+static inline __m512 op_square(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return _mm512_mul_ps(x, x); }
+/* ref: x < 0 ? 0 : x (relu(-0) = -0, relu(NaN) = NaN): lanes not below 0 keep x */
+static inline __m512 op_relu(__m512 x, __m512 y, const ew_par *p) {
+    (void)y, (void)p;
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLT_UQ), x);
+}
+/* activation backwards: x = g, y = the saved output (gelu: input), rounded
+ * op by op as ref. threshold: y <= t ? 0 : g (a NaN y passes g) */
+static inline __m512 op_thrbw(__m512 x, __m512 y, const ew_par *p) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, p->s, _CMP_NLE_UQ), x);
+}
+static inline __m512 op_tanhbw(__m512 x, __m512 y, const ew_par *p) {
+    (void)p;
     return _mm512_mul_ps(x, _mm512_sub_ps(NB__W1(1.0f), _mm512_mul_ps(y, y)));
 }
-static inline __m512 op_sigbw(__m512 x, __m512 y) {
+static inline __m512 op_sigbw(__m512 x, __m512 y, const ew_par *p) {
+    (void)p;
     return _mm512_mul_ps(x, _mm512_mul_ps(y, _mm512_sub_ps(NB__W1(1.0f), y)));
 }
-
-/* row_NAME: o[i] = op(A[i], B[i]) for i < n, all contiguous (B is A for the
- * unary ops). stream: non-temporal stores (the caller fences). */
-#define W_ROW(NAME)                                                                                  \
-    static void row_##NAME(float *o, const float *A, const float *B, int64_t n, bool stream) {      \
-        int64_t i = 0;                                                                               \
-        if (stream) {                                                                                \
-            /* masked head up to a 64-byte boundary of o, then aligned streams */                    \
-            int64_t h = (int64_t)(((64 - ((uintptr_t)o & 63)) & 63) / 4);                             \
-            h = h < n ? h : n;                                                                       \
-            if (h) {                                                                                 \
-                __mmask16 m = nb__tail_mask16((int)h);                                                \
-                _mm512_mask_storeu_ps(o, m, op_##NAME(_mm512_maskz_loadu_ps(m, A), _mm512_maskz_loadu_ps(m, B))); \
-            }                                                                                        \
-            for (i = h; i + 16 <= n; i += 16)                                                        \
-                _mm512_stream_ps(o + i, op_##NAME(_mm512_loadu_ps(A + i), _mm512_loadu_ps(B + i)));  \
-        }                                                                                            \
-        for (; i + 32 <= n; i += 32) {                                                               \
-            __m512 r0 = op_##NAME(_mm512_loadu_ps(A + i), _mm512_loadu_ps(B + i));                   \
-            __m512 r1 = op_##NAME(_mm512_loadu_ps(A + i + 16), _mm512_loadu_ps(B + i + 16));         \
-            _mm512_storeu_ps(o + i, r0);                                                             \
-            _mm512_storeu_ps(o + i + 16, r1);                                                        \
-        }                                                                                            \
-        for (; i + 16 <= n; i += 16)                                                                 \
-            _mm512_storeu_ps(o + i, op_##NAME(_mm512_loadu_ps(A + i), _mm512_loadu_ps(B + i)));      \
-        if (i < n) {                                                                                 \
-            __mmask16 m = nb__tail_mask16((int)(n - i));                                              \
-            _mm512_mask_storeu_ps(o + i, m,                                                          \
-                                  op_##NAME(_mm512_maskz_loadu_ps(m, A + i), _mm512_maskz_loadu_ps(m, B + i))); \
-        }                                                                                            \
+/* gelu backward, both forms: avx2_elementwise.c's op_gelubw (see there) */
+static inline __m512 op_gelubw(__m512 x, __m512 y, const ew_par *p) {
+    __m512 y2, d;
+    if (_mm512_cmp_ps_mask(p->s, _mm512_setzero_ps(), _CMP_NEQ_UQ)) {
+        __m512 inf_nan = _mm512_sub_ps(y, y);
+        y = _mm512_max_ps(NB__W1(-10.0f), _mm512_min_ps(NB__W1(10.0f), y));
+        y2 = _mm512_mul_ps(y, y);
+        __m512 c = NB__W1(0.79788456080286535588f), k = NB__W1(0.044715f);
+        __m512 t = nb__w_tanh(_mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(k, y2), y, y)));
+        __m512 du = _mm512_mul_ps(c, _mm512_fmadd_ps(NB__W1(3.0f * 0.044715f), y2, NB__W1(1.0f)));
+        __m512 sech2 = _mm512_fnmadd_ps(t, t, NB__W1(1.0f));
+        d = _mm512_fmadd_ps(_mm512_mul_ps(NB__W1(0.5f), y), _mm512_mul_ps(sech2, du),
+                            _mm512_fmadd_ps(NB__W1(0.5f), t, NB__W1(0.5f)));
+        d = _mm512_add_ps(d, inf_nan);
+    } else {
+        __m512 ax = _mm512_min_ps(NB__W1(14.849242f), nb__w_abs(y));
+        __m512 sq = _mm512_mul_ps(ax, ax);
+        __m512 hi = _mm512_mul_ps(sq, NB__W1(0.5f)), lo = _mm512_mul_ps(_mm512_fmsub_ps(ax, ax, sq), NB__W1(0.5f));
+        __m512 e = _mm512_mul_ps(nb__w_exp(_mm512_xor_ps(hi, NB__W1(-0.0f))), _mm512_sub_ps(NB__W1(1.0f), lo));
+        __m512 z = _mm512_mul_ps(ax, NB__W1(0.707106781f));
+        __m512 t = _mm512_div_ps(NB__W1(1.0f), _mm512_fmadd_ps(z, NB__W1(0.5f), NB__W1(1.0f)));
+        __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, nb__w_erfc_h(t)), _mm512_mul_ps(e, NB__W1(0.5f)));
+        __m512 big = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ),
+                                          _mm512_sub_ps(NB__W1(1.0f), c), c);
+        __m512 zs = _mm512_mul_ps(y, NB__W1(0.70710678118654752440f));
+        __m512 small = _mm512_fmadd_ps(NB__W1(0.5f), _mm512_mul_ps(zs, nb__w_erf_small(_mm512_mul_ps(zs, zs))),
+                                       NB__W1(0.5f));
+        __m512 cdf = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, NB__W1(1.0f), _CMP_LT_OQ), big, small);
+        d = _mm512_fmadd_ps(y, _mm512_mul_ps(e, NB__W1(0.39894228040143267794f)), cdf);
     }
-
-W_ROW(exp) W_ROW(log) W_ROW(tanh) W_ROW(sigmoid) W_ROW(tanhbw) W_ROW(sigbw)
-
-typedef void (*w_row_fn)(float *o, const float *A, const float *B, int64_t n, bool stream);
-
-static bool w_flat_f32(const nb_tensor *t, int64_t n) {
-    return nb_dtype_of(t) == NB_DTYPE_F32 && nb_is_contiguous(t) && nb_numel(t) == n;
+    return _mm512_mul_ps(x, d);
+}
+static inline __m512 op_exp(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_exp(x); }
+static inline __m512 op_log(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_log(x); }
+static inline __m512 op_tanh(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_tanh(x); }
+static inline __m512 op_sigmoid(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_sigmoid(x); }
+static inline __m512 op_silu(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_silu(x); }
+static inline __m512 op_erf(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_erf(x); }
+static inline __m512 op_gelu(__m512 x, __m512 y, const ew_par *p) { (void)y, (void)p; return nb__w_gelu_erf(x); }
+static inline __m512 op_gelu_tanh(__m512 x, __m512 y, const ew_par *p) {
+    (void)y, (void)p;
+    return nb__w_gelu_tanh(x);
 }
 
-/* out = op(in[0] [, in[1]]) over n contiguous F32 elements, split over
- * threads; declines any other dtype or layout. */
-static int w_run(const nb_kernel_args *a, int nin, w_row_fn f, int64_t grain) {
-    if (a->nin < nin || nb_dtype_of(a->out) != NB_DTYPE_F32 || !nb_is_contiguous(a->out)) return NB_KERNEL_DECLINE;
-    int64_t n = nb_numel(a->out);
-    for (int i = 0; i < nin; i++)
-        if (!w_flat_f32(a->in[i], n)) return NB_KERNEL_DECLINE;
-    if (n <= 0) return 0;
-    float *o = nb_data(a->out);
-    const float *x = nb_data(a->in[0]), *y = nin > 1 ? (const float *)nb_data(a->in[1]) : x;
-    bool stream = n >= EW512_STREAM_MIN;
-    int nt = nb__par_threads(n, grain);
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++) {
-        int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
-        if (lo < hi) f(o + lo, x + lo, y + lo, hi - lo, stream);
-        if (stream) _mm_sfence();   /* order this thread's non-temporal stores before the caller reads out */
+/* Loads of a contiguous (V) or broadcast (S) operand at element i, whole
+ * vector or the masked tail. */
+#define LDV(P, i) _mm512_loadu_ps((P) + (i))
+#define LDS(P, i) _mm512_set1_ps(*(P))
+#define LDVM(P, i, m) _mm512_maskz_loadu_ps(m, (P) + (i))
+#define LDSM(P, i, m) _mm512_set1_ps(*(P))
+
+#define ROW_LOOP(NAME, LA, LAM, LB, LBM)                                                              \
+    do {                                                                                              \
+        int64_t i = 0;                                                                                \
+        if (p->stream) {                                                                              \
+            /* masked head up to a 64-byte boundary of o, then aligned streams */                     \
+            int64_t h = (int64_t)(((64 - ((uintptr_t)o & 63)) & 63) / 4);                              \
+            h = h < n ? h : n;                                                                        \
+            if (h) {                                                                                  \
+                __mmask16 m = nb__tail_mask16((int)h);                                                 \
+                _mm512_mask_storeu_ps(o, m, op_##NAME(LAM(A, 0, m), LBM(B, 0, m), p));                 \
+            }                                                                                         \
+            for (i = h; i + 16 <= n; i += 16) _mm512_stream_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
+        }                                                                                             \
+        for (; i + 32 <= n; i += 32) {   /* two independent vectors per iteration */                 \
+            __m512 r0 = op_##NAME(LA(A, i), LB(B, i), p);                                             \
+            __m512 r1 = op_##NAME(LA(A, i + 16), LB(B, i + 16), p);                                   \
+            _mm512_storeu_ps(o + i, r0);                                                              \
+            _mm512_storeu_ps(o + i + 16, r1);                                                         \
+        }                                                                                             \
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p));       \
+        if (i < n) {                                                                                  \
+            __mmask16 m = nb__tail_mask16((int)(n - i));                                               \
+            _mm512_mask_storeu_ps(o + i, m, op_##NAME(LAM(A, i, m), LBM(B, i, m), p));                 \
+        }                                                                                             \
+    } while (0)
+
+/* Gathers 16 elements of each strided operand, runs the op, scatters. */
+#define ROW_STRIDED(NAME)                                                                  \
+    do {                                                                                   \
+        float xa[16], xb[16], xo[16];                                                      \
+        for (int64_t i = 0; i < n; i += 16) {                                              \
+            int k = n - i < 16 ? (int)(n - i) : 16;                                         \
+            for (int j = 0; j < k; j++) {                                                  \
+                xa[j] = A[(i + j) * sa];                                                   \
+                xb[j] = B[(i + j) * sb];                                                   \
+            }                                                                              \
+            for (int j = k; j < 16; j++) xa[j] = xb[j] = 0.0f;                             \
+            _mm512_storeu_ps(xo, op_##NAME(_mm512_loadu_ps(xa), _mm512_loadu_ps(xb), p));   \
+            for (int j = 0; j < k; j++) o[(i + j) * so] = xo[j];                           \
+        }                                                                                  \
+    } while (0)
+
+/* row_NAME: the vector loops for every mix of contiguous and broadcast
+ * inputs (out contiguous), else the gathering loop. */
+#define EW_ROW(NAME)                                                                                 \
+    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, \
+                           int64_t sb, const ew_par *p) {                                           \
+        float *o = (float *)po;                                                                      \
+        const float *A = pa ? (const float *)pa : ew_zero, *B = pb ? (const float *)pb : ew_zero;    \
+        so /= 4, sa = pa ? sa / 4 : 0, sb = pb ? sb / 4 : 0;                                         \
+        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                             \
+            if (sa && sb) ROW_LOOP(NAME, LDV, LDVM, LDV, LDVM);                                      \
+            else if (sa) ROW_LOOP(NAME, LDV, LDVM, LDS, LDSM);                                       \
+            else if (sb) ROW_LOOP(NAME, LDS, LDSM, LDV, LDVM);                                       \
+            else ROW_LOOP(NAME, LDS, LDSM, LDS, LDSM);                                               \
+        } else {                                                                                     \
+            ROW_STRIDED(NAME);                                                                       \
+        }                                                                                            \
     }
+
+EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum) EW_ROW(adds) EW_ROW(muls)
+EW_ROW(neg) EW_ROW(abs) EW_ROW(square) EW_ROW(relu) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw) EW_ROW(gelubw)
+EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu) EW_ROW(erf) EW_ROW(gelu) EW_ROW(gelu_tanh)
+
+static bool is_f32(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_F32; }
+
+/* out = op(in[0] [, in[1]]) over the merged iteration, split over threads;
+ * declines other dtypes and the transposed 2-D walks (see the top). */
+static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) {
+    if (a->nin < nin || !is_f32(a->out)) return NB_KERNEL_DECLINE;
+    for (int i = 0; i < nin; i++)
+        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
+    const nb_tensor *ops[3] = {a->out, nin > 0 ? a->in[0] : NULL, nin > 1 ? a->in[1] : NULL};
+    int64_t total = nb_numel(a->out);
+    ew_job j;
+    nb__iter_init(&j.it, nin + 1, ops);
+    if (ew_wants_tiles(&j.it)) return NB_KERNEL_DECLINE;
+    if (total <= 0) return 0;
+    j.f = f;
+    j.par.s = _mm512_set1_ps((float)a->scalar[0]);
+    j.par.s1 = _mm512_set1_ps((float)a->scalar[1]);
+    j.par.stream = total >= EW512_STREAM_MIN;
+    j.len = j.it.shape[j.it.ndim - 1];
+    ew_rows(&j, total, nb__par_threads(total, grain));
     return 0;
 }
 
 #define GE NB_GRAIN_ELEMENTWISE
 #define GT NB_GRAIN_TRANSCENDENTAL
-#define W_KERNEL(NAME, NIN, GRAIN) \
-    static int k_##NAME(const nb_kernel_args *a) { return w_run(a, NIN, row_##NAME, GRAIN); }
-
+#define EW_KERNEL(NAME, NIN, GRAIN) \
+    static int k_##NAME(const nb_kernel_args *a) { return ew_run(a, NIN, row_##NAME, GRAIN); }
 /* the grains of the AVX2 twins */
-W_KERNEL(exp, 1, GT) W_KERNEL(log, 1, GT) W_KERNEL(tanh, 1, GT) W_KERNEL(sigmoid, 1, GT)
-W_KERNEL(tanhbw, 2, GE) W_KERNEL(sigbw, 2, GE)
+EW_KERNEL(add, 2, GE) EW_KERNEL(sub, 2, GE) EW_KERNEL(mul, 2, GE) EW_KERNEL(div, 2, GE)
+EW_KERNEL(maximum, 2, GE) EW_KERNEL(minimum, 2, GE) EW_KERNEL(adds, 1, GE) EW_KERNEL(muls, 1, GE)
+EW_KERNEL(neg, 1, GE) EW_KERNEL(abs, 1, GE) EW_KERNEL(square, 1, GE) EW_KERNEL(relu, 1, GE)
+EW_KERNEL(thrbw, 2, GE) EW_KERNEL(tanhbw, 2, GE) EW_KERNEL(sigbw, 2, GE) EW_KERNEL(gelubw, 2, GT)
+EW_KERNEL(exp, 1, GT) EW_KERNEL(log, 1, GT) EW_KERNEL(tanh, 1, GT) EW_KERNEL(sigmoid, 1, GT)
+EW_KERNEL(silu, 1, GT) EW_KERNEL(erf, 1, GT)
 
-/* Priority 20, above the AVX2 kernels' 10: on an AVX-512 CPU these are
- * tried first; NB_ISA=avx2 (or ref) skips them by their isa, and a decline
- * passes the call on to the AVX2 kernel. */
-#define REG(OP, FN, NAME) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" NAME, 20, k_##FN}
+/* GELU: scalar[0] = 0 the exact erf form, else the tanh approximation. */
+static int k_gelu(const nb_kernel_args *a) {
+    return ew_run(a, 1, a->scalar[0] != 0 ? row_gelu_tanh : row_gelu, GT);
+}
 
+#define W NB__PRIO_AVX512_WINS
+#define L NB__PRIO_AVX512_LOSES
+#define REG(OP, FN, NAME, PRIO) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" NAME, PRIO, k_##FN}
 void nb__avx512_elementwise_register(void) {
     static const nb_kernel_desc ks[] = {
-        REG(EXP, exp, "exp"),
-        REG(LOG, log, "log"),
-        REG(TANH, tanh, "tanh"),
-        REG(SIGMOID, sigmoid, "sigmoid"),
-        REG(TANH_BACKWARD, tanhbw, "tanh_backward"),
-        REG(SIGMOID_BACKWARD, sigbw, "sigmoid_backward"),
+        REG(ADD, add, "add", W), REG(SUB, sub, "sub", W), REG(MUL, mul, "mul", W), REG(DIV, div, "div", W),
+        REG(MAXIMUM, maximum, "maximum", W), REG(MINIMUM, minimum, "minimum", W),
+        REG(ADD_SCALAR, adds, "add_scalar", W), REG(MUL_SCALAR, muls, "mul_scalar", W),
+        REG(NEG, neg, "neg", W), REG(ABS, abs, "abs", W), REG(SQUARE, square, "square", W), REG(RELU, relu, "relu", W),
+        REG(THRESHOLD_BACKWARD, thrbw, "threshold_backward", W), REG(TANH_BACKWARD, tanhbw, "tanh_backward", W),
+        REG(SIGMOID_BACKWARD, sigbw, "sigmoid_backward", W), REG(GELU_BACKWARD, gelubw, "gelu_backward", W),
+        REG(EXP, exp, "exp", W), REG(LOG, log, "log", W), REG(TANH, tanh, "tanh", W),
+        REG(SIGMOID, sigmoid, "sigmoid", W), REG(SILU, silu, "silu", W), REG(ERF, erf, "erf", W),
+        REG(GELU, gelu, "gelu", W),
     };
     NB__REGISTER_ALL(ks);
 }

@@ -1,10 +1,11 @@
 /* vmath512.h — AVX-512 vector math for the x86/avx512 kernels: exp, log,
- * tanh, sigmoid on 16 F32 lanes.
+ * tanh, sigmoid, silu, erf and GELU (both forms) on 16 F32 lanes.
  *
  * Only files of the avx512 library (built with -mavx512f/dq/bw/vl -mfma)
  * may include it. Each function is a lane-for-lane port of its twin in
  * ../avx2/vmath.h (nb__v_exp_scaled, nb__v_log, nb__v_tanh,
- * nb__v_sigmoid_num): the same constants, written the same way, and the
+ * nb__v_sigmoid_num, nb__v_erfc_h, nb__v_erf_small, nb__v_erf,
+ * nb__v_gelu_erf, nb__v_gelu_tanh): the same constants, written the same way, and the
  * same arithmetic (the same FMAs, muls, adds, divs in the same order). So
  * every lane's result is bitwise the AVX2 one, and vmath.h's accuracy
  * claims (exp, log, tanh 1 ULP, sigmoid 2; C99 Annex F special values)
@@ -109,16 +110,91 @@ static inline __m512 nb__w_tanh(__m512 x) {
     return _mm512_or_ps(r, sign);
 }
 
-/* 1 / (1 + e^-x): nb__v_sigmoid (nb__v_sigmoid_num with both numerators
- * 1) on 16 lanes: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below, e^-|x| scaled
- * by 2^64 so that the numerator rounds once even in the denormals. */
-static inline __m512 nb__w_sigmoid(__m512 x) {
-    __m512 num_pos = NB__W1(1.0f), num_neg_times = NB__W1(1.0f);
+/* |x| */
+static inline __m512 nb__w_abs(__m512 x) { return _mm512_andnot_ps(NB__W1(-0.0f), x); }
+
+/* num / (1 + e^-|x|), num chosen per sign: nb__v_sigmoid_num on 16 lanes
+ * (e^-|x| scaled by 2^64 so that the numerator rounds once even in the
+ * denormals). */
+static inline __m512 nb__w_sigmoid_num(__m512 x, __m512 num_pos, __m512 num_neg_times) {
     __m512 eb = nb__w_exp_scaled(_mm512_or_ps(x, NB__W1(-0.0f)), 64);
     __m512 e = _mm512_mul_ps(eb, NB__W1(0x1p-64f));
     __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
     __m512 num = _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_mul_ps(num_neg_times, eb), NB__W1(0x1p-64f)), num_pos);
     return _mm512_div_ps(num, _mm512_add_ps(NB__W1(1.0f), e));
+}
+
+/* 1 / (1 + e^-x): 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below. */
+static inline __m512 nb__w_sigmoid(__m512 x) { return nb__w_sigmoid_num(x, NB__W1(1.0f), NB__W1(1.0f)); }
+
+/* x * sigmoid(x) (nb__v_silu). */
+static inline __m512 nb__w_silu(__m512 x) { return nb__w_sigmoid_num(x, x, x); }
+
+/* erfc(z) e^{z^2} / t, t = 1/(1+z/2) (nb__v_erfc_h's fit in u = t - 0.58). */
+static inline __m512 nb__w_erfc_h(__m512 t) {
+    __m512 u = _mm512_sub_ps(t, NB__W1(0.58f));
+    __m512 h = NB__W1(3.348503954e-02f);
+    h = _mm512_fmadd_ps(h, u, NB__W1(1.605681010e-02f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(-7.331409554e-02f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(4.273740971e-03f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(1.138740465e-01f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(-5.164144660e-02f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(-2.033398428e-01f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(8.514786992e-02f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(5.868536970e-01f));
+    h = _mm512_fmadd_ps(h, u, NB__W1(7.790188233e-01f));
+    return _mm512_fmadd_ps(h, u, NB__W1(5.694087224e-01f));
+}
+
+/* erf(z)/z in y = z^2 for |z| <= sqrt(1/2) (nb__v_erf_small). */
+static inline __m512 nb__w_erf_small(__m512 y) {
+    __m512 p = NB__W1(-6.933527665e-04f);
+    p = _mm512_fmadd_ps(p, y, NB__W1(5.136527572e-03f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(-2.684390014e-02f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(1.128353312e-01f));
+    p = _mm512_fmadd_ps(p, y, NB__W1(-3.761262787e-01f));
+    return _mm512_fmadd_ps(p, y, NB__W1(1.128379166e+00f));
+}
+
+/* erf x (nb__v_erf): x E(x^2) below sqrt(1/2), else sign(x) (1 - erfc|x|). */
+static inline __m512 nb__w_erf(__m512 x) {
+    __m512 sign = _mm512_and_ps(x, NB__W1(-0.0f));
+    __m512 z = _mm512_min_ps(NB__W1(10.5f), _mm512_xor_ps(x, sign));
+    __m512 hi = _mm512_mul_ps(z, z);
+    __m512 lo = _mm512_fmsub_ps(z, z, hi);
+    __m512 small = _mm512_mul_ps(x, nb__w_erf_small(_mm512_mul_ps(x, x)));
+    __m512 t = _mm512_div_ps(NB__W1(1.0f), _mm512_fmadd_ps(z, NB__W1(0.5f), NB__W1(1.0f)));
+    __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, nb__w_erfc_h(t)), _mm512_fnmadd_ps(lo, NB__W1(1.0f), NB__W1(1.0f)));
+    __m512 big = _mm512_or_ps(_mm512_fnmadd_ps(c, nb__w_exp(_mm512_xor_ps(hi, NB__W1(-0.0f))), NB__W1(1.0f)), sign);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, NB__W1(0.707106781f), _CMP_LT_OQ), big, small);
+}
+
+/* GELU, exact form x Phi(x) (nb__v_gelu_erf: the polynomial near 0, the
+ * erfc form further out, z^2 as hi + lo). */
+static inline __m512 nb__w_gelu_erf(__m512 x) {
+    __m512 ax = _mm512_min_ps(NB__W1(14.849242f), nb__w_abs(x));   /* NaN stays NaN */
+    __m512 hx = _mm512_mul_ps(x, NB__W1(0.5f));
+    __m512 zs = _mm512_mul_ps(x, NB__W1(0.707106781f));
+    __m512 rsmall = _mm512_fmadd_ps(hx, _mm512_mul_ps(zs, nb__w_erf_small(_mm512_mul_ps(zs, zs))), hx);
+    __m512 z = _mm512_mul_ps(ax, NB__W1(0.707106781f));
+    __m512 t = _mm512_div_ps(NB__W1(1.0f), _mm512_fmadd_ps(z, NB__W1(0.5f), NB__W1(1.0f)));
+    __m512 sq = _mm512_mul_ps(ax, ax);
+    __m512 hi = _mm512_mul_ps(sq, NB__W1(0.5f));
+    __m512 lo = _mm512_mul_ps(_mm512_fmsub_ps(ax, ax, sq), NB__W1(0.5f));
+    __m512 c = _mm512_mul_ps(_mm512_mul_ps(t, nb__w_erfc_h(t)), _mm512_fnmadd_ps(lo, NB__W1(0.5f), NB__W1(0.5f)));
+    __m512 eh = nb__w_exp(_mm512_xor_ps(hi, NB__W1(-0.0f)));
+    __m512 rneg = _mm512_mul_ps(_mm512_mul_ps(x, c), eh);
+    __m512 rpos = _mm512_mul_ps(x, _mm512_fnmadd_ps(c, eh, NB__W1(1.0f)));
+    __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), rpos, rneg);
+    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, NB__W1(1.0f), _CMP_LT_OQ), r, rsmall);
+    return _mm512_or_ps(r, _mm512_and_ps(x, NB__W1(-0.0f)));   /* gelu(-0) = -0 */
+}
+
+/* GELU, tanh form: x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3). */
+static inline __m512 nb__w_gelu_tanh(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u2 = _mm512_mul_ps(x, _mm512_fmadd_ps(x2, NB__W1(0.0713548162726f), NB__W1(1.59576912161f)));
+    return _mm512_mul_ps(x, nb__w_sigmoid(u2));
 }
 
 #endif
