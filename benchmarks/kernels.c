@@ -6,7 +6,10 @@
  *
  * Variants: nabla is re-initialised with NB_ISA capped at ref, avx2 and
  * avx512 (those the CPU has); each line names the kernel the registry chose
- * (nb_kernel_chosen), so the bench follows whatever kernels exist. Besides:
+ * (nb_kernel_chosen), so the bench follows whatever kernels exist. Under
+ * the avx512 cap a second line, impl=avx512k, times the AVX-512 kernels
+ * first (nb__isa_prefer) where the registry ranks them below AVX2: what
+ * the AVX-512 kernel itself does. Besides:
  *   memcpy         16M floats into a warm buffer (the copy bandwidth), timed
  *                  in alternation with the element-wise workloads' best kernel
  *                  (impl=paired) so that their ratio sees one machine load;
@@ -20,6 +23,9 @@
  *   sgd_step, adam_step  one optimizer step (SGD momentum 0.9; Adam) on a
  *                      4M-float parameter with its gradient
  *   softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
+ *   gelu               fwd+bwd (erf form) on [4096, 1024] through autograd
+ *   sum_rows, sum_cols sum over dim 1 / dim 0 of [4096, 1024] (inner / outer layout)
+ *   cross_entropy      fwd+bwd on logits [4096, 1024], class indices
  *   batch_norm         fwd+bwd, training (batch statistics, running stats
  *                      updated), with weight and bias, x (32, 64, 28, 28)
  *   sdpa               scaled_dot_product_attention fwd+bwd, q, k, v (8, 8,
@@ -31,7 +37,8 @@
  *   conv3x3            fwd+bwd of a ResNet-style 3x3 conv: x (32,64,28,28),
  *                      w (64,64,3,3), pad 1, bias (the Winograd F(4x4, 3x3) case)
  * Rates: GB/s of logical traffic (each operand read or written once: add 3N
- * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm fwd+bwd 5N, sgd 5N, adam 7N)
+ * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm/gelu fwd+bwd 5N, sgd 5N, adam 7N,
+ * sum N, cross entropy fwd+bwd 2N)
  * or GFLOP/s.
  * Each time is the median of reps calls after one warm-up call (ref: a fifth
  * of them; not timed where one call takes seconds: matmul_2048, conv2).
@@ -59,6 +66,8 @@
 
 #include "bench_util.h"
 
+extern int nb__isa_prefer;   /* src/kernels/kernels.h: one ISA's kernels first (-1: the registry's order) */
+
 #define BIG (16 * 1024 * 1024)    /* element-wise size */
 #define ROWS 4096                 /* softmax / layer_norm */
 #define COLS 1024
@@ -74,7 +83,7 @@
 
 typedef enum wl_kind {
     W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM, W_BATCH_NORM,
-    W_SDPA, W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
+    W_GELU, W_SUM_ROWS, W_SUM_COLS, W_CE, W_SDPA, W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
 } wl_kind;
 
 typedef struct workload {
@@ -100,6 +109,11 @@ static const workload wls[W_COUNT] = {
                       5.0 * 4 * ROWS * COLS, 1, true},
     [W_BATCH_NORM] = {"batch_norm_fwd_bwd", NB_OP_BATCH_NORM, NB_OP_BATCH_NORM_BACKWARD, false, 5.0 * 4 * BN_NUMEL, 1,
                       true},
+    [W_GELU] = {"gelu_fwd_bwd", NB_OP_GELU, NB_OP_GELU_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
+    [W_SUM_ROWS] = {"sum_rows", NB_OP_SUM, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_SUM_COLS] = {"sum_cols", NB_OP_SUM, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_CE] = {"cross_entropy_fwd_bwd", NB_OP_CROSS_ENTROPY, NB_OP_CROSS_ENTROPY_BACKWARD, false, 2.0 * 4 * ROWS * COLS, 1,
+              true},
     [W_SDPA] = {"sdpa_fwd_bwd", NB_OP_SDPA, NB_OP_SDPA_WEIGHTS, true, 3 * SDPAF, 2, false},
     [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), -8, true},
     [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 1, true},
@@ -119,6 +133,7 @@ typedef struct conv_case {
 static struct {
     nb_tensor *a, *b;          /* BIG floats */
     nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
+    nb_tensor *tgt;            /* [ROWS] class indices (cross entropy over COLS classes) */
     nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
     nb_tensor *bx, *bg, *bw, *bb, *brm, *brv;   /* batch_norm x, grad of y, weight, bias, running stats */
     nb_tensor *aq, *ak, *av, *ag;              /* attention q, k, v (requiring grad), grad of the output */
@@ -156,6 +171,18 @@ static int run_ours(wl_kind k) {
         zero_grads((nb_tensor *[]){in.sx, in.lw, in.lb}, 3);
         y = nb_layer_norm(in.sx, NB_SHAPE(COLS), in.lw, in.lb, NULL);
         rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_GELU:
+        nb_zero_grad(in.sx);
+        y = nb_gelu(in.sx, false);
+        rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_SUM_ROWS:
+    case W_SUM_COLS: y = nb_sum(nb_detach(in.sx), (int[]){k == W_SUM_ROWS ? 1 : 0}, 1, false); break;
+    case W_CE:
+        nb_zero_grad(in.sx);
+        y = nb_cross_entropy(in.sx, in.tgt);
+        rc = y ? nb_backward(y, NULL) : -1;
         break;
     case W_BATCH_NORM:
         zero_grads((nb_tensor *[]){in.bx, in.bw, in.bb}, 3);
@@ -465,7 +492,11 @@ static int make_inputs(void) {
     in.sg = nb_randn(NB_SHAPE(ROWS, COLS), NB_F32, 4);
     in.lw = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 5));
     in.lb = grad_leaf(nb_randn(NB_SHAPE(COLS), NB_F32, 6));
-    bool ok = in.a && in.b && in.sx && in.sg && in.lw && in.lb;
+    int64_t *t = malloc(sizeof *t * ROWS);
+    for (int64_t i = 0; t && i < ROWS; i++) t[i] = i * 7919 % COLS;
+    in.tgt = t ? nb_from_data(NB_SHAPE(ROWS), NB_I64, t) : NULL;
+    free(t);
+    bool ok = in.a && in.b && in.sx && in.sg && in.lw && in.lb && in.tgt;
     in.bx = grad_leaf(nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 7));
     in.bg = nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 8);
     in.bw = grad_leaf(nb_randn(NB_SHAPE(BN_C), NB_F32, 9));
@@ -574,6 +605,17 @@ int main(int argc, char **argv) {
                 double ms = time_calls(run_ours, (wl_kind)k, isa == NB_ISA_REF ? (r + 4) / 5 : r);
                 if (ms < 0) rc = -1;
                 else report((wl_kind)k, nt, nb_isa_name((nb_isa)isa), name, ms);
+                /* avx512k: the AVX-512 kernels first even where the registry
+                 * ranks them below AVX2 (timed only when that changes the kernel) */
+                if (!rc && isa == NB_ISA_AVX512) {
+                    char forced[96];
+                    nb__isa_prefer = NB_ISA_AVX512;
+                    served((wl_kind)k, true, forced, sizeof forced);
+                    double mf = strcmp(forced, name) ? time_calls(run_ours, (wl_kind)k, r) : ms;
+                    nb__isa_prefer = -1;
+                    if (mf < 0) rc = -1;
+                    else report((wl_kind)k, nt, "avx512k", forced, mf);
+                }
                 double mo, mc;   /* the best cap's kernel paired with memcpy */
                 if (!rc && k <= W_DROPOUT && isa == (int)best) {
                     copy_cur.dst = dst, copy_cur.nt = nt;

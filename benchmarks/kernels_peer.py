@@ -62,6 +62,7 @@ def main():
     a, b = torch.randn(BIG), torch.randn(BIG)
     sx = torch.randn(ROWS, COLS, requires_grad=True)
     sg = torch.randn(ROWS, COLS)
+    tgt = torch.arange(ROWS, dtype=torch.int64) * 7919 % COLS
     lw = torch.randn(COLS, requires_grad=True)
     lb = torch.randn(COLS, requires_grad=True)
     mm = {n: (torch.randn(n, n), torch.randn(n, n)) for n in (256, 1024, 2048)}
@@ -111,6 +112,11 @@ def main():
         "softmax_fwd_bwd": (fwd_bwd([sx], lambda: torch.softmax(sx, 1), sg), 5.0 * 4 * ROWS * COLS, "GB/s", 1),
         "layer_norm_fwd_bwd": (fwd_bwd([sx, lw, lb], lambda: F.layer_norm(sx, (COLS,), lw, lb), sg),
                                5.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "gelu_fwd_bwd": (fwd_bwd([sx], lambda: F.gelu(sx), sg), 5.0 * 4 * ROWS * COLS, "GB/s", 1),
+        "sum_rows": (lambda: sx.detach().sum(1), 4.0 * ROWS * COLS, "GB/s", 1),
+        "sum_cols": (lambda: sx.detach().sum(0), 4.0 * ROWS * COLS, "GB/s", 1),
+        "cross_entropy_fwd_bwd": (fwd_bwd([sx], lambda: F.cross_entropy(sx, tgt), None), 2.0 * 4 * ROWS * COLS,
+                                  "GB/s", 1),
         "batch_norm_fwd_bwd": (fwd_bwd([bx, bw, bb], lambda: F.batch_norm(bx, brm, brv, bw, bb, training=True), bg),
                                5.0 * 4 * BN_NUMEL, "GB/s", 1),
         "sdpa_fwd_bwd": (fwd_bwd([aq, ak, av], sdpa, ag), 3 * SDPAF, "GFLOP/s", 2),

@@ -47,7 +47,7 @@ def parse(path):
 ours, info = parse(ours_f)
 peer, _ = parse(peer_f)
 best = info.get("best_isa", "avx2")
-isas = [i for i in ("ref", "avx2", "avx512") if any(r["impl"] == i for r in ours)]
+isas = [i for i in ("ref", "avx2", "avx512", "avx512k") if any(r["impl"] == i for r in ours)]
 rate = {}    # (wl, threads, impl) -> (rate, kernel)
 for r in ours + peer:
     rate[(r["wl"], r["threads"], r["impl"])] = (float(r["rate"]), r["kernel"])
@@ -65,7 +65,8 @@ def ratio(a, b):
     x, y = rate.get(a), rate.get(b)
     return "%.2f" % (x[0] / y[0]) if x and y and y[0] > 0 else "–"
 
-head = ["workload", "thr", "unit"] + isas + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
+k512 = "avx512k" in isas
+head = ["workload", "thr", "unit"] + isas + (["avx512k/avx2"] if k512 else []) + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
         "ours/PyTorch", "ours/oneDNN", "ours/copy", "ours = kernel"]
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for wl, th in order:
@@ -73,6 +74,8 @@ for wl, th in order:
     elem = wl in ("add", "relu", "exp", "dropout")
     mc = (wl, th, "memcpy")
     row = [wl, th, units[wl]] + [cell((wl, th, i)) for i in isas]
+    if k512:
+        row.append(ratio((wl, th, "avx512k"), (wl, th, "avx2")))
     row += [cell((wl, th, "onednn_direct")), cell((wl, th, "onednn_plain")),
             cell(mc) if elem else "", cell((wl, th, "torch")),
             ratio(ours_k, (wl, th, "torch")),
@@ -92,9 +95,11 @@ Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/ker
 PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
 
 Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm
-fwd+bwd 5N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 1.6M for batch_norm (training, on
+fwd+bwd 5N, gelu fwd+bwd 5N, sum N, cross_entropy fwd+bwd 2N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 1.6M for batch_norm (training, on
 (32, 64, 28, 28), no target in the issue), 4M otherwise) or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
-chose is named in the last column for the best cap, "ours"). `oneDNN direct`: the dnnl primitives
+chose is named in the last column for the best cap, "ours"); `avx512k`: the AVX-512 kernels tried
+first even where the registry ranks them below AVX2 (it does so where this column lost to `avx2`
+when the ranks were set), and `avx512k/avx2` their rate ratio. `oneDNN direct`: the dnnl primitives
 called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop),
 timed in alternation with ours (call by call) for `ours/oneDNN`;
 `oneDNN plain`: the same conv on plain NCHW memory. `memcpy`: the copy bandwidth (16M floats into a
