@@ -6,9 +6,15 @@
  * inputs; a missing input has a NULL base). ew_rows splits the rows over
  * OpenMP threads; when rows are few and long it cuts each into chunks of
  * 16-element multiples so every thread gets about eight pieces. Elements
- * are independent, so no split changes a result. The includer defines
- * EW_VEC (its vector type: __m256 or __m512) before including this, and
- * fills ew_par's vectors itself.
+ * are independent, so no split changes a result.
+ * The row functions themselves are written once too (EW_ROW below): the
+ * includer defines op_NAME(x, y, par) on its vectors and, before
+ * including this, its vector vocabulary: EW_VEC (the type), EW_W (lanes),
+ * EW_MASK (a tail mask's type), EW_TAIL(k) (the first k lanes),
+ * EW_LD / EW_ST / EW_STREAM (unaligned load, store, aligned non-temporal
+ * store), EW_LDM / EW_STM (masked load and store: lanes outside the mask
+ * are not touched) and EW_SET1(p) (*p in every lane). It fills ew_par's
+ * vectors itself.
  * Internal to the x86 kernel libraries.
  */
 #ifndef NB_X86_EW_DRIVER_H
@@ -86,6 +92,83 @@ static inline bool ew_wants_tiles(const nb__iter *it) {
         if (ew_across(it, o)) return true;
     return false;
 }
+
+/* Loads of a contiguous (V) or broadcast (S) operand at element i, whole
+ * vector or the masked tail. */
+#define LDV(P, i) EW_LD((P) + (i))
+#define LDS(P, i) EW_SET1(P)
+#define LDVM(P, i, m) EW_LDM((P) + (i), m)
+#define LDSM(P, i, m) EW_SET1(P)
+
+/* o[i] = op(A[i], B[i]) for i < n, A and B loaded by LA / LB (LAM / LBM
+ * for the masked tail): two independent vectors per step, then one, then
+ * one masked tail (whose store touches no element past n). Streaming: a
+ * masked head up to a vector-aligned o, then aligned non-temporal stores. */
+#define ROW_LOOP(NAME, LA, LAM, LB, LBM)                                                              \
+    do {                                                                                              \
+        int64_t i = 0;                                                                                \
+        if (p->stream) {                                                                              \
+            const uintptr_t al = 4 * EW_W;                                                            \
+            int64_t h = (int64_t)(((al - ((uintptr_t)o & (al - 1))) & (al - 1)) / 4);                  \
+            h = h < n ? h : n;                                                                        \
+            if (h) {                                                                                  \
+                EW_MASK m = EW_TAIL((int)h);                                                           \
+                EW_STM(o, m, op_##NAME(LAM(A, 0, m), LBM(B, 0, m), p));                                \
+            }                                                                                         \
+            for (i = h; i + 2 * EW_W <= n; i += 2 * EW_W) {                                           \
+                EW_VEC r0 = op_##NAME(LA(A, i), LB(B, i), p);                                         \
+                EW_VEC r1 = op_##NAME(LA(A, i + EW_W), LB(B, i + EW_W), p);                           \
+                EW_STREAM(o + i, r0);                                                                 \
+                EW_STREAM(o + i + EW_W, r1);                                                          \
+            }                                                                                         \
+            for (; i + EW_W <= n; i += EW_W) EW_STREAM(o + i, op_##NAME(LA(A, i), LB(B, i), p));      \
+        }                                                                                             \
+        for (; i + 2 * EW_W <= n; i += 2 * EW_W) {                                                    \
+            EW_VEC r0 = op_##NAME(LA(A, i), LB(B, i), p);                                             \
+            EW_VEC r1 = op_##NAME(LA(A, i + EW_W), LB(B, i + EW_W), p);                               \
+            EW_ST(o + i, r0);                                                                         \
+            EW_ST(o + i + EW_W, r1);                                                                  \
+        }                                                                                             \
+        for (; i + EW_W <= n; i += EW_W) EW_ST(o + i, op_##NAME(LA(A, i), LB(B, i), p));              \
+        if (i < n) {                                                                                  \
+            EW_MASK m = EW_TAIL((int)(n - i));                                                         \
+            EW_STM(o + i, m, op_##NAME(LAM(A, i, m), LBM(B, i, m), p));                                \
+        }                                                                                             \
+    } while (0)
+
+/* Gathers EW_W elements of each strided operand, runs the op, scatters. */
+#define ROW_STRIDED(NAME)                                                                 \
+    do {                                                                                  \
+        float xa[EW_W], xb[EW_W], xo[EW_W];                                               \
+        for (int64_t i = 0; i < n; i += EW_W) {                                           \
+            int k = n - i < EW_W ? (int)(n - i) : EW_W;                                    \
+            for (int j = 0; j < k; j++) {                                                 \
+                xa[j] = A[(i + j) * sa];                                                  \
+                xb[j] = B[(i + j) * sb];                                                  \
+            }                                                                             \
+            for (int j = k; j < EW_W; j++) xa[j] = xb[j] = 0.0f;                          \
+            EW_ST(xo, op_##NAME(EW_LD(xa), EW_LD(xb), p));                                \
+            for (int j = 0; j < k; j++) o[(i + j) * so] = xo[j];                          \
+        }                                                                                 \
+    } while (0)
+
+/* row_NAME (an ew_row_fn): the vector loops for every mix of contiguous
+ * and broadcast inputs (out contiguous), else the gathering loop. */
+#define EW_ROW(NAME)                                                                                 \
+    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, \
+                           int64_t sb, const ew_par *p) {                                           \
+        float *o = (float *)po;                                                                      \
+        const float *A = pa ? (const float *)pa : ew_zero, *B = pb ? (const float *)pb : ew_zero;    \
+        so /= 4, sa = pa ? sa / 4 : 0, sb = pb ? sb / 4 : 0;                                         \
+        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                             \
+            if (sa && sb) ROW_LOOP(NAME, LDV, LDVM, LDV, LDVM);                                      \
+            else if (sa) ROW_LOOP(NAME, LDV, LDVM, LDS, LDSM);                                       \
+            else if (sb) ROW_LOOP(NAME, LDS, LDSM, LDV, LDVM);                                       \
+            else ROW_LOOP(NAME, LDS, LDSM, LDS, LDSM);                                               \
+        } else {                                                                                     \
+            ROW_STRIDED(NAME);                                                                       \
+        }                                                                                            \
+    }
 
 /* All of j's rows (total elements in all), on up to nt threads. */
 static void ew_rows(ew_job *j, int64_t total, int nt) {

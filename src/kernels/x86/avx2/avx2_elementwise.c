@@ -42,6 +42,15 @@
 #include "nb_config.h"
 #include "vmath.h"
 #define EW_VEC __m256
+#define EW_W 8
+#define EW_MASK __m256i
+#define EW_TAIL(k) nb__tail_mask(k)
+#define EW_LD(p) _mm256_loadu_ps(p)
+#define EW_ST(p, v) _mm256_storeu_ps(p, v)
+#define EW_STREAM(p, v) _mm256_stream_ps(p, v)
+#define EW_LDM(p, m) _mm256_maskload_ps(p, m)
+#define EW_STM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define EW_SET1(p) _mm256_broadcast_ss(p)
 #include "../ew_driver.h"
 
 #include <math.h>
@@ -424,79 +433,6 @@ static inline __m256 op_softplus(__m256 x, __m256 y, const ew_par *p) {
     __m256 r = _mm256_div_ps(_mm256_add_ps(pos, _mm256_add_ps(_mm256_andnot_ps(neg, zl), l)), p->s);
     return _mm256_blendv_ps(r, x, _mm256_cmp_ps(z, p->s1, _CMP_GT_OQ));
 }
-
-/* Loads of a contiguous (V) or broadcast (S) operand at element i, whole
- * vector or the masked tail. */
-#define LDV(P, i) _mm256_loadu_ps((P) + (i))
-#define LDS(P, i) _mm256_broadcast_ss(P)
-#define LDVM(P, i, m) _mm256_maskload_ps((P) + (i), m)
-#define LDSM(P, i, m) _mm256_broadcast_ss(P)
-
-#define ROW_LOOP(NAME, LA, LAM, LB, LBM)                                                 \
-    do {                                                                                 \
-        int64_t i = 0;                                                                   \
-        if (p->stream) {                                                                 \
-            /* masked head up to a 32-byte boundary of o, then aligned streams */         \
-            int64_t h = (int64_t)(((32 - ((uintptr_t)o & 31)) & 31) / 4);                 \
-            h = h < n ? h : n;                                                           \
-            if (h) {                                                                     \
-                __m256i m = nb__tail_mask((int)h);                                        \
-                _mm256_maskstore_ps(o, m, op_##NAME(LAM(A, 0, m), LBM(B, 0, m), p));      \
-            }                                                                            \
-            for (i = h; i + 16 <= n; i += 16) {   /* two independent vectors per iteration */  \
-                __m256 r0 = op_##NAME(LA(A, i), LB(B, i), p);                            \
-                __m256 r1 = op_##NAME(LA(A, i + 8), LB(B, i + 8), p);                    \
-                _mm256_stream_ps(o + i, r0);                                             \
-                _mm256_stream_ps(o + i + 8, r1);                                         \
-            }                                                                            \
-            for (; i + 8 <= n; i += 8) _mm256_stream_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
-        }                                                                                \
-        for (; i + 16 <= n; i += 16) {                                                   \
-            __m256 r0 = op_##NAME(LA(A, i), LB(B, i), p);                                \
-            __m256 r1 = op_##NAME(LA(A, i + 8), LB(B, i + 8), p);                        \
-            _mm256_storeu_ps(o + i, r0);                                                 \
-            _mm256_storeu_ps(o + i + 8, r1);                                             \
-        }                                                                                \
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
-        if (i < n) {                                                                     \
-            __m256i m = nb__tail_mask((int)(n - i));                                      \
-            _mm256_maskstore_ps(o + i, m, op_##NAME(LAM(A, i, m), LBM(B, i, m), p));      \
-        }                                                                                \
-    } while (0)
-
-/* Gathers 8 elements of each strided operand, runs the op, scatters. */
-#define ROW_STRIDED(NAME)                                                                \
-    do {                                                                                 \
-        float xa[8], xb[8], xo[8];                                                       \
-        for (int64_t i = 0; i < n; i += 8) {                                             \
-            int k = n - i < 8 ? (int)(n - i) : 8;                                         \
-            for (int j = 0; j < k; j++) {                                                \
-                xa[j] = A[(i + j) * sa];                                                 \
-                xb[j] = B[(i + j) * sb];                                                 \
-            }                                                                            \
-            for (int j = k; j < 8; j++) xa[j] = xb[j] = 0.0f;                            \
-            _mm256_storeu_ps(xo, op_##NAME(_mm256_loadu_ps(xa), _mm256_loadu_ps(xb), p)); \
-            for (int j = 0; j < k; j++) o[(i + j) * so] = xo[j];                         \
-        }                                                                                \
-    } while (0)
-
-/* row_NAME: the vector loops for every mix of contiguous and broadcast
- * inputs (out contiguous), else the gathering loop. */
-#define EW_ROW(NAME)                                                                                 \
-    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, \
-                           int64_t sb, const ew_par *p) {                                           \
-        float *o = (float *)po;                                                                      \
-        const float *A = pa ? (const float *)pa : ew_zero, *B = pb ? (const float *)pb : ew_zero;    \
-        so /= 4, sa = pa ? sa / 4 : 0, sb = pb ? sb / 4 : 0;                                         \
-        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                             \
-            if (sa && sb) ROW_LOOP(NAME, LDV, LDVM, LDV, LDVM);                                      \
-            else if (sa) ROW_LOOP(NAME, LDV, LDVM, LDS, LDSM);                                       \
-            else if (sb) ROW_LOOP(NAME, LDS, LDSM, LDV, LDVM);                                       \
-            else ROW_LOOP(NAME, LDS, LDSM, LDS, LDSM);                                               \
-        } else {                                                                                     \
-            ROW_STRIDED(NAME);                                                                       \
-        }                                                                                            \
-    }
 
 EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum)
 EW_ROW(adds) EW_ROW(muls) EW_ROW(fill) EW_ROW(copy) EW_ROW(neg) EW_ROW(abs) EW_ROW(square)

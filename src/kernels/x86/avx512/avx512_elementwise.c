@@ -31,6 +31,15 @@
 #include "nb_config.h"
 #include "vmath512.h"
 #define EW_VEC __m512
+#define EW_W 16
+#define EW_MASK __mmask16
+#define EW_TAIL(k) nb__tail_mask16(k)
+#define EW_LD(p) _mm512_loadu_ps(p)
+#define EW_ST(p, v) _mm512_storeu_ps(p, v)
+#define EW_STREAM(p, v) _mm512_stream_ps(p, v)
+#define EW_LDM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define EW_STM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define EW_SET1(p) _mm512_set1_ps(*(p))
 #include "../ew_driver.h"
 
 #include <math.h>
@@ -124,73 +133,6 @@ static inline __m512 op_gelu_tanh(__m512 x, __m512 y, const ew_par *p) {
     (void)y, (void)p;
     return nb__w_gelu_tanh(x);
 }
-
-/* Loads of a contiguous (V) or broadcast (S) operand at element i, whole
- * vector or the masked tail. */
-#define LDV(P, i) _mm512_loadu_ps((P) + (i))
-#define LDS(P, i) _mm512_set1_ps(*(P))
-#define LDVM(P, i, m) _mm512_maskz_loadu_ps(m, (P) + (i))
-#define LDSM(P, i, m) _mm512_set1_ps(*(P))
-
-#define ROW_LOOP(NAME, LA, LAM, LB, LBM)                                                              \
-    do {                                                                                              \
-        int64_t i = 0;                                                                                \
-        if (p->stream) {                                                                              \
-            /* masked head up to a 64-byte boundary of o, then aligned streams */                     \
-            int64_t h = (int64_t)(((64 - ((uintptr_t)o & 63)) & 63) / 4);                              \
-            h = h < n ? h : n;                                                                        \
-            if (h) {                                                                                  \
-                __mmask16 m = nb__tail_mask16((int)h);                                                 \
-                _mm512_mask_storeu_ps(o, m, op_##NAME(LAM(A, 0, m), LBM(B, 0, m), p));                 \
-            }                                                                                         \
-            for (i = h; i + 16 <= n; i += 16) _mm512_stream_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p)); \
-        }                                                                                             \
-        for (; i + 32 <= n; i += 32) {   /* two independent vectors per iteration */                 \
-            __m512 r0 = op_##NAME(LA(A, i), LB(B, i), p);                                             \
-            __m512 r1 = op_##NAME(LA(A, i + 16), LB(B, i + 16), p);                                   \
-            _mm512_storeu_ps(o + i, r0);                                                              \
-            _mm512_storeu_ps(o + i + 16, r1);                                                         \
-        }                                                                                             \
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(o + i, op_##NAME(LA(A, i), LB(B, i), p));       \
-        if (i < n) {                                                                                  \
-            __mmask16 m = nb__tail_mask16((int)(n - i));                                               \
-            _mm512_mask_storeu_ps(o + i, m, op_##NAME(LAM(A, i, m), LBM(B, i, m), p));                 \
-        }                                                                                             \
-    } while (0)
-
-/* Gathers 16 elements of each strided operand, runs the op, scatters. */
-#define ROW_STRIDED(NAME)                                                                  \
-    do {                                                                                   \
-        float xa[16], xb[16], xo[16];                                                      \
-        for (int64_t i = 0; i < n; i += 16) {                                              \
-            int k = n - i < 16 ? (int)(n - i) : 16;                                         \
-            for (int j = 0; j < k; j++) {                                                  \
-                xa[j] = A[(i + j) * sa];                                                   \
-                xb[j] = B[(i + j) * sb];                                                   \
-            }                                                                              \
-            for (int j = k; j < 16; j++) xa[j] = xb[j] = 0.0f;                             \
-            _mm512_storeu_ps(xo, op_##NAME(_mm512_loadu_ps(xa), _mm512_loadu_ps(xb), p));   \
-            for (int j = 0; j < k; j++) o[(i + j) * so] = xo[j];                           \
-        }                                                                                  \
-    } while (0)
-
-/* row_NAME: the vector loops for every mix of contiguous and broadcast
- * inputs (out contiguous), else the gathering loop. */
-#define EW_ROW(NAME)                                                                                 \
-    static void row_##NAME(char *po, const char *pa, const char *pb, int64_t n, int64_t so, int64_t sa, \
-                           int64_t sb, const ew_par *p) {                                           \
-        float *o = (float *)po;                                                                      \
-        const float *A = pa ? (const float *)pa : ew_zero, *B = pb ? (const float *)pb : ew_zero;    \
-        so /= 4, sa = pa ? sa / 4 : 0, sb = pb ? sb / 4 : 0;                                         \
-        if (so == 1 && (sa | 1) == 1 && (sb | 1) == 1) {                                             \
-            if (sa && sb) ROW_LOOP(NAME, LDV, LDVM, LDV, LDVM);                                      \
-            else if (sa) ROW_LOOP(NAME, LDV, LDVM, LDS, LDSM);                                       \
-            else if (sb) ROW_LOOP(NAME, LDS, LDSM, LDV, LDVM);                                       \
-            else ROW_LOOP(NAME, LDS, LDSM, LDS, LDSM);                                               \
-        } else {                                                                                     \
-            ROW_STRIDED(NAME);                                                                       \
-        }                                                                                            \
-    }
 
 EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum) EW_ROW(adds) EW_ROW(muls)
 EW_ROW(neg) EW_ROW(abs) EW_ROW(square) EW_ROW(relu) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw) EW_ROW(gelubw)
