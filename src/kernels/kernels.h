@@ -107,6 +107,7 @@ bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_conv_small_off;   /* avx2_conv_small.c: 1 decline every call (oneDNN's tests) */
 extern int nb__avx2_bnorm_fwd_off;     /* avx2_bnorm.c: 1 its BATCH_NORM declines every call (oneDNN's tests) */
 extern size_t nb__wg_sall_max;        /* avx2_winograd.c: bytes for all chunks' S in bwd_weight (tests: 0) */
+extern int nb__avx2_conv_on_avx512;   /* avx2_conv_small.c: 1 the AVX2 convs serve under the avx512 cap too (measurement) */
 extern int nb__avx2_winograd_off;     /* avx2_winograd.c: 1 decline every call (oneDNN's tests) */
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 extern int nb__gemm_adirect, nb__gemm_dyn;   /* avx2_gemm.c: in-place A, dynamic N split (1 on; see there) */

@@ -45,12 +45,16 @@ typedef struct cs_conv {
     int64_t ys[4];       /* y (forward) or gy (backward-weights) */
 } cs_conv;
 
+int nb__avx2_conv_on_avx512 = 0;
+
 static bool cs_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_ndim(t) == 4; }
 
 /* Fills c for x (N, C, IH, IW) and y (N, K, OH, OW) with an r x r kernel;
  * false where these kernels do not serve. Shapes only (never threads). */
 static bool cs_setup(cs_conv *c, const nb_kernel_args *a, const nb_tensor *x, const nb_tensor *y, int64_t r) {
-    if (nb_isa_active() >= NB_ISA_AVX512) return false;   /* as avx2_winograd.c: not measured against oneDNN's AVX-512 */
+    /* oneDNN's AVX-512 conv is ~1.9x these on an AVX-512 CPU (LeNet conv1
+     * fwd+bwd, 1 thread, A/B through the hook): they serve below AVX-512 only */
+    if (nb_isa_active() >= NB_ISA_AVX512 && !nb__avx2_conv_on_avx512) return false;
     for (int i = 0; i < 2; i++)
         if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return false;
     if (a->scalar[6] != 1.0 || r < 1 || r > CS_MAXR) return false;
