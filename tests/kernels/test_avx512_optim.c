@@ -312,6 +312,24 @@ Test(avx512_optim, dropout_threshold_boundary) {
     o_dropout_case(4097, 0x80000000 / 4294967296.0, 7, 0, 0);
     o_dropout_case(4097, 3.0 / 4294967296.0, 7, 1, 0);
     o_dropout_case(4097, 4294967295.0 / 4294967296.0, 7, 0, 0);
+    /* p = r / 2^32 for a word r that is drawn: the element drawing exactly
+     * r is kept (ref's `(double)r >= p * 2^32`), the one just below is not */
+    uint32_t w[4];
+    nb__philox(7, 5, w);   /* elements 20..23 of seed 7 */
+    double p = w[1] / 4294967296.0;
+    o_dropout_case(4097, p, 7, 1, 0);
+    float x[33];
+    for (int i = 0; i < 33; i++) x[i] = 1.0f;
+    nb_scope_begin();
+    nb_tensor *xt = o_vec(x, 33, 0), *y = o_vec(x, 33, 1), *st = nb_zeros(NB_SHAPE0, NB_I64);
+    *(int64_t *)nb_data(st) = 7;
+    nb_kernel_args a = {.op = NB_OP_DROPOUT, .out = y, .in = {xt, st}, .nin = 2, .scalar = {p}};
+    o_run(&a, O_AVX512, 0, "avx512_dropout");
+    cr_assert_eq(((const float *)nb_data(y))[21], (float)(1.0 / (1.0 - p)), "the word equal to p * 2^32 is dropped");
+    a.scalar[0] = (w[1] + 1.0) / 4294967296.0;
+    o_run(&a, O_AVX512, 0, "avx512_dropout");
+    cr_assert_eq(((const float *)nb_data(y))[21], 0.0f, "the word just below p * 2^32 is kept");
+    nb_scope_end();
 }
 
 /* 1M + 37 elements, split over 1, 2 and 3 threads: the split falls on
