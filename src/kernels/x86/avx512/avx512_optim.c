@@ -216,14 +216,15 @@ static int avx512_adam_step_f32(const nb_kernel_args *a) {
 #define PHILOX_ROUNDS 10
 
 /* hi and lo 32 bits of a * M in each of 16 lanes. mul_epu32 multiplies the
- * even lanes into 64-bit products; the odd lanes are swapped down for a
- * second multiply. Swapping each pair of 32-bit words (shuffle CDAB) under
- * a mask then gathers the halves: lo takes the even product's low words
- * in place and the odd product's low words swapped up; hi the even
- * product's high words swapped down and the odd product's in place. */
+ * even lanes into 64-bit products; the odd lanes are shifted down for a
+ * second multiply (a shift, not a shuffle: the shuffle port is the busy
+ * one). Swapping each pair of 32-bit words (shuffle CDAB) under a mask
+ * then gathers the halves: lo takes the even product's low words in place
+ * and the odd product's low words swapped up; hi the even product's high
+ * words swapped down and the odd product's in place. */
 static inline void mulhilo16(__m512i a, __m512i M, __m512i *hi, __m512i *lo) {
     __m512i even = _mm512_mul_epu32(a, M);
-    __m512i odd = _mm512_mul_epu32(_mm512_shuffle_epi32(a, _MM_PERM_CDAB), M);
+    __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), M);
     *lo = _mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CDAB);
     *hi = _mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB);
 }
@@ -244,8 +245,9 @@ static inline void philox16(const __m512i *k0, const __m512i *k1, uint64_t ctr, 
         __m512i hi0, lo0, hi1, lo1;
         mulhilo16(c0, M0, &hi0, &lo0);
         mulhilo16(c2, M1, &hi1, &lo1);
-        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), k0[round]);
-        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), k1[round]);
+        /* three-way xors in one instruction each (truth table 0x96: a ^ b ^ c) */
+        c0 = _mm512_ternarylogic_epi32(hi1, c1, k0[round], 0x96);
+        c2 = _mm512_ternarylogic_epi32(hi0, c3, k1[round], 0x96);
         c1 = lo1;
         c3 = lo0;
     }
