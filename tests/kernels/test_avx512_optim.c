@@ -446,13 +446,19 @@ Test(avx512_optim, declines_non_contiguous_and_f64) {
     nb_scope_end();
 }
 
-/* The kernels are registered for F32 under the avx512 cap only. */
+/* The kernels are registered for F32 under the avx512 cap only, and the
+ * registry (no preference) chooses them where they measured faster:
+ * sgd_step and dropout; adam_step stays with avx2. */
 Test(avx512_optim, registered_per_cap) {
     static const nb_op ops[] = {NB_OP_SGD_STEP, NB_OP_ADAM_STEP, NB_OP_DROPOUT};
+    static const char *const chosen[] = {"avx512_sgd_step_f32", "avx2_adam_step_f32", "avx512_dropout_f32"};
     for (int i = 0; i < 3; i++) {
         o_init(O_AVX512, 0);
         cr_assert(nb__registry_has(ops[i], NB_F32, "avx512_"), "%s: no avx512 kernel", nb_op_name(ops[i]));
         cr_assert(!nb__registry_has(ops[i], NB_F64, "avx512_"), "%s: an F64 avx512 kernel", nb_op_name(ops[i]));
+        const char *k = nb_kernel_chosen(ops[i], NB_F32);
+        cr_assert(k && !strcmp(k, chosen[i]), "%s: chosen %s, want %s", nb_op_name(ops[i]), k ? k : "(none)",
+                  chosen[i]);
         o_init(O_AVX2, 0);
         cr_assert(!nb__registry_has(ops[i], NB_F32, "avx512_"), "%s: avx512 under the avx2 cap", nb_op_name(ops[i]));
     }

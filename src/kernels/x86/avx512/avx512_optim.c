@@ -332,13 +332,26 @@ static int avx512_dropout_f32(const nb_kernel_args *a) {
     return 0;
 }
 
-/* Priorities: measured ratios go here. */
+/* Priorities by measurement (a scratch program timing these against the
+ * AVX2 twins in one process, alternating them by nb__isa_prefer, medians
+ * of 25 calls; this 2-core AVX-512 Xeon shared with other builds, load 5-10,
+ * so the 1-thread decision uses the calling thread's CPU time, wall medians
+ * being mostly preemption; ratio avx512/avx2):
+ *   sgd_step (4M floats, momentum 0.9): 1 thread CPU 0.936-0.973 (8 runs),
+ *     wall 0.69-1.06; 2 threads wall 0.97-1.05 — WINS (memory-bound: the
+ *     4% is fewer instructions between the streams);
+ *   adam_step (4M floats, lr 1e-3): 1 thread CPU 0.988-1.010 (8 runs), wall
+ *     0.86-1.27; 2 threads wall 0.82-1.00 — LOSES (memory-bound, a tie);
+ *   dropout (p 0.5, 16M floats into a fresh output): 1 thread CPU
+ *     0.629-0.672, wall 0.615-0.671; 2 threads wall 0.671-0.709 — WINS
+ *     (Philox on 16 lanes; 0.47-0.52 on 64K floats in cache). */
+#define REG(OP, NAME, PRIO) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" #NAME "_f32", PRIO, avx512_##NAME##_f32}
+
 void nb__avx512_optim_register(void) {
     static const nb_kernel_desc ks[] = {
-        {NB_OP_SGD_STEP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_sgd_step_f32", NB__PRIO_AVX512_LOSES, avx512_sgd_step_f32},
-        {NB_OP_ADAM_STEP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_adam_step_f32", NB__PRIO_AVX512_LOSES,
-         avx512_adam_step_f32},
-        {NB_OP_DROPOUT, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_dropout_f32", NB__PRIO_AVX512_LOSES, avx512_dropout_f32},
+        REG(SGD_STEP, sgd_step, NB__PRIO_AVX512_WINS),
+        REG(ADAM_STEP, adam_step, NB__PRIO_AVX512_LOSES),
+        REG(DROPOUT, dropout, NB__PRIO_AVX512_WINS),
     };
     NB__REGISTER_ALL(ks);
 }
