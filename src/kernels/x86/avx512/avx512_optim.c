@@ -1,4 +1,357 @@
-/* avx512_optim.c — (being written) */
+/* avx512_optim.c — AVX-512 kernels for the optimizers' update steps (SGD
+ * with momentum/Nesterov/weight decay, Adam/AdamW with amsgrad) and for
+ * dropout, F32.
+ *
+ * They are 16-lane twins of ../avx2/avx2_optim.c, with the same arguments
+ * (ref_optim.c, ref_loss.c's ref_dropout), and agree bitwise (0 ULP; NaN
+ * where ref has NaN, payloads aside) with ref and with the AVX2 kernels:
+ *  - the updates do ref's float operations in ref's order, one IEEE
+ *    mul/add/div/sqrt each, never fused (FMA would round once where ref
+ *    rounds twice; this library is built with -ffp-contract=off and no FMA
+ *    is written here), 16 lanes at a time, the tail through masked loads
+ *    and stores (__mmask16: no element past the range is touched);
+ *  - dropout draws the same Philox4x32-10 words as nb__philox, sixteen
+ *    counters (64 elements) per round of vector code, keeps the same words
+ *    (r >= p * 2^32, compared as unsigned integers against ceil(p * 2^32))
+ *    and scales in double as ref does, then rounds to float.
+ * Served: contiguous F32 operands of out's size (SGD: param, grad and the
+ * optional momentum buffer; Adam: param, grad, exp_avg, exp_avg_sq and the
+ * optional max_exp_avg_sq; dropout: x, out and an I64 0-dim seed).
+ * Declined (NB_KERNEL_DECLINE, the AVX2 kernel then serves): any strided,
+ * transposed or broadcast operand, any other dtype.
+ * Threads: elements are independent, so the OpenMP split (nb__par_threads
+ * with the AVX2 kernels' grains) cannot change a result; the split points
+ * fall on multiples of 16 elements (dropout's on multiples of 64, one
+ * Philox block). Like the twin, no non-temporal stores: the updates write
+ * back what they just read, and dropout's output is read right after.
+ */
 #include "kernels/kernels.h"
+#include "nb_config.h"
 
-void nb__avx512_optim_register(void) {}
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+/* True when t is a contiguous F32 tensor of n elements. */
+static bool f32_flat(const nb_tensor *t, int64_t n) {
+    return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_is_contiguous(t) && nb_numel(t) == n;
+}
+
+/* Lanes i < k are set (k in 0..16). */
+static inline __mmask16 tail16(int64_t k) { return (__mmask16)(k >= 16 ? 0xFFFFu : (1u << k) - 1u); }
+
+/* Thread t's share [*lo, *hi) of n elements split nt ways; every boundary
+ * but n is a multiple of align. */
+static inline void split(int64_t n, int nt, int t, int64_t align, int64_t *lo, int64_t *hi) {
+    *lo = n * t / nt / align * align;
+    *hi = t + 1 == nt ? n : n * (t + 1) / nt / align * align;
+}
+
+/* Runs STMT (a statement on int64_t lo, hi) over [0, n): once, on [0, n),
+ * when nt <= 1, else on nt OpenMP threads over split()'s ranges. */
+#if NB_HAVE_OPENMP
+#define OMP_FOR_NT _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1)")
+#else
+#define OMP_FOR_NT
+#endif
+#define PAR_RANGES(n, nt, align, STMT)                       \
+    do {                                                     \
+        const int64_t n_ = (n);                              \
+        const int nt_ = (nt);                                \
+        if (nt_ <= 1) {                                      \
+            const int64_t lo = 0, hi = n_;                   \
+            STMT;                                            \
+        } else {                                             \
+            OMP_FOR_NT                                       \
+            for (int t_ = 0; t_ < nt_; t_++) {               \
+                int64_t lo, hi;                              \
+                split(n_, nt_, t_, (align), &lo, &hi);       \
+                STMT;                                        \
+            }                                                \
+        }                                                    \
+    } while (0)
+
+/* Full 16-lane (full true) or masked (the lanes in m; the others load as 0
+ * and are not stored) load and store. */
+static inline __m512 ld16(const float *x, __mmask16 m, bool full) {
+    return full ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(m, x);
+}
+static inline void st16(float *x, __mmask16 m, bool full, __m512 v) {
+    if (full) _mm512_storeu_ps(x, v);
+    else _mm512_mask_storeu_ps(x, m, v);
+}
+
+/* ================= SGD ================= */
+
+typedef struct sgd_par {
+    __m512 neg_lr, mom, damp1, wd;   /* broadcast scalars as ref rounds them */
+    bool wd_on;                      /* weight_decay != 0 */
+    bool mom_on;                     /* momentum != 0 and a buffer is given */
+    bool nesterov, maximize, first;  /* scalar[4..6] */
+} sgd_par;
+
+/* One vector of 16 (or fewer: mask) elements; ref's DEF_SGD body. */
+static inline void sgd16(float *p, const float *g, float *buf, const sgd_par *s, __mmask16 m, bool full) {
+    __m512 vp = ld16(p, m, full);
+    __m512 d = ld16(g, m, full);
+    if (s->maximize) d = _mm512_xor_ps(d, _mm512_set1_ps(-0.0f));
+    if (s->wd_on) d = _mm512_add_ps(d, _mm512_mul_ps(s->wd, vp));
+    if (s->mom_on) {
+        __m512 b;
+        if (s->first) b = d;
+        else {
+            b = ld16(buf, m, full);
+            b = _mm512_add_ps(_mm512_mul_ps(b, s->mom), _mm512_mul_ps(s->damp1, d));
+        }
+        st16(buf, m, full, b);
+        d = s->nesterov ? _mm512_add_ps(d, _mm512_mul_ps(s->mom, b)) : b;
+    }
+    vp = _mm512_add_ps(vp, _mm512_mul_ps(s->neg_lr, d));
+    st16(p, m, full, vp);
+}
+
+static void sgd_range(float *p, const float *g, float *buf, const sgd_par *s, int64_t lo, int64_t hi) {
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16) sgd16(p + i, g + i, buf ? buf + i : NULL, s, 0, true);
+    if (i < hi) sgd16(p + i, g + i, buf ? buf + i : NULL, s, tail16(hi - i), false);
+}
+
+/* out = param, in[0] = grad, in[1] = momentum buffer (or NULL);
+ * scalar = {lr, momentum, dampening, weight_decay, nesterov, maximize, first_step} */
+static int avx512_sgd_step_f32(const nb_kernel_args *a) {
+    int64_t n = nb_numel(a->out);
+    const nb_tensor *bt = a->nin > 1 ? a->in[1] : NULL;
+    if (!f32_flat(a->out, n) || !f32_flat(a->in[0], n) || (bt && !f32_flat(bt, n))) return NB_KERNEL_DECLINE;
+    float *p = nb_data(a->out), *buf = bt ? nb_data(bt) : NULL;
+    const float *g = nb_data(a->in[0]);
+    float lr = (float)a->scalar[0], mom = (float)a->scalar[1], damp1 = (float)(1 - a->scalar[2]);
+    float wd = (float)a->scalar[3];
+    sgd_par s = {.neg_lr = _mm512_set1_ps(-lr), .mom = _mm512_set1_ps(mom), .damp1 = _mm512_set1_ps(damp1),
+                 .wd = _mm512_set1_ps(wd), .wd_on = wd != 0, .mom_on = mom != 0 && buf,
+                 .nesterov = a->scalar[4] != 0, .maximize = a->scalar[5] != 0, .first = a->scalar[6] != 0};
+    if (!s.mom_on) buf = NULL;
+    int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
+    PAR_RANGES(n, nt, 16, sgd_range(p, g, buf, &s, lo, hi));
+    return 0;
+}
+
+/* ================= Adam / AdamW ================= */
+
+typedef struct adam_par {
+    __m512 neg_step;      /* -(lr / (1 - beta1^step)) */
+    __m512 bc2_sqrt;      /* sqrt(1 - beta2^step) */
+    __m512 decay;         /* 1 - lr * weight_decay (AdamW) */
+    __m512 c1, c2;        /* 1 - beta1, 1 - beta2 */
+    __m512 b1, b2, eps, wd;
+    bool decoupled;       /* AdamW: decay the parameter instead of the gradient */
+    bool wd_on;           /* weight_decay != 0 */
+    bool maximize;        /* ascend: negate the gradient */
+} adam_par;
+
+/* One vector of ref's DEF_ADAM body; mx NULL without amsgrad. */
+static inline void adam16(float *p, const float *gp, float *m1, float *m2, float *mx, const adam_par *s, __mmask16 m,
+                          bool full) {
+    __m512 vp = ld16(p, m, full), g = ld16(gp, m, full);
+    if (s->maximize) g = _mm512_xor_ps(g, _mm512_set1_ps(-0.0f));
+    if (s->decoupled) vp = _mm512_mul_ps(vp, s->decay);
+    else if (s->wd_on) g = _mm512_add_ps(g, _mm512_mul_ps(s->wd, vp));
+    __m512 a1 = _mm512_add_ps(_mm512_mul_ps(ld16(m1, m, full), s->b1), _mm512_mul_ps(s->c1, g));
+    __m512 a2 = _mm512_add_ps(_mm512_mul_ps(ld16(m2, m, full), s->b2), _mm512_mul_ps(s->c2, _mm512_mul_ps(g, g)));
+    st16(m1, m, full, a1);
+    st16(m2, m, full, a2);
+    __m512 v = a2;
+    if (mx) {
+        /* ref: if (v > mx || v != v) mx = v — NaN in v wins, NaN in mx stays
+         * (one unordered compare would also replace a NaN mx) */
+        __m512 old = ld16(mx, m, full);
+        __mmask16 take = _mm512_cmp_ps_mask(v, old, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        v = _mm512_mask_blend_ps(take, old, v);
+        st16(mx, m, full, v);
+    }
+    __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(v), s->bc2_sqrt), s->eps);
+    vp = _mm512_add_ps(vp, _mm512_mul_ps(s->neg_step, _mm512_div_ps(a1, denom)));
+    st16(p, m, full, vp);
+}
+
+static void adam_range(float *p, const float *g, float *m1, float *m2, float *mx, const adam_par *s, int64_t lo,
+                       int64_t hi) {
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16) adam16(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, 0, true);
+    if (i < hi) adam16(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, tail16(hi - i), false);
+}
+
+/* out = param, in[0] = grad, in[1] = exp_avg, in[2] = exp_avg_sq, in[3] = max_exp_avg_sq or NULL;
+ * scalar = {lr, beta1, beta2, eps, weight_decay, step, decoupled (AdamW), maximize} */
+static int avx512_adam_step_f32(const nb_kernel_args *a) {
+    int64_t n = nb_numel(a->out);
+    const nb_tensor *mt = a->nin > 3 ? a->in[3] : NULL;
+    if (a->nin < 3 || !f32_flat(a->out, n) || !f32_flat(a->in[0], n) || !f32_flat(a->in[1], n) ||
+        !f32_flat(a->in[2], n) || (mt && !f32_flat(mt, n)))
+        return NB_KERNEL_DECLINE;
+    float *p = nb_data(a->out), *m1 = nb_data(a->in[1]), *m2 = nb_data(a->in[2]);
+    float *mx = mt ? nb_data(mt) : NULL;
+    const float *g = nb_data(a->in[0]);
+    double lr = a->scalar[0], b1 = a->scalar[1], b2 = a->scalar[2], step = a->scalar[5];
+    /* the same scalar preparation as ref (torch computes these in double) */
+    double bc1 = 1 - pow(b1, step), bc2s = sqrt(1 - pow(b2, step));
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)bc2s, decay = (float)(1 - lr * a->scalar[4]);
+    float wd = (float)a->scalar[4];
+    adam_par s = {.neg_step = _mm512_set1_ps(-step_size), .bc2_sqrt = _mm512_set1_ps(bc2_sqrt),
+                  .decay = _mm512_set1_ps(decay), .c1 = _mm512_set1_ps((float)(1 - b1)),
+                  .c2 = _mm512_set1_ps((float)(1 - b2)), .b1 = _mm512_set1_ps((float)b1),
+                  .b2 = _mm512_set1_ps((float)b2), .eps = _mm512_set1_ps((float)a->scalar[3]),
+                  .wd = _mm512_set1_ps(wd), .decoupled = a->scalar[6] != 0, .wd_on = wd != 0,
+                  .maximize = a->scalar[7] != 0};
+    int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE / 2);   /* 4-5 streams per element */
+    PAR_RANGES(n, nt, 16, adam_range(p, g, m1, m2, mx, &s, lo, hi));
+    return 0;
+}
+
+/* ================= dropout ================= */
+
+#define PHILOX_M0 0xD2511F53u   /* the constants of src/runtime/philox.c */
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+#define PHILOX_ROUNDS 10
+
+/* hi and lo 32 bits of a * M in each of 16 lanes. mul_epu32 multiplies the
+ * even lanes into 64-bit products; the odd lanes are shifted down for a
+ * second multiply (a shift, not a shuffle: the shuffle port is the busy
+ * one). Swapping each pair of 32-bit words (shuffle CDAB) under a mask
+ * then gathers the halves: lo takes the even product's low words in place
+ * and the odd product's low words swapped up; hi the even product's high
+ * words swapped down and the odd product's in place. */
+static inline void mulhilo16(__m512i a, __m512i M, __m512i *hi, __m512i *lo) {
+    __m512i even = _mm512_mul_epu32(a, M);
+    __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), M);
+    *lo = _mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CDAB);
+    *hi = _mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB);
+}
+
+/* Philox4x32-10 of counters ctr .. ctr+15 (ctr a multiple of 16; counter
+ * = {lo32, hi32, 0, 0}; k0/k1 the key words of each round, broadcast: see
+ * drop_par), returned in element order:
+ * r[j] holds the words of elements 4*ctr + 16*j .. +15, element 4*ctr + e
+ * being word e%4 of nb__philox(seed, ctr + e/4). */
+static inline void philox16(const __m512i *k0, const __m512i *k1, uint64_t ctr, __m512i r[4]) {
+    /* ctr is a multiple of 16, so lo + lane never carries into the high word */
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)ctr),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(ctr >> 32));
+    __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+    const __m512i M0 = _mm512_set1_epi32((int)PHILOX_M0), M1 = _mm512_set1_epi32((int)PHILOX_M1);
+    for (int round = 0; round < PHILOX_ROUNDS; round++) {
+        __m512i hi0, lo0, hi1, lo1;
+        mulhilo16(c0, M0, &hi0, &lo0);
+        mulhilo16(c2, M1, &hi1, &lo1);
+        /* three-way xors in one instruction each (truth table 0x96: a ^ b ^ c) */
+        c0 = _mm512_ternarylogic_epi32(hi1, c1, k0[round], 0x96);
+        c2 = _mm512_ternarylogic_epi32(hi0, c3, k1[round], 0x96);
+        c1 = lo1;
+        c3 = lo0;
+    }
+    /* 4x16 transpose. Within each 128-bit lane k, the unpacks leave
+     * u_m = the 4 words of counter 4k + m ... */
+    __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
+    __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);
+    __m512i u0 = _mm512_unpacklo_epi64(t0, t2);   /* counters 0 | 4 | 8 | 12 */
+    __m512i u1 = _mm512_unpackhi_epi64(t0, t2);   /* counters 1 | 5 | 9 | 13 */
+    __m512i u2 = _mm512_unpacklo_epi64(t1, t3);   /* counters 2 | 6 | 10 | 14 */
+    __m512i u3 = _mm512_unpackhi_epi64(t1, t3);   /* counters 3 | 7 | 11 | 15 */
+    /* ... and r[j] wants 128-bit lane j of u0..u3: a 4x4 transpose of
+     * 128-bit lanes in two rounds of shuffle_i32x4 */
+    __m512i v0 = _mm512_shuffle_i32x4(u0, u1, 0x44);   /* u0.0 u0.1 u1.0 u1.1 */
+    __m512i v1 = _mm512_shuffle_i32x4(u2, u3, 0x44);   /* u2.0 u2.1 u3.0 u3.1 */
+    __m512i v2 = _mm512_shuffle_i32x4(u0, u1, 0xEE);   /* u0.2 u0.3 u1.2 u1.3 */
+    __m512i v3 = _mm512_shuffle_i32x4(u2, u3, 0xEE);   /* u2.2 u2.3 u3.2 u3.3 */
+    r[0] = _mm512_shuffle_i32x4(v0, v1, 0x88);         /* u0.0 u1.0 u2.0 u3.0: counters 0-3 */
+    r[1] = _mm512_shuffle_i32x4(v0, v1, 0xDD);         /* counters 4-7 */
+    r[2] = _mm512_shuffle_i32x4(v2, v3, 0x88);         /* counters 8-11 */
+    r[3] = _mm512_shuffle_i32x4(v2, v3, 0xDD);         /* counters 12-15 */
+}
+
+typedef struct drop_par {
+    __m512i k0[PHILOX_ROUNDS], k1[PHILOX_ROUNDS];   /* per round: the seed's halves plus r Weyl steps */
+    __m512i thr;     /* keep when the word >= thr (unsigned) */
+    __m512d scale;   /* 1 / (1 - p), applied in double as ref does */
+} drop_par;
+
+/* Elements [lo, hi) with lo a multiple of 64. */
+static void drop_range(float *y, const float *x, const drop_par *s, int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; b += 64) {
+        __m512i r[4];
+        philox16(s->k0, s->k1, (uint64_t)b >> 2, r);
+        for (int j = 0; j < 4; j++) {
+            int64_t i = b + 16 * j, k = hi - i;
+            if (k <= 0) break;
+            bool full = k >= 16;
+            __mmask16 m = tail16(k);
+            __mmask16 keep = _mm512_cmpge_epu32_mask(r[j], s->thr);
+            __m512 vx = ld16(x + i, m, full);
+            /* (float)((double)x * scale), as ref; dropped lanes are +0 */
+            __m256 ylo = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(vx)), s->scale));
+            __m256 yhi = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(vx, 1)), s->scale));
+            __m512 vy = _mm512_maskz_mov_ps(keep, _mm512_insertf32x8(_mm512_castps256_ps512(ylo), yhi, 1));
+            st16(y + i, m, full, vy);
+        }
+    }
+}
+
+/* Zeroes y[lo, hi): the p = 1 case. */
+static void zero_range(float *y, int64_t lo, int64_t hi) {
+    int64_t i = lo;
+    for (; i + 16 <= hi; i += 16) _mm512_storeu_ps(y + i, _mm512_setzero_ps());
+    if (i < hi) _mm512_mask_storeu_ps(y + i, tail16(hi - i), _mm512_setzero_ps());
+}
+
+/* in[0] = x, in[1] = the seed (0-dim i64), scalar[0] = p; out = dropout(x). */
+static int avx512_dropout_f32(const nb_kernel_args *a) {
+    int64_t n = nb_numel(a->out);
+    if (a->nin < 2 || !f32_flat(a->out, n) || !f32_flat(a->in[0], n) || !a->in[1] ||
+        nb_dtype_of(a->in[1]) != NB_DTYPE_I64 || nb_numel(a->in[1]) != 1)
+        return NB_KERNEL_DECLINE;
+    float *y = nb_data(a->out);
+    const float *x = nb_data(a->in[0]);
+    double p = a->scalar[0], cut = p * 4294967296.0;
+    bool none = !(p < 1);   /* ref: keep needs p < 1 (NaN drops all too) */
+    /* ref keeps word r when (double)r >= cut, i.e. r >= ceil(cut) */
+    double thr = cut <= 0 ? 0 : ceil(cut);
+    if (thr > 4294967295.0) none = true;
+    drop_par s = {.thr = _mm512_set1_epi32(none ? 0 : (int)(uint32_t)thr),
+                  .scale = _mm512_set1_pd(p < 1 ? 1.0 / (1.0 - p) : 0.0)};
+    uint64_t seed = (uint64_t) * (const int64_t *)nb_data(a->in[1]);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < PHILOX_ROUNDS; r++, k0 += PHILOX_W0, k1 += PHILOX_W1) {
+        s.k0[r] = _mm512_set1_epi32((int)k0);
+        s.k1[r] = _mm512_set1_epi32((int)k1);
+    }
+    int nt = nb__par_threads(n, NB_GRAIN_TRANSCENDENTAL);
+    if (none) PAR_RANGES(n, nt, 64, zero_range(y, lo, hi));
+    else PAR_RANGES(n, nt, 64, drop_range(y, x, &s, lo, hi));
+    return 0;
+}
+
+/* Priorities by measurement (a scratch program timing these against the
+ * AVX2 twins in one process, alternating them by nb__isa_prefer, medians
+ * of 25 calls; this 2-core AVX-512 Xeon shared with other builds, load 5-10,
+ * so the 1-thread decision uses the calling thread's CPU time, wall medians
+ * being mostly preemption; ratio avx512/avx2):
+ *   sgd_step (4M floats, momentum 0.9): 1 thread CPU 0.936-0.973 (8 runs),
+ *     wall 0.69-1.06; 2 threads wall 0.97-1.05 — WINS (memory-bound: the
+ *     4% is fewer instructions between the streams);
+ *   adam_step (4M floats, lr 1e-3): 1 thread CPU 0.988-1.010 (8 runs), wall
+ *     0.86-1.27; 2 threads wall 0.82-1.00 — LOSES (memory-bound, a tie);
+ *   dropout (p 0.5, 16M floats into a fresh output): 1 thread CPU
+ *     0.629-0.672, wall 0.615-0.671; 2 threads wall 0.671-0.709 — WINS
+ *     (Philox on 16 lanes; 0.47-0.52 on 64K floats in cache). */
+#define REG(OP, NAME, PRIO) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" #NAME "_f32", PRIO, avx512_##NAME##_f32}
+
+void nb__avx512_optim_register(void) {
+    static const nb_kernel_desc ks[] = {
+        REG(SGD_STEP, sgd_step, NB__PRIO_AVX512_WINS),
+        REG(ADAM_STEP, adam_step, NB__PRIO_AVX512_LOSES),
+        REG(DROPOUT, dropout, NB__PRIO_AVX512_WINS),
+    };
+    NB__REGISTER_ALL(ks);
+}
