@@ -6,7 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "testutil.h"
+
+/* These tests are about the registry's own order: NB_ISA_PREFER (the
+ * isa_avx512 test setup's) would put another ISA's kernels before theirs. */
+static void reg_setup(void) { unsetenv("NB_ISA_PREFER"); }
+TestSuite(registry, .init = reg_setup);
 
 /* ---- names and choice ---- */
 
@@ -264,4 +270,43 @@ Test(registry, dump_lists_user_kernel) {
     bool has = got == (size_t)n && strstr(buf, "test_listed_mul") != NULL;
     free(buf);
     cr_assert(has, "a registered alternative is listed");
+}
+
+/* nb__isa_prefer (NB_ISA_PREFER): that ISA's kernels are tried first, in
+ * their priority order, whatever their rank among the others; one that
+ * declines passes the call on to the registry's usual order. */
+static int reg_pref_calls[2];
+static int reg_pref_low(const nb_kernel_args *a) {   /* an AVX2-tagged kernel that serves only 4-element calls */
+    reg_pref_calls[0]++;
+    if (nb_numel(a->out) != 4) return NB_KERNEL_DECLINE;
+    return nb_fill_(a->out, 7.0) ? 0 : -1;
+}
+static int reg_pref_high(const nb_kernel_args *a) {
+    reg_pref_calls[1]++;
+    return nb_fill_(a->out, 9.0) ? 0 : -1;
+}
+
+Test(registry, preferred_isa_first_then_the_usual_order) {
+    nb_init(NULL);
+    if (nb_isa_active() < NB_ISA_AVX2) cr_skip("needs the avx2 cap for an AVX2-tagged test kernel");
+    nb_kernel_desc lo = {NB_OP_SQRT, NB_F32, NB_ISA_AVX2, "test_pref_low", 999998, reg_pref_low};
+    nb_kernel_desc hi = {NB_OP_SQRT, NB_F32, NB_ISA_REF, "test_pref_high", 999999, reg_pref_high};
+    cr_assert_eq(nb_register_kernel(&lo), 0);
+    cr_assert_eq(nb_register_kernel(&hi), 0);
+    nb_scope_begin();
+    nb_tensor *x4 = nb_ones(NB_SHAPE(4), NB_F32), *x5 = nb_ones(NB_SHAPE(5), NB_F32);
+    nb__isa_prefer = -1;
+    nb_tensor *y = nb_sqrt(x4);
+    cr_assert(y && ((float *)nb_data(y))[0] == 9.0f && reg_pref_calls[0] == 0, "the higher priority serves");
+    nb__isa_prefer = NB_ISA_AVX2;
+    y = nb_sqrt(x4);
+    cr_assert(y && ((float *)nb_data(y))[0] == 7.0f, "the preferred ISA's kernel serves first");
+    cr_assert_str_eq(nb__last_kernel(), "test_pref_low");
+    /* it declines: the next AVX2 kernel (the built-in avx2_sqrt) before the REF-tagged high one */
+    y = nb_sqrt(x5);
+    cr_assert(y && ((float *)nb_data(y))[0] == 1.0f && reg_pref_calls[0] == 2 && reg_pref_calls[1] == 1);
+    cr_assert_str_eq(nb__last_kernel(), "avx2_sqrt");
+    nb__isa_prefer = -1;
+    nb_scope_end();
+    nb_init(NULL);
 }
