@@ -17,7 +17,8 @@
  *
  * Layouts: rows (reduced dim innermost), outer ([M, N] -> [1, N] with N
  * crossing every 16-lane mask and the 64- and 256-column blocks, [B, M, N]
- * -> [B, 1, N]), all dims (one long row, cut into blocks), merged dims, two
+ * -> [B, 1, N]; sum there is bitwise ref's: each column adds its rows in
+ * order), all dims (one long row, cut into blocks), merged dims, two
  * reduced blocks (declined), transposed, sliced and broadcast inputs
  * (declined or served, equal to the twin either way); lengths and row counts
  * 0, 1, 7, 15, 16, 17, 33, 1023, 4097, rows of 300000 and 1000003
@@ -176,6 +177,18 @@ Test(avx512_reduce, inner_rows) {
     }
 }
 
+/* SUM in the outer layout adds each column's rows in order in double, as
+ * ref: its bits. */
+static void r5_sum_bitwise(nb_tensor *in, unsigned mask, const char *what) {
+    nb_scope_begin();
+    const char *s5, *sr;
+    nb_tensor *got = r5_call(NB_OP_SUM, in, mask, 0, "avx512", 0, &s5);
+    nb_tensor *ref = r5_call(NB_OP_SUM, in, mask, 0, "ref", 0, &sr);
+    cr_assert(strcmp(s5, "avx512_sum") == 0, "%s: served by %s", what, s5);
+    cr_assert_eq(memcmp(nb_data(got), nb_data(ref), (size_t)nb_numel(ref) * 4), 0, "%s: sum not ref's bits", what);
+    nb_scope_end();
+}
+
 /* Outer: [M, N] -> [1, N] over every column tail of the 16-lane units, the
  * 64-column register blocks and the 256-column tasks; [B, M, N] -> [B, 1, N]. */
 Test(avx512_reduce, outer_rows) {
@@ -186,7 +199,9 @@ Test(avx512_reduce, outer_rows) {
             if (M * N > 400000 || (M > 33 && j % 3 != l % 3)) continue;
             char what[64];
             snprintf(what, sizeof what, "[%lld,%lld] dim 0", (long long)M, (long long)N);
-            r5_check_all(r5_input(NB_SHAPE(M, N), 200 + (uint64_t)l * 16 + (uint64_t)j), 1u, M > 1 ? 1 : -1, what);
+            nb_tensor *x = r5_input(NB_SHAPE(M, N), 200 + (uint64_t)l * 16 + (uint64_t)j);
+            r5_check_all(x, 1u, M > 1 ? 1 : -1, what);
+            if (M > 1) r5_sum_bitwise(x, 1u, what);
             if (M * N < 50000 && j % 2) {
                 snprintf(what, sizeof what, "[3,%lld,%lld] dim 1", (long long)M, (long long)N);
                 r5_check_all(r5_input(NB_SHAPE(3, M, N), 500 + (uint64_t)l * 16 + (uint64_t)j), 2u, M > 1 ? 1 : -1,
@@ -243,6 +258,8 @@ Test(avx512_reduce, empty) {
     r5_check_all(z, 1u, -1, "[3,0] dim 0");
     r5_check(NB_OP_SUM, nb_zeros(NB_SHAPE(0), NB_F32), 1u, 1, -1, "[0]");
     r5_check(NB_OP_SUM, nb_zeros(NB_SHAPE(0, 5), NB_F32), 1u, 1, -1, "[0,5] dim 0");
+    r5_check_all(nb_zeros(NB_SHAPE(0, 5), NB_F32), 2u, -1, "[0,5] dim 1");   /* no rows */
+    r5_check_all(nb_zeros(NB_SHAPE(0, 5), NB_F32), 3u, -1, "[0,5] all");
 }
 
 /* NaN, infinities, signed zeros, denormals, huge values and ties at chosen
