@@ -123,7 +123,7 @@ static void r5_compare(nb_tensor *got, nb_tensor *want, nb_tensor *twin, r5_tol 
             double d = fabs((double)a[i] - b[i]), e = d / (tol.rtol * fabs(b[i]) + tol.atol * scale + 1e-37);
             if (e > 1 && t && d <= 2 * fabs((double)t[i] - b[i])) continue;
             cr_assert(e <= 1, "%s [%lld]: %.9g vs %.9g (%.3g x the tolerance%s)", what, (long long)i, a[i], b[i], e,
-                      t ? "; the twin's error there is smaller" : "");
+                      t ? ", over twice the twin's error" : "");
         }
     }
 }

@@ -490,7 +490,8 @@ static int avx512_nll_loss_backward(const nb_kernel_args *a) {
             return nb__err(NB_ERANGE, "nb_nll_loss: target %lld is out of bounds for %lld classes", (long long)tc,
                            (long long)C);
     }
-    double *dc = malloc(sizeof *dc * (size_t)C);
+    /* 64-byte aligned: a zmm load of dc must not straddle two lines */
+    double *dc = aligned_alloc(64, (sizeof *dc * (size_t)C + 63) / 64 * 64);
     if (!dc) return nb__err(NB_ENOMEM, "nb_nll_loss: out of memory");
     for (int64_t c = 0; c < C; c++) dc[c] = -(1 - eps) * 0.0 - eps / (double)C * (wv ? (double)wv[c] : 1.0);
     float *db = nb_data(dx);
