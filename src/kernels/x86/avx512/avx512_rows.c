@@ -533,21 +533,22 @@ static int avx512_nll_loss_backward(const nb_kernel_args *a) {
 
 /* Priorities by measurement: /tmp scratch bench, one process, the avx512
  * and avx2 kernels alternated call by call (nb__isa_prefer), medians of 41
- * calls, runs repeated 2-6 times, on this 2-core AVX-512 Xeon (2.5 GHz)
- * shared with other builds (load ~8: the spread is wide). avx512 / avx2
- * time, the range of the runs' medians (typical):
+ * calls (nll_loss_bwd also 101 and 401), runs repeated 4-20 times, on this
+ * 2-core AVX-512 Xeon (2.5 GHz) shared with other builds (load 4-9: the
+ * spread is wide). avx512 / avx2 time, the range of the runs' medians
+ * (their median):
  *   op (shape)                         1 thread            2 threads
- *   softmax [4096, 1024]               0.63-0.98 (~0.75)   0.90-0.99
- *   log_softmax [4096, 1024]           0.46-0.88 (~0.80)   0.89-0.96
- *   softmax_bwd [4096, 1024]           0.84-1.04 (~0.965)  1.00-1.02
- *   log_softmax_bwd [4096, 1024]       0.92-1.11 (~0.965)  0.98-1.00
- *   cross_entropy (4096, 1000)         0.50-0.90 (~0.87)   0.91
- *   cross_entropy_bwd (4096, 1000)     0.70-0.92 (~0.86)   0.94-0.98
- *   nll_loss_bwd (4096, 1000)          0.97-1.10 (~1.02)   (noise: 0.2-6.6)
- * WINS (>= 3% faster at 1 thread) for all but nll_loss_bwd, whose 16 MB of
- * stores bound it and whose zmm double multiplies gain nothing: LOSES.
- * At 2 threads both cores are shared with other work and the two run
- * about even (memory bound). */
+ *   softmax [4096, 1024]               0.63-0.98 (~0.75)   0.75-0.99
+ *   log_softmax [4096, 1024]           0.46-0.88 (~0.78)   0.89-1.00
+ *   softmax_bwd [4096, 1024]           0.69-1.04 (~0.96)   0.95-1.02
+ *   log_softmax_bwd [4096, 1024]       0.75-1.11 (~0.96)   0.85-1.14
+ *   cross_entropy (4096, 1000)         0.50-0.90 (~0.86)   0.86-1.13
+ *   cross_entropy_bwd (4096, 1000)     0.67-0.92 (~0.83)   0.83-0.98
+ *   nll_loss_bwd (4096, 1000)          0.36-2.9 (~0.96)    (noise: 0.2-6.6)
+ * WINS (>= 3% faster at 1 thread, run after run) for all but
+ * nll_loss_bwd: its 16 MB of stores bound it, the quieter runs (0.73-1.37)
+ * show no steady gain: LOSES. At 2 threads both cores are shared with
+ * other work; the softmax family is memory bound there. */
 #define REG(OP, NAME, PRIO, FN) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" NAME, PRIO, FN}
 #define WINS NB__PRIO_AVX512_WINS
 #define LOSES NB__PRIO_AVX512_LOSES
