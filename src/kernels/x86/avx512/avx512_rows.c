@@ -23,7 +23,8 @@
  * the relative error of a sum of like-signed terms stays below ~1e-6 at any
  * row length, as the twin's. The sums add in another order than the twin's
  * 8-lane ones, so results are not bitwise the twin's: the per-element
- * formulas are (F32, as PyTorch's), the sums differ in their last bits.
+ * formulas are the twin's (F32, as PyTorch's), the sums differ in their
+ * last bits.
  * Cross entropy keeps double for its label-smoothing sums (lse W - sum(w x)
  * cancels). Rows whose max is +-inf (or only NaN / -inf) take ref's
  * formulas in double, so special values come out as ref's.
@@ -39,14 +40,15 @@
  * and the same infinities and NaNs as ref. Where one class holds nearly
  * all of a row's mass, softmax_bwd's g - s and cross entropy's p - 1
  * cancel, and the F32 sum's rounding can exceed that bound (by up to ~9x
- * on some rows of 16 and 33): there the twin gives the same bits.
+ * on some rows of 16 and 33); the twin's result there is the same (the
+ * tests saw the same bits).
  *
  * Memory: softmax and softmax_bwd outputs of >= 1M floats are written with
  * streaming stores (whole rows <= 2048 floats, 32-byte aligned, n % 8 == 0:
  * the twin's rule; an 8-float head and tail of the row stream from ymm
- * where the row is not 64-byte aligned or n % 16 == 8), the next row of each input is
- * prefetched to L2 while this one computes, one prefetch per 64-byte line,
- * spread over the row's in-cache pass, as the twin does.
+ * where the row is not 64-byte aligned or n % 16 == 8), and the next row
+ * of each input is prefetched to L2 while this one computes, one prefetch
+ * per 64-byte line, spread over the row's in-cache pass, as the twin does.
  *
  * Threads: as the twin, rows in dynamic chunks of ~16K floats for the
  * softmax family, static over samples for the losses, with the twin's
