@@ -342,6 +342,92 @@ Test(avx512_norm, threads_and_streaming) {
     }
 }
 
+/* ---- group_norm ---- */
+
+/* group_norm and its backward of x (N, C, S) in G groups, weight w and
+ * bias b (or NULL, any strides), three ways; compared per group slice.
+ * expect 1: avx512 serves, 0: it declines. */
+static void nm_gn(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int64_t G, int expect, const char *what) {
+    nb_dims xs = nb_dims_get(x);
+    int64_t slice = nb_shape(x)[0] * G != 0 ? nb_numel(x) / (nb_shape(x)[0] * G) : 0;
+    nb_scope_begin();
+    nb_tensor *o[2][NMODES];
+    const char *sv[2][NMODES];
+    for (int m = 0; m < NMODES; m++) {
+        nm_mode(m, 0);
+        double s[2] = {(double)G, 1e-5};
+        const nb_tensor *inf[3] = {x, w, b}, *inb[3] = {dy, x, w};
+        o[0][m] = nm_call(NB_OP_GROUP_NORM, xs, inf, 3, s, 2, &sv[0][m]);
+        o[1][m] = nm_call(NB_OP_GROUP_NORM_BACKWARD, xs, inb, 3, s, 2, &sv[1][m]);
+    }
+    nm_default();
+    for (int j = 0; j < 2; j++) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: group_norm%s", what, j ? "_backward" : "");
+        bool is512 = strncmp(sv[j][M512], "avx512_", 7) == 0;
+        if (expect == 1) {
+            cr_assert(is512, "%s: served by %s, want avx512", msg, sv[j][M512]);
+            cr_assert(strncmp(sv[j][M2], "avx2_", 5) == 0, "%s: avx2-first run served by %s", msg, sv[j][M2]);
+        }
+        if (expect == 0) cr_assert(!is512, "%s: served by %s, want a decline", msg, sv[j][M512]);
+        nm_bitwise(o[j][M512], o[j][M2], msg);
+        nm_close(o[j][M512], o[j][MREF], slice, 1e-5, j ? 1e-4 : 1e-5, msg);
+    }
+    nb_scope_end();
+}
+
+/* Spatial sizes of every tail (an (N, C) input for 1), groups of 1,
+ * several and all channels, with and without weight/bias; a strided
+ * weight (served: read into a vector), a transposed x (declined), special
+ * values; 2 threads (the default) against 1, bitwise. */
+Test(avx512_norm, group_norm) {
+    static const int64_t S[] = {1, 7, 15, 16, 17, 33, 1023, 4097};
+    static const int64_t grp[][2] = {{12, 3}, {12, 1}, {8, 8}};   /* (C, G) */
+    for (int si = 0; si < 8; si++)
+        for (int g = 0; g < 3; g++) {
+            int64_t C = grp[g][0], G = grp[g][1], N = S[si] > 1000 ? 2 : 3;
+            uint64_t sd = 1000 + (uint64_t)(si * 3 + g) * 4;
+            nb_dims sh = S[si] == 1 ? NB_SHAPE(N, C) : NB_SHAPE(N, C, S[si]);
+            nb_tensor *x = nm_randn(sh, sd, 2.0, 1.5), *dy = nm_randn(sh, sd + 1, 1.0, 0);
+            nb_tensor *w = nm_randn(NB_SHAPE(C), sd + 2, 1.0, 0), *b = nm_randn(NB_SHAPE(C), sd + 3, 1.0, 0);
+            char what[80];
+            snprintf(what, sizeof what, "gn [%lld, %lld, %lld] G %lld", (long long)N, (long long)C, (long long)S[si],
+                     (long long)G);
+            nm_gn(x, w, b, dy, G, 1, what);
+            nm_gn(x, NULL, NULL, dy, G, 1, what);
+        }
+    nb_tensor *x = nm_randn(NB_SHAPE(5, 32, 196), 1100, 2.0, 1.5), *dy = nm_randn(NB_SHAPE(5, 32, 196), 1101, 1.0, 0);
+    nb_tensor *ws = nb_slice(nm_randn(NB_SHAPE(64), 1102, 1.0, 0), 0, 0, 64, 2);
+    nm_gn(x, ws, ws, dy, 8, 1, "gn 14x14, strided weight");
+    nb_tensor *xt = nb_transpose(nm_randn(NB_SHAPE(12, 3, 7), 1103, 1.0, 0), 0, 1);
+    nm_gn(xt, NULL, NULL, nm_randn(NB_SHAPE(3, 12, 7), 1104, 1.0, 0), 4, 0, "gn transposed x");
+    nb_tensor *xsp = nm_randn(NB_SHAPE(4, 6, 9), 1105, 1.0, 0);
+    float *p = nb_data(xsp);
+    for (int i = 0; i < 27; i++) p[i] = 2.5f;   /* sample 0, group 0: constant */
+    p[27 + 3] = NAN;                            /* group 1: a NaN */
+    p[54 + 5] = INFINITY;                       /* sample 1, group 0: +inf */
+    for (int i = 0; i < 27; i++) p[81 + i] *= 1e20f;   /* squares past F32 */
+    nm_gn(xsp, NULL, NULL, nm_randn(NB_SHAPE(4, 6, 9), 1106, 1.0, 0), 2, 1, "gn special");
+    /* 1 vs 2 threads */
+    nb_tensor *xb = nm_randn(NB_SHAPE(8, 32, 1000), 1107, 1.0, 0), *db = nm_randn(NB_SHAPE(8, 32, 1000), 1108, 1.0, 0);
+    nb_tensor *wb = nm_randn(NB_SHAPE(32), 1109, 1.0, 0);
+    nb_tensor *res[2][2];
+    for (int t = 0; t < 2; t++) {
+        nm_mode(M512, t + 1);
+        double s[2] = {4, 1e-5};
+        const nb_tensor *inf[3] = {xb, wb, wb}, *inb[3] = {db, xb, wb};
+        const char *sv;
+        res[t][0] = nm_call(NB_OP_GROUP_NORM, NB_SHAPE(8, 32, 1000), inf, 3, s, 2, &sv);
+        cr_assert_str_eq(sv, "avx512_group_norm");
+        res[t][1] = nm_call(NB_OP_GROUP_NORM_BACKWARD, NB_SHAPE(8, 32, 1000), inb, 3, s, 2, &sv);
+        cr_assert_str_eq(sv, "avx512_group_norm_backward");
+    }
+    nm_bitwise(res[0][0], res[1][0], "gn 1 vs 2 threads");
+    nm_bitwise(res[0][1], res[1][1], "gn backward 1 vs 2 threads");
+    nm_default();
+    nm_gn(xb, wb, wb, db, 4, 1, "gn [8, 32, 1000]");
+}
+
 /* Through the public op with autograd (forward saving the stats, the fused
  * backward): x, weight and bias gradients bitwise avx2's, close to ref's. */
 Test(avx512_norm, public_op_autograd) {

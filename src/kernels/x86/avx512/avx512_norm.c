@@ -1,9 +1,10 @@
 /* avx512_norm.c — AVX-512 kernels of layer_norm (F32): the forward (which
  * also writes each row's mean and rstd when asked), the backward (from the
  * saved statistics, and the fused form giving dx, dweight and dbias in one
- * pass) and layer_norm_param_backward; and of rms_norm, the same row code
+ * pass) and layer_norm_param_backward; of rms_norm, the same row code
  * without the mean (x̂ = x / sqrt(mean(x^2) + eps), dx = rstd (gw - x̂
- * mean(gw x̂))).
+ * mean(gw x̂))); and of group_norm, whose groups are contiguous slices
+ * with a per-channel weight.
  *
  * 16-lane twins of ../avx2/avx2_norm.c (with avx2_rows.h's row sums), with
  * its arguments (ref_norm.c), served and declined layouts, threading
@@ -20,14 +21,16 @@
  * bitwise the AVX2 kernel's, at any thread count, and the AVX2 accuracy
  * carries over: against the ref kernels (double), per element |err| <=
  * rtol |ref| + atol max|ref of the row| with (rtol, atol) = (1e-5, 1e-5)
- * for the forward and its stats, (1e-5, 1e-4) for the backwards and
- * layer_norm_param_backward (tests/kernels/test_avx512_norm.c asserts both
- * the bitwise equality and these bounds).
+ * for the forwards and layer_norm's stats, (1e-5, 1e-4) for the
+ * backwards and layer_norm_param_backward, max|ref| taken over a
+ * normalized row (group_norm: a group's slice); tests/kernels/
+ * test_avx512_norm.c asserts both the bitwise equality and these bounds.
  * Served: F32 x (and dy) contiguous over the normalized dims (any strides
- * over the batch dims), weight/bias contiguous, out as avx2's. Declined
+ * over the batch dims), weight/bias contiguous, out as avx2's; group_norm:
+ * x, dy, out wholly contiguous, weight/bias any strides. Declined
  * (NB_KERNEL_DECLINE, the AVX2 kernel or ref serves it): other dtypes,
- * strided or transposed normalized dims, empty rows, group_norm (not
- * ported).
+ * strided or transposed normalized dims, a strided layer_norm weight,
+ * empty rows, C % G != 0.
  * Big flat outputs (>= NT_MINTOTAL floats, rows of <= NT_MAXROW floats, a
  * multiple of 8, 32-byte aligned: the AVX2 rule) are written with
  * streaming stores (a masked plain head up to the 64-byte boundary when a
@@ -552,12 +555,148 @@ static int avx512_layer_norm_param_backward(const nb_kernel_args *a) {
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");
 }
 
+/* ---- group_norm: in {x (N, C, *), w, b} / backward {dy, x, w}; scalar
+ * {groups, eps} (ref_norm.c) ----
+ * As avx2_norm.c: x contiguous, a group's values one contiguous slice of
+ * C/G channels of S values each; its moments are ln_moments', then per
+ * channel y = x̂ w[c] + b[c], or dx = rstd (gw - mean(gw) - x̂ mean(gw x̂)),
+ * gw = dy w[c], the sums per channel in ROWSUM16's order into double. One
+ * slice per task, so the bits do not depend on the thread count. w and b
+ * any strides (read into float vectors). */
+
+/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
+ * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
+ * is not F32 or not of that shape (avx2_rows.h's vec_row). */
+static bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
+    if (!t) {
+        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
+        return true;
+    }
+    if (t->dtype != NB_DTYPE_F32) return false;
+    const float *p = nb_data(t);
+    int64_t st;
+    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
+        st = t->stride[0];
+    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
+        p += r * t->stride[0];
+        st = t->stride[1];
+    } else {
+        return false;
+    }
+    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
+    return true;
+}
+
+static bool gn_open(const nb_kernel_args *a, bool backward, int64_t *N, int64_t *C, int64_t *G, int64_t *S) {
+    const nb_tensor *x = a->in[backward ? 1 : 0], *dy = backward ? a->in[0] : NULL, *y = a->out;
+    if (!x || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || x->ndim < 2 || !nb_is_contiguous(x) ||
+        !nb_is_contiguous(y) || y->numel != x->numel ||
+        (backward && (!dy || dy->dtype != NB_DTYPE_F32 || !nb_is_contiguous(dy) || dy->numel != x->numel)))
+        return false;
+    *N = x->shape[0], *C = x->shape[1], *G = (int64_t)a->scalar[0];
+    if (*G < 1 || *C % *G || *N * *C == 0) return false;
+    *S = x->numel / (*N * *C);
+    return *S > 0;
+}
+
+/* gw = dy w and gw x̂ of a channel, 16 and 8 lanes (ROWSUM16's F16, F8). */
+static inline __m512 gn_gw16(const float *g, int64_t o, __m512 wv) { return _mm512_mul_ps(_mm512_loadu_ps(g + o), wv); }
+static inline __m256 gn_gw8(const float *g, int64_t o, __mmask8 k, __m256 wv) {
+    return _mm256_mul_ps(_mm256_maskz_loadu_ps(k, g + o), wv);
+}
+static inline __m512 gn_gwh16(const float *g, const float *x, int64_t o, __m512 wv, __m512 mv, __m512 rv) {
+    return _mm512_mul_ps(gn_gw16(g, o, wv), _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + o), mv), rv));
+}
+static inline __m256 gn_gwh8(const float *g, const float *x, int64_t o, __mmask8 k, __m256 wv, __m256 mv, __m256 rv) {
+    return _mm256_mul_ps(gn_gw8(g, o, k, wv), _mm256_mul_ps(_mm256_sub_ps(_mm256_maskz_loadu_ps(k, x + o), mv), rv));
+}
+
+/* One slice (a group of one sample): y, or dx from dy. */
+static void gn_slice(const float *x, const float *dy, float *y, const float *w, const float *b, int64_t cpg, int64_t S,
+                     double eps) {
+    int64_t len = cpg * S;
+    float mean, rstd;
+    ln_moments(x, len, eps, true, &mean, &rstd, NULL);
+    __m512 mv = W1(mean), rv = W1(rstd);
+    if (!dy) {
+        for (int64_t c = 0; c < cpg; c++) {
+            __m512 wv = W1(w[c]), bv = W1(b[c]);
+            const float *xc = x + c * S;
+            float *yc = y + c * S;
+            ROWS16(S, i, { ST(yc + i, _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(LD(xc + i), mv), rv), wv, bv)); });
+        }
+        return;
+    }
+    __m256 m8 = Y1(mean), r8 = Y1(rstd);
+    double sa = 0, sb = 0;
+    for (int64_t c = 0; c < cpg; c++) {   /* sum gw and gw x̂, per channel in F32 blocks, into double */
+        const float *xc = x + c * S, *gc = dy + c * S;
+        __m512 wv = W1(w[c]);
+        __m256 w8 = Y1(w[c]);
+        double ta, tb;
+#define GA16(o) gn_gw16(gc, (o), wv)
+#define GA8(o, k) gn_gw8(gc, (o), (k), w8)
+#define GB16(o) gn_gwh16(gc, xc, (o), wv, mv, rv)
+#define GB8(o, k) gn_gwh8(gc, xc, (o), (k), w8, m8, r8)
+        ROWSUM16(S, GA16, GA8, ta);
+        ROWSUM16(S, GB16, GB8, tb);
+#undef GA16
+#undef GA8
+#undef GB16
+#undef GB8
+        sa += ta;
+        sb += tb;
+    }
+    __m512 av = W1((float)(sa / (double)len)), bq = W1((float)(sb / (double)len));
+    for (int64_t c = 0; c < cpg; c++) {
+        const float *xc = x + c * S, *gc = dy + c * S;
+        float *yc = y + c * S;
+        __m512 wv = W1(w[c]);
+        ROWS16(S, i, {
+            __m512 gw = _mm512_mul_ps(LD(gc + i), wv);
+            __m512 h = _mm512_mul_ps(_mm512_sub_ps(LD(xc + i), mv), rv);
+            ST(yc + i, _mm512_mul_ps(rv, _mm512_fnmadd_ps(h, bq, _mm512_sub_ps(gw, av))));
+        });
+    }
+}
+
+static int gn_run(const nb_kernel_args *a, bool backward) {
+    int64_t N, C, G, S;
+    if (!gn_open(a, backward, &N, &C, &G, &S)) return NB_KERNEL_DECLINE;
+    float *wb = malloc(sizeof(float) * (size_t)(2 * C));
+    if (!wb) return nb__err(NB_ENOMEM, "group_norm: out of memory");
+    float *w = wb, *b = wb + C;
+    if (!vec_row(a->in[backward ? 2 : 1], 0, C, 1.0f, w) || !vec_row(backward ? NULL : a->in[2], 0, C, 0.0f, b)) {
+        free(wb);
+        return NB_KERNEL_DECLINE;
+    }
+    const float *xb = nb_data(a->in[backward ? 1 : 0]), *db = backward ? nb_data(a->in[0]) : NULL;
+    float *yb = nb_data(a->out);
+    int64_t cpg = C / G, len = cpg * S;
+    double eps = a->scalar[1];
+    int nt = nb__par_threads(N * C * S * (backward ? 3 : 2), NB_GRAIN_ELEMENTWISE);
+#if NB_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+#endif
+    for (int64_t sl = 0; sl < N * G; sl++) {
+        int64_t c0 = (sl % G) * cpg;
+        gn_slice(xb + sl * len, db ? db + sl * len : NULL, yb + sl * len, w + c0, b + c0, cpg, S, eps);
+    }
+    (void)nt;
+    free(wb);
+    return 0;
+}
+static int avx512_group_norm(const nb_kernel_args *a) { return gn_run(a, false); }
+static int avx512_group_norm_backward(const nb_kernel_args *a) { return gn_run(a, true); }
+
 /* Priorities by measurement: see the ratios below (filled in). */
 #define PRIO_LN NB__PRIO_AVX512_LOSES
 #define PRIO_LN_BWD NB__PRIO_AVX512_LOSES
 #define PRIO_LNP NB__PRIO_AVX512_LOSES
 #define PRIO_RMS NB__PRIO_AVX512_LOSES
 #define PRIO_RMS_BWD NB__PRIO_AVX512_LOSES
+#define PRIO_GN NB__PRIO_AVX512_LOSES
+#define PRIO_GN_BWD NB__PRIO_AVX512_LOSES
 
 void nb__avx512_norm_register(void) {
     static const nb_kernel_desc ks[] = {
@@ -569,6 +708,9 @@ void nb__avx512_norm_register(void) {
         {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_rms_norm", PRIO_RMS, avx512_rms_norm},
         {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_rms_norm_backward", PRIO_RMS_BWD,
          avx512_rms_norm_backward},
+        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_group_norm", PRIO_GN, avx512_group_norm},
+        {NB_OP_GROUP_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_group_norm_backward", PRIO_GN_BWD,
+         avx512_group_norm_backward},
     };
     NB__REGISTER_ALL(ks);
 }
