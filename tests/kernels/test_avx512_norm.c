@@ -3,7 +3,7 @@
  * without the saved (mean, rstd)), its backward (recomputing the moments,
  * from the saved ones, and fused into (R + 2, n): dx, dweight, dbias),
  * layer_norm_param_backward (layer_norm's and rms_norm's x̂), rms_norm and
- * its backward.
+ * its backward, group_norm and its backward.
  *
  * Each case runs the same operands three times through the registry: with
  * the avx512 kernels tried first (nb__isa_prefer, so they serve whatever
@@ -15,8 +15,9 @@
  *  - the AVX2 test's bounds against ref (test_avx2_rows.c): per element
  *    |avx512 - ref| <= rtol |ref| + atol * max|ref| of its row, (rtol,
  *    atol) = (1e-5, 1e-5) for the forwards and the saved stats, (1e-5,
- *    1e-4) for the backwards and layer_norm_param_backward; NaN and
- *    infinities exactly where ref has them.
+ *    1e-4) for the backwards and layer_norm_param_backward (group_norm:
+ *    max|ref| over a group's slice); NaN and infinities exactly where ref
+ *    has them.
  * Row lengths 0, 1, 7, 15, 16, 17, 33, 1023, 4097 at 1, 5, 64 rows, and
  * row counts 0, 1, 7, 15, 16, 17, 33, 1023, 4097 at lengths 17 and 33
  * (every 16-, 8-lane and masked tail; layer_norm_param_backward's blocks of
@@ -28,6 +29,10 @@
  * squares overflow F32). 1 and 2 threads, bitwise equal, at sizes that
  * take the streaming stores (rows 64-byte aligned, rows 32 bytes off it,
  * rows too long to stream). Through the public op with autograd.
+ * group_norm: spatial sizes 1 ((N, C) input), 7, 15, 16, 17, 33, 1023,
+ * 4097, groups of 1, several and all channels, with and without affine, a
+ * strided weight (served), a transposed x (declined), special values, 1
+ * and 2 threads.
  * Skipped on a CPU without AVX-512 F/BW/DQ/VL.
  */
 #include <criterion/criterion.h>
