@@ -221,10 +221,10 @@ static void ln_moments(const float *x, int64_t n, double eps, bool center, float
     *rstd = (float)(1.0 / sqrt(ss / (double)n + eps));
 }
 
-/* Runs BODY(j, full_, k_) — storing 16 lanes at y + j with STORE — over a
- * row of n floats of y with streaming stores (stream_ok holds): a masked
- * plain head of 8 when y is 32 bytes off a 64-byte boundary, aligned
- * streams, a masked plain tail; then the fence that orders them. */
+/* Writes a row of n floats of y, VAL (a 16-lane expression of j, full_ and
+ * k_, as in ROWS16) at each y + j, with streaming stores (stream_ok holds):
+ * a masked plain head of 8 when y is 32 bytes off a 64-byte boundary,
+ * aligned streams, a masked plain tail; then the fence that orders them. */
 #define STREAM_ROW(y, n, j, VAL)                                                        \
     do {                                                                                \
         int64_t j = 0;                                                                  \
