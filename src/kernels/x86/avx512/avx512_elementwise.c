@@ -24,8 +24,9 @@
  * Outputs of EW512_STREAM_MIN or more elements are written with
  * non-temporal stores after a masked head up to a 64-byte boundary, as the
  * AVX2 kernels do past the same size.
- * Which of these the registry tries before the AVX2 twin is measured
- * (benchmarks/kernels; see the table at the end).
+ * Which of these the registry tries before the AVX2 twin was measured
+ * (see the table at the end): the transcendental ones and a few cheap
+ * ones that gain in cache; the others serve after AVX2 (what it declines).
  */
 #include "kernels/kernels.h"
 #include "nb_config.h"
@@ -178,16 +179,32 @@ static int k_gelu(const nb_kernel_args *a) {
     return ew_run(a, 1, a->scalar[0] != 0 ? row_gelu_tanh : row_gelu, GT);
 }
 
+/* Ranks by measurement (kernels.h): avx2 time / avx512 time on this
+ * AVX-512 Xeon, 1 thread, the two kernels alternated call by call in one
+ * process (medians of 21-31 calls, two runs), at (64, 1024) (in cache) and
+ * (16384, 1024) (16M floats, memory-bound):
+ *   exp 1.39 / 0.99-1.01, log 2.0-2.2 / 1.36-1.48, tanh 1.43-1.50 / 1.54-1.89,
+ *   sigmoid 1.43-1.75 / 1.34-1.54, silu 1.54-1.74 / 1.33-1.56, erf 1.64-1.66 /
+ *   1.95-2.11, gelu 1.50-1.55 / 1.77-1.94, gelu tanh 1.63-1.65 / 1.51-1.74,
+ *   gelu_backward 1.49-1.56 / 1.90-1.91, maximum 1.22-1.32 / 1.02-1.04,
+ *   relu 1.06-1.31 / 0.98-1.05, threshold_backward 1.12-1.39 / 0.99-1.03,
+ *   sigmoid_backward 1.30-1.43 / 0.99-1.00, square 1.53-1.88 / 0.97:
+ *   first (W: the in-cache gain, no loss in memory);
+ *   add 1.02-1.05 / 0.88-1.00 (a row broadcast 1.12-1.27 / 0.97-1.00), mul
+ *   0.92-1.06 / 0.92, div 0.91-0.94 / 0.98-0.99, neg 0.99-1.04 / 0.96-0.97,
+ *   add_scalar 1.00-1.11 / 0.94-1.00, mul_scalar 1.07-1.08 / 0.93-1.01,
+ *   tanh_backward 1.01-1.29 / 0.98-1.01: after AVX2 (L: no steady 3%).
+ *   sub, minimum and abs are ranked as add, maximum and neg. */
 #define W NB__PRIO_AVX512_WINS
 #define L NB__PRIO_AVX512_LOSES
 #define REG(OP, FN, NAME, PRIO) {NB_OP_##OP, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_" NAME, PRIO, k_##FN}
 void nb__avx512_elementwise_register(void) {
     static const nb_kernel_desc ks[] = {
-        REG(ADD, add, "add", W), REG(SUB, sub, "sub", W), REG(MUL, mul, "mul", W), REG(DIV, div, "div", W),
+        REG(ADD, add, "add", L), REG(SUB, sub, "sub", L), REG(MUL, mul, "mul", L), REG(DIV, div, "div", L),
         REG(MAXIMUM, maximum, "maximum", W), REG(MINIMUM, minimum, "minimum", W),
-        REG(ADD_SCALAR, adds, "add_scalar", W), REG(MUL_SCALAR, muls, "mul_scalar", W),
-        REG(NEG, neg, "neg", W), REG(ABS, abs, "abs", W), REG(SQUARE, square, "square", W), REG(RELU, relu, "relu", W),
-        REG(THRESHOLD_BACKWARD, thrbw, "threshold_backward", W), REG(TANH_BACKWARD, tanhbw, "tanh_backward", W),
+        REG(ADD_SCALAR, adds, "add_scalar", L), REG(MUL_SCALAR, muls, "mul_scalar", L),
+        REG(NEG, neg, "neg", L), REG(ABS, abs, "abs", L), REG(SQUARE, square, "square", W), REG(RELU, relu, "relu", W),
+        REG(THRESHOLD_BACKWARD, thrbw, "threshold_backward", W), REG(TANH_BACKWARD, tanhbw, "tanh_backward", L),
         REG(SIGMOID_BACKWARD, sigbw, "sigmoid_backward", W), REG(GELU_BACKWARD, gelubw, "gelu_backward", W),
         REG(EXP, exp, "exp", W), REG(LOG, log, "log", W), REG(TANH, tanh, "tanh", W),
         REG(SIGMOID, sigmoid, "sigmoid", W), REG(SILU, silu, "silu", W), REG(ERF, erf, "erf", W),
