@@ -15,11 +15,11 @@
  * places. Non-contiguous operands must be declined. Skipped without AVX2.
  */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "optim_testutil.h"
 #include "testutil.h"
 
 static void ao_teardown(void) {
@@ -38,18 +38,8 @@ static const int64_t ao_sizes[] = {0, 1, 7, 15, 16, 17, 33, 1023, 4097, 70001};
 #define AO_NSIZES (int)(sizeof ao_sizes / sizeof ao_sizes[0])
 #define AO_STEPS 6
 
-/* xorshift64*: deterministic values in [-1, 1) with specials sprinkled in. */
+/* ot_fill's generator state (xorshift64*): deterministic inputs. */
 static uint64_t ao_rng = 88172645463325252ull;
-static float ao_uniform(void) {
-    return (float)(tu_u01(&ao_rng) * 2 - 1);
-}
-static void ao_fill(float *x, int64_t n, bool specials) {
-    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -3e-39f, 3e38f, -1e30f};
-    for (int64_t i = 0; i < n; i++) x[i] = ao_uniform();
-    if (specials && n >= 64)
-        for (int k = 0; k < 9; k++) x[(int64_t)(k * 7 + 3) % n] = sp[k];
-}
-
 /* Runs args with the ISA capped to `isa`; asserts the kernel named `want`
  * (a prefix) served the call. */
 static void ao_run(nb_kernel_args *a, const char *isa, const char *want) {
@@ -57,19 +47,6 @@ static void ao_run(nb_kernel_args *a, const char *isa, const char *want) {
     cr_assert_eq(nb__dispatch(a, "test"), 0, "%s", nb_last_error());
     const char *k = nb__last_kernel();
     cr_assert(k && !strncmp(k, want, strlen(want)), "served by %s, expected %s", k ? k : "?", want);
-}
-
-/* Bitwise equality of n floats (both NaN counts as equal); fails with the
- * first difference. */
-static void ao_same(const float *got, const float *ref, int64_t n, const char *what) {
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(got[i]) && isnan(ref[i])) continue;
-        uint32_t u, v;
-        memcpy(&u, &got[i], 4);
-        memcpy(&v, &ref[i], 4);
-        cr_assert_eq(u, v, "%s[%lld] of %lld: avx2 %.9g (0x%08x) vs ref %.9g (0x%08x)", what, (long long)i,
-                     (long long)n, (double)got[i], u, (double)ref[i], v);
-    }
 }
 
 static nb_tensor *ao_tensor(int64_t n, const float *v) {
@@ -87,12 +64,12 @@ static void ao_sgd_case(double mom, double damp, double wd, bool nesterov, bool 
         size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
         float *p0 = malloc(bytes), *g = malloc(bytes);
         cr_assert(p0 && g);
-        ao_fill(p0, n, false);
+        ot_fill(&ao_rng, p0, n, false);
         nb_scope_begin();
         nb_tensor *pr = ao_tensor(n, p0), *pv = ao_tensor(n, p0);   /* ref's and avx2's copies */
         nb_tensor *br = mom != 0 ? ao_tensor(n, p0) : NULL, *bv = mom != 0 ? ao_tensor(n, p0) : NULL;
         for (int step = 0; step < AO_STEPS; step++) {
-            ao_fill(g, n, specials && step == 2);
+            ot_fill(&ao_rng, g, n, specials && step == 2);
             nb_tensor *gt = ao_tensor(n, g);
             double sc[8] = {0.05 * (step + 1), mom, damp, wd, nesterov, maximize, step == 0};
             nb_kernel_args ar = {.op = NB_OP_SGD_STEP, .out = pr, .in = {gt, br}, .nin = 2};
@@ -101,8 +78,8 @@ static void ao_sgd_case(double mom, double damp, double wd, bool nesterov, bool 
             memcpy(av.scalar, sc, sizeof sc);
             ao_run(&ar, "ref", "ref_sgd_step");
             ao_run(&av, "avx2", "avx2_sgd_step");
-            ao_same(nb_data(pv), nb_data(pr), n, "param");
-            if (br) ao_same(nb_data(bv), nb_data(br), n, "momentum_buffer");
+            ot_same(nb_data(pv), nb_data(pr), n, "avx2", "ref", "param");
+            if (br) ot_same(nb_data(bv), nb_data(br), n, "avx2", "ref", "momentum_buffer");
         }
         nb_scope_end();
         free(p0);
@@ -132,7 +109,7 @@ static void ao_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize,
         size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
         float *p0 = malloc(bytes), *z = calloc((size_t)(n ? n : 1), sizeof(float)), *g = malloc(bytes);
         cr_assert(p0 && z && g);
-        ao_fill(p0, n, false);
+        ot_fill(&ao_rng, p0, n, false);
         nb_scope_begin();
         nb_tensor *t[2][4];   /* [ref, avx2][param, exp_avg, exp_avg_sq, max_exp_avg_sq] */
         for (int v = 0; v < 2; v++) {
@@ -142,7 +119,7 @@ static void ao_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize,
             t[v][3] = amsgrad ? ao_tensor(n, z) : NULL;
         }
         for (int step = 1; step <= AO_STEPS; step++) {
-            ao_fill(g, n, specials && step == 3);
+            ot_fill(&ao_rng, g, n, specials && step == 3);
             nb_tensor *gt = ao_tensor(n, g);
             double sc[8] = {1e-3 * step, 0.9, 0.999, eps, wd, step, decoupled, maximize};
             for (int v = 0; v < 2; v++) {
@@ -153,7 +130,7 @@ static void ao_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize,
             }
             static const char *const names[4] = {"param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
             for (int k = 0; k < (amsgrad ? 4 : 3); k++)
-                ao_same(nb_data(t[1][k]), nb_data(t[0][k]), n, names[k]);
+                ot_same(nb_data(t[1][k]), nb_data(t[0][k]), n, "avx2", "ref", names[k]);
         }
         nb_scope_end();
         free(p0);
@@ -199,7 +176,7 @@ static void ao_dropout_case(int64_t n, double p, int64_t seed) {
     size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
     float *x = malloc(bytes);
     cr_assert(x);
-    ao_fill(x, n, true);
+    ot_fill(&ao_rng, x, n, true);
     nb_scope_begin();
     nb_tensor *xt = ao_tensor(n, x), *st = nb_zeros(NB_SHAPE0, NB_I64);
     *(int64_t *)nb_data(st) = seed;
@@ -211,7 +188,7 @@ static void ao_dropout_case(int64_t n, double p, int64_t seed) {
     }
     char what[96];
     snprintf(what, sizeof what, "dropout(p=%g, seed=%lld)", p, (long long)seed);
-    ao_same(nb_data(y[1]), nb_data(y[0]), n, what);
+    ot_same(nb_data(y[1]), nb_data(y[0]), n, "avx2", "ref", what);
     nb_scope_end();
     free(x);
 }
@@ -248,6 +225,6 @@ Test(avx2_optim, dropout_op_and_backward) {
         cr_assert_eq(nb_copy_to(nb_grad(x), grad[v], sizeof grad[v]), 0, "%s", nb_last_error());
         nb_scope_end();
     }
-    ao_same(out[1], out[0], N, "nb_dropout");
-    ao_same(grad[1], grad[0], N, "grad");
+    ot_same(out[1], out[0], N, "avx2", "ref", "nb_dropout");
+    ot_same(grad[1], grad[0], N, "avx2", "ref", "grad");
 }

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "optim_testutil.h"
 #include "testutil.h"
 
 static void o_teardown(void) {
@@ -49,18 +50,8 @@ static const int64_t o_sizes[] = {0, 1, 7, 15, 16, 17, 33, 1023, 4097, 70001};
 #define O_STEPS 6
 #define O_BIG 70001   /* split over o_threads(): 2+ threads at both grains */
 
-/* xorshift64*: deterministic values in [-1, 1) with specials sprinkled in. */
+/* ot_fill's generator state (xorshift64*): deterministic inputs. */
 static uint64_t o_rng = 0x9E3779B97F4A7C15ull;
-static float o_uniform(void) {
-    return (float)(tu_u01(&o_rng) * 2 - 1);
-}
-static void o_fill(float *x, int64_t n, bool specials) {
-    static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -3e-39f, 3e38f, -1e30f};
-    for (int64_t i = 0; i < n; i++) x[i] = o_uniform();
-    if (specials && n >= 64)
-        for (int k = 0; k < 9; k++) x[(int64_t)(k * 7 + 3) % n] = sp[k];
-}
-
 /* The thread count for a run on n elements: 3 for the big size (uneven
  * split points), else the default. */
 static int o_threads(int64_t n) { return n >= O_BIG ? 3 : 0; }
@@ -88,19 +79,6 @@ static void o_run(nb_kernel_args *a, int v, int nt, const char *want) {
     cr_assert(k && !strncmp(k, want, strlen(want)), "%s run: served by %s, expected %s", o_isa[v], k ? k : "?", want);
 }
 
-/* Bitwise equality of n floats (both NaN counts as equal); fails with the
- * first difference. */
-static void o_same(const float *got, const float *want, int64_t n, const char *who, const char *what) {
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(got[i]) && isnan(want[i])) continue;
-        uint32_t u, v;
-        memcpy(&u, &got[i], 4);
-        memcpy(&v, &want[i], 4);
-        cr_assert_eq(u, v, "%s[%lld] of %lld: avx512 %.9g (0x%08x) vs %s %.9g (0x%08x)", what, (long long)i,
-                     (long long)n, (double)got[i], u, who, (double)want[i], v);
-    }
-}
-
 /* A contiguous 1-D F32 tensor holding v[0..n) whose data starts `off`
  * floats into its storage (off 1: not 16- or 64-byte aligned). */
 static nb_tensor *o_vec(const float *v, int64_t n, int off) {
@@ -120,7 +98,7 @@ static void o_sgd_case(double mom, double damp, double wd, bool nesterov, bool m
             size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
             float *p0 = malloc(bytes), *g = malloc(bytes);
             cr_assert(p0 && g);
-            o_fill(p0, n, false);
+            ot_fill(&o_rng, p0, n, false);
             nb_scope_begin();
             nb_tensor *p[O_NV], *b[O_NV];   /* each variant's parameter and momentum buffer */
             for (int v = 0; v < O_NV; v++) {
@@ -128,7 +106,7 @@ static void o_sgd_case(double mom, double damp, double wd, bool nesterov, bool m
                 b[v] = mom != 0 ? o_vec(p0, n, 1 - off) : NULL;
             }
             for (int step = 0; step < O_STEPS; step++) {
-                o_fill(g, n, specials && step == 2);
+                ot_fill(&o_rng, g, n, specials && step == 2);
                 nb_tensor *gt = o_vec(g, n, off);
                 for (int v = 0; v < O_NV; v++) {
                     nb_kernel_args a = {.op = NB_OP_SGD_STEP, .out = p[v], .in = {gt, b[v]}, .nin = 2,
@@ -138,8 +116,9 @@ static void o_sgd_case(double mom, double damp, double wd, bool nesterov, bool m
                     o_run(&a, v, o_threads(n), want);
                 }
                 for (int v = O_REF; v < O_AVX512; v++) {
-                    o_same(nb_data(p[O_AVX512]), nb_data(p[v]), n, o_isa[v], "param");
-                    if (mom != 0) o_same(nb_data(b[O_AVX512]), nb_data(b[v]), n, o_isa[v], "momentum_buffer");
+                    ot_same(nb_data(p[O_AVX512]), nb_data(p[v]), n, "avx512", o_isa[v], "param");
+                    if (mom != 0)
+                        ot_same(nb_data(b[O_AVX512]), nb_data(b[v]), n, "avx512", o_isa[v], "momentum_buffer");
                 }
             }
             nb_scope_end();
@@ -166,14 +145,14 @@ Test(avx512_optim, sgd_special_values) {
 /* A momentum buffer passed with momentum 0 is left alone (ref's `mom != 0 && buf`). */
 Test(avx512_optim, sgd_buffer_without_momentum_untouched) {
     float pv[33], bv[33], gv[33];
-    o_fill(pv, 33, false);
-    o_fill(bv, 33, false);
-    o_fill(gv, 33, false);
+    ot_fill(&o_rng, pv, 33, false);
+    ot_fill(&o_rng, bv, 33, false);
+    ot_fill(&o_rng, gv, 33, false);
     nb_scope_begin();
     nb_tensor *p = o_vec(pv, 33, 0), *b = o_vec(bv, 33, 0), *g = o_vec(gv, 33, 0);
     nb_kernel_args a = {.op = NB_OP_SGD_STEP, .out = p, .in = {g, b}, .nin = 2, .scalar = {0.1, 0, 0, 0, 0, 0, 0}};
     o_run(&a, O_AVX512, 0, "avx512_sgd_step");
-    o_same(nb_data(b), bv, 33, "the buffer before", "momentum_buffer");
+    ot_same(nb_data(b), bv, 33, "avx512", "the buffer before", "momentum_buffer");
 }
 
 /* ---- Adam / AdamW ---- */
@@ -186,7 +165,7 @@ static void o_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize, 
             size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
             float *p0 = malloc(bytes), *z = calloc((size_t)(n ? n : 1), sizeof(float)), *g = malloc(bytes);
             cr_assert(p0 && z && g);
-            o_fill(p0, n, false);
+            ot_fill(&o_rng, p0, n, false);
             nb_scope_begin();
             nb_tensor *t[O_NV][4];   /* [variant][param, exp_avg, exp_avg_sq, max_exp_avg_sq] */
             for (int v = 0; v < O_NV; v++) {
@@ -196,7 +175,7 @@ static void o_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize, 
                 t[v][3] = amsgrad ? o_vec(z, n, 1 - off) : NULL;
             }
             for (int step = 1; step <= O_STEPS; step++) {
-                o_fill(g, n, specials && step == 3);
+                ot_fill(&o_rng, g, n, specials && step == 3);
                 nb_tensor *gt = o_vec(g, n, 1 - off);
                 for (int v = 0; v < O_NV; v++) {
                     nb_kernel_args a = {.op = NB_OP_ADAM_STEP, .out = t[v][0],
@@ -208,7 +187,7 @@ static void o_adam_case(double wd, bool decoupled, bool amsgrad, bool maximize, 
                 }
                 for (int v = O_REF; v < O_AVX512; v++)
                     for (int k = 0; k < (amsgrad ? 4 : 3); k++)
-                        o_same(nb_data(t[O_AVX512][k]), nb_data(t[v][k]), n, o_isa[v], names[k]);
+                        ot_same(nb_data(t[O_AVX512][k]), nb_data(t[v][k]), n, "avx512", o_isa[v], names[k]);
             }
             nb_scope_end();
             free(p0);
@@ -266,7 +245,8 @@ Test(avx512_optim, adam_amsgrad_max_rule) {
         else cr_assert(got[i] > 0 && got[i] < 1, "max[%d] = %g, want v", i, (double)got[i]);
     }
     for (int v = O_REF; v < O_AVX512; v++)
-        for (int k = 0; k < 4; k++) o_same(nb_data(t[O_AVX512][k]), nb_data(t[v][k]), N, o_isa[v], "amsgrad state");
+        for (int k = 0; k < 4; k++)
+            ot_same(nb_data(t[O_AVX512][k]), nb_data(t[v][k]), N, "avx512", o_isa[v], "amsgrad state");
 }
 
 /* ---- dropout ---- */
@@ -277,7 +257,7 @@ static void o_dropout_case(int64_t n, double p, int64_t seed, int off, int nt) {
     size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
     float *x = malloc(bytes), *sev = malloc(bytes);
     cr_assert(x && sev);
-    o_fill(x, n, true);
+    ot_fill(&o_rng, x, n, true);
     for (int64_t i = 0; i < n; i++) sev[i] = 7.0f;   /* every element must be written */
     nb_scope_begin();
     nb_tensor *xt = o_vec(x, n, off), *st = nb_zeros(NB_SHAPE0, NB_I64);
@@ -292,7 +272,7 @@ static void o_dropout_case(int64_t n, double p, int64_t seed, int off, int nt) {
     }
     char what[96];
     snprintf(what, sizeof what, "dropout(n=%lld, p=%g, seed=%lld)", (long long)n, p, (long long)seed);
-    for (int v = O_REF; v < O_AVX512; v++) o_same(nb_data(y[O_AVX512]), nb_data(y[v]), n, o_isa[v], what);
+    for (int v = O_REF; v < O_AVX512; v++) ot_same(nb_data(y[O_AVX512]), nb_data(y[v]), n, "avx512", o_isa[v], what);
     nb_scope_end();
     free(x);
     free(sev);
@@ -359,8 +339,8 @@ Test(avx512_optim, dropout_op_and_backward) {
         nb_scope_end();
     }
     for (int v = O_REF; v < O_AVX512; v++) {
-        o_same(out[O_AVX512], out[v], N, o_isa[v], "nb_dropout");
-        o_same(grad[O_AVX512], grad[v], N, o_isa[v], "grad");
+        ot_same(out[O_AVX512], out[v], N, "avx512", o_isa[v], "nb_dropout");
+        ot_same(grad[O_AVX512], grad[v], N, "avx512", o_isa[v], "grad");
     }
 }
 
@@ -386,8 +366,8 @@ Test(avx512_optim, declines_non_contiguous_and_f64) {
     memcpy(ac.scalar, sc, sizeof sc);
     o_run(&a, O_AVX512, 0, "ref_sgd_step");
     o_run(&ac, O_AVX512, 0, "avx512_sgd_step");
-    o_same(nb_data(pc), nb_data(ps), 72, "ref (transposed)", "param");
-    o_same(nb_data(bc), nb_data(bs), 72, "ref (transposed)", "momentum_buffer");
+    ot_same(nb_data(pc), nb_data(ps), 72, "avx512", "ref (transposed)", "param");
+    ot_same(nb_data(bc), nb_data(bs), 72, "avx512", "ref (transposed)", "momentum_buffer");
     /* SGD, a strided gradient and a strided buffer */
     nb_tensor *gs = nb_slice(nb_randn(NB_SHAPE(144), NB_F32, 4), 0, 0, 144, 2);
     nb_tensor *p1 = nb_randn(NB_SHAPE(72), NB_F32, 5);
@@ -408,9 +388,9 @@ Test(avx512_optim, declines_non_contiguous_and_f64) {
     memcpy(bc2.scalar, asc, sizeof asc);
     o_run(&b, O_AVX512, 0, "ref_adam_step");
     o_run(&bc2, O_AVX512, 0, "avx512_adam_step");
-    o_same(nb_data(ac2), nb_data(as), 72, "ref (transposed)", "param");
-    o_same(nb_data(n1), nb_data(m1), 72, "ref (transposed)", "exp_avg");
-    o_same(nb_data(n2), nb_data(m2), 72, "ref (transposed)", "exp_avg_sq");
+    ot_same(nb_data(ac2), nb_data(as), 72, "avx512", "ref (transposed)", "param");
+    ot_same(nb_data(n1), nb_data(m1), 72, "avx512", "ref (transposed)", "exp_avg");
+    ot_same(nb_data(n2), nb_data(m2), 72, "avx512", "ref (transposed)", "exp_avg_sq");
     nb_tensor *m2s = nb_slice(nb_zeros(NB_SHAPE(144), NB_F32), 0, 0, 144, 2);
     nb_kernel_args b2 = {.op = NB_OP_ADAM_STEP, .out = p1, .in = {nb_contiguous(gs), nb_zeros(NB_SHAPE(72), NB_F32),
                          m2s, NULL}, .nin = 4};
@@ -425,14 +405,14 @@ Test(avx512_optim, declines_non_contiguous_and_f64) {
     nb_kernel_args cc = {.op = NB_OP_DROPOUT, .out = yc, .in = {nb_contiguous(xs), seed}, .nin = 2, .scalar = {0.4}};
     o_run(&c, O_AVX512, 0, "ref_dropout");
     o_run(&cc, O_AVX512, 0, "avx512_dropout");
-    o_same(nb_data(yc), nb_data(ys), 1023, "ref (strided x)", "dropout");
+    ot_same(nb_data(yc), nb_data(ys), 1023, "avx512", "ref (strided x)", "dropout");
     nb_tensor *x2 = nb_randn(NB_SHAPE(37, 29), NB_F32, 8);
     nb_tensor *yt = nb_transpose(nb_empty(NB_SHAPE(29, 37), NB_F32), 0, 1), *y2 = nb_empty(NB_SHAPE(37, 29), NB_F32);
     nb_kernel_args d = {.op = NB_OP_DROPOUT, .out = yt, .in = {x2, seed}, .nin = 2, .scalar = {0.4}};
     nb_kernel_args dc = {.op = NB_OP_DROPOUT, .out = y2, .in = {x2, seed}, .nin = 2, .scalar = {0.4}};
     o_run(&d, O_AVX512, 0, "ref_dropout");
     o_run(&dc, O_AVX512, 0, "avx512_dropout");
-    o_same(nb_data(y2), nb_data(nb_contiguous(yt)), 37 * 29, "ref (transposed out)", "dropout");
+    ot_same(nb_data(y2), nb_data(nb_contiguous(yt)), 37 * 29, "avx512", "ref (transposed out)", "dropout");
     nb_tensor *xb = nb_expand(nb_randn(NB_SHAPE(29), NB_F32, 9), NB_SHAPE(37, 29));
     nb_kernel_args e = {.op = NB_OP_DROPOUT, .out = y2, .in = {xb, seed}, .nin = 2, .scalar = {0.4}};
     o_run(&e, O_AVX512, 0, "ref_dropout");

@@ -14,55 +14,23 @@
  * Contiguous F32 operands only; anything else is declined to ref.
  * Elements are independent, so the OpenMP split (nb__par_threads) cannot
  * change a result; dropout's split falls on multiples of 32 elements.
+ * The scalar half (operand checks, scalar preparation, the thread split,
+ * Philox's constants and key schedule) is ../optim_common.h, shared with
+ * the AVX-512 twin; this file holds the vector code.
  */
 #include "kernels/kernels.h"
 #include "nb_config.h"
 
 #include <immintrin.h>
-#include <math.h>
 #include <stdint.h>
 
-/* True when t is a contiguous F32 tensor of n elements. */
-static bool f32_flat(const nb_tensor *t, int64_t n) {
-    return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_is_contiguous(t) && nb_numel(t) == n;
-}
+#include "../optim_common.h"
 
 /* Lane mask for the first k (0..8) lanes, for maskload/maskstore. */
 static inline __m256i tail_mask(int64_t k) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), lane);
 }
-
-/* Thread t's share [*lo, *hi) of n elements split nt ways; every boundary
- * but n is a multiple of align. */
-static inline void split(int64_t n, int nt, int t, int64_t align, int64_t *lo, int64_t *hi) {
-    *lo = n * t / nt / align * align;
-    *hi = t + 1 == nt ? n : n * (t + 1) / nt / align * align;
-}
-
-/* Runs STMT (a statement on int64_t lo, hi) over [0, n): once, on [0, n),
- * when nt <= 1, else on nt OpenMP threads over split()'s ranges. */
-#if NB_HAVE_OPENMP
-#define OMP_FOR_NT _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1)")
-#else
-#define OMP_FOR_NT
-#endif
-#define PAR_RANGES(n, nt, align, STMT)                       \
-    do {                                                     \
-        const int64_t n_ = (n);                              \
-        const int nt_ = (nt);                                \
-        if (nt_ <= 1) {                                      \
-            const int64_t lo = 0, hi = n_;                   \
-            STMT;                                            \
-        } else {                                             \
-            OMP_FOR_NT                                       \
-            for (int t_ = 0; t_ < nt_; t_++) {               \
-                int64_t lo, hi;                              \
-                split(n_, nt_, t_, (align), &lo, &hi);       \
-                STMT;                                        \
-            }                                                \
-        }                                                    \
-    } while (0)
 
 /* Masked (full false: the lanes in m) or full 8-lane load and store. */
 static inline __m256 ld8(const float *x, __m256i m, bool full) {
@@ -76,7 +44,7 @@ static inline void st8(float *x, __m256i m, bool full, __m256 v) {
 /* ================= SGD ================= */
 
 typedef struct sgd_par {
-    __m256 neg_lr, mom, damp1, wd;   /* broadcast scalars as ref rounds them */
+    __m256 neg_lr, mom, damp1, wd;   /* optim_sgd's scalars, broadcast */
     bool wd_on, mom_on, nesterov, maximize, first;
 } sgd_par;
 
@@ -106,29 +74,21 @@ static void sgd_range(float *p, const float *g, float *buf, const sgd_par *s, in
     if (i < hi) sgd8(p + i, g + i, buf ? buf + i : NULL, s, tail_mask(hi - i), false);
 }
 
-/* out = param, in[0] = grad, in[1] = momentum buffer (or NULL);
- * scalar = {lr, momentum, dampening, weight_decay, nesterov, maximize, first_step} */
+/* SGD step; operands and scalars: optim_sgd_args (../optim_common.h). */
 static int avx2_sgd_step_f32(const nb_kernel_args *a) {
-    int64_t n = nb_numel(a->out);
-    const nb_tensor *bt = a->nin > 1 ? a->in[1] : NULL;
-    if (!f32_flat(a->out, n) || !f32_flat(a->in[0], n) || (bt && !f32_flat(bt, n))) return NB_KERNEL_DECLINE;
-    float *p = nb_data(a->out), *buf = bt ? nb_data(bt) : NULL;
-    const float *g = nb_data(a->in[0]);
-    float lr = (float)a->scalar[0], mom = (float)a->scalar[1], damp1 = (float)(1 - a->scalar[2]);
-    float wd = (float)a->scalar[3];
-    sgd_par s = {.neg_lr = _mm256_set1_ps(-lr), .mom = _mm256_set1_ps(mom), .damp1 = _mm256_set1_ps(damp1),
-                 .wd = _mm256_set1_ps(wd), .wd_on = wd != 0, .mom_on = mom != 0 && buf,
-                 .nesterov = a->scalar[4] != 0, .maximize = a->scalar[5] != 0, .first = a->scalar[6] != 0};
-    if (!s.mom_on) buf = NULL;
-    int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
-    PAR_RANGES(n, nt, 8, sgd_range(p, g, buf, &s, lo, hi));
+    optim_sgd o;
+    if (!optim_sgd_args(a, &o)) return NB_KERNEL_DECLINE;
+    sgd_par s = {.neg_lr = _mm256_set1_ps(o.neg_lr), .mom = _mm256_set1_ps(o.mom), .damp1 = _mm256_set1_ps(o.damp1),
+                 .wd = _mm256_set1_ps(o.wd), .wd_on = o.wd_on, .mom_on = o.mom_on, .nesterov = o.nesterov,
+                 .maximize = o.maximize, .first = o.first};
+    PAR_RANGES(o.n, o.nt, 8, sgd_range(o.p, o.g, o.buf, &s, lo, hi));
     return 0;
 }
 
 /* ================= Adam / AdamW ================= */
 
 typedef struct adam_par {
-    __m256 neg_step, bc2_sqrt, decay, c1, c2, b1, b2, eps, wd;   /* as ref rounds them */
+    __m256 neg_step, bc2_sqrt, decay, c1, c2, b1, b2, eps, wd;   /* optim_adam's scalars, broadcast */
     bool decoupled, wd_on, maximize;
 } adam_par;
 
@@ -164,40 +124,19 @@ static void adam_range(float *p, const float *g, float *m1, float *m2, float *mx
     if (i < hi) adam8(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, tail_mask(hi - i), false);
 }
 
-/* out = param, in[0] = grad, in[1] = exp_avg, in[2] = exp_avg_sq, in[3] = max_exp_avg_sq or NULL;
- * scalar = {lr, beta1, beta2, eps, weight_decay, step, decoupled (AdamW), maximize} */
+/* Adam/AdamW step; operands and scalars: optim_adam_args. */
 static int avx2_adam_step_f32(const nb_kernel_args *a) {
-    int64_t n = nb_numel(a->out);
-    const nb_tensor *mt = a->nin > 3 ? a->in[3] : NULL;
-    if (a->nin < 3 || !f32_flat(a->out, n) || !f32_flat(a->in[0], n) || !f32_flat(a->in[1], n) ||
-        !f32_flat(a->in[2], n) || (mt && !f32_flat(mt, n)))
-        return NB_KERNEL_DECLINE;
-    float *p = nb_data(a->out), *m1 = nb_data(a->in[1]), *m2 = nb_data(a->in[2]);
-    float *mx = mt ? nb_data(mt) : NULL;
-    const float *g = nb_data(a->in[0]);
-    double lr = a->scalar[0], b1 = a->scalar[1], b2 = a->scalar[2], step = a->scalar[5];
-    /* the same scalar preparation as ref (torch computes these in double) */
-    double bc1 = 1 - pow(b1, step), bc2s = sqrt(1 - pow(b2, step));
-    float step_size = (float)(lr / bc1), bc2_sqrt = (float)bc2s, decay = (float)(1 - lr * a->scalar[4]);
-    float wd = (float)a->scalar[4];
-    adam_par s = {.neg_step = _mm256_set1_ps(-step_size), .bc2_sqrt = _mm256_set1_ps(bc2_sqrt),
-                  .decay = _mm256_set1_ps(decay), .c1 = _mm256_set1_ps((float)(1 - b1)),
-                  .c2 = _mm256_set1_ps((float)(1 - b2)), .b1 = _mm256_set1_ps((float)b1),
-                  .b2 = _mm256_set1_ps((float)b2), .eps = _mm256_set1_ps((float)a->scalar[3]),
-                  .wd = _mm256_set1_ps(wd), .decoupled = a->scalar[6] != 0, .wd_on = wd != 0,
-                  .maximize = a->scalar[7] != 0};
-    int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE / 2);   /* 4-5 streams per element */
-    PAR_RANGES(n, nt, 8, adam_range(p, g, m1, m2, mx, &s, lo, hi));
+    optim_adam o;
+    if (!optim_adam_args(a, &o)) return NB_KERNEL_DECLINE;
+    adam_par s = {.neg_step = _mm256_set1_ps(o.neg_step), .bc2_sqrt = _mm256_set1_ps(o.bc2_sqrt),
+                  .decay = _mm256_set1_ps(o.decay), .c1 = _mm256_set1_ps(o.c1), .c2 = _mm256_set1_ps(o.c2),
+                  .b1 = _mm256_set1_ps(o.b1), .b2 = _mm256_set1_ps(o.b2), .eps = _mm256_set1_ps(o.eps),
+                  .wd = _mm256_set1_ps(o.wd), .decoupled = o.decoupled, .wd_on = o.wd_on, .maximize = o.maximize};
+    PAR_RANGES(o.n, o.nt, 8, adam_range(o.p, o.g, o.m1, o.m2, o.mx, &s, lo, hi));
     return 0;
 }
 
 /* ================= dropout ================= */
-
-#define PHILOX_M0 0xD2511F53u   /* the constants of src/runtime/philox.c */
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-#define PHILOX_ROUNDS 10
 
 /* hi and lo 32 bits of a * M in each of 8 lanes (mul_epu32 multiplies the
  * even lanes; the odd ones are shifted down for a second multiply). */
@@ -274,30 +213,17 @@ static void zero_range(float *y, int64_t lo, int64_t hi) {
     if (i < hi) _mm256_maskstore_ps(y + i, tail_mask(hi - i), _mm256_setzero_ps());
 }
 
-/* in[0] = x, in[1] = the seed (0-dim i64), scalar[0] = p; out = dropout(x). */
+/* dropout; operands, threshold, scale and Philox keys: optim_dropout_args. */
 static int avx2_dropout_f32(const nb_kernel_args *a) {
-    int64_t n = nb_numel(a->out);
-    if (a->nin < 2 || !f32_flat(a->out, n) || !f32_flat(a->in[0], n) || !a->in[1] ||
-        nb_dtype_of(a->in[1]) != NB_DTYPE_I64 || nb_numel(a->in[1]) != 1)
-        return NB_KERNEL_DECLINE;
-    float *y = nb_data(a->out);
-    const float *x = nb_data(a->in[0]);
-    double p = a->scalar[0], cut = p * 4294967296.0;
-    bool none = !(p < 1);   /* ref: keep needs p < 1 (NaN drops all too) */
-    /* ref keeps word r when (double)r >= cut, i.e. r >= ceil(cut) */
-    double thr = cut <= 0 ? 0 : ceil(cut);
-    if (thr > 4294967295.0) none = true;
-    drop_par s = {.thr = _mm256_set1_epi32(none ? 0 : (int)(uint32_t)thr),
-                  .scale = _mm256_set1_pd(p < 1 ? 1.0 / (1.0 - p) : 0.0)};
-    uint64_t seed = (uint64_t) * (const int64_t *)nb_data(a->in[1]);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int r = 0; r < PHILOX_ROUNDS; r++, k0 += PHILOX_W0, k1 += PHILOX_W1) {
-        s.k0[r] = _mm256_set1_epi32((int)k0);
-        s.k1[r] = _mm256_set1_epi32((int)k1);
+    optim_dropout o;
+    if (!optim_dropout_args(a, &o)) return NB_KERNEL_DECLINE;
+    drop_par s = {.thr = _mm256_set1_epi32((int)o.thr), .scale = _mm256_set1_pd(o.scale)};
+    for (int r = 0; r < PHILOX_ROUNDS; r++) {
+        s.k0[r] = _mm256_set1_epi32((int)o.k0[r]);
+        s.k1[r] = _mm256_set1_epi32((int)o.k1[r]);
     }
-    int nt = nb__par_threads(n, NB_GRAIN_TRANSCENDENTAL);
-    if (none) PAR_RANGES(n, nt, 32, zero_range(y, lo, hi));
-    else PAR_RANGES(n, nt, 32, drop_range(y, x, &s, lo, hi));
+    if (o.none) PAR_RANGES(o.n, o.nt, 32, zero_range(o.y, lo, hi));
+    else PAR_RANGES(o.n, o.nt, 32, drop_range(o.y, o.x, &s, lo, hi));
     return 0;
 }
 
