@@ -30,6 +30,7 @@
 
 #include "kernels/kernels.h"
 #include "testutil.h"
+#include "reduce_testutil.h"
 
 /* Capped at avx2 for the whole test (each runs in its own process): on an
  * AVX-512 CPU the AVX-512 twins would serve first, and NB_ISA_PREFER (the
@@ -54,19 +55,10 @@ static const nb_op rd_ops[] = {NB_OP_SUM, NB_OP_AMAX,   NB_OP_AMIN, NB_OP_ARGMAX
                                NB_OP_ARGMIN, NB_OP_VAR, NB_OP_STD,  NB_OP_LOGSUMEXP};
 #define RD_NOPS (int)(sizeof rd_ops / sizeof rd_ops[0])
 
-static bool rd_is_arg(nb_op op) { return op == NB_OP_ARGMAX || op == NB_OP_ARGMIN; }
-
 /* One kernel call: out (keepdim shape) = op(in) over the dims in mask. The
  * kernel that served it goes to *served. */
 static nb_tensor *rd_call(nb_op op, nb_tensor *in, unsigned mask, double corr, const char **served) {
-    int64_t ks[NB_MAX_DIMS];
-    for (int d = 0; d < nb_ndim(in); d++) ks[d] = mask & (1u << d) ? 1 : nb_shape(in)[d];
-    nb_tensor *out = nb__new("test", rd_is_arg(op) ? NB_DTYPE_I64 : NB_DTYPE_F32, nb_ndim(in), ks);
-    cr_assert_not_null(out, "%s", nb_last_error());
-    nb_kernel_args a = {.op = op, .out = out, .in = {in}, .nin = 1, .scalar = {corr}};
-    cr_assert_eq(nb__dispatch(&a, "test_avx2_reduce"), 0, "%s: %s", nb_op_name(op), nb_last_error());
-    if (served) *served = nb__last_kernel();
-    return nb__scoped(out);
+    return rdt_call(op, in, mask, corr, "test_avx2_reduce", served);
 }
 
 static nb_tensor *rd_call_ref(nb_op op, nb_tensor *in, unsigned mask, double corr) {
@@ -76,18 +68,6 @@ static nb_tensor *rd_call_ref(nb_op op, nb_tensor *in, unsigned mask, double cor
     cr_assert(strncmp(k, "ref", 3) == 0, "capped to ref, yet %s served", k);
     cr_assert_eq(nb_init(NULL), 0);
     return r;
-}
-
-/* Distance in ULP between two floats (0 for two NaNs or equal infinities). */
-static int64_t rd_ulp(float a, float b) {
-    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INT64_MAX;
-    if (a == b) return 0;
-    if (isinf(a) || isinf(b)) return INT64_MAX;
-    int32_t ia, ib;
-    memcpy(&ia, &a, 4);
-    memcpy(&ib, &b, 4);
-    int64_t oa = ia < 0 ? (int64_t)INT32_MIN - ia : ia, ob = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
-    return oa > ob ? oa - ob : ob - oa;
 }
 
 /* Compares one op on one input; expect: 1 the avx2 kernel must serve it, 0
@@ -101,28 +81,7 @@ static void rd_check(nb_op op, nb_tensor *in, unsigned mask, double corr, int ex
     if (expect == 0)
         cr_assert(strncmp(served, "ref", 3) == 0, "%s %s: served by %s, expected a decline", what, nb_op_name(op),
                   served);
-    nb_tensor *ref = rd_call_ref(op, in, mask, corr);
-    int64_t n = nb_numel(ref);
-    if (rd_is_arg(op)) {
-        const int64_t *a = nb_data(got), *b = nb_data(ref);
-        for (int64_t i = 0; i < n; i++)
-            cr_assert_eq(a[i], b[i], "%s %s [%lld]: %lld vs ref %lld", what, nb_op_name(op), (long long)i,
-                         (long long)a[i], (long long)b[i]);
-    } else {
-        const float *a = nb_data(got), *b = nb_data(ref);
-        int64_t tol = op == NB_OP_AMAX || op == NB_OP_AMIN ? 0 : 1;
-        if (op == NB_OP_LOGSUMEXP) {   /* F32 exps and F32-block sums: see the top */
-            for (int64_t i = 0; i < n; i++) {
-                bool same = rd_ulp(a[i], b[i]) == 0 || fabs((double)a[i] - b[i]) <= 2e-6 + 0x1p-23 * fabs(b[i]);
-                cr_assert(same, "%s logsumexp [%lld]: %.9g vs ref %.9g", what, (long long)i, a[i], b[i]);
-            }
-            nb_scope_end();
-            return;
-        }
-        for (int64_t i = 0; i < n; i++)
-            cr_assert(rd_ulp(a[i], b[i]) <= tol, "%s %s [%lld]: %.9g vs ref %.9g", what, nb_op_name(op),
-                      (long long)i, a[i], b[i]);
-    }
+    rdt_compare(op, got, rd_call_ref(op, in, mask, corr), "ref", what);
     nb_scope_end();
 }
 
@@ -136,29 +95,15 @@ static void rd_check_all(nb_tensor *in, unsigned mask, int expect, const char *w
     }
 }
 
-static const int64_t rd_lens[] = {1, 7, 15, 16, 17, 33, 1023, 4097};
-#define RD_NLENS (int)(sizeof rd_lens / sizeof rd_lens[0])
-
-/* Random values with ties (multiples of 0.25 in [-4, 4)) in every 3rd case. */
-static nb_tensor *rd_input(nb_dims shape, uint64_t seed) {
-    nb_tensor *t = nb_randn(shape, NB_F32, seed);
-    cr_assert_not_null(t);
-    if (seed % 3 == 0) {
-        float *p = nb_data(t);
-        for (int64_t i = 0; i < nb_numel(t); i++) p[i] = floorf(p[i] * 4.0f) / 4.0f;
-    }
-    return t;
-}
-
 Test(avx2_reduce, inner_rows) {
     rd_need();
     nb_scope_begin();
-    for (int l = 0; l < RD_NLENS; l++) {
-        int64_t L = rd_lens[l];
-        rd_check_all(rd_input(NB_SHAPE(L), 10 + l), 1u, 1, "[L] all");
-        rd_check_all(rd_input(NB_SHAPE(3, L), 20 + l), 2u, 1, "[3,L] dim 1");
-        rd_check_all(rd_input(NB_SHAPE(5, 2, L), 30 + l), 4u, 1, "[5,2,L] dim 2");
-        rd_check_all(rd_input(NB_SHAPE(2, L, 1), 40 + l), 2u, 1, "[2,L,1] dim 1");
+    for (int l = 0; l < RDT_NLENS; l++) {
+        int64_t L = rdt_lens[l];
+        rd_check_all(rdt_input(NB_SHAPE(L), 10 + l), 1u, 1, "[L] all");
+        rd_check_all(rdt_input(NB_SHAPE(3, L), 20 + l), 2u, 1, "[3,L] dim 1");
+        rd_check_all(rdt_input(NB_SHAPE(5, 2, L), 30 + l), 4u, 1, "[5,2,L] dim 2");
+        rd_check_all(rdt_input(NB_SHAPE(2, L, 1), 40 + l), 2u, 1, "[2,L,1] dim 1");
     }
     nb_scope_end();
 }
@@ -167,13 +112,13 @@ Test(avx2_reduce, outer_rows) {
     rd_need();
     nb_scope_begin();
     static const int64_t ns[] = {1, 7, 33, 300};   /* 300 crosses a column block */
-    for (int l = 0; l < RD_NLENS; l++)
+    for (int l = 0; l < RDT_NLENS; l++)
         for (int j = 0; j < 4; j++) {
-            int64_t L = rd_lens[l], N = ns[j];
+            int64_t L = rdt_lens[l], N = ns[j];
             if (L * N > 400000) continue;
-            rd_check_all(rd_input(NB_SHAPE(L, N), 50 + l * 4 + j), 1u, N > 1 ? 1 : -1, "[L,N] dim 0");
+            rd_check_all(rdt_input(NB_SHAPE(L, N), 50 + l * 4 + j), 1u, N > 1 ? 1 : -1, "[L,N] dim 0");
             if (L * N < 50000)
-                rd_check_all(rd_input(NB_SHAPE(4, L, N), 90 + l * 4 + j), 2u, N > 1 ? 1 : -1, "[4,L,N] dim 1");
+                rd_check_all(rdt_input(NB_SHAPE(4, L, N), 90 + l * 4 + j), 2u, N > 1 ? 1 : -1, "[4,L,N] dim 1");
         }
     nb_scope_end();
 }
@@ -181,45 +126,25 @@ Test(avx2_reduce, outer_rows) {
 Test(avx2_reduce, merged_and_full) {
     rd_need();
     nb_scope_begin();
-    nb_tensor *x = rd_input(NB_SHAPE(3, 4, 5), 7);
-    rd_check_all(x, 7u, 1, "[3,4,5] all");
-    rd_check_all(x, 6u, 1, "[3,4,5] dims 1,2");
-    rd_check_all(x, 3u, 1, "[3,4,5] dims 0,1");
-    rd_check_all(x, 5u, 0, "[3,4,5] dims 0,2");   /* two reduced blocks: ref */
-    rd_check_all(x, 0u, 1, "[3,4,5] no dim");
-    rd_check_all(nb_randn(NB_SHAPE0, NB_F32, 3), 0u, 1, "0-dim");
+    rdt_merged_cases(rd_check_all);
     /* one long row: blocks combined in order (sum over 300000 in double) */
-    rd_check_all(rd_input(NB_SHAPE(300000), 8), 1u, 1, "[300000]");
-    rd_check_all(rd_input(NB_SHAPE(300001), 9), 1u, 1, "[300001] ties");
+    rd_check_all(rdt_input(NB_SHAPE(300000), 8), 1u, 1, "[300000]");
+    rd_check_all(rdt_input(NB_SHAPE(300001), 9), 1u, 1, "[300001] ties");
     nb_scope_end();
 }
 
 Test(avx2_reduce, non_contiguous) {
     rd_need();
     nb_scope_begin();
-    for (int l = 0; l < RD_NLENS; l++) {
-        int64_t L = rd_lens[l];
-        nb_tensor *t = nb_transpose(rd_input(NB_SHAPE(L, 9), 200 + l), 0, 1);   /* (9, L), strides (1, 9) */
-        rd_check_all(t, 1u, L > 1 ? 1 : -1, "transposed dim 0");   /* reduced dim has stride 1 */
-        rd_check_all(t, 2u, L > 1 ? 1 : -1, "transposed dim 1");   /* rows of 9 folded: outer */
-        nb_tensor *s = nb_slice(rd_input(NB_SHAPE(6, 2 * L), 300 + l), 1, 0, 2 * L, 2);   /* stride 2 */
-        rd_check_all(s, 2u, L > 1 ? 0 : -1, "sliced dim 1");
-        rd_check_all(s, 1u, -1, "sliced dim 0");
-        rd_check_all(s, 3u, L > 1 ? 0 : -1, "sliced all");
-    }
+    for (int l = 0; l < RDT_NLENS; l++)   /* (9, L) transposed, (6, 2 L) sliced */
+        rdt_view_cases(rd_check_all, rdt_lens[l], 9, 200 + (uint64_t)l, 300 + (uint64_t)l);
     nb_scope_end();
 }
 
 Test(avx2_reduce, empty) {
     rd_need();
     nb_scope_begin();
-    nb_tensor *z = nb_zeros(NB_SHAPE(3, 0), NB_F32);
-    rd_check(NB_OP_SUM, z, 2u, 1, -1, "[3,0] dim 1");
-    rd_check(NB_OP_VAR, z, 2u, 1, -1, "[3,0] dim 1");
-    rd_check(NB_OP_AMAX, z, 2u, 1, -1, "[3,0] dim 1");
-    rd_check(NB_OP_ARGMAX, z, 2u, 1, -1, "[3,0] dim 1");
-    rd_check_all(z, 1u, -1, "[3,0] dim 0");
-    rd_check(NB_OP_SUM, nb_zeros(NB_SHAPE(0), NB_F32), 1u, 1, -1, "[0]");
+    rdt_empty_cases(rd_check, rd_check_all);
     nb_scope_end();
 }
 
@@ -232,7 +157,7 @@ Test(avx2_reduce, special_values) {
     for (int l = 0; l < 5; l++) {
         int64_t L = lens[l];
         for (int kind = 0; kind < 6; kind++) {
-            nb_tensor *t = rd_input(NB_SHAPE(4, L), 400 + (uint64_t)l * 8 + (uint64_t)kind);
+            nb_tensor *t = rdt_input(NB_SHAPE(4, L), 400 + (uint64_t)l * 8 + (uint64_t)kind);
             float *p = nb_data(t);
             for (int r = 0; r < 4; r++) {
                 float *row = p + r * L;
@@ -263,16 +188,16 @@ Test(avx2_reduce, special_values) {
 Test(avx2_reduce, logsumexp_layouts) {
     rd_need();
     nb_scope_begin();
-    for (int l = 0; l < RD_NLENS; l++) {
-        int64_t L = rd_lens[l];
-        nb_tensor *t = rd_input(NB_SHAPE(5, L), 500 + l);
+    for (int l = 0; l < RDT_NLENS; l++) {
+        int64_t L = rdt_lens[l];
+        nb_tensor *t = rdt_input(NB_SHAPE(5, L), 500 + l);
         float *p = nb_data(t);
         for (int64_t i = 0; i < L; i++) p[i] = p[i] * 30.0f - 50.0f;   /* row 0: wide range, far from 0 */
         rd_check(NB_OP_LOGSUMEXP, t, 2u, 0, 1, "[5,L] dim 1");
         rd_check(NB_OP_LOGSUMEXP, t, 3u, 0, 1, "[5,L] all");
         rd_check(NB_OP_LOGSUMEXP, t, 1u, 0, L > 1 ? 0 : -1, "[5,L] dim 0 (outer)");
     }
-    rd_check(NB_OP_LOGSUMEXP, rd_input(NB_SHAPE(1000003), 9), 1u, 0, 1, "[1000003]");
+    rd_check(NB_OP_LOGSUMEXP, rdt_input(NB_SHAPE(1000003), 9), 1u, 0, 1, "[1000003]");
     rd_check(NB_OP_LOGSUMEXP, nb_zeros(NB_SHAPE(3, 0), NB_F32), 2u, 0, -1, "[3,0] dim 1");
     nb_tensor *big = nb_full(NB_SHAPE(40000), NB_F32, 88.0);   /* e^88 * 40000 overflows F32 unless shifted */
     rd_check(NB_OP_LOGSUMEXP, big, 1u, 0, 1, "[40000] of 88");
@@ -292,26 +217,8 @@ Test(avx2_reduce, vector_norm) {
     static const double ords[] = {1, 2, INFINITY};
     for (int o = 0; o < 3; o++) {
         double pn = ords[o];
-        for (int l = 0; l < RD_NLENS; l++) {
-            int64_t L = rd_lens[l];
-            nb_tensor *t = rd_input(NB_SHAPE(6, L), 600 + (uint64_t)l * 3 + (uint64_t)o);
-            float *p = nb_data(t);
-            p[L + (L / 2)] = NAN;                                  /* row 1 */
-            p[2 * L] = INFINITY, p[2 * L + L - 1] = -INFINITY;      /* row 2 */
-            for (int64_t i = 0; i < L; i++) p[3 * L + i] = 0.0f;   /* row 3 */
-            p[4 * L + L / 3] = 3e38f, p[4 * L] = -3e38f;            /* row 4: squares overflow F32 */
-            char what[64];
-            snprintf(what, sizeof what, "norm p %g, [6,%lld] rows", pn, (long long)L);
-            rd_check(NB_OP_VECTOR_NORM, t, 2u, pn, 1, what);
-            snprintf(what, sizeof what, "norm p %g, [6,%lld] all", pn, (long long)L);
-            rd_check(NB_OP_VECTOR_NORM, t, 3u, pn, 1, what);
-            snprintf(what, sizeof what, "norm p %g, [6,%lld] all, no NaN", pn, (long long)L);
-            p[L + (L / 2)] = 1.0f;
-            rd_check(NB_OP_VECTOR_NORM, t, 3u, pn, 1, what);
-            snprintf(what, sizeof what, "norm p %g, [6,%lld] dim 0 (outer)", pn, (long long)L);
-            rd_check(NB_OP_VECTOR_NORM, t, 1u, pn, L > 1 ? 0 : -1, what);
-        }
-        nb_tensor *big = rd_input(NB_SHAPE(1000003), 90 + (uint64_t)o);
+        rdt_norm_cases(rd_check, pn, 600 + (uint64_t)o);
+        nb_tensor *big = rdt_input(NB_SHAPE(1000003), 90 + (uint64_t)o);
         rd_check(NB_OP_VECTOR_NORM, big, 1u, pn, 1, "norm [1000003]");
         cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = 1, .abort_on_error = -1}), 0);
         nb_tensor *one = rd_call(NB_OP_VECTOR_NORM, big, 1u, pn, NULL);
@@ -322,7 +229,7 @@ Test(avx2_reduce, vector_norm) {
         if (pn != INFINITY) rd_check(NB_OP_VECTOR_NORM, nb_zeros(NB_SHAPE(3, 0), NB_F32), 2u, pn, -1, "norm [3,0]");
     }
     const char *served;
-    rd_call(NB_OP_VECTOR_NORM, rd_input(NB_SHAPE(4, 33), 7), 2u, 3.0, &served);   /* order 3: not ours */
+    rd_call(NB_OP_VECTOR_NORM, rdt_input(NB_SHAPE(4, 33), 7), 2u, 3.0, &served);   /* order 3: not ours */
     cr_assert(strncmp(served, "ref", 3) == 0, "vector_norm p 3 served by %s, expected a decline", served);
     nb_scope_end();
 }
@@ -349,7 +256,7 @@ static void rd_bw_check(nb_op op, const nb_tensor *full, const nb_tensor *i0, co
     if (expect == 0) cr_assert(strncmp(k1, "ref", 3) == 0, "%s: served by %s, expected a decline", what, k1);
     const float *a = nb_data(got), *b = nb_data(ref);
     for (int64_t i = 0; i < nb_numel(ref); i++)
-        cr_assert(rd_ulp(a[i], b[i]) == 0 && signbit(a[i]) == signbit(b[i]), "%s [%lld]: %a vs ref %a", what,
+        cr_assert(rdt_near(a[i], b[i], 0) && signbit(a[i]) == signbit(b[i]), "%s [%lld]: %a vs ref %a", what,
                   (long long)i, (double)a[i], (double)b[i]);
 }
 
@@ -360,9 +267,9 @@ static void rd_bw_check(nb_op op, const nb_tensor *full, const nb_tensor *i0, co
 Test(avx2_reduce, max_backward_kernels) {
     rd_need();
     nb_scope_begin();
-    for (int l = 0; l < RD_NLENS; l++) {
-        int64_t L = rd_lens[l];
-        nb_tensor *x = rd_input(NB_SHAPE(6, L), 3 * (uint64_t)l + 3);   /* seed % 3 == 0: ties */
+    for (int l = 0; l < RDT_NLENS; l++) {
+        int64_t L = rdt_lens[l];
+        nb_tensor *x = rdt_input(NB_SHAPE(6, L), 3 * (uint64_t)l + 3);   /* seed % 3 == 0: ties */
         ((float *)nb_data(x))[2 * L + L / 2] = NAN;
         for (unsigned mask = 1; mask <= 3; mask++) {
             int64_t ks[2] = {mask & 1 ? 1 : 6, mask & 2 ? 1 : L};
@@ -388,7 +295,7 @@ Test(avx2_reduce, max_backward_kernels) {
         }
     }
     /* an index outside the slice */
-    nb_tensor *x = rd_input(NB_SHAPE(3, 9), 5), *v = nb_ones(NB_SHAPE(3, 1), NB_F32);
+    nb_tensor *x = rdt_input(NB_SHAPE(3, 9), 5), *v = nb_ones(NB_SHAPE(3, 1), NB_F32);
     const int64_t bad[3] = {0, 9, 2};
     nb_tensor *ix = nb_from_data(NB_SHAPE(3, 1), NB_I64, bad);
     nb_tensor *out = nb_full(NB_SHAPE(3, 9), NB_F32, 7.0);
@@ -403,7 +310,7 @@ Test(avx2_reduce, max_backward_kernels) {
 Test(avx2_reduce, thread_count_independent) {
     rd_need();
     nb_scope_begin();
-    nb_tensor *big = rd_input(NB_SHAPE(1000003), 77), *mat = rd_input(NB_SHAPE(512, 700), 78);
+    nb_tensor *big = rdt_input(NB_SHAPE(1000003), 77), *mat = rdt_input(NB_SHAPE(512, 700), 78);
     for (int o = 0; o < RD_NOPS; o++)
         for (unsigned mask = 1; mask <= 3; mask++) {
             nb_tensor *in = mask == 1 && o % 2 ? big : mat;
@@ -411,7 +318,7 @@ Test(avx2_reduce, thread_count_independent) {
             nb_tensor *one = rd_call(rd_ops[o], in, in == big ? 1u : mask, 1.0, NULL);
             cr_assert_eq(nb_init(NULL), 0);
             nb_tensor *all = rd_call(rd_ops[o], in, in == big ? 1u : mask, 1.0, NULL);
-            cr_assert_eq(memcmp(nb_data(one), nb_data(all), (size_t)nb_numel(one) * (rd_is_arg(rd_ops[o]) ? 8 : 4)),
+            cr_assert_eq(memcmp(nb_data(one), nb_data(all), (size_t)nb_numel(one) * (rdt_is_arg(rd_ops[o]) ? 8 : 4)),
                          0, "%s mask %u: results differ between 1 and all threads", nb_op_name(rd_ops[o]), mask);
         }
     nb_scope_end();
@@ -422,17 +329,8 @@ Test(avx2_reduce, thread_count_independent) {
 Test(avx2_reduce, public_ops) {
     rd_need();
     nb_scope_begin();
-    const double v[] = {1, 5, 2, 5, -1, 0};
-    nb_tensor *x = tu_tensor(NB_SHAPE(2, 3), NB_F32, v);
-    int d1 = 1, d0 = 0;
-    cr_assert_float_eq(nb_item(nb_sum_all(x)), 12.0, 1e-6);
-    cr_assert_float_eq(nb_item(nb_mean_all(x)), 2.0, 1e-6);
-    nb_tensor *m = nb_max(x, &d1, 1, false);
-    cr_assert_float_eq(((float *)nb_data(nb_contiguous(m)))[0], 5.0, 0);
-    nb_tensor *am = nb_argmax(x, 0, false);
-    cr_assert_eq(((int64_t *)nb_data(nb_contiguous(am)))[1], 0);   /* column 1: 5 vs 0 */
-    nb_tensor *var = nb_var(x, &d0, 1, 1.0, false);
-    cr_assert_float_eq(((float *)nb_data(nb_contiguous(var)))[0], 8.0, 1e-6);   /* column 0: 1, 5 */
+    nb_tensor *x = rdt_public_ops();
+    int d1 = 1;
     nb_tensor *lse = nb_contiguous(nb_logsumexp(x, &d1, 1, false));
     cr_assert_float_eq(((float *)nb_data(lse))[0], log(exp(1.0) + exp(5.0) + exp(2.0)), 2e-6);
     cr_assert_float_eq(((float *)nb_data(lse))[1], log(exp(5.0) + exp(-1.0) + exp(0.0)), 2e-6);
