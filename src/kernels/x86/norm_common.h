@@ -114,8 +114,8 @@ static void ln_row(const float *x, float *y, const float *w, const float *b, int
 /* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w, of one row,
  * adding (dy x̂; dy) into r->acc when not NULL. */
 static void ln_bw_row(const ln_bw *r);
-/* aw[i] += dy[i] x̂[i], ab[i] += dy[i] over a row of n. */
-static void lnp_row(const float *x, const float *dy, int64_t n, float mean, float rstd, float *aw, float *ab);
+/* aw[i] += gr[i] x̂[i], ab[i] += gr[i] over a row of n (x̂ of xr). */
+static void lnp_row(const float *xr, const float *gr, int64_t n, float mean, float rstd, float *aw, float *ab);
 /* One group_norm slice of cpg channels of S values (a group of one
  * sample): y = x̂ w[c] + b[c], or dx from dy when dy is not NULL; len =
  * cpg S values, (mean, rstd) over them. */

@@ -7,8 +7,9 @@
  * with a per-channel weight (see there). Variants of ref_norm.c with its
  * arguments; the row sums, threading and streaming-store rules are those of
  * avx2_rows.c (shared through avx2_rows.h). The operand checks, layouts,
- * thread splits and entry points are ../norm_common.h's (shared with
- * avx512_norm.c); this file gives its 8-lane row code.
+ * row statistics, thread splits and entry points are ../norm_common.h's
+ * (shared with avx512_norm.c); this file gives its 8-lane row code
+ * (ln_row, ln_bw_row, lnp_row, gn_slice).
  */
 #include "avx2_rows.h"
 #include "kernels/x86/norm_common.h"
@@ -51,8 +52,8 @@ static inline __m256 ln_dx_at(const float *dy, const float *x, const float *w, f
     return _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, a)));
 }
 
-/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w: the moments
- * (or the saved ones), both sums in one pass (F32, emptied into double
+/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w, from the row's
+ * moments (r->mean, r->rstd): both sums in one pass (F32, emptied into double
  * every SUMBLK elements as ROWSUM), then dx and the acc sums; the row stays
  * in L1 throughout. */
 static void ln_bw_row(const ln_bw *r) {

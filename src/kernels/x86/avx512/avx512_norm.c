@@ -190,9 +190,9 @@ static bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float 
     return true;
 }
 
-/* The operand checks, layouts, thread splits, fixed row blocks and entry
- * points, shared with avx2_norm.c; this file gives the 16-lane row code
- * (ln_row, ln_bw_row, lnp_block, gn_slice). */
+/* The operand checks, layouts, row statistics, thread splits, fixed row
+ * blocks and entry points, shared with avx2_norm.c; this file gives the
+ * 16-lane row code (ln_row, ln_bw_row, lnp_row, gn_slice). */
 #include "kernels/x86/norm_common.h"
 
 /* ---- layer_norm / rms_norm rows (see norm_common.h) ---- */
@@ -259,8 +259,8 @@ static inline __m256 ln_gw8(const float *dy, const float *w, int64_t o, __mmask8
     return w ? _mm256_mul_ps(g, _mm256_maskz_loadu_ps(k, w + o)) : g;
 }
 
-/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w: the moments
- * (or the saved ones), both sums in one pass (F32, emptied into double
+/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w, from the row's
+ * moments (r->mean, r->rstd): both sums in one pass (F32, emptied into double
  * every SUMBLK elements; AVX2's two ymm accumulators per sum are one zmm
  * here, the last < 16 elements in its 8-lane steps), then dx and the acc
  * sums; the row stays in L1 throughout. */
