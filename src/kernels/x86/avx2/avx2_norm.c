@@ -6,83 +6,19 @@
  * mean(gw x̂))); and of group_norm, whose groups are contiguous slices
  * with a per-channel weight (see there). Variants of ref_norm.c with its
  * arguments; the row sums, threading and streaming-store rules are those of
- * avx2_rows.c (shared through avx2_rows.h).
+ * avx2_rows.c (shared through avx2_rows.h). The operand checks, layouts,
+ * row statistics, thread splits and entry points are ../norm_common.h's
+ * (shared with avx512_norm.c); this file gives its 8-lane row code
+ * (ln_row, ln_bw_row, lnp_row, gn_slice).
  */
 #include "avx2_rows.h"
+#include "kernels/x86/norm_common.h"
 
-/* ---- layer_norm over the last k dims: in {x, w, b, stats} / backward
- * {dy, x, w, stats}; scalar {k, eps[, fused]} (ref_norm.c) ----
- * The forward also writes each row's (mean, rstd) into stats when given
- * (F32 (R, 2) contiguous); the backward then reads them instead of
- * recomputing (the same F32 values ln_moments gives). Fused backward: out
- * (R + 2, n) = dx rows, then dweight and dbias, summed in fixed row blocks
- * as layer_norm_param_backward below, in the same pass that writes dx.
- * Big outputs (>= NT_MINTOTAL floats) are written with streaming stores and
- * the next rows are prefetched, as softmax. Rows (blocks) are handed out
- * dynamically, and each row is computed by the same code wherever it runs. */
+/* ---- layer_norm / rms_norm rows (see norm_common.h) ---- */
 
-/* Rows of layer_norm_param_backward's fixed blocks (see there). */
-#define LNP_BLK 64
-
-/* True when t's dims [split, ndim) are C-contiguous among themselves. */
-static bool inner_contig(const nb_tensor *t, int split) {
-    int64_t want = 1;
-    for (int d = t->ndim - 1; d >= split; d--) {
-        if (t->shape[d] != 1 && t->stride[d] != want) return false;
-        want *= t->shape[d];
-    }
-    return true;
-}
-
-/* Offset of row r of t (C order over dims [0, split)). */
-static inline int64_t outer_off(const nb_tensor *t, int split, int64_t r, int64_t n, bool flat) {
-    if (flat) return r * n;
-    int64_t off = 0;
-    for (int d = split - 1; d >= 0; d--) {
-        off += (r % t->shape[d]) * t->stride[d];
-        r /= t->shape[d];
-    }
-    return off;
-}
-
-/* A layer_norm operand: F32 and contiguous over the normalized dims (a
- * weight/bias wholly contiguous); NULL is fine. */
-static bool ln_ok(const nb_tensor *t, int split, bool param) {
-    if (!t) return true;
-    if (t->dtype != NB_DTYPE_F32) return false;
-    return param ? nb_is_contiguous(t) : inner_contig(t, split);
-}
-
-/* mean and 1/sqrt(var + eps) of a row: F32 sums (ROWSUM), the squared
- * deviations taken from the F32 mean in a second pass over the (L1) row. */
-static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
-    double sum = center ? sum_span(x, n) : 0.0, ss;
-    *mean = (float)(sum / (double)n);   /* rms_norm: the root mean square, about 0 */
-    ss = ss_span(x, n, *mean, pf);
-    if (!isfinite(sum) || !isfinite(ss) || !isfinite(*mean)) {
-        /* an F32 block overflowed (|x| beyond ~1e19 squared), or x holds inf/NaN:
-           the row again in double, as ref (which then gives inf/NaN too) */
-        double m = 0, q = 0;
-        for (int64_t i = 0; center && i < n; i++) m += x[i];
-        m /= (double)n;
-        for (int64_t i = 0; i < n; i++) q += ((double)x[i] - m) * ((double)x[i] - m);
-        *mean = (float)m;
-        ss = q;
-    }
-    *rstd = (float)(1.0 / sqrt(ss / (double)n + eps));
-}
-
-/* y = x̂ w + b for one row; (mean, rstd) to st when not NULL. big: a big
- * flat output (stream it when aligned, prefetch the next row of x). */
-static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps, bool center,
-                   float *st, bool big) {
-    float mean, rstd;
-    /* the next row to L2 meanwhile */
-    ln_moments(x, n, eps, center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);
-    if (st) {
-        st[0] = mean;
-        st[1] = rstd;
-    }
+/* y = x̂ w + b for one row. big: a big flat output (stream it when aligned). */
+static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, float mean, float rstd,
+                   bool big) {
     __m256 mv = V1(mean), rv = V1(rstd);
     if (stream_ok(y, n, big)) {
         for (int64_t i = 0; i < n; i += 8) {
@@ -104,18 +40,6 @@ static inline __m256 ln_gw(const float *dy, const float *w, int64_t o, bool full
     return w ? _mm256_mul_ps(LD(dy + o), LD(w + o)) : LD(dy + o);
 }
 
-/* One backward row. */
-typedef struct ln_bw {
-    const float *dy, *x, *w;   /* the row's dy and x, the weight (or NULL) */
-    float *dx;                 /* the row's dx */
-    const float *st;           /* the row's saved (mean, rstd), or NULL: recompute */
-    float *acc;                /* 2n floats += (dy x̂; dy), or NULL */
-    int64_t n;                 /* row length */
-    double eps;                /* added to the variance (when recomputing) */
-    bool center;               /* layer_norm; false: rms_norm (no mean, dx without mean(gw)) */
-    bool big;                  /* big flat tensors: stream dx, prefetch the next rows */
-} ln_bw;
-
 /* One 8-lane step of dx (see ln_bw_row), adding into the dweight/dbias sums. */
 static inline __m256 ln_dx_at(const float *dy, const float *x, const float *w, float *aw, float *ab, int64_t j,
                               __m256 mv, __m256 rv, __m256 a, __m256 bq, bool full_, __m256i k_) {
@@ -128,21 +52,15 @@ static inline __m256 ln_dx_at(const float *dy, const float *x, const float *w, f
     return _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, a)));
 }
 
-/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w: the moments
- * (or the saved ones), both sums in one pass (F32, emptied into double
+/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w, from the row's
+ * moments (r->mean, r->rstd): both sums in one pass (F32, emptied into double
  * every SUMBLK elements as ROWSUM), then dx and the acc sums; the row stays
  * in L1 throughout. */
 static void ln_bw_row(const ln_bw *r) {
     const float *dy = r->dy, *x = r->x, *w = r->w;
     float *dx = r->dx, *aw = r->acc, *ab = r->acc ? r->acc + r->n : NULL;
     int64_t n = r->n;
-    float mean, rstd;
-    if (r->st) {
-        mean = r->st[0];
-        rstd = r->st[1];
-    } else {
-        ln_moments(x, n, r->eps, r->center, &mean, &rstd, NULL);
-    }
+    float mean = r->mean, rstd = r->rstd;
     __m256 mv = V1(mean), rv = V1(rstd);
     double sa = 0, sb = 0;
     int64_t i = 0;
@@ -190,294 +108,71 @@ static void ln_bw_row(const ln_bw *r) {
 #undef LN_DX_AT
 }
 
-/* A checked layer_norm call: the operands' rows. */
-typedef struct ln_call {
-    const nb_tensor *x, *y, *dy;   /* x; out (the dx rows when fused); dy (backward) */
-    const float *xb, *wb, *bb, *db;   /* data of x, weight, bias, dy (NULL when absent) */
-    float *yb;                     /* out's data */
-    float *st;                     /* saved (R, 2) stats or NULL */
-    int split;                     /* x's dims [split, ndim) are normalized */
-    int64_t n, rows;               /* row length, rows */
-    bool fx, fy, fd;               /* x, out, dy wholly contiguous */
-    double eps;                    /* added to the variance */
-    bool center;                   /* layer_norm; false: rms_norm */
-} ln_call;
+/* ---- layer_norm_param_backward (norm_common.h's lnp_run) ---- */
+static void lnp_row(const float *xr, const float *gr, int64_t n, float mean, float rstd, float *aw, float *ab) {
+    __m256 mv = V1(mean), rv = V1(rstd);
+    ROWS8(n, i, {
+        __m256 g = LD(gr + i);
+        __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xr + i), mv), rv);
+        ST(aw + i, _mm256_fmadd_ps(g, h, LD(aw + i)));
+        ST(ab + i, _mm256_add_ps(g, LD(ab + i)));
+    });
+}
 
-/* Reads and checks a layer_norm call: false = decline. */
-static bool ln_open(ln_call *c, const nb_kernel_args *a, bool backward, bool fused, bool center) {
-    const nb_tensor *x = a->in[backward ? 1 : 0], *w = a->in[backward ? 2 : 1];
-    const nb_tensor *b = backward ? NULL : a->in[2], *dy = backward ? a->in[0] : NULL;
-    const nb_tensor *st = a->nin > 3 ? a->in[3] : NULL, *y = a->out;
-    int k = (int)a->scalar[0], split = x->ndim - k;
-    if (k < 1 || split < 0 || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || (backward && !dy))
-        return false;
-    if (!ln_ok(x, split, false) || !ln_ok(dy, split, false) || !ln_ok(w, split, true) || !ln_ok(b, split, true))
-        return false;
-    int64_t n = 1;
-    for (int d = split; d < x->ndim; d++) n *= x->shape[d];
-    int64_t rows = n ? x->numel / n : 0;
-    if (n == 0 || (w && w->numel != n) || (b && b->numel != n)) return false;   /* empty rows: ref */
-    if (dy) {
-        if (dy->ndim != x->ndim) return false;
-        for (int d = 0; d < x->ndim; d++)
-            if (dy->shape[d] != x->shape[d]) return false;
+/* ---- group_norm (norm_common.h's gn_run) ---- */
+static void gn_slice(const float *x, const float *dy, float *y, const float *w, const float *b, int64_t cpg, int64_t S,
+                     float mean, float rstd) {
+    int64_t len = cpg * S;
+    __m256 mv = V1(mean), rv = V1(rstd);
+    if (!dy) {
+        for (int64_t c = 0; c < cpg; c++) {
+            __m256 wv = V1(w[c]), bv = V1(b[c]);
+            const float *xc = x + c * S;
+            float *yc = y + c * S;
+            ROWS8(S, i, { ST(yc + i, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv), wv, bv)); });
+        }
+        return;
     }
-    if (fused) {
-        if (y->ndim != 2 || y->shape[0] != rows + 2 || y->shape[1] != n || !nb_is_contiguous(y)) return false;
-    } else if (y->ndim != x->ndim || !ln_ok(y, split, false)) {
-        return false;
+    double sa = 0, sb = 0;
+    for (int64_t c = 0; c < cpg; c++) {   /* sum gw and gw x̂, per channel in F32 blocks, into double */
+        const float *xc = x + c * S, *gc = dy + c * S;
+        __m256 wv = V1(w[c]);
+        double ta, tb;
+#define GN_GW(o) _mm256_mul_ps(LD(gc + (o)), wv)
+#define GN_GWH(o) _mm256_mul_ps(GN_GW(o), _mm256_mul_ps(_mm256_sub_ps(LD(xc + (o)), mv), rv))
+        ROWSUM(S, GN_GW, ta);
+        ROWSUM(S, GN_GWH, tb);
+#undef GN_GW
+#undef GN_GWH
+        sa += ta;
+        sb += tb;
     }
-    if (st && (st->dtype != NB_DTYPE_F32 || st->ndim != 2 || st->shape[0] != rows || st->shape[1] != 2 ||
-               !nb_is_contiguous(st)))
-        return false;
-    *c = (ln_call){.x = x, .y = y, .dy = dy, .xb = nb_data(x), .wb = w ? nb_data(w) : NULL,
-                   .bb = b ? nb_data(b) : NULL, .db = dy ? nb_data(dy) : NULL, .yb = nb_data(y),
-                   .st = st ? nb_data(st) : NULL, .split = split, .n = n, .rows = rows,
-                   .fx = nb_is_contiguous(x), .fy = fused || nb_is_contiguous(y),
-                   .fd = dy && nb_is_contiguous(dy), .eps = a->scalar[1], .center = center};
-    return true;
-}
-
-/* The backward of row r into its dx, adding to acc when not NULL. */
-static inline void ln_bw_at(const ln_call *c, int64_t r, float *acc, bool big) {
-    int64_t n = c->n;
-    ln_bw_row(&(ln_bw){.dy = c->db + outer_off(c->dy, c->split, r, n, c->fd),
-                       .x = c->xb + outer_off(c->x, c->split, r, n, c->fx), .w = c->wb,
-                       .dx = c->yb + (c->fy ? r * n : outer_off(c->y, c->split, r, n, false)),
-                       .st = c->st ? c->st + 2 * r : NULL, .acc = acc, .n = n, .eps = c->eps,
-                       .center = c->center, .big = big});
-}
-
-static int norm_forward(const nb_kernel_args *a, bool center) {
-    ln_call c;
-    if (!ln_open(&c, a, false, false, center)) return NB_KERNEL_DECLINE;
-    int64_t n = c.n, ch = row_chunk(n);
-    bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
-    int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
-    for (int64_t r = 0; r < c.rows; r++)
-        ln_row(c.xb + outer_off(c.x, c.split, r, n, c.fx), c.yb + outer_off(c.y, c.split, r, n, c.fy), c.wb, c.bb, n,
-               c.eps, center, c.st ? c.st + 2 * r : NULL, big);
-    return 0;
-}
-static int avx2_layer_norm(const nb_kernel_args *a) { return norm_forward(a, true); }
-static int avx2_rms_norm(const nb_kernel_args *a) { return norm_forward(a, false); }
-
-/* o[0..m) = the nblk block partials part[bk m + i], added in block order
- * in double column by column (one thread: m x nblk floats, in cache);
- * frees part. 0 or NB_ENOMEM. */
-static int sum_blocks(float *part, int64_t nblk, int64_t m, float *o, const char *who) {
-    double *sum = calloc((size_t)m, sizeof *sum);
-    if (!sum) {
-        free(part);
-        return nb__err(NB_ENOMEM, "%s: out of memory for %lld sums", who, (long long)m);
-    }
-    for (int64_t bk = 0; bk < nblk; bk++)
-        for (int64_t i = 0; i < m; i++) sum[i] += part[bk * m + i];
-    for (int64_t i = 0; i < m; i++) o[i] = (float)sum[i];
-    free(sum);
-    free(part);
-    return 0;
-}
-
-/* Fused: dx rows, and the (dweight; dbias) sums in fixed blocks of LNP_BLK
- * rows (F32 within a block, the block partials added in block order in
- * double), as layer_norm_param_backward: bitwise the same at any thread
- * count. */
-static int ln_backward_fused(const ln_call *c) {
-    int64_t n = c->n, nblk = (c->rows + LNP_BLK - 1) / LNP_BLK;
-    float *o = c->yb + c->rows * n;
-    if (nblk == 0) {
-        for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
-        return 0;
-    }
-    float *part = malloc(sizeof *part * (size_t)(nblk * 2 * n));
-    if (!part)
-        return nb__err(NB_ENOMEM, "layer_norm_backward: out of memory for %lld block sums", (long long)nblk);
-    bool big = c->fx && c->fd && c->rows * n >= NT_MINTOTAL;
-    int nt = nb__par_threads(c->rows * n * 3, NB_GRAIN_ELEMENTWISE);
-    if (nt > nblk) nt = (int)nblk;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-    for (int64_t bk = 0; bk < nblk; bk++) {
-        float *acc = part + bk * 2 * n;
-        int64_t r1 = (bk + 1) * LNP_BLK < c->rows ? (bk + 1) * LNP_BLK : c->rows;
-        for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
-        for (int64_t r = bk * LNP_BLK; r < r1; r++) ln_bw_at(c, r, acc, big);
-    }
-    return sum_blocks(part, nblk, 2 * n, o, "layer_norm_backward");
-}
-
-static int norm_backward(const nb_kernel_args *a, bool center) {
-    ln_call c;
-    bool fused = center && a->scalar[2] != 0;
-    if (!ln_open(&c, a, true, fused, center)) return NB_KERNEL_DECLINE;
-    if (fused) return ln_backward_fused(&c);
-    bool big = c.fx && c.fy && c.fd && c.x->numel >= NT_MINTOTAL;
-    int nt = nb__par_threads(c.x->numel * 3, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, row_chunk(c.n))
-    for (int64_t r = 0; r < c.rows; r++) ln_bw_at(&c, r, NULL, big);
-    return 0;
-}
-static int avx2_layer_norm_backward(const nb_kernel_args *a) { return norm_backward(a, true); }
-static int avx2_rms_norm_backward(const nb_kernel_args *a) { return norm_backward(a, false); }
-
-/* ---- layer_norm_param_backward: out (2, n) = (sum dy x̂; sum dy) over the
- * rows; in {dy, x}, scalar {k, eps} ----
- * Rows are taken in fixed blocks of LNP_BLK: each block sums its rows into
- * F32 column accumulators (a row's mean and rstd as ln_row's), the block
- * partials are then added in block order in double. Which thread runs a
- * block does not matter, so the result is bitwise the same at any thread
- * count. Error: F32 over at most LNP_BLK terms a column, then double. */
-/* Adds rows [r0, r1) into acc (2n floats: sum dy x̂, then sum dy). */
-static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_t n, int64_t r0, int64_t r1,
-                      double eps, bool center, float *acc) {
-    bool fx = nb_is_contiguous(x), fd = nb_is_contiguous(dy);
-    const float *xb = nb_data(x), *db = nb_data(dy);
-    float *aw = acc, *ab = acc + n;
-    for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *xr = xb + outer_off(x, split, r, n, fx), *gr = db + outer_off(dy, split, r, n, fd);
-        float mean, rstd;
-        ln_moments(xr, n, eps, center, &mean, &rstd, NULL);
-        __m256 mv = V1(mean), rv = V1(rstd);
-        ROWS8(n, i, {
-            __m256 g = LD(gr + i);
-            __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xr + i), mv), rv);
-            ST(aw + i, _mm256_fmadd_ps(g, h, LD(aw + i)));
-            ST(ab + i, _mm256_add_ps(g, LD(ab + i)));
+    __m256 av = V1((float)(sa / (double)len)), bq = V1((float)(sb / (double)len));
+    for (int64_t c = 0; c < cpg; c++) {
+        const float *xc = x + c * S, *gc = dy + c * S;
+        float *yc = y + c * S;
+        __m256 wv = V1(w[c]);
+        ROWS8(S, i, {
+            __m256 gw = _mm256_mul_ps(LD(gc + i), wv);
+            __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv);
+            ST(yc + i, _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, av))));
         });
     }
 }
 
-static int avx2_layer_norm_param_backward(const nb_kernel_args *a) {
-    const nb_tensor *dy = a->in[0], *x = a->in[1];
-    nb_tensor *out = a->out;
-    int k = (int)a->scalar[0], split = x->ndim - k;
-    double eps = a->scalar[1];
-    if (k < 1 || split < 0 || !dy || dy->ndim != x->ndim || !ln_ok(x, split, false) || !ln_ok(dy, split, false) ||
-        out->dtype != NB_DTYPE_F32 || !nb_is_contiguous(out) || out->ndim != 2 || out->shape[0] != 2)
-        return NB_KERNEL_DECLINE;
-    for (int d = 0; d < x->ndim; d++)
-        if (dy->shape[d] != x->shape[d]) return NB_KERNEL_DECLINE;
-    int64_t n = 1;
-    for (int d = split; d < x->ndim; d++) n *= x->shape[d];
-    if (out->shape[1] != n) return NB_KERNEL_DECLINE;
-    if (n == 0) return 0;
-    int64_t rows = x->numel / n, nblk = (rows + LNP_BLK - 1) / LNP_BLK;
-    float *o = nb_data(out);
-    if (nblk == 0) {
-        for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
-        return 0;
-    }
-    float *part = malloc(sizeof *part * (size_t)(nblk * 2 * n));
-    if (!part) return nb__err(NB_ENOMEM, "layer_norm_param_backward: out of memory for %lld block sums",
-                              (long long)nblk);
-    int nt = nb__par_threads(x->numel * 2, NB_GRAIN_ELEMENTWISE);
-    if (nt > nblk) nt = (int)nblk;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-    for (int64_t bk = 0; bk < nblk; bk++) {
-        int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
-        lnp_block(dy, x, split, n, r0, r1, eps, a->scalar[2] == 0, part + bk * 2 * n);
-    }
-    return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");
-}
-
-/* ---- group_norm: in {x (N, C, *), w, b} / backward {dy, x, w}; scalar
- * {groups, eps} (ref_norm.c) ----
- * x contiguous: a group's values are one contiguous slice of C/G channels
- * of S values each; its moments are ln_moments' (F32 blocks into double),
- * then per channel y = x̂ w[c] + b[c], or
- * dx = rstd (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy w[c], the sums over the
- * slice. One slice per task, so the bits do not depend on the thread
- * count. w and b any strides (read into float vectors). */
-static bool gn_open(const nb_kernel_args *a, bool backward, int64_t *N, int64_t *C, int64_t *G, int64_t *S) {
-    const nb_tensor *x = a->in[backward ? 1 : 0], *dy = backward ? a->in[0] : NULL, *y = a->out;
-    if (!x || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || x->ndim < 2 || !nb_is_contiguous(x) ||
-        !nb_is_contiguous(y) || y->numel != x->numel || (backward && (!dy || dy->dtype != NB_DTYPE_F32 ||
-                                                                     !nb_is_contiguous(dy) || dy->numel != x->numel)))
-        return false;
-    *N = x->shape[0], *C = x->shape[1], *G = (int64_t)a->scalar[0];
-    if (*G < 1 || *C % *G || *N * *C == 0) return false;
-    *S = x->numel / (*N * *C);
-    return *S > 0;
-}
-
-static int gn_run(const nb_kernel_args *a, bool backward) {
-    int64_t N, C, G, S;
-    if (!gn_open(a, backward, &N, &C, &G, &S)) return NB_KERNEL_DECLINE;
-    float *wb = malloc(sizeof(float) * (size_t)(2 * C));
-    if (!wb) return nb__err(NB_ENOMEM, "group_norm: out of memory");
-    float *w = wb, *b = wb + C;
-    if (!vec_row(a->in[backward ? 2 : 1], 0, C, 1.0f, w) || !vec_row(backward ? NULL : a->in[2], 0, C, 0.0f, b)) {
-        free(wb);
-        return NB_KERNEL_DECLINE;
-    }
-    const float *xb = nb_data(a->in[backward ? 1 : 0]), *db = backward ? nb_data(a->in[0]) : NULL;
-    float *yb = nb_data(a->out);
-    int64_t cpg = C / G, len = cpg * S;
-    double eps = a->scalar[1];
-    int nt = nb__par_threads(N * C * S * (backward ? 3 : 2), NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-    for (int64_t sl = 0; sl < N * G; sl++) {
-        int64_t c0 = (sl % G) * cpg;
-        const float *x = xb + sl * len, *dy = db ? db + sl * len : NULL;
-        float *y = yb + sl * len;
-        float mean, rstd;
-        ln_moments(x, len, eps, true, &mean, &rstd, NULL);
-        __m256 mv = V1(mean), rv = V1(rstd);
-        if (!backward) {
-            for (int64_t c = 0; c < cpg; c++) {
-                __m256 wv = V1(w[c0 + c]), bv = V1(b[c0 + c]);
-                const float *xc = x + c * S;
-                float *yc = y + c * S;
-                ROWS8(S, i, { ST(yc + i, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv), wv, bv)); });
-            }
-            continue;
-        }
-        double sa = 0, sb = 0;
-        for (int64_t c = 0; c < cpg; c++) {   /* sum gw and gw x̂, per channel in F32 blocks, into double */
-            const float *xc = x + c * S, *gc = dy + c * S;
-            __m256 wv = V1(w[c0 + c]);
-            double ta, tb;
-#define GN_GW(o) _mm256_mul_ps(LD(gc + (o)), wv)
-#define GN_GWH(o) _mm256_mul_ps(GN_GW(o), _mm256_mul_ps(_mm256_sub_ps(LD(xc + (o)), mv), rv))
-            ROWSUM(S, GN_GW, ta);
-            ROWSUM(S, GN_GWH, tb);
-#undef GN_GW
-#undef GN_GWH
-            sa += ta;
-            sb += tb;
-        }
-        __m256 av = V1((float)(sa / (double)len)), bq = V1((float)(sb / (double)len));
-        for (int64_t c = 0; c < cpg; c++) {
-            const float *xc = x + c * S, *gc = dy + c * S;
-            float *yc = y + c * S;
-            __m256 wv = V1(w[c0 + c]);
-            ROWS8(S, i, {
-                __m256 gw = _mm256_mul_ps(LD(gc + i), wv);
-                __m256 h = _mm256_mul_ps(_mm256_sub_ps(LD(xc + i), mv), rv);
-                ST(yc + i, _mm256_mul_ps(rv, _mm256_fnmadd_ps(h, bq, _mm256_sub_ps(gw, av))));
-            });
-        }
-    }
-    free(wb);
-    return 0;
-}
-static int avx2_group_norm(const nb_kernel_args *a) { return gn_run(a, false); }
-static int avx2_group_norm_backward(const nb_kernel_args *a) { return gn_run(a, true); }
 
 void nb__avx2_norm_register(void) {
     static const nb_kernel_desc ks[] = {
-        {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm", 10, avx2_layer_norm},
+        {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm", 10, ln_forward},
         {NB_OP_LAYER_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_backward", 10,
-         avx2_layer_norm_backward},
+         ln_backward},
         {NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_layer_norm_param_backward", 10,
-         avx2_layer_norm_param_backward},
-        {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm", 10, avx2_rms_norm},
-        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_group_norm", 10, avx2_group_norm},
+         lnp_run},
+        {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm", 10, rms_forward},
+        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_group_norm", 10, gn_forward},
         {NB_OP_GROUP_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_group_norm_backward", 10,
-         avx2_group_norm_backward},
-        {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm_backward", 10, avx2_rms_norm_backward},
+         gn_backward},
+        {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_rms_norm_backward", 10, rms_backward},
     };
     NB__REGISTER_ALL(ks);
 }

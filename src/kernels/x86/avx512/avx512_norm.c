@@ -9,7 +9,8 @@
  * 16-lane twins of ../avx2/avx2_norm.c (with avx2_rows.h's row sums), with
  * its arguments (ref_norm.c), served and declined layouts, threading
  * (nb__par_threads with the same grains, rows and fixed row blocks handed
- * out alike) and numerics. Every sum is taken in the AVX2 kernel's order:
+ * out alike: all of that is ../norm_common.h, which both include) and
+ * numerics. Every sum is taken in the AVX2 kernel's order:
  * a 16-lane accumulator is exactly two of its 8-lane ones side by side
  * (lane j of the zmm holds what lane j of its first ymm held, lane 8 + j
  * what lane j of its second held), the halves are added as it adds its
@@ -165,61 +166,36 @@ static inline bool stream_ok(const float *p, int64_t n, bool big) {
 /* Rows handed to a thread at a time: about 16K floats (avx2_rows.h). */
 static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
 
-/* ---- layer_norm over the last k dims: in {x, w, b, stats} / backward
- * {dy, x, w, stats}; scalar {k, eps[, fused]} (ref_norm.c) ----
- * As avx2_norm.c: the forward also writes each row's (mean, rstd) into
- * stats when given (F32 (R, 2) contiguous); the backward then reads them.
- * Fused backward: out (R + 2, n) = dx rows, then dweight and dbias, summed
- * in fixed row blocks as layer_norm_param_backward. Rows (blocks) are
- * handed out dynamically; each is computed by the same code wherever it
- * runs. */
-
-/* True when t's dims [split, ndim) are C-contiguous among themselves. */
-static bool inner_contig(const nb_tensor *t, int split) {
-    int64_t want = 1;
-    for (int d = t->ndim - 1; d >= split; d--) {
-        if (t->shape[d] != 1 && t->stride[d] != want) return false;
-        want *= t->shape[d];
+/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
+ * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
+ * is not F32 or not of that shape (avx2_rows.h's vec_row; group_norm's
+ * weight and bias). */
+static bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
+    if (!t) {
+        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
+        return true;
     }
+    if (t->dtype != NB_DTYPE_F32) return false;
+    const float *p = nb_data(t);
+    int64_t st;
+    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
+        st = t->stride[0];
+    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
+        p += r * t->stride[0];
+        st = t->stride[1];
+    } else {
+        return false;
+    }
+    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
     return true;
 }
 
-/* Offset of row r of t (C order over dims [0, split)). */
-static inline int64_t outer_off(const nb_tensor *t, int split, int64_t r, int64_t n, bool flat) {
-    if (flat) return r * n;
-    int64_t off = 0;
-    for (int d = split - 1; d >= 0; d--) {
-        off += (r % t->shape[d]) * t->stride[d];
-        r /= t->shape[d];
-    }
-    return off;
-}
+/* The operand checks, layouts, row statistics, thread splits, fixed row
+ * blocks and entry points, shared with avx2_norm.c; this file gives the
+ * 16-lane row code (ln_row, ln_bw_row, lnp_row, gn_slice). */
+#include "kernels/x86/norm_common.h"
 
-/* A layer_norm operand: F32 and contiguous over the normalized dims (a
- * weight/bias wholly contiguous); NULL is fine. */
-static bool ln_ok(const nb_tensor *t, int split, bool param) {
-    if (!t) return true;
-    if (t->dtype != NB_DTYPE_F32) return false;
-    return param ? nb_is_contiguous(t) : inner_contig(t, split);
-}
-
-/* mean and 1/sqrt(var + eps) of a row: F32 sums, the squared deviations
- * from the F32 mean in a second pass over the (L1) row; an overflowed or
- * non-finite row again in double, as ref. */
-static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
-    double sum = center ? sum_span(x, n) : 0.0, ss;
-    *mean = (float)(sum / (double)n);   /* rms_norm: the root mean square, about 0 */
-    ss = ss_span(x, n, *mean, pf);
-    if (!isfinite(sum) || !isfinite(ss) || !isfinite(*mean)) {
-        double m = 0, q = 0;
-        for (int64_t i = 0; center && i < n; i++) m += x[i];
-        m /= (double)n;
-        for (int64_t i = 0; i < n; i++) q += ((double)x[i] - m) * ((double)x[i] - m);
-        *mean = (float)m;
-        ss = q;
-    }
-    *rstd = (float)(1.0 / sqrt(ss / (double)n + eps));
-}
+/* ---- layer_norm / rms_norm rows (see norm_common.h) ---- */
 
 /* Writes a row of n floats of y, VAL (a 16-lane expression of j, full_ and
  * k_, as in ROWS16) at each y + j, with streaming stores (stream_ok holds):
@@ -254,16 +230,9 @@ static inline __m512 ln_y_at(const float *x, const float *w, const float *b, int
     return _mm512_fmadd_ps(h, w ? LD(w + i) : W1(1.0f), b ? LD(b + i) : W1(0.0f));
 }
 
-/* y = x̂ w + b for one row; (mean, rstd) to st when not NULL. big: a big
- * flat output (stream it when stream_ok, prefetch the next row of x). */
-static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, double eps, bool center,
-                   float *st, bool big) {
-    float mean, rstd;
-    ln_moments(x, n, eps, center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);   /* the next row to L2 */
-    if (st) {
-        st[0] = mean;
-        st[1] = rstd;
-    }
+/* y = x̂ w + b for one row. big: a big flat output (stream it when stream_ok). */
+static void ln_row(const float *x, float *y, const float *w, const float *b, int64_t n, float mean, float rstd,
+                   bool big) {
     __m512 mv = W1(mean), rv = W1(rstd);
     if (stream_ok(y, n, big)) {
         STREAM_ROW(y, n, i, ln_y_at(x, w, b, i, mv, rv, full_, k_));
@@ -271,18 +240,6 @@ static void ln_row(const float *x, float *y, const float *w, const float *b, int
     }
     ROWS16(n, i, { ST(y + i, ln_y_at(x, w, b, i, mv, rv, full_, k_)); });
 }
-
-/* One backward row. */
-typedef struct ln_bw {
-    const float *dy, *x, *w;   /* the row's dy and x, the weight (or NULL) */
-    float *dx;                 /* the row's dx */
-    const float *st;           /* the row's saved (mean, rstd), or NULL: recompute */
-    float *acc;                /* 2n floats += (dy x̂; dy), or NULL */
-    int64_t n;                 /* row length */
-    double eps;                /* added to the variance (when recomputing) */
-    bool center;               /* layer_norm; false: rms_norm (no mean, dx without mean(gw)) */
-    bool big;                  /* big flat tensors: stream dx, prefetch the next rows */
-} ln_bw;
 
 /* One 16-lane step of dx (see ln_bw_row), adding into the dweight/dbias sums. */
 static inline __m512 ln_dx_at(const float *dy, const float *x, const float *w, float *aw, float *ab, int64_t j,
@@ -302,8 +259,8 @@ static inline __m256 ln_gw8(const float *dy, const float *w, int64_t o, __mmask8
     return w ? _mm256_mul_ps(g, _mm256_maskz_loadu_ps(k, w + o)) : g;
 }
 
-/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w: the moments
- * (or the saved ones), both sums in one pass (F32, emptied into double
+/* dx = rstd * (gw - mean(gw) - x̂ mean(gw x̂)), gw = dy * w, from the row's
+ * moments (r->mean, r->rstd): both sums in one pass (F32, emptied into double
  * every SUMBLK elements; AVX2's two ymm accumulators per sum are one zmm
  * here, the last < 16 elements in its 8-lane steps), then dx and the acc
  * sums; the row stays in L1 throughout. */
@@ -311,13 +268,7 @@ static void ln_bw_row(const ln_bw *r) {
     const float *dy = r->dy, *x = r->x, *w = r->w;
     float *dx = r->dx, *aw = r->acc, *ab = r->acc ? r->acc + r->n : NULL;
     int64_t n = r->n;
-    float mean, rstd;
-    if (r->st) {
-        mean = r->st[0];
-        rstd = r->st[1];
-    } else {
-        ln_moments(x, n, r->eps, r->center, &mean, &rstd, NULL);
-    }
+    float mean = r->mean, rstd = r->rstd;
     __m512 mv = W1(mean), rv = W1(rstd);
     double sa = 0, sb = 0;
     int64_t i = 0;
@@ -355,249 +306,19 @@ static void ln_bw_row(const ln_bw *r) {
     ROWS16(n, j, { ST(dx + j, ln_dx_at(dy, x, w, aw, ab, j, mv, rv, a, bq, full_, k_)); });
 }
 
-/* A checked layer_norm call: the operands' rows. */
-typedef struct ln_call {
-    const nb_tensor *x, *y, *dy;      /* x; out (the dx rows when fused); dy (backward) */
-    const float *xb, *wb, *bb, *db;   /* data of x, weight, bias, dy (NULL when absent) */
-    float *yb;                        /* out's data */
-    float *st;                        /* saved (R, 2) stats or NULL */
-    int split;                        /* x's dims [split, ndim) are normalized */
-    int64_t n, rows;                  /* row length, rows */
-    bool fx, fy, fd;                  /* x, out, dy wholly contiguous */
-    double eps;                       /* added to the variance */
-    bool center;                      /* layer_norm; false: rms_norm */
-} ln_call;
-
-/* Reads and checks a layer_norm call (avx2_norm.c's ln_open): false = decline. */
-static bool ln_open(ln_call *c, const nb_kernel_args *a, bool backward, bool fused, bool center) {
-    const nb_tensor *x = a->in[backward ? 1 : 0], *w = a->in[backward ? 2 : 1];
-    const nb_tensor *b = backward ? NULL : a->in[2], *dy = backward ? a->in[0] : NULL;
-    const nb_tensor *st = a->nin > 3 ? a->in[3] : NULL, *y = a->out;
-    int k = (int)a->scalar[0], split = x->ndim - k;
-    if (k < 1 || split < 0 || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || (backward && !dy))
-        return false;
-    if (!ln_ok(x, split, false) || !ln_ok(dy, split, false) || !ln_ok(w, split, true) || !ln_ok(b, split, true))
-        return false;
-    int64_t n = 1;
-    for (int d = split; d < x->ndim; d++) n *= x->shape[d];
-    int64_t rows = n ? x->numel / n : 0;
-    if (n == 0 || (w && w->numel != n) || (b && b->numel != n)) return false;   /* empty rows: ref */
-    if (dy) {
-        if (dy->ndim != x->ndim) return false;
-        for (int d = 0; d < x->ndim; d++)
-            if (dy->shape[d] != x->shape[d]) return false;
-    }
-    if (fused) {
-        if (y->ndim != 2 || y->shape[0] != rows + 2 || y->shape[1] != n || !nb_is_contiguous(y)) return false;
-    } else if (y->ndim != x->ndim || !ln_ok(y, split, false)) {
-        return false;
-    }
-    if (st && (st->dtype != NB_DTYPE_F32 || st->ndim != 2 || st->shape[0] != rows || st->shape[1] != 2 ||
-               !nb_is_contiguous(st)))
-        return false;
-    *c = (ln_call){.x = x, .y = y, .dy = dy, .xb = nb_data(x), .wb = w ? nb_data(w) : NULL,
-                   .bb = b ? nb_data(b) : NULL, .db = dy ? nb_data(dy) : NULL, .yb = nb_data(y),
-                   .st = st ? nb_data(st) : NULL, .split = split, .n = n, .rows = rows,
-                   .fx = nb_is_contiguous(x), .fy = fused || nb_is_contiguous(y),
-                   .fd = dy && nb_is_contiguous(dy), .eps = a->scalar[1], .center = center};
-    return true;
+/* ---- layer_norm_param_backward (norm_common.h's lnp_run) ---- */
+static void lnp_row(const float *xr, const float *gr, int64_t n, float mean, float rstd, float *aw, float *ab) {
+    __m512 mv = W1(mean), rv = W1(rstd);
+    ROWS16(n, i, {
+        __m512 g = LD(gr + i);
+        __m512 h = _mm512_mul_ps(_mm512_sub_ps(LD(xr + i), mv), rv);
+        ST(aw + i, _mm512_fmadd_ps(g, h, LD(aw + i)));
+        ST(ab + i, _mm512_add_ps(g, LD(ab + i)));
+    });
 }
 
-/* The backward of row r into its dx, adding to acc when not NULL. */
-static inline void ln_bw_at(const ln_call *c, int64_t r, float *acc, bool big) {
-    int64_t n = c->n;
-    ln_bw_row(&(ln_bw){.dy = c->db + outer_off(c->dy, c->split, r, n, c->fd),
-                       .x = c->xb + outer_off(c->x, c->split, r, n, c->fx), .w = c->wb,
-                       .dx = c->yb + (c->fy ? r * n : outer_off(c->y, c->split, r, n, false)),
-                       .st = c->st ? c->st + 2 * r : NULL, .acc = acc, .n = n, .eps = c->eps,
-                       .center = c->center, .big = big});
-}
-
-static int norm_forward(const nb_kernel_args *a, bool center) {
-    ln_call c;
-    if (!ln_open(&c, a, false, false, center)) return NB_KERNEL_DECLINE;
-    int64_t n = c.n, ch = row_chunk(n);
-    bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
-    int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
-#endif
-    for (int64_t r = 0; r < c.rows; r++)
-        ln_row(c.xb + outer_off(c.x, c.split, r, n, c.fx), c.yb + outer_off(c.y, c.split, r, n, c.fy), c.wb, c.bb, n,
-               c.eps, center, c.st ? c.st + 2 * r : NULL, big);
-    (void)ch;
-    return 0;
-}
-static int avx512_layer_norm(const nb_kernel_args *a) { return norm_forward(a, true); }
-static int avx512_rms_norm(const nb_kernel_args *a) { return norm_forward(a, false); }
-
-/* o[0..m) = the nblk block partials part[bk m + i], added in block order
- * in double column by column; frees part. 0 or NB_ENOMEM. */
-static int sum_blocks(float *part, int64_t nblk, int64_t m, float *o, const char *who) {
-    double *sum = calloc((size_t)m, sizeof *sum);
-    if (!sum) {
-        free(part);
-        return nb__err(NB_ENOMEM, "%s: out of memory for %lld sums", who, (long long)m);
-    }
-    for (int64_t bk = 0; bk < nblk; bk++)
-        for (int64_t i = 0; i < m; i++) sum[i] += part[bk * m + i];
-    for (int64_t i = 0; i < m; i++) o[i] = (float)sum[i];
-    free(sum);
-    free(part);
-    return 0;
-}
-
-/* Fused: dx rows, and the (dweight; dbias) sums in fixed blocks of LNP_BLK
- * rows (F32 within a block, the block partials added in block order in
- * double): bitwise the same at any thread count. */
-static int ln_backward_fused(const ln_call *c) {
-    int64_t n = c->n, nblk = (c->rows + LNP_BLK - 1) / LNP_BLK;
-    float *o = c->yb + c->rows * n;
-    if (nblk == 0) {
-        for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
-        return 0;
-    }
-    float *part = malloc(sizeof *part * (size_t)(nblk * 2 * n));
-    if (!part)
-        return nb__err(NB_ENOMEM, "layer_norm_backward: out of memory for %lld block sums", (long long)nblk);
-    bool big = c->fx && c->fd && c->rows * n >= NT_MINTOTAL;
-    int nt = nb__par_threads(c->rows * n * 3, NB_GRAIN_ELEMENTWISE);
-    if (nt > nblk) nt = (int)nblk;
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-#endif
-    for (int64_t bk = 0; bk < nblk; bk++) {
-        float *acc = part + bk * 2 * n;
-        int64_t r1 = (bk + 1) * LNP_BLK < c->rows ? (bk + 1) * LNP_BLK : c->rows;
-        for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
-        for (int64_t r = bk * LNP_BLK; r < r1; r++) ln_bw_at(c, r, acc, big);
-    }
-    return sum_blocks(part, nblk, 2 * n, o, "layer_norm_backward");
-}
-
-static int norm_backward(const nb_kernel_args *a, bool center) {
-    ln_call c;
-    bool fused = center && a->scalar[2] != 0;
-    if (!ln_open(&c, a, true, fused, center)) return NB_KERNEL_DECLINE;
-    if (fused) return ln_backward_fused(&c);
-    bool big = c.fx && c.fy && c.fd && c.x->numel >= NT_MINTOTAL;
-    int nt = nb__par_threads(c.x->numel * 3, NB_GRAIN_ELEMENTWISE);
-    int64_t ch = row_chunk(c.n);
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
-#endif
-    for (int64_t r = 0; r < c.rows; r++) ln_bw_at(&c, r, NULL, big);
-    (void)ch;
-    return 0;
-}
-static int avx512_layer_norm_backward(const nb_kernel_args *a) { return norm_backward(a, true); }
-static int avx512_rms_norm_backward(const nb_kernel_args *a) { return norm_backward(a, false); }
-
-/* ---- layer_norm_param_backward: out (2, n) = (sum dy x̂; sum dy) over the
- * rows; in {dy, x}, scalar {k, eps, rms} ----
- * Rows in fixed blocks of LNP_BLK: each block sums its rows into F32
- * column accumulators (a row's mean and rstd as ln_row's), the block
- * partials are then added in block order in double: bitwise the same at
- * any thread count. */
-/* Adds rows [r0, r1) into acc (2n floats: sum dy x̂, then sum dy). */
-static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_t n, int64_t r0, int64_t r1,
-                      double eps, bool center, float *acc) {
-    bool fx = nb_is_contiguous(x), fd = nb_is_contiguous(dy);
-    const float *xb = nb_data(x), *db = nb_data(dy);
-    float *aw = acc, *ab = acc + n;
-    for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *xr = xb + outer_off(x, split, r, n, fx), *gr = db + outer_off(dy, split, r, n, fd);
-        float mean, rstd;
-        ln_moments(xr, n, eps, center, &mean, &rstd, NULL);
-        __m512 mv = W1(mean), rv = W1(rstd);
-        ROWS16(n, i, {
-            __m512 g = LD(gr + i);
-            __m512 h = _mm512_mul_ps(_mm512_sub_ps(LD(xr + i), mv), rv);
-            ST(aw + i, _mm512_fmadd_ps(g, h, LD(aw + i)));
-            ST(ab + i, _mm512_add_ps(g, LD(ab + i)));
-        });
-    }
-}
-
-static int avx512_layer_norm_param_backward(const nb_kernel_args *a) {
-    const nb_tensor *dy = a->in[0], *x = a->in[1];
-    nb_tensor *out = a->out;
-    int k = (int)a->scalar[0], split = x->ndim - k;
-    double eps = a->scalar[1];
-    if (k < 1 || split < 0 || !dy || dy->ndim != x->ndim || !ln_ok(x, split, false) || !ln_ok(dy, split, false) ||
-        out->dtype != NB_DTYPE_F32 || !nb_is_contiguous(out) || out->ndim != 2 || out->shape[0] != 2)
-        return NB_KERNEL_DECLINE;
-    for (int d = 0; d < x->ndim; d++)
-        if (dy->shape[d] != x->shape[d]) return NB_KERNEL_DECLINE;
-    int64_t n = 1;
-    for (int d = split; d < x->ndim; d++) n *= x->shape[d];
-    if (out->shape[1] != n) return NB_KERNEL_DECLINE;
-    if (n == 0) return 0;
-    int64_t rows = x->numel / n, nblk = (rows + LNP_BLK - 1) / LNP_BLK;
-    float *o = nb_data(out);
-    if (nblk == 0) {
-        for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
-        return 0;
-    }
-    float *part = malloc(sizeof *part * (size_t)(nblk * 2 * n));
-    if (!part)
-        return nb__err(NB_ENOMEM, "layer_norm_param_backward: out of memory for %lld block sums", (long long)nblk);
-    int nt = nb__par_threads(x->numel * 2, NB_GRAIN_ELEMENTWISE);
-    if (nt > nblk) nt = (int)nblk;
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-#endif
-    for (int64_t bk = 0; bk < nblk; bk++) {
-        int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
-        lnp_block(dy, x, split, n, r0, r1, eps, a->scalar[2] == 0, part + bk * 2 * n);
-    }
-    return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");
-}
-
-/* ---- group_norm: in {x (N, C, *), w, b} / backward {dy, x, w}; scalar
- * {groups, eps} (ref_norm.c) ----
- * As avx2_norm.c: x contiguous, a group's values one contiguous slice of
- * C/G channels of S values each; its moments are ln_moments', then per
- * channel y = x̂ w[c] + b[c], or dx = rstd (gw - mean(gw) - x̂ mean(gw x̂)),
- * gw = dy w[c], the sums per channel in ROWSUM16's order into double. One
- * slice per task, so the bits do not depend on the thread count. w and b
- * any strides (read into float vectors). */
-
-/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
- * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
- * is not F32 or not of that shape (avx2_rows.h's vec_row). */
-static bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
-    if (!t) {
-        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
-        return true;
-    }
-    if (t->dtype != NB_DTYPE_F32) return false;
-    const float *p = nb_data(t);
-    int64_t st;
-    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
-        st = t->stride[0];
-    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
-        p += r * t->stride[0];
-        st = t->stride[1];
-    } else {
-        return false;
-    }
-    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
-    return true;
-}
-
-static bool gn_open(const nb_kernel_args *a, bool backward, int64_t *N, int64_t *C, int64_t *G, int64_t *S) {
-    const nb_tensor *x = a->in[backward ? 1 : 0], *dy = backward ? a->in[0] : NULL, *y = a->out;
-    if (!x || x->dtype != NB_DTYPE_F32 || y->dtype != NB_DTYPE_F32 || x->ndim < 2 || !nb_is_contiguous(x) ||
-        !nb_is_contiguous(y) || y->numel != x->numel ||
-        (backward && (!dy || dy->dtype != NB_DTYPE_F32 || !nb_is_contiguous(dy) || dy->numel != x->numel)))
-        return false;
-    *N = x->shape[0], *C = x->shape[1], *G = (int64_t)a->scalar[0];
-    if (*G < 1 || *C % *G || *N * *C == 0) return false;
-    *S = x->numel / (*N * *C);
-    return *S > 0;
-}
+/* ---- group_norm (norm_common.h's gn_run): per channel, the sums in
+ * ROWSUM16's order into double ---- */
 
 /* gw = dy w and gw x̂ of a channel, 16 and 8 lanes (ROWSUM16's F16, F8). */
 static inline __m512 gn_gw16(const float *g, int64_t o, __m512 wv) { return _mm512_mul_ps(_mm512_loadu_ps(g + o), wv); }
@@ -613,10 +334,8 @@ static inline __m256 gn_gwh8(const float *g, const float *x, int64_t o, __mmask8
 
 /* One slice (a group of one sample): y, or dx from dy. */
 static void gn_slice(const float *x, const float *dy, float *y, const float *w, const float *b, int64_t cpg, int64_t S,
-                     double eps) {
+                     float mean, float rstd) {
     int64_t len = cpg * S;
-    float mean, rstd;
-    ln_moments(x, len, eps, true, &mean, &rstd, NULL);
     __m512 mv = W1(mean), rv = W1(rstd);
     if (!dy) {
         for (int64_t c = 0; c < cpg; c++) {
@@ -660,34 +379,6 @@ static void gn_slice(const float *x, const float *dy, float *y, const float *w, 
     }
 }
 
-static int gn_run(const nb_kernel_args *a, bool backward) {
-    int64_t N, C, G, S;
-    if (!gn_open(a, backward, &N, &C, &G, &S)) return NB_KERNEL_DECLINE;
-    float *wb = malloc(sizeof(float) * (size_t)(2 * C));
-    if (!wb) return nb__err(NB_ENOMEM, "group_norm: out of memory");
-    float *w = wb, *b = wb + C;
-    if (!vec_row(a->in[backward ? 2 : 1], 0, C, 1.0f, w) || !vec_row(backward ? NULL : a->in[2], 0, C, 0.0f, b)) {
-        free(wb);
-        return NB_KERNEL_DECLINE;
-    }
-    const float *xb = nb_data(a->in[backward ? 1 : 0]), *db = backward ? nb_data(a->in[0]) : NULL;
-    float *yb = nb_data(a->out);
-    int64_t cpg = C / G, len = cpg * S;
-    double eps = a->scalar[1];
-    int nt = nb__par_threads(N * C * S * (backward ? 3 : 2), NB_GRAIN_ELEMENTWISE);
-#if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
-#endif
-    for (int64_t sl = 0; sl < N * G; sl++) {
-        int64_t c0 = (sl % G) * cpg;
-        gn_slice(xb + sl * len, db ? db + sl * len : NULL, yb + sl * len, w + c0, b + c0, cpg, S, eps);
-    }
-    (void)nt;
-    free(wb);
-    return 0;
-}
-static int avx512_group_norm(const nb_kernel_args *a) { return gn_run(a, false); }
-static int avx512_group_norm_backward(const nb_kernel_args *a) { return gn_run(a, true); }
 
 /* Priorities by measurement (a scratch program timing each kernel against
  * its AVX2 twin in one process, alternating them through nb__isa_prefer,
@@ -717,17 +408,17 @@ static int avx512_group_norm_backward(const nb_kernel_args *a) { return gn_run(a
 
 void nb__avx512_norm_register(void) {
     static const nb_kernel_desc ks[] = {
-        {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_layer_norm", PRIO_LN, avx512_layer_norm},
+        {NB_OP_LAYER_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_layer_norm", PRIO_LN, ln_forward},
         {NB_OP_LAYER_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_layer_norm_backward", PRIO_LN_BWD,
-         avx512_layer_norm_backward},
+         ln_backward},
         {NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_layer_norm_param_backward", PRIO_LNP,
-         avx512_layer_norm_param_backward},
-        {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_rms_norm", PRIO_RMS, avx512_rms_norm},
+         lnp_run},
+        {NB_OP_RMS_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_rms_norm", PRIO_RMS, rms_forward},
         {NB_OP_RMS_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_rms_norm_backward", PRIO_RMS_BWD,
-         avx512_rms_norm_backward},
-        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_group_norm", PRIO_GN, avx512_group_norm},
+         rms_backward},
+        {NB_OP_GROUP_NORM, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_group_norm", PRIO_GN, gn_forward},
         {NB_OP_GROUP_NORM_BACKWARD, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_group_norm_backward", PRIO_GN_BWD,
-         avx512_group_norm_backward},
+         gn_backward},
     };
     NB__REGISTER_ALL(ks);
 }
