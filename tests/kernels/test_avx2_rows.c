@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "rows_testutil.h"
 #include "testutil.h"
 
 /* Capped at avx2 for the whole test (each runs in its own process): on an
@@ -58,24 +59,6 @@ static void rw_need(nb_op op) {
 static const int64_t rw_lens[] = {1, 7, 15, 16, 17, 33, 1023, 4097};
 #define RW_NLENS (int)(sizeof rw_lens / sizeof rw_lens[0])
 
-typedef struct rw_tol {
-    double rtol, atol;   /* per element: rtol |ref| + atol * max |ref| of the row */
-} rw_tol;
-
-static rw_tol rw_tol_of(nb_op op) {
-    switch (op) {
-    case NB_OP_SOFTMAX: return (rw_tol){4e-6, 1e-6};
-    case NB_OP_LOG_SOFTMAX: return (rw_tol){2e-6, 1e-6};
-    case NB_OP_CROSS_ENTROPY: return (rw_tol){1e-5, 1e-6};
-    case NB_OP_SOFTMAX_BACKWARD:
-    case NB_OP_LAYER_NORM_BACKWARD:
-    case NB_OP_RMS_NORM_BACKWARD:
-    case NB_OP_GROUP_NORM_BACKWARD:
-    case NB_OP_LAYER_NORM_PARAM_BACKWARD: return (rw_tol){1e-5, 1e-4};
-    default: return (rw_tol){1e-5, 1e-5};
-    }
-}
-
 /* One kernel call into a new out of `shape`; the serving kernel to *served. */
 static nb_tensor *rw_call(nb_op op, nb_dims shape, const nb_tensor *const *in, int nin, const double *s, int ns,
                           const char **served) {
@@ -91,7 +74,7 @@ static nb_tensor *rw_call(nb_op op, nb_dims shape, const nb_tensor *const *in, i
 }
 
 /* Worst error of got vs ref in units of the tolerance (<= 1 passes). */
-static double rw_compare(nb_tensor *got, nb_tensor *ref, rw_tol tol, const char *what) {
+static double rw_compare(nb_tensor *got, nb_tensor *ref, rows_tol tol, const char *what) {
     nb_tensor *g = nb_contiguous(got), *r = nb_contiguous(ref);
     const float *a = nb_data(g), *b = nb_data(r);
     int64_t n = nb_numel(r), len = nb_ndim(r) ? nb_shape(r)[nb_ndim(r) - 1] : 1;
@@ -138,7 +121,7 @@ static void rw_check_rows(nb_op op, nb_dims shape, const nb_tensor *const *in, i
         got = nb_reshape(nb_contiguous(got), NB_SHAPE(nb_numel(ref) / rowlen, rowlen));
         ref = nb_reshape(ref, NB_SHAPE(nb_numel(ref) / rowlen, rowlen));
     }
-    rw_compare(got, ref, rw_tol_of(op), msg);
+    rw_compare(got, ref, rows_tol_of(op), msg);
     nb_scope_end();
 }
 
@@ -166,12 +149,6 @@ static void rw_softmax_all(nb_tensor *x, nb_tensor *g, int dim, int expect, cons
     }
 }
 
-static nb_tensor *rw_randn(nb_dims shape, uint64_t seed, double scale) {
-    nb_tensor *t = nb_randn(shape, NB_F32, seed);
-    cr_assert_not_null(t);
-    return scale != 1 ? nb_contiguous(nb_mul_scalar(t, scale)) : t;
-}
-
 Test(avx2_rows, softmax_sizes) {
     rw_need(NB_OP_SOFTMAX);
     nb_scope_begin();
@@ -182,7 +159,7 @@ Test(avx2_rows, softmax_sizes) {
             nb_dims sh = NB_SHAPE(R, L);
             char what[64];
             snprintf(what, sizeof what, "[%lld, %lld]", (long long)R, (long long)L);
-            rw_softmax_all(rw_randn(sh, 10 + l * 3 + r, 3.0), rw_randn(sh, 100 + l * 3 + r, 1.0), 1, 1, what);
+            rw_softmax_all(rows_randn(sh, 10 + l * 3 + r, 3.0), rows_randn(sh, 100 + l * 3 + r, 1.0), 1, 1, what);
         }
     nb_tensor *z = nb_zeros(NB_SHAPE(3, 0), NB_F32);
     rw_softmax_all(z, z, 1, -1, "[3, 0]");
@@ -201,7 +178,7 @@ Test(avx2_rows, softmax_large_streamed) {
         nb_dims sh = NB_SHAPE(shapes[i][0], shapes[i][1]);
         char what[64];
         snprintf(what, sizeof what, "[%lld, %lld]", (long long)shapes[i][0], (long long)shapes[i][1]);
-        rw_softmax_all(rw_randn(sh, 700 + i, 3.0), rw_randn(sh, 710 + i, 1.0), 1, 1, what);
+        rw_softmax_all(rows_randn(sh, 700 + i, 3.0), rows_randn(sh, 710 + i, 1.0), 1, 1, what);
     }
     nb_scope_end();
 }
@@ -211,32 +188,10 @@ Test(avx2_rows, softmax_layouts) {
     nb_scope_begin();
     for (int l = 0; l < RW_NLENS; l++) {
         int64_t L = rw_lens[l];
-        char what[64];
-        /* 3-D along the last dim, and along dim 1 (stride L: declined unless L is 1) */
-        nb_tensor *x3 = rw_randn(NB_SHAPE(2, 3, L), 200 + l, 2.0), *g3 = rw_randn(NB_SHAPE(2, 3, L), 220 + l, 1.0);
-        snprintf(what, sizeof what, "[2,3,%lld] dim 2", (long long)L);
-        rw_softmax_all(x3, g3, 2, 1, what);
-        snprintf(what, sizeof what, "[2,3,%lld] dim 1", (long long)L);
-        rw_softmax_all(x3, g3, 1, L == 1 ? -1 : 0, what);
-        /* transposed: (5, L) with strides (1, 5): x has stride 1 along dim 0 but the
-         * contiguous out has not, so both dims decline (unless L is 1) */
-        nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, 5), 240 + l, 2.0), 0, 1);
-        nb_tensor *gt = nb_transpose(rw_randn(NB_SHAPE(L, 5), 260 + l, 1.0), 0, 1);
-        snprintf(what, sizeof what, "transposed (5,%lld) dim 0", (long long)L);
-        rw_softmax_all(xt, gt, 0, L == 1 ? -1 : 0, what);
-        snprintf(what, sizeof what, "transposed (5,%lld) dim 1", (long long)L);
-        rw_softmax_all(xt, gt, 1, L == 1 ? -1 : 0, what);
-        /* every 2nd element (declined), and a narrowed batch (rows at an offset: served) */
-        nb_tensor *xs = nb_slice(rw_randn(NB_SHAPE(4, 2 * L), 280 + l, 2.0), 1, 0, 2 * L, 2);
-        snprintf(what, sizeof what, "sliced (4,%lld)", (long long)L);
-        nb_tensor *gs = nb_slice(rw_randn(NB_SHAPE(4, 2 * L), 290 + l, 1.0), 1, 1, 2 * L, 2);
-        rw_softmax_all(xs, gs, 1, L == 1 ? -1 : 0, what);
-        nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(6, L + 3), 300 + l, 2.0), 1, 2, L);
-        snprintf(what, sizeof what, "narrowed (6,%lld)", (long long)L);
-        rw_softmax_all(xn, rw_randn(NB_SHAPE(6, L), 310 + l, 1.0), 1, 1, what);
+        rows_softmax_layouts(L, l, rw_softmax_all);
         /* a broadcast gradient (stride 0 along the dim): the backward declines */
-        nb_tensor *gb = nb_expand(rw_randn(NB_SHAPE(3, 1), 320 + l, 1.0), NB_SHAPE(3, L));
-        nb_tensor *y = nb_softmax(rw_randn(NB_SHAPE(3, L), 330 + l, 1.0), 1);
+        nb_tensor *gb = nb_expand(rows_randn(NB_SHAPE(3, 1), 320 + l, 1.0), NB_SHAPE(3, L));
+        nb_tensor *y = nb_softmax(rows_randn(NB_SHAPE(3, L), 330 + l, 1.0), 1);
         const nb_tensor *in2[2] = {gb, y};
         double s[1] = {1};
         rw_check(NB_OP_SOFTMAX_BACKWARD, NB_SHAPE(3, L), in2, 2, s, 1, L == 1 ? -1 : 0, "broadcast g");
@@ -255,45 +210,13 @@ Test(avx2_rows, softmax_special_values) {
     static const int64_t lens[] = {7, 17, 1023};
     for (int l = 0; l < 3; l++) {
         int64_t L = lens[l];
-        enum { K = 10 };
-        nb_tensor *x = rw_randn(NB_SHAPE(K, L), 400 + l, 1.0);
-        float *p = nb_data(x);
-        for (int64_t i = 0; i < L; i++) {
-            p[3 * L + i] = -INFINITY;                 /* row 3: all -inf */
-            p[6 * L + i] = 1e10f;                     /* row 6: all equal and large */
-            p[7 * L + i] *= 1e4f;                     /* row 7: a wide spread */
-            p[8 * L + i] = (i % 2 ? 1e10f : -1e10f);  /* row 8: +-1e10 */
-        }
-        p[0 * L + L / 2] = INFINITY;                  /* row 0: one +inf */
-        p[1 * L + 0] = INFINITY;                      /* row 1: two +inf and a -inf */
-        p[1 * L + L - 1] = INFINITY;
-        p[1 * L + L / 3] = -INFINITY;
-        p[2 * L + L / 2] = NAN;                       /* row 2: a NaN */
-        p[4 * L + L - 1] = -INFINITY;                 /* row 4: one -inf */
-        p[5 * L + 0] = NAN;                           /* row 5: NaN and +inf */
-        p[5 * L + L - 1] = INFINITY;
-        p[9 * L + 0] = -3e38f;                        /* row 9: x - max overflows to -inf */
-        p[9 * L + 1] = 3e38f;
-        rw_softmax_all(x, rw_randn(NB_SHAPE(K, L), 410 + l, 1.0), 1, 1, "special");
+        rw_softmax_all(rows_softmax_special_x(10, L, 400 + l), rows_randn(NB_SHAPE(10, L), 410 + l, 1.0), 1, 1,
+                       "special");
     }
     nb_scope_end();
 }
 
 /* ---- cross entropy ---- */
-
-static nb_tensor *rw_targets(int64_t N, int64_t C, uint64_t seed, int64_t ign) {
-    int64_t *t = malloc(sizeof *t * (size_t)(N ? N : 1));
-    uint64_t s = seed * 2654435761u + 1;
-    for (int64_t i = 0; i < N; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        t[i] = (int64_t)((s >> 33) % (uint64_t)C);
-        if (ign != -100 && i % 5 == 2) t[i] = ign;
-    }
-    nb_tensor *r = nb_from_data(NB_SHAPE(N), NB_I64, t);
-    free(t);
-    cr_assert_not_null(r);
-    return r;
-}
 
 /* CE forward and backward on logits x (N, C) and targets t. */
 static void rw_ce(nb_tensor *x, nb_tensor *t, nb_tensor *w, nb_tensor *g, double ign, double eps, int expect,
@@ -310,30 +233,7 @@ Test(avx2_rows, cross_entropy) {
     nb_scope_begin();
     static const int64_t ns[] = {1, 7, 64};
     for (int l = 0; l < RW_NLENS; l++)
-        for (int j = 0; j < 3; j++) {
-            int64_t C = rw_lens[l], N = ns[j];
-            uint64_t sd = 500 + (uint64_t)l * 3 + (uint64_t)j;
-            nb_tensor *x = rw_randn(NB_SHAPE(N, C), sd, 3.0), *g = rw_randn(NB_SHAPE(N), sd + 1000, 1.0);
-            nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, sd + 2000), 0.5));
-            nb_tensor *t = rw_targets(N, C, sd, -100);
-            char what[96];
-            for (int v = 0; v < 4; v++) {
-                bool wt = v & 1, smooth = v & 2;
-                int64_t ign = C > 2 && v == 3 ? 2 : -100;
-                snprintf(what, sizeof what, "ce (%lld, %lld)%s%s%s", (long long)N, (long long)C, wt ? " weight" : "",
-                         smooth ? " smoothing" : "", ign == 2 ? " ignore 2" : "");
-                rw_ce(x, ign == 2 ? rw_targets(N, C, sd, 2) : t, wt ? w : NULL, g, (double)ign, smooth ? 0.1 : 0, 1,
-                      what);
-            }
-            /* the mean reduction's gradient: one value broadcast (stride 0) */
-            nb_tensor *gb = nb_expand(rw_randn(NB_SHAPE(1), sd + 3000, 1.0), NB_SHAPE(N));
-            rw_ce(x, t, NULL, gb, -100, 0, 1, "ce broadcast g");
-            /* strided targets (served), transposed logits (declined unless C is 1) */
-            nb_tensor *t2 = nb_slice(rw_targets(2 * N, C, sd + 7, -100), 0, 0, 2 * N, 2);
-            rw_ce(x, t2, NULL, g, -100, 0, 1, "ce strided targets");
-            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(C, N), sd + 4000, 3.0), 0, 1);
-            rw_ce(xt, t, w, g, -100, 0.1, C == 1 || N == 1 ? -1 : 0, "ce transposed logits");
-        }
+        for (int j = 0; j < 3; j++) rows_ce_case(ns[j], rw_lens[l], 500 + (uint64_t)l * 3 + (uint64_t)j, rw_ce);
     nb_scope_end();
 }
 
@@ -341,30 +241,14 @@ Test(avx2_rows, cross_entropy_special_values) {
     rw_need(NB_OP_CROSS_ENTROPY);
     nb_scope_begin();
     static const int64_t cs[] = {7, 33, 1023};
-    for (int l = 0; l < 3; l++) {
-        int64_t C = cs[l], N = 6;
-        nb_tensor *x = rw_randn(NB_SHAPE(N, C), 600 + l, 1.0);
-        float *p = nb_data(x);
-        for (int64_t c = 0; c < C; c++) {
-            p[2 * C + c] = -INFINITY;     /* row 2: all -inf */
-            p[4 * C + c] *= 1e4f;         /* row 4: wide */
-            p[5 * C + c] += 1e6f;         /* row 5: a big offset */
-        }
-        p[0 * C + 1] = INFINITY;          /* row 0: +inf */
-        p[1 * C + C / 2] = NAN;           /* row 1: NaN */
-        p[3 * C + 0] = -INFINITY;         /* row 3: one -inf */
-        nb_tensor *g = rw_randn(NB_SHAPE(N), 610 + l, 1.0);
-        nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, 620 + l), 0.5));
-        for (int v = 0; v < 4; v++)
-            rw_ce(x, rw_targets(N, C, 630 + l, -100), v & 1 ? w : NULL, g, -100, v & 2 ? 0.2 : 0, 1, "ce special");
-    }
+    for (int l = 0; l < 3; l++) rows_ce_special(6, cs[l], 600 + (uint64_t)l, rw_ce);
     nb_scope_end();
 }
 
 Test(avx2_rows, cross_entropy_bad_target) {
     rw_need(NB_OP_CROSS_ENTROPY);
     nb_scope_begin();
-    nb_tensor *x = rw_randn(NB_SHAPE(3, 5), 700, 1.0);
+    nb_tensor *x = rows_randn(NB_SHAPE(3, 5), 700, 1.0);
     const int64_t tv[] = {1, 5, 0};
     nb_tensor *t = nb_from_data(NB_SHAPE(3), NB_I64, tv);
     nb_tensor *out = nb_zeros(NB_SHAPE(3), NB_F32);
@@ -413,17 +297,17 @@ static void rw_ln_saved(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy,
     cr_assert_eq(nb_init(NULL), 0);
     char msg[160];
     snprintf(msg, sizeof msg, "%s saved stats", what);
-    rw_compare(st[0], st[1], rw_tol_of(NB_OP_LAYER_NORM), msg);
+    rw_compare(st[0], st[1], rows_tol_of(NB_OP_LAYER_NORM), msg);
     if (n > 0 && R > 0) {
         snprintf(msg, sizeof msg, "%s forward with stats", what);
         rw_compare(nb_reshape(nb_contiguous(y[0]), NB_SHAPE(R, n)), nb_reshape(y[1], NB_SHAPE(R, n)),
-                   rw_tol_of(NB_OP_LAYER_NORM), msg);
+                   rows_tol_of(NB_OP_LAYER_NORM), msg);
         snprintf(msg, sizeof msg, "%s backward from stats", what);
         rw_compare(nb_reshape(nb_contiguous(dx[0]), NB_SHAPE(R, n)), nb_reshape(dx[1], NB_SHAPE(R, n)),
-                   rw_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
+                   rows_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
     }
     snprintf(msg, sizeof msg, "%s fused backward", what);
-    rw_compare(fu[0], fu[1], rw_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
+    rw_compare(fu[0], fu[1], rows_tol_of(NB_OP_LAYER_NORM_BACKWARD), msg);
     /* the fused dx rows are the plain backward's, bitwise */
     if (n > 0 && R > 0)
         cr_assert(memcmp(nb_data(nb_contiguous(dx[0])), nb_data(fu[0]), sizeof(float) * (size_t)(R * n)) == 0,
@@ -449,31 +333,31 @@ Test(avx2_rows, layer_norm) {
         for (int r = 0; r < 3; r++) {
             int64_t L = rw_lens[l], R = nrows[r];
             uint64_t sd = 800 + (uint64_t)l * 3 + (uint64_t)r;
-            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
-            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0);
-            nb_tensor *w = rw_randn(NB_SHAPE(L), sd + 200, 1.0), *b = rw_randn(NB_SHAPE(L), sd + 300, 1.0);
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rows_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
+            nb_tensor *dy = rows_randn(NB_SHAPE(R, L), sd + 100, 1.0);
+            nb_tensor *w = rows_randn(NB_SHAPE(L), sd + 200, 1.0), *b = rows_randn(NB_SHAPE(L), sd + 300, 1.0);
             char what[64];
             snprintf(what, sizeof what, "ln [%lld, %lld]", (long long)R, (long long)L);
             rw_ln(x, w, b, dy, 1, 1, what);
             rw_ln(x, NULL, NULL, dy, 1, 1, what);
             rw_ln(x, w, NULL, dy, 1, 1, what);
             /* normalized over the last 2 dims */
-            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
-            nb_tensor *w3 = rw_randn(NB_SHAPE(3, L), sd + 600, 1.0);
+            nb_tensor *x3 = rows_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rows_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            nb_tensor *w3 = rows_randn(NB_SHAPE(3, L), sd + 600, 1.0);
             rw_ln(x3, w3, w3, dy3, 2, 1, "ln k 2");
             /* a transposed x (declined unless L is 1), a narrowed batch (served) */
-            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            nb_tensor *xt = nb_transpose(rows_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
             rw_ln(xt, w, b, dy, 1, L == 1 || R == 1 ? -1 : 0, "ln transposed x");
-            nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
+            nb_tensor *xn = nb_narrow(rows_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
             rw_ln(xn, w, b, dy, 1, 1, "ln narrowed x");
         }
     nb_tensor *z = nb_zeros(NB_SHAPE(4, 0), NB_F32);
     rw_ln(z, NULL, NULL, z, 1, -1, "ln [4, 0]");
-    nb_tensor *s = rw_randn(NB_SHAPE(3, 9), 900, 1.0);
+    nb_tensor *s = rows_randn(NB_SHAPE(3, 9), 900, 1.0);
     float *p = nb_data(s);
     for (int i = 0; i < 9; i++) p[9 + i] = 2.5f;   /* row 1 constant: var 0, rstd = 1/sqrt(eps) */
     p[2 * 9 + 4] = NAN;
-    rw_ln(s, NULL, NULL, rw_randn(NB_SHAPE(3, 9), 901, 1.0), 1, 1, "ln special");
+    rw_ln(s, NULL, NULL, rows_randn(NB_SHAPE(3, 9), 901, 1.0), 1, 1, "ln special");
     nb_scope_end();
 }
 
@@ -498,24 +382,24 @@ Test(avx2_rows, rms_norm) {
         for (int r = 0; r < 3; r++) {
             int64_t L = rw_lens[l], R = nrows[r];
             uint64_t sd = 1800 + (uint64_t)l * 3 + (uint64_t)r;
-            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 0.5));
-            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0), *w = rw_randn(NB_SHAPE(L), sd + 200, 1.0);
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rows_randn(NB_SHAPE(R, L), sd, 2.0), 0.5));
+            nb_tensor *dy = rows_randn(NB_SHAPE(R, L), sd + 100, 1.0), *w = rows_randn(NB_SHAPE(L), sd + 200, 1.0);
             rw_rms(x, w, dy, 1, 1, "rms");
             rw_rms(x, NULL, dy, 1, 1, "rms without weight");
-            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
-            rw_rms(x3, rw_randn(NB_SHAPE(3, L), sd + 600, 1.0), dy3, 2, 1, "rms k 2");
-            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            nb_tensor *x3 = rows_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rows_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            rw_rms(x3, rows_randn(NB_SHAPE(3, L), sd + 600, 1.0), dy3, 2, 1, "rms k 2");
+            nb_tensor *xt = nb_transpose(rows_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
             rw_rms(xt, w, dy, 1, L == 1 || R == 1 ? -1 : 0, "rms transposed x");
         }
-    nb_tensor *s = rw_randn(NB_SHAPE(3, 9), 1900, 1.0);
+    nb_tensor *s = rows_randn(NB_SHAPE(3, 9), 1900, 1.0);
     float *p = nb_data(s);
     for (int i = 0; i < 9; i++) p[9 + i] = 0.0f;   /* row 1 zeros: rstd = 1/sqrt(eps) */
     p[2 * 9 + 4] = NAN;
-    rw_rms(s, NULL, rw_randn(NB_SHAPE(3, 9), 1901, 1.0), 1, 1, "rms special");
+    rw_rms(s, NULL, rows_randn(NB_SHAPE(3, 9), 1901, 1.0), 1, 1, "rms special");
     /* squares beyond F32 (|x| ~ 1e20): the row again in double, not rstd 0 */
-    nb_tensor *big = nb_contiguous(nb_mul_scalar(rw_randn(NB_SHAPE(4, 40), 1902, 1.0), 1e20));
-    rw_rms(big, NULL, rw_randn(NB_SHAPE(4, 40), 1903, 1.0), 1, 1, "rms 1e20");
-    rw_ln(big, NULL, NULL, rw_randn(NB_SHAPE(4, 40), 1904, 1.0), 1, 1, "ln 1e20");
+    nb_tensor *big = nb_contiguous(nb_mul_scalar(rows_randn(NB_SHAPE(4, 40), 1902, 1.0), 1e20));
+    rw_rms(big, NULL, rows_randn(NB_SHAPE(4, 40), 1903, 1.0), 1, 1, "rms 1e20");
+    rw_ln(big, NULL, NULL, rows_randn(NB_SHAPE(4, 40), 1904, 1.0), 1, 1, "ln 1e20");
     nb_scope_end();
 }
 
@@ -525,11 +409,11 @@ Test(avx2_rows, rms_norm) {
  * declined. */
 static void rw_gn(nb_dims shape, int64_t G, bool affine, int expect, const char *what, uint64_t sd, bool transposed) {
     int64_t C = shape.d[1];
-    nb_tensor *x = rw_randn(shape, sd, 2.0), *dy = rw_randn(shape, sd + 1, 1.0);
-    if (transposed) x = nb_transpose(rw_randn(NB_SHAPE(shape.d[1], shape.d[0], shape.d[2]), sd, 2.0), 0, 1);
+    nb_tensor *x = rows_randn(shape, sd, 2.0), *dy = rows_randn(shape, sd + 1, 1.0);
+    if (transposed) x = nb_transpose(rows_randn(NB_SHAPE(shape.d[1], shape.d[0], shape.d[2]), sd, 2.0), 0, 1);
     x = nb_add_scalar(x, 1.5);
     if (transposed) x = nb_transpose(nb_contiguous(nb_transpose(x, 0, 1)), 0, 1);
-    nb_tensor *w = affine ? rw_randn(NB_SHAPE(C), sd + 2, 1.0) : NULL, *b = affine ? rw_randn(NB_SHAPE(C), sd + 3, 1.0) : NULL;
+    nb_tensor *w = affine ? rows_randn(NB_SHAPE(C), sd + 2, 1.0) : NULL, *b = affine ? rows_randn(NB_SHAPE(C), sd + 3, 1.0) : NULL;
     double s[2] = {(double)G, 1e-5};
     const nb_tensor *inf[3] = {x, w, b}, *inb[3] = {dy, x, w};
     int64_t slice = nb_numel(dy) / (shape.d[0] * G);
@@ -551,29 +435,17 @@ Test(avx2_rows, group_norm) {
 
 /* Through the public ops with autograd: softmax, cross entropy and
  * layer_norm forward and backward agree with the ref-capped run. */
+static nb_tensor *rw_layer_norm_37(nb_tensor *x) { return nb_layer_norm(x, NB_SHAPE(37), NULL, NULL, NULL); }
 Test(avx2_rows, public_ops) {
     rw_need(NB_OP_SOFTMAX);
     nb_scope_begin();
     double res[2][4];
     for (int pass = 0; pass < 2; pass++) {
         if (pass) cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
-        nb_tensor *x = nb_randn(NB_SHAPE(16, 37), NB_F32, 42);
-        nb_set_requires_grad(x, true);
-        nb_tensor *t = rw_targets(16, 37, 43, -100);
-        nb_tensor *ln = nb_layer_norm(x, NB_SHAPE(37), NULL, NULL, NULL);
-        nb_tensor *loss = nb_add(nb_cross_entropy(ln, t), nb_sum_all(nb_mul(nb_softmax(x, 1), x)));
-        cr_assert_not_null(loss, "%s", nb_last_error());
-        cr_assert_eq(nb_backward(loss, NULL), 0, "%s", nb_last_error());
-        const float *gx = nb_data(nb_contiguous(nb_grad(x)));
-        res[pass][0] = nb_item(loss);
-        res[pass][1] = gx[0];
-        res[pass][2] = gx[100];
-        res[pass][3] = gx[16 * 37 - 1];
+        rows_public_ops(rw_layer_norm_37, res[pass]);
         nb_init(NULL);
     }
-    for (int i = 0; i < 4; i++)
-        cr_assert(fabs(res[0][i] - res[1][i]) <= 1e-5 * (1 + fabs(res[1][i])), "value %d: %.9g vs ref %.9g", i,
-                  res[0][i], res[1][i]);
+    rows_public_ops_agree(res);
     nb_scope_end();
 }
 
@@ -599,17 +471,17 @@ Test(avx2_rows, layer_norm_param_backward) {
         for (int r = 0; r < 5; r++) {
             int64_t L = rw_lens[l], R = nrows[r];
             uint64_t sd = 1800 + (uint64_t)l * 5 + (uint64_t)r;
-            nb_tensor *x = nb_contiguous(nb_add_scalar(rw_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
-            nb_tensor *dy = rw_randn(NB_SHAPE(R, L), sd + 100, 1.0);
+            nb_tensor *x = nb_contiguous(nb_add_scalar(rows_randn(NB_SHAPE(R, L), sd, 2.0), 3.0));
+            nb_tensor *dy = rows_randn(NB_SHAPE(R, L), sd + 100, 1.0);
             char what[64];
             snprintf(what, sizeof what, "lnp [%lld, %lld]", (long long)R, (long long)L);
             rw_lnp(x, dy, 1, 1, what);
-            nb_tensor *x3 = rw_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rw_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
+            nb_tensor *x3 = rows_randn(NB_SHAPE(R, 3, L), sd + 400, 1.0), *dy3 = rows_randn(NB_SHAPE(R, 3, L), sd + 500, 1.0);
             rw_lnp(x3, dy3, 2, 1, "lnp k 2");
             rw_lnp(x3, dy3, 1, 1, "lnp 3-D k 1");
-            nb_tensor *xt = nb_transpose(rw_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
+            nb_tensor *xt = nb_transpose(rows_randn(NB_SHAPE(L, R), sd + 700, 1.0), 0, 1);
             rw_lnp(xt, dy, 1, L == 1 || R == 1 ? -1 : 0, "lnp transposed x");
-            nb_tensor *xn = nb_narrow(rw_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
+            nb_tensor *xn = nb_narrow(rows_randn(NB_SHAPE(R + 2, L), sd + 800, 1.0), 0, 1, R);
             rw_lnp(xn, dy, 1, 1, "lnp narrowed x");
         }
     rw_lnp(nb_zeros(NB_SHAPE(0, 5), NB_F32), nb_zeros(NB_SHAPE(0, 5), NB_F32), 1, -1, "lnp [0, 5]");
@@ -624,8 +496,8 @@ Test(avx2_rows, layer_norm_fused_threads) {
     rw_need(NB_OP_LAYER_NORM_BACKWARD);
     nb_scope_begin();
     const int64_t R = 1100, n = 1024;
-    nb_tensor *x = rw_randn(NB_SHAPE(R, n), 1950, 2.0), *dy = rw_randn(NB_SHAPE(R, n), 1951, 1.0);
-    nb_tensor *w = rw_randn(NB_SHAPE(n), 1952, 1.0), *b = rw_randn(NB_SHAPE(n), 1953, 1.0);
+    nb_tensor *x = rows_randn(NB_SHAPE(R, n), 1950, 2.0), *dy = rows_randn(NB_SHAPE(R, n), 1951, 1.0);
+    nb_tensor *w = rows_randn(NB_SHAPE(n), 1952, 1.0), *b = rows_randn(NB_SHAPE(n), 1953, 1.0);
     nb_tensor *y[2], *st[2], *fu[2];
     for (int t = 0; t < 2; t++) {
         cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = t + 1, .abort_on_error = -1}), 0, "%s", nb_last_error());
@@ -654,7 +526,7 @@ Test(avx2_rows, layer_norm_fused_threads) {
 Test(avx2_rows, layer_norm_param_backward_threads) {
     rw_need(NB_OP_LAYER_NORM_PARAM_BACKWARD);
     nb_scope_begin();
-    nb_tensor *x = rw_randn(NB_SHAPE(1000, 1023), 1900, 1.0), *dy = rw_randn(NB_SHAPE(1000, 1023), 1901, 1.0);
+    nb_tensor *x = rows_randn(NB_SHAPE(1000, 1023), 1900, 1.0), *dy = rows_randn(NB_SHAPE(1000, 1023), 1901, 1.0);
     float res[2][2 * 1023];
     for (int t = 0; t < 2; t++) {
         cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = t + 1, .abort_on_error = -1}), 0, "%s", nb_last_error());

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "rows_testutil.h"
 #include "testutil.h"
 
 static void r5_setup(void) {
@@ -60,21 +61,6 @@ TestSuite(avx512_rows, .init = r5_setup, .fini = r5_teardown);
 
 static const int64_t r5_sizes[] = {0, 1, 7, 15, 16, 17, 33, 1023, 4097};
 #define R5_NSIZES (int)(sizeof r5_sizes / sizeof r5_sizes[0])
-
-typedef struct r5_tol {
-    double rtol, atol;   /* per element: rtol |ref| + atol * max |ref| of the row */
-} r5_tol;
-
-static r5_tol r5_tol_of(nb_op op) {
-    switch (op) {
-    case NB_OP_SOFTMAX: return (r5_tol){4e-6, 1e-6};
-    case NB_OP_LOG_SOFTMAX: return (r5_tol){2e-6, 1e-6};
-    case NB_OP_CROSS_ENTROPY: return (r5_tol){1e-5, 1e-6};
-    case NB_OP_SOFTMAX_BACKWARD: return (r5_tol){1e-5, 1e-4};
-    case NB_OP_NLL_LOSS_BACKWARD: return (r5_tol){0, 0};   /* bitwise */
-    default: return (r5_tol){1e-5, 1e-5};
-    }
-}
 
 /* The registry's run modes: avx512 first, capped to avx2, capped to ref. */
 enum { R5_AVX512, R5_AVX2, R5_REF };
@@ -110,7 +96,7 @@ static nb_tensor *r5_call(int mode, int threads, nb_op op, nb_dims shape, const 
  * bitwise. twin (not NULL: the AVX2 kernel's result, want being ref's): an
  * element beyond tol passes where the twin is off by at least half as much
  * (the bound is the twin's and the twin itself exceeds it there). */
-static void r5_compare(nb_tensor *got, nb_tensor *want, nb_tensor *twin, r5_tol tol, int64_t rowlen,
+static void r5_compare(nb_tensor *got, nb_tensor *want, nb_tensor *twin, rows_tol tol, int64_t rowlen,
                        const char *what) {
     const float *a = nb_data(got), *b = nb_data(want), *t = twin ? nb_data(twin) : NULL;
     int64_t n = nb_numel(want), len = rowlen > 0 ? rowlen : rowlen < 0 ? n : nb_shape(want)[nb_ndim(want) - 1];
@@ -174,18 +160,12 @@ static void r5_check_rows(nb_op op, nb_dims shape, const nb_tensor *const *in, i
         r5_served(k5, "ref_", NULL, msg);
         r5_served(k2, "ref_", NULL, msg);
     }
-    r5_tol tol = expect == 0 ? (r5_tol){0, 0} : r5_tol_of(op);
+    rows_tol tol = expect == 0 ? (rows_tol){0, 0} : rows_tol_of(op);
     snprintf(msg, sizeof msg, "%s %s vs ref", what, nb_op_name(op));
     r5_compare(o5, orf, o2, tol, rowlen, msg);
     snprintf(msg, sizeof msg, "%s %s vs avx2", what, nb_op_name(op));
     r5_compare(o5, o2, NULL, tol, rowlen, msg);
     nb_scope_end();
-}
-
-static nb_tensor *r5_randn(nb_dims shape, uint64_t seed, double scale) {
-    nb_tensor *t = nb_randn(shape, NB_F32, seed);
-    cr_assert_not_null(t);
-    return scale != 1 ? nb_contiguous(nb_mul_scalar(t, scale)) : t;
 }
 
 /* ---- softmax family ---- */
@@ -221,7 +201,7 @@ Test(avx512_rows, softmax_sizes) {
             nb_dims sh = NB_SHAPE(R, L);
             char what[64];
             snprintf(what, sizeof what, "[%lld, %lld]", (long long)R, (long long)L);
-            r5_softmax_all(r5_randn(sh, 10 + l * 3 + r, 3.0), r5_randn(sh, 100 + l * 3 + r, 1.0), 1, L ? 1 : -1,
+            r5_softmax_all(rows_randn(sh, 10 + l * 3 + r, 3.0), rows_randn(sh, 100 + l * 3 + r, 1.0), 1, L ? 1 : -1,
                            what);
         }
         for (int c = 0; c < 2; c++) {
@@ -229,7 +209,7 @@ Test(avx512_rows, softmax_sizes) {
             nb_dims sh = NB_SHAPE(R, L);
             char what[64];
             snprintf(what, sizeof what, "[%lld, %lld]", (long long)R, (long long)L);
-            r5_softmax_all(r5_randn(sh, 50 + l * 2 + c, 3.0), r5_randn(sh, 150 + l * 2 + c, 1.0), 1, R ? 1 : -1, what);
+            r5_softmax_all(rows_randn(sh, 50 + l * 2 + c, 3.0), rows_randn(sh, 150 + l * 2 + c, 1.0), 1, R ? 1 : -1, what);
         }
     }
 }
@@ -246,7 +226,7 @@ Test(avx512_rows, softmax_large_streamed_threads) {
         nb_dims sh = NB_SHAPE(shapes[i][0], shapes[i][1]);
         char what[64];
         snprintf(what, sizeof what, "[%lld, %lld]", (long long)shapes[i][0], (long long)shapes[i][1]);
-        nb_tensor *x = r5_randn(sh, 700 + i, 3.0), *g = r5_randn(sh, 710 + i, 1.0);
+        nb_tensor *x = rows_randn(sh, 700 + i, 3.0), *g = rows_randn(sh, 710 + i, 1.0);
         r5_softmax_all(x, g, 1, 1, what);
         nb_scope_begin();
         nb_tensor *y = nb_softmax(x, 1);
@@ -268,32 +248,10 @@ Test(avx512_rows, softmax_large_streamed_threads) {
 Test(avx512_rows, softmax_layouts) {
     for (int l = 1; l < R5_NSIZES; l++) {
         int64_t L = r5_sizes[l];
-        char what[64];
-        /* 3-D along the last dim, and along dim 1 (stride L: declined unless L is 1) */
-        nb_tensor *x3 = r5_randn(NB_SHAPE(2, 3, L), 200 + l, 2.0), *g3 = r5_randn(NB_SHAPE(2, 3, L), 220 + l, 1.0);
-        snprintf(what, sizeof what, "[2,3,%lld] dim 2", (long long)L);
-        r5_softmax_all(x3, g3, 2, 1, what);
-        snprintf(what, sizeof what, "[2,3,%lld] dim 1", (long long)L);
-        r5_softmax_all(x3, g3, 1, L == 1 ? -1 : 0, what);
-        /* transposed: (5, L) with strides (1, 5): the contiguous out has not
-         * stride 1 along dim 0, x not along dim 1: both declined (unless L is 1) */
-        nb_tensor *xt = nb_transpose(r5_randn(NB_SHAPE(L, 5), 240 + l, 2.0), 0, 1);
-        nb_tensor *gt = nb_transpose(r5_randn(NB_SHAPE(L, 5), 260 + l, 1.0), 0, 1);
-        snprintf(what, sizeof what, "transposed (5,%lld) dim 0", (long long)L);
-        r5_softmax_all(xt, gt, 0, L == 1 ? -1 : 0, what);
-        snprintf(what, sizeof what, "transposed (5,%lld) dim 1", (long long)L);
-        r5_softmax_all(xt, gt, 1, L == 1 ? -1 : 0, what);
-        /* every 2nd element (declined), and a narrowed batch (rows at an offset: served) */
-        nb_tensor *xs = nb_slice(r5_randn(NB_SHAPE(4, 2 * L), 280 + l, 2.0), 1, 0, 2 * L, 2);
-        nb_tensor *gs = nb_slice(r5_randn(NB_SHAPE(4, 2 * L), 290 + l, 1.0), 1, 1, 2 * L, 2);
-        snprintf(what, sizeof what, "sliced (4,%lld)", (long long)L);
-        r5_softmax_all(xs, gs, 1, L == 1 ? -1 : 0, what);
-        nb_tensor *xn = nb_narrow(r5_randn(NB_SHAPE(6, L + 3), 300 + l, 2.0), 1, 2, L);
-        snprintf(what, sizeof what, "narrowed (6,%lld)", (long long)L);
-        r5_softmax_all(xn, r5_randn(NB_SHAPE(6, L), 310 + l, 1.0), 1, 1, what);
+        rows_softmax_layouts(L, l, r5_softmax_all);
         /* a broadcast gradient (stride 0 along the dim): the backward declines */
-        nb_tensor *gb = nb_expand(r5_randn(NB_SHAPE(3, 1), 320 + l, 1.0), NB_SHAPE(3, L));
-        nb_tensor *y = nb_softmax(r5_randn(NB_SHAPE(3, L), 330 + l, 1.0), 1);
+        nb_tensor *gb = nb_expand(rows_randn(NB_SHAPE(3, 1), 320 + l, 1.0), NB_SHAPE(3, L));
+        nb_tensor *y = nb_softmax(rows_randn(NB_SHAPE(3, L), 330 + l, 1.0), 1);
         const nb_tensor *in2[2] = {gb, y};
         double s[1] = {1};
         r5_check_rows(NB_OP_SOFTMAX_BACKWARD, NB_SHAPE(3, L), in2, 2, s, 1, L == 1 ? -1 : 0, 0, "broadcast g");
@@ -309,27 +267,8 @@ Test(avx512_rows, softmax_special_values) {
     for (int l = 0; l < 4; l++) {
         int64_t L = lens[l];
         enum { K = 12 };
-        nb_tensor *x = r5_randn(NB_SHAPE(K, L), 400 + l, 1.0);
-        float *p = nb_data(x);
-        for (int64_t i = 0; i < L; i++) {
-            p[3 * L + i] = -INFINITY;                       /* row 3: all -inf */
-            p[6 * L + i] = 1e10f;                           /* row 6: all equal and large */
-            p[7 * L + i] *= 1e4f;                           /* row 7: a wide spread */
-            p[8 * L + i] = (i % 2 ? 1e10f : -1e10f);        /* row 8: +-1e10 */
-            p[10 * L + i] = (i % 3 ? 0.0f : -0.0f);         /* row 10: signed zeros */
-            p[11 * L + i] = (i % 2 ? 1e-40f : -1e-39f);     /* row 11: denormals */
-        }
-        p[0 * L + L / 2] = INFINITY;                        /* row 0: one +inf */
-        p[1 * L + 0] = INFINITY;                            /* row 1: two +inf and a -inf */
-        p[1 * L + L - 1] = INFINITY;
-        p[1 * L + L / 3] = -INFINITY;
-        p[2 * L + L / 2] = NAN;                             /* row 2: a NaN */
-        p[4 * L + L - 1] = -INFINITY;                       /* row 4: one -inf */
-        p[5 * L + 0] = NAN;                                 /* row 5: NaN and +inf */
-        p[5 * L + L - 1] = INFINITY;
-        p[9 * L + 0] = -3e38f;                              /* row 9: x - max overflows to -inf */
-        p[9 * L + 1] = 3e38f;
-        r5_softmax_all(x, r5_randn(NB_SHAPE(K, L), 410 + l, 1.0), 1, 1, "special");
+        nb_tensor *x = rows_softmax_special_x(K, L, 400 + l);
+        r5_softmax_all(x, rows_randn(NB_SHAPE(K, L), 410 + l, 1.0), 1, 1, "special");
         /* the non-finite rows (0, 1, 3, 5) bitwise the twin's */
         nb_scope_begin();
         double s[1] = {1};
@@ -352,21 +291,6 @@ Test(avx512_rows, softmax_special_values) {
 
 /* ---- cross entropy ---- */
 
-static nb_tensor *r5_targets(int64_t N, int64_t C, uint64_t seed, int64_t ign) {
-    int64_t *t = malloc(sizeof *t * (size_t)(N ? N : 1));
-    cr_assert_not_null(t);
-    uint64_t s = seed * 2654435761u + 1;
-    for (int64_t i = 0; i < N; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        t[i] = C ? (int64_t)((s >> 33) % (uint64_t)C) : 0;
-        if (ign != -100 && i % 5 == 2) t[i] = ign;
-    }
-    nb_tensor *r = nb_from_data(NB_SHAPE(N), NB_I64, t);
-    free(t);
-    cr_assert_not_null(r);
-    return r;
-}
-
 /* CE forward and backward on logits x (N, C) and targets t. */
 static void r5_ce(nb_tensor *x, nb_tensor *t, nb_tensor *w, nb_tensor *g, double ign, double eps, int expect,
                   const char *what) {
@@ -378,45 +302,23 @@ static void r5_ce(nb_tensor *x, nb_tensor *t, nb_tensor *w, nb_tensor *g, double
 }
 
 /* Every size as the class count (1, 7 and 17 samples) and as the sample
- * count (16 and 33 classes); weights, label smoothing, an ignore_index. */
-static void r5_ce_case(int64_t N, int64_t C, uint64_t sd) {
-    nb_tensor *x = r5_randn(NB_SHAPE(N, C), sd, 3.0), *g = r5_randn(NB_SHAPE(N), sd + 1000, 1.0);
-    nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, sd + 2000), 0.5));
-    nb_tensor *t = r5_targets(N, C, sd, -100);
-    char what[96];
-    for (int v = 0; v < 4; v++) {
-        bool wt = v & 1, smooth = v & 2;
-        int64_t ign = C > 2 && v == 3 ? 2 : -100;
-        snprintf(what, sizeof what, "ce (%lld, %lld)%s%s%s", (long long)N, (long long)C, wt ? " weight" : "",
-                 smooth ? " smoothing" : "", ign == 2 ? " ignore 2" : "");
-        r5_ce(x, ign == 2 ? r5_targets(N, C, sd, 2) : t, wt ? w : NULL, g, (double)ign, smooth ? 0.1 : 0, 1, what);
-    }
-    /* the mean reduction's gradient: one value broadcast (stride 0) */
-    nb_tensor *gb = nb_expand(r5_randn(NB_SHAPE(1), sd + 3000, 1.0), NB_SHAPE(N));
-    r5_ce(x, t, NULL, gb, -100, 0, 1, "ce broadcast g");
-    /* strided targets (served), transposed logits (declined unless C or N is 1) */
-    nb_tensor *t2 = nb_slice(r5_targets(2 * N, C, sd + 7, -100), 0, 0, 2 * N, 2);
-    r5_ce(x, t2, NULL, g, -100, 0, 1, "ce strided targets");
-    nb_tensor *xt = nb_transpose(r5_randn(NB_SHAPE(C, N), sd + 4000, 3.0), 0, 1);
-    r5_ce(xt, t, w, g, -100, 0.1, C == 1 || N <= 1 ? -1 : 0, "ce transposed logits");
-}
-
+ * count (16 and 33 classes): rows_ce_case. */
 Test(avx512_rows, cross_entropy) {
     static const int64_t ns[] = {1, 7, 17}, cs[] = {16, 33};
     for (int l = 1; l < R5_NSIZES; l++) {   /* C 0 declines (ref: an empty row) */
-        for (int j = 0; j < 3; j++) r5_ce_case(ns[j], r5_sizes[l], 500 + (uint64_t)l * 3 + (uint64_t)j);
-        for (int j = 0; j < 2; j++) r5_ce_case(r5_sizes[l], cs[j], 550 + (uint64_t)l * 2 + (uint64_t)j);
+        for (int j = 0; j < 3; j++) rows_ce_case(ns[j], r5_sizes[l], 500 + (uint64_t)l * 3 + (uint64_t)j, r5_ce);
+        for (int j = 0; j < 2; j++) rows_ce_case(r5_sizes[l], cs[j], 550 + (uint64_t)l * 2 + (uint64_t)j, r5_ce);
     }
-    nb_tensor *x = r5_randn(NB_SHAPE(0, 16), 590, 1.0);   /* no samples */
-    r5_ce(x, r5_targets(0, 16, 591, -100), NULL, r5_randn(NB_SHAPE(0), 592, 1.0), -100, 0, 1, "ce (0, 16)");
+    nb_tensor *x = rows_randn(NB_SHAPE(0, 16), 590, 1.0);   /* no samples */
+    r5_ce(x, rows_targets(0, 16, 591, -100), NULL, rows_randn(NB_SHAPE(0), 592, 1.0), -100, 0, 1, "ce (0, 16)");
 }
 
 /* Big enough to split over 2 threads: bitwise equal at 1 and 2. */
 Test(avx512_rows, cross_entropy_threads) {
     const int64_t N = 512, C = 1000;
-    nb_tensor *x = r5_randn(NB_SHAPE(N, C), 950, 3.0), *g = r5_randn(NB_SHAPE(N), 951, 1.0);
+    nb_tensor *x = rows_randn(NB_SHAPE(N, C), 950, 3.0), *g = rows_randn(NB_SHAPE(N), 951, 1.0);
     nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, 952), 0.5));
-    nb_tensor *t = r5_targets(N, C, 953, 2);
+    nb_tensor *t = rows_targets(N, C, 953, 2);
     r5_ce(x, t, w, g, 2, 0.1, 1, "ce (512, 1000)");
     const nb_tensor *in[4] = {x, t, w, g};
     double s[2] = {2, 0.1};
@@ -435,31 +337,13 @@ Test(avx512_rows, cross_entropy_threads) {
 
 Test(avx512_rows, cross_entropy_special_values) {
     static const int64_t cs[] = {7, 17, 33, 1023};
-    for (int l = 0; l < 4; l++) {
-        int64_t C = cs[l], N = 8;
-        nb_tensor *x = r5_randn(NB_SHAPE(N, C), 600 + l, 1.0);
-        float *p = nb_data(x);
-        for (int64_t c = 0; c < C; c++) {
-            p[2 * C + c] = -INFINITY;                   /* row 2: all -inf */
-            p[4 * C + c] *= 1e4f;                       /* row 4: wide */
-            p[5 * C + c] += 1e6f;                       /* row 5: a big offset */
-            p[6 * C + c] = (c % 2 ? 0.0f : -0.0f);      /* row 6: signed zeros */
-            p[7 * C + c] = (c % 2 ? 1e-40f : -1e-39f);  /* row 7: denormals */
-        }
-        p[0 * C + 1] = INFINITY;                        /* row 0: +inf */
-        p[1 * C + C / 2] = NAN;                         /* row 1: NaN */
-        p[3 * C + 0] = -INFINITY;                       /* row 3: one -inf */
-        nb_tensor *g = r5_randn(NB_SHAPE(N), 610 + l, 1.0);
-        nb_tensor *w = nb_contiguous(nb_add_scalar(nb_rand(NB_SHAPE(C), NB_F32, 620 + l), 0.5));
-        for (int v = 0; v < 4; v++)
-            r5_ce(x, r5_targets(N, C, 630 + l, -100), v & 1 ? w : NULL, g, -100, v & 2 ? 0.2 : 0, 1, "ce special");
-    }
+    for (int l = 0; l < 4; l++) rows_ce_special(8, cs[l], 600 + (uint64_t)l, r5_ce);
 }
 
 /* A target out of range: NB_ERANGE from the avx512 kernel, nothing written. */
 Test(avx512_rows, cross_entropy_bad_target) {
     r5_mode(R5_AVX512, 0);
-    nb_tensor *x = r5_randn(NB_SHAPE(3, 5), 700, 1.0);
+    nb_tensor *x = rows_randn(NB_SHAPE(3, 5), 700, 1.0);
     const int64_t tv[] = {1, 5, 0};
     nb_tensor *t = nb_from_data(NB_SHAPE(3), NB_I64, tv);
     nb_tensor *out = nb_full(NB_SHAPE(3), NB_F32, NAN);
@@ -511,26 +395,15 @@ Test(avx512_rows, nll_loss_backward_bitwise) {
 
 /* Through the public ops with autograd (avx512 first): softmax and cross
  * entropy forward and backward agree with the ref-capped run. */
+static nb_tensor *r5_log_softmax_1(nb_tensor *x) { return nb_log_softmax(x, 1); }
 Test(avx512_rows, public_ops) {
     double res[2][4];
     for (int pass = 0; pass < 2; pass++) {
         r5_mode(pass ? R5_REF : R5_AVX512, 0);
         nb_scope_begin();
-        nb_tensor *x = nb_randn(NB_SHAPE(16, 37), NB_F32, 42);
-        nb_set_requires_grad(x, true);
-        nb_tensor *t = r5_targets(16, 37, 43, -100);
-        nb_tensor *loss = nb_add(nb_cross_entropy(nb_log_softmax(x, 1), t), nb_sum_all(nb_mul(nb_softmax(x, 1), x)));
-        cr_assert_not_null(loss, "%s", nb_last_error());
-        cr_assert_eq(nb_backward(loss, NULL), 0, "%s", nb_last_error());
-        const float *gx = nb_data(nb_contiguous(nb_grad(x)));
-        res[pass][0] = nb_item(loss);
-        res[pass][1] = gx[0];
-        res[pass][2] = gx[100];
-        res[pass][3] = gx[16 * 37 - 1];
+        rows_public_ops(r5_log_softmax_1, res[pass]);
         nb_scope_end();
     }
     r5_mode(R5_AVX512, 0);
-    for (int i = 0; i < 4; i++)
-        cr_assert(fabs(res[0][i] - res[1][i]) <= 1e-5 * (1 + fabs(res[1][i])), "value %d: %.9g vs ref %.9g", i,
-                  res[0][i], res[1][i]);
+    rows_public_ops_agree(res);
 }

@@ -1,7 +1,9 @@
 /* avx2_rows.h — what the AVX2 row-wise kernels share (avx2_rows.c: softmax,
  * log_softmax, cross entropy; avx2_norm.c: layer_norm): the masked-tail
- * loop macros, F32 row sums with bounded error, the row pieces and the
- * streaming-store rule. See the notes at the top of avx2_rows.c.
+ * loop macros, F32 row sums with bounded error and the vector row pieces;
+ * the ISA-neutral row helpers (row offsets, thread chunk, SUMBLK, the
+ * streaming-store rule) are ../rows_common.h's, shared with the AVX-512
+ * twin. See the notes at the top of avx2_rows.c.
  * Internal to the AVX2 library (compiled with -mavx2 -mfma only).
  */
 #ifndef NB_KERNELS_AVX2_ROWS_H
@@ -11,13 +13,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../rows_common.h"
 #include "kernels/kernels.h"
 #include "vmath.h"
 
 #define V1 _mm256_set1_ps
-#ifndef ROWS_NT
-#define ROWS_NT 1
-#endif
 
 /* Runs the statements in ... for i = 0, 8, 16, ... < n: full vectors with
  * plain loads and stores, then one masked tail (AMD's masked store is
@@ -43,7 +43,6 @@
 
 /* ---- shared row pieces ---- */
 
-
 /* Row sums in F32 (cvtps_pd would halve the throughput): four independent
  * accumulators of 8 lanes over 32 elements a step, emptied into a double
  * every SUMBLK elements, so each lane adds at most SUMBLK / 32 = 16 terms
@@ -53,7 +52,6 @@
  * ROWSUM(n, F, res): res = sum over o = 0, 8, ... < n of the lanes of F(o),
  * an __m256 expression that may use LD/ST (masked in the tail, whose unused
  * lanes are zeroed after F). */
-#define SUMBLK 512
 #define ROWSUM(n, F, res)                                                                  \
     do {                                                                                   \
         double s_ = 0;                                                                     \
@@ -226,29 +224,6 @@ static inline bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt,
     }
     for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
     return true;
-}
-
-/* Element offset of row r of t: rows are the positions of every dim except
- * `skip` (C order); a contiguous t with skip its last dim is the fast case. */
-static inline int64_t row_off(const nb_tensor *t, int skip, int64_t r, int64_t len, bool flat) {
-    return flat ? r * len : nb__row_offset(t, skip, r);
-}
-
-static inline bool flat_rows(const nb_tensor *t, int dim) { return dim == t->ndim - 1 && nb_is_contiguous(t); }
-
-/* Rows handed to a thread at a time: about 16K floats. */
-static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
-
-/* ---- softmax / log_softmax: out = exp(x - lse) or x - lse; scalar[0] = dim ---- */
-
-/* Streaming (non-temporal) stores for whole rows of at most NT_MAXROW
- * floats starting on a 32-byte boundary with n % 8 == 0 (large row-major
- * outputs: measured in /tmp bench, see the report); each streamed row ends
- * with _mm_sfence, so the rows are ordered before any later read. */
-#define NT_MAXROW 2048
-#define NT_MINTOTAL (1 << 20)   /* outputs smaller than this stay in cache */
-static inline bool stream_ok(const float *p, int64_t n, bool big) {
-    return ROWS_NT && big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)p & 31) == 0;
 }
 
 void nb__avx2_norm_register(void);   /* avx2_norm.c */

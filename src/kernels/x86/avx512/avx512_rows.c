@@ -2,7 +2,11 @@
  * log_softmax and their backwards, the fused cross entropy on class
  * indices and its backward, and NLL_LOSS_BACKWARD. They are 16-lane twins
  * of ../avx2/avx2_rows.c (whose notes on the method this file follows);
- * arguments are the ref kernels' (ref_softmax.c, ref_loss.c).
+ * arguments are the ref kernels' (ref_softmax.c, ref_loss.c). The
+ * ISA-neutral half (layout checks, row walks and thread splits, cross
+ * entropy's per-row formulas, NLL_LOSS_BACKWARD's per-class terms) is
+ * ../rows_driver.h's, shared with the twin; this file gives its vector
+ * pieces.
  *
  * Layouts served, the twin's exactly (anything else returns
  * NB_KERNEL_DECLINE and the AVX2 kernel, or ref, serves it):
@@ -55,13 +59,12 @@
  * nb__par_threads grains; each row is computed by one thread with the same
  * code, so results do not depend on the thread count or schedule.
  */
+#include "../rows_driver.h"
 #include "kernels/kernels.h"
 #include "vmath512.h"
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define V16 _mm512_set1_ps
 
@@ -94,7 +97,6 @@
  * ROWSUM16(n, F, res): res = sum over o = 0, 16, ... < n of the lanes of
  * F(o), an __m512 expression that may use LD/ST (masked in the tail, whose
  * unused lanes are zeroed after F). */
-#define SUMBLK 512
 #define ROWSUM16(n, F, res)                                                                      \
     do {                                                                                         \
         double s_ = 0;                                                                           \
@@ -215,28 +217,9 @@ static inline double dot_span_d(const float *a, const float *b, int64_t n) {
     return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
-/* Element offset of row r of t: rows are the positions of every dim except
- * `skip` (C order); a contiguous t with skip its last dim is the fast case. */
-static inline int64_t row_off(const nb_tensor *t, int skip, int64_t r, int64_t len, bool flat) {
-    return flat ? r * len : nb__row_offset(t, skip, r);
-}
-
-static inline bool flat_rows(const nb_tensor *t, int dim) { return dim == t->ndim - 1 && nb_is_contiguous(t); }
-
-/* Rows handed to a thread at a time: about 16K floats. */
-static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
-
 /* ---- softmax / log_softmax: out = exp(x - lse) or x - lse; scalar[0] = dim ---- */
 
-/* Streaming (non-temporal) stores, the twin's rule: whole rows of at most
- * NT_MAXROW floats starting on a 32-byte boundary with n % 8 == 0, in
- * outputs of NT_MINTOTAL floats or more; each streamed row ends with
- * _mm_sfence, so the rows are ordered before any later read. */
-#define NT_MAXROW 2048
-#define NT_MINTOTAL (1 << 20)   /* outputs smaller than this stay in cache */
-static inline bool stream_ok(const float *p, int64_t n, bool big) {
-    return big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)p & 31) == 0;
-}
+/* Streaming stores: rows_common.h's stream_ok (the twin's rule). */
 
 /* Streams y[0..n) (y as stream_ok allows): 8 floats V8(i) from ymm up to
  * y's first 64-byte boundary, 16 floats V(i) from zmm from there, 8 from
@@ -257,13 +240,7 @@ static inline bool stream_ok(const float *p, int64_t n, bool big) {
 static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big) {
     float m = row_max(x, n);
     const float *pf = big && n <= NT_MAXROW ? x + n : NULL;   /* the next row (flat layout) to L2 meanwhile */
-    if (!isfinite(m)) {   /* +inf, or only -inf/NaN: lse = m, as ref */
-        for (int64_t i = 0; i < n; i++) {
-            double v = (double)x[i] - m;
-            y[i] = (float)(logs ? v : exp(v));
-        }
-        return;
-    }
+    if (softmax_row_special(x, y, n, m, logs)) return;
     __m512 mv = V16(m);
     if (!logs) {
         /* e^(x - m) into an L1 scratch row, then y written once with
@@ -287,40 +264,7 @@ static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big
     ROWS16(n, j, ST(y + j, _mm512_sub_ps(_mm512_sub_ps(LD(x + j), mv), ls)););
 }
 
-/* The row layout of a softmax-family call: operands ops[0..nops) (out
- * first) all F32 with stride 1 along dim. False: decline. */
-static bool rows_ok(const nb_tensor *const *ops, int nops, int dim) {
-    for (int o = 0; o < nops; o++) {
-        const nb_tensor *t = ops[o];
-        if (!t || t->dtype != NB_DTYPE_F32 || t->ndim == 0 || dim < 0 || dim >= t->ndim) return false;
-        if (t->shape[dim] > 1 && t->stride[dim] != 1) return false;
-    }
-    return true;
-}
-
-static int softmax_rows(const nb_kernel_args *a, bool logs) {
-    const nb_tensor *x = a->in[0];
-    nb_tensor *y = a->out;
-    int dim = (int)a->scalar[0];
-    const nb_tensor *ops[2] = {y, x};
-    if (!rows_ok(ops, 2, dim)) return NB_KERNEL_DECLINE;
-    int64_t len = x->shape[dim], rows = len ? x->numel / len : 0;
-    bool fx = flat_rows(x, dim), fy = flat_rows(y, dim);
-    const float *xb = nb_data(x);
-    float *yb = nb_data(y);
-    int nt = nb__par_threads(x->numel, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, row_chunk(len))
-    for (int64_t r = 0; r < rows; r++)
-        softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs,
-                    y->numel >= NT_MINTOTAL);
-    return 0;
-}
-static int avx512_softmax(const nb_kernel_args *a) { return softmax_rows(a, false); }
-static int avx512_log_softmax(const nb_kernel_args *a) { return softmax_rows(a, true); }
-
-/* ---- backwards: in[0] = g, in[1] = y; scalar[0] = dim ----
- * softmax:     dx = y * (g - sum(g * y))
- * log_softmax: dx = g - exp(y) * sum(g) */
+/* ---- backwards (rows_driver.h) ---- */
 static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n, bool logs, bool big) {
     double s = dot_span(g, logs ? NULL : y, n);
     __m512 sv = V16((float)s);
@@ -345,192 +289,31 @@ static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n,
     ROWS16(n, j, ST(dx + j, _mm512_mul_ps(LD(y + j), _mm512_sub_ps(LD(g + j), sv))););
 }
 
-static int softmax_backward_rows(const nb_kernel_args *a, bool logs) {
-    const nb_tensor *g = a->in[0], *y = a->in[1];
-    nb_tensor *dx = a->out;
-    int dim = (int)a->scalar[0];
-    const nb_tensor *ops[3] = {dx, g, y};
-    if (!rows_ok(ops, 3, dim)) return NB_KERNEL_DECLINE;
-    int64_t len = y->shape[dim], rows = len ? y->numel / len : 0;
-    bool fg = flat_rows(g, dim), fy = flat_rows(y, dim), fd = flat_rows(dx, dim);
-    const float *gb = nb_data(g), *yb = nb_data(y);
-    float *db = nb_data(dx);
-    int nt = nb__par_threads(y->numel, logs ? NB_GRAIN_TRANSCENDENTAL : NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, row_chunk(len))
-    for (int64_t r = 0; r < rows; r++)
-        softmax_bw_row(gb + row_off(g, dim, r, len, fg), yb + row_off(y, dim, r, len, fy),
-                       db + row_off(dx, dim, r, len, fd), len, logs, dx->numel >= NT_MINTOTAL);
-    return 0;
-}
-static int avx512_softmax_backward(const nb_kernel_args *a) { return softmax_backward_rows(a, false); }
-static int avx512_log_softmax_backward(const nb_kernel_args *a) { return softmax_backward_rows(a, true); }
-
-/* ---- cross entropy on class indices, (N, C) logits ----
- * in[0] = x, in[1] = t (i64), in[2] = w or NULL, [in[3] = g (N)];
- * scalar[0] = ignore_index, scalar[1] = label smoothing eps (see ref_softmax.c). */
-
-typedef struct ce_call {
-    const float *x;      /* logits, row i at x + i * sxr */
-    int64_t sxr;         /* row stride of x */
-    const int64_t *t;    /* targets, target i at t[i * st] */
-    int64_t st;          /* stride of t */
-    const float *w;      /* class weights (contiguous) or NULL */
-    double W;            /* sum of the weights (C without) */
-    int64_t N, C, ign;   /* samples, classes, ignore_index */
-    double eps;          /* label smoothing */
-} ce_call;
-
-/* Reads and checks the call; 1 = decline, < 0 an error (bad target). */
-static int ce_open(ce_call *c, const nb_kernel_args *a) {
-    const nb_tensor *x = a->in[0], *t = a->in[1], *w = a->in[2];
-    if (x->dtype != NB_DTYPE_F32 || x->ndim != 2 || t->dtype != NB_DTYPE_I64 || t->ndim != 1 ||
-        a->out->dtype != NB_DTYPE_F32)
-        return NB_KERNEL_DECLINE;
-    if (x->shape[1] > 1 && x->stride[1] != 1) return NB_KERNEL_DECLINE;
-    if (w && (w->dtype != NB_DTYPE_F32 || w->ndim != 1 || !nb_is_contiguous(w))) return NB_KERNEL_DECLINE;
-    *c = (ce_call){.x = nb_data(x), .sxr = x->stride[0], .t = nb_data(t), .st = t->stride[0],
-                   .w = w ? nb_data(w) : NULL, .N = x->shape[0], .C = x->shape[1],
-                   .ign = (int64_t)a->scalar[0], .eps = a->scalar[1]};
-    if (c->C == 0) return NB_KERNEL_DECLINE;
-    c->W = c->w ? dot_span_d(c->w, NULL, c->C) : (double)c->C;
-    for (int64_t i = 0; i < c->N; i++) {   /* before any thread starts: an error leaves out unwritten */
-        int64_t tc = c->t[i * c->st];
-        if (tc != c->ign && (tc < 0 || tc >= c->C))
-            return nb__err(NB_ERANGE, "nb_cross_entropy: target %lld is out of bounds for %lld classes",
-                           (long long)tc, (long long)c->C);
-    }
-    return 0;
-}
-
-static inline double ce_w(const ce_call *c, int64_t k) { return c->w ? (double)c->w[k] : 1.0; }
-
-/* Row i's loss, or its gradient row (scaled by gv) when dx is set. */
-static double ce_row(const ce_call *c, int64_t i, float *dx, double gv) {
-    const float *x = c->x + i * c->sxr;
-    int64_t C = c->C, tc = c->t[i * c->st], k;
-    if (tc == c->ign) {
-        if (dx) memset(dx, 0, sizeof(float) * (size_t)C);
-        return 0;
-    }
-    double eps = c->eps, wt = ce_w(c, tc);
-    float m = row_max(x, C);
-    if (!isfinite(m)) {   /* lse = m (+-inf): ref's formulas in double */
-        double lse = m, loss = (1 - eps) * wt * (lse - x[tc]), sm = 0;
-        for (k = 0; k < C; k++) {
-            double p = exp(x[k] - lse), d = (1 - eps) * wt * (p - (k == tc ? 1.0 : 0.0));
-            if (eps > 0) d += eps / (double)C * (c->W * p - ce_w(c, k));
-            if (dx) dx[k] = (float)(gv * d);
-            sm += ce_w(c, k) * (lse - x[k]);
-        }
-        return eps > 0 ? loss + eps / (double)C * sm : loss;
-    }
-    double lse = m + log(row_sumexp(x, C, m, dx, NULL));   /* dx holds e^(x - m) for the backward */
-    if (!dx) {   /* sum_c w_c (lse - x_c) = lse W - sum_c w_c x_c */
-        double loss = (1 - eps) * wt * (lse - x[tc]);
-        if (eps > 0) loss += eps / (double)C * (lse * c->W - dot_span_d(x, c->w, C));
-        return loss;
-    }
-    /* dx_k = gv * (A p_k - B w_k), then the target's element again in double */
-    double A = (1 - eps) * wt + eps / (double)C * c->W, B = eps / (double)C;
-    __m512 ga = V16((float)(gv * A)), gb = V16((float)(gv * B)), inv = V16((float)exp(m - lse));
+/* ---- cross entropy's gradient row: dx_k = ga inv dx_k - gb w_k ---- */
+static void ce_dx_row(float *dx, const float *w, int64_t C, float ga_, float inv_, float gb_, bool smooth) {
+    __m512 ga = V16(ga_), gb = V16(gb_), inv = V16(inv_);
     ga = _mm512_mul_ps(ga, inv);
     ROWS16(C, j, {
         __m512 d = _mm512_mul_ps(ga, LD(dx + j));
-        if (eps > 0) d = _mm512_fnmadd_ps(gb, c->w ? LD(c->w + j) : V16(1.0f), d);
+        if (smooth) d = _mm512_fnmadd_ps(gb, w ? LD(w + j) : V16(1.0f), d);
         ST(dx + j, d);
     });
-    double p = exp(x[tc] - lse), d = (1 - eps) * wt * (p - 1.0);
-    if (eps > 0) d += eps / (double)C * (c->W * p - wt);
-    dx[tc] = (float)(gv * d);
-    return 0;
 }
 
-static int avx512_cross_entropy(const nb_kernel_args *a) {
-    ce_call c;
-    nb_tensor *out = a->out;
-    if (out->ndim != 1) return NB_KERNEL_DECLINE;
-    int rc = ce_open(&c, a);
-    if (rc) return rc;
-    float *ob = nb_data(out);
-    int64_t so = out->stride[0];
-    int nt = nb__par_threads(c.N * c.C, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < c.N; i++) ob[i * so] = (float)ce_row(&c, i, NULL, 0);
-    return 0;
-}
-
-static int avx512_cross_entropy_backward(const nb_kernel_args *a) {
-    ce_call c;
-    const nb_tensor *g = a->in[3];
-    nb_tensor *dx = a->out;
-    if (!g || g->dtype != NB_DTYPE_F32 || g->ndim != 1 || dx->dtype != NB_DTYPE_F32 || dx->ndim != 2 ||
-        (dx->shape[1] > 1 && dx->stride[1] != 1))
-        return NB_KERNEL_DECLINE;
-    int rc = ce_open(&c, a);
-    if (rc) return rc;
-    const float *gb = nb_data(g);
-    float *db = nb_data(dx);
-    int64_t sg = g->stride[0], sd = dx->stride[0];
-    int nt = nb__par_threads(c.N * c.C, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t i = 0; i < c.N; i++) ce_row(&c, i, db + i * sd, gb[i * sg]);
-    return 0;
-}
-
-/* NLL_LOSS_BACKWARD on a contiguous (N, C) dx (1-D targets, g of any
- * stride, weights contiguous or none): ref_loss.c's double expression per
- * element, with the off-target term -(1-eps) 0 - eps/C w_c computed once
- * per class instead of per element: dx = gv d rounded once (8 doubles a
- * vector, a masked tail), bitwise ref's (signed zeros included); rows
- * split over threads. Targets are all checked first. */
-static int avx512_nll_loss_backward(const nb_kernel_args *a) {
-    const nb_tensor *g = a->in[0], *t = a->in[1], *w = a->nin > 2 ? a->in[2] : NULL;
-    nb_tensor *dx = a->out;
-    if (dx->dtype != NB_DTYPE_F32 || dx->ndim != 2 || !nb_is_contiguous(dx) || g->dtype != NB_DTYPE_F32 ||
-        g->ndim != 1 || t->dtype != NB_DTYPE_I64 || t->ndim != 1 || (w && (w->dtype != NB_DTYPE_F32 ||
-        w->ndim != 1 || !nb_is_contiguous(w))))
-        return NB_KERNEL_DECLINE;
-    int64_t N = dx->shape[0], C = dx->shape[1], ign = (int64_t)a->scalar[0];
-    double eps = a->scalar[1];
-    if (N == 0 || C == 0) return NB_KERNEL_DECLINE;
-    const int64_t *tv = nb_data(t);
-    const float *gv = nb_data(g), *wv = w ? nb_data(w) : NULL;
-    int64_t st = t->stride[0], sg = g->stride[0];
-    for (int64_t r = 0; r < N; r++) {
-        int64_t tc = tv[r * st];
-        if (tc != ign && (tc < 0 || tc >= C))
-            return nb__err(NB_ERANGE, "nb_nll_loss: target %lld is out of bounds for %lld classes", (long long)tc,
-                           (long long)C);
+/* ---- NLL_LOSS_BACKWARD's row: o = gr dc, 8 doubles a vector, a masked
+ * tail (no double read past dc's end; rows_driver.h aligns dc to 64 bytes,
+ * so a zmm load of dc does not straddle two lines) ---- */
+static void nll_row(float *o, const double *dc, int64_t C, double gr) {
+    __m512d gd = _mm512_set1_pd(gr);
+    int64_t c = 0;
+    for (; c + 16 <= C; c += 16) {
+        _mm256_storeu_ps(o + c, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_loadu_pd(dc + c))));
+        _mm256_storeu_ps(o + c + 8, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_loadu_pd(dc + c + 8))));
     }
-    /* 64-byte aligned: a zmm load of dc must not straddle two lines */
-    double *dc = aligned_alloc(64, (sizeof *dc * (size_t)C + 63) / 64 * 64);
-    if (!dc) return nb__err(NB_ENOMEM, "nb_nll_loss: out of memory");
-    for (int64_t c = 0; c < C; c++) dc[c] = -(1 - eps) * 0.0 - eps / (double)C * (wv ? (double)wv[c] : 1.0);
-    float *db = nb_data(dx);
-    int nt = nb__par_threads(N * C, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t r = 0; r < N; r++) {
-        float *o = db + r * C;
-        int64_t tc = tv[r * st];
-        if (tc == ign) {
-            memset(o, 0, sizeof(float) * (size_t)C);
-            continue;
-        }
-        double gr = gv[r * sg], wt = wv ? (double)wv[tc] : 1.0;
-        __m512d gd = _mm512_set1_pd(gr);
-        int64_t c = 0;
-        for (; c + 16 <= C; c += 16) {
-            _mm256_storeu_ps(o + c, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_loadu_pd(dc + c))));
-            _mm256_storeu_ps(o + c + 8, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_loadu_pd(dc + c + 8))));
-        }
-        for (; c < C; c += 8) {   /* masked: no double read past dc's end */
-            __mmask8 k = (__mmask8)nb__tail_mask16((int)(C - c < 8 ? C - c : 8));
-            _mm256_mask_storeu_ps(o + c, k, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_maskz_loadu_pd(k, dc + c))));
-        }
-        o[tc] = (float)(gr * (-(1 - eps) * wt - eps / (double)C * wt));
+    for (; c < C; c += 8) {
+        __mmask8 k = (__mmask8)nb__tail_mask16((int)(C - c < 8 ? C - c : 8));
+        _mm256_mask_storeu_ps(o + c, k, _mm512_cvtpd_ps(_mm512_mul_pd(gd, _mm512_maskz_loadu_pd(k, dc + c))));
     }
-    free(dc);
-    return 0;
 }
 
 /* Priorities by measurement: /tmp scratch bench, one process, the avx512
@@ -557,13 +340,13 @@ static int avx512_nll_loss_backward(const nb_kernel_args *a) {
 
 void nb__avx512_rows_register(void) {
     static const nb_kernel_desc ks[] = {
-        REG(SOFTMAX, "softmax", WINS, avx512_softmax),
-        REG(LOG_SOFTMAX, "log_softmax", WINS, avx512_log_softmax),
-        REG(SOFTMAX_BACKWARD, "softmax_bwd", WINS, avx512_softmax_backward),
-        REG(LOG_SOFTMAX_BACKWARD, "log_softmax_bwd", WINS, avx512_log_softmax_backward),
-        REG(CROSS_ENTROPY, "cross_entropy", WINS, avx512_cross_entropy),
-        REG(CROSS_ENTROPY_BACKWARD, "cross_entropy_bwd", WINS, avx512_cross_entropy_backward),
-        REG(NLL_LOSS_BACKWARD, "nll_loss_bwd", LOSES, avx512_nll_loss_backward),
+        REG(SOFTMAX, "softmax", WINS, rows_softmax),
+        REG(LOG_SOFTMAX, "log_softmax", WINS, rows_log_softmax),
+        REG(SOFTMAX_BACKWARD, "softmax_bwd", WINS, rows_softmax_backward),
+        REG(LOG_SOFTMAX_BACKWARD, "log_softmax_bwd", WINS, rows_log_softmax_backward),
+        REG(CROSS_ENTROPY, "cross_entropy", WINS, rows_cross_entropy),
+        REG(CROSS_ENTROPY_BACKWARD, "cross_entropy_bwd", WINS, rows_cross_entropy_backward),
+        REG(NLL_LOSS_BACKWARD, "nll_loss_bwd", LOSES, rows_nll_loss_backward),
     };
     NB__REGISTER_ALL(ks);
 }
