@@ -2,7 +2,7 @@
  * row-wise kernels: row offsets and the flat-layout test, the thread chunk,
  * the F32 sum block and the streaming-store rule. Included by
  * avx2/avx2_rows.h (so by avx2_rows.c and avx2_norm.c) and by
- * avx512/avx512_rows.c, each in its own library (compiled with that
+ * avx512/avx512_rows.c and avx512/avx512_norm.c, each in its own library (compiled with that
  * library's -m flags: no intrinsics here). The op entry points those files
  * share are in rows_driver.h.
  * Internal to the x86 kernel libraries.
@@ -43,5 +43,29 @@ static inline bool flat_rows(const nb_tensor *t, int dim) { return dim == t->ndi
 
 /* Rows handed to a thread at a time: about 16K floats. */
 static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
+
+/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
+ * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
+ * is not F32 or not of that shape (the kernel declines). batch_norm's
+ * stats, weights and biases; group_norm's weight and bias. */
+static inline bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
+    if (!t) {
+        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
+        return true;
+    }
+    if (t->dtype != NB_DTYPE_F32) return false;
+    const float *p = nb_data(t);
+    int64_t st;
+    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
+        st = t->stride[0];
+    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
+        p += r * t->stride[0];
+        st = t->stride[1];
+    } else {
+        return false;
+    }
+    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
+    return true;
+}
 
 #endif

@@ -202,30 +202,6 @@ static inline double dot_span(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
- * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
- * is not F32 or not of that shape (the kernel declines). batch_norm's
- * stats, weights and biases; group_norm's weight and bias. */
-static inline bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
-    if (!t) {
-        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
-        return true;
-    }
-    if (t->dtype != NB_DTYPE_F32) return false;
-    const float *p = nb_data(t);
-    int64_t st;
-    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
-        st = t->stride[0];
-    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
-        p += r * t->stride[0];
-        st = t->stride[1];
-    } else {
-        return false;
-    }
-    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
-    return true;
-}
-
 void nb__avx2_norm_register(void);   /* avx2_norm.c */
 
 #endif

@@ -42,17 +42,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "avx512_rows.h"
+#include "../rows_common.h"   /* SUMBLK, the streaming rule, row_chunk, vec_row: the AVX2 rows' */
 #include "kernels/kernels.h"
 #include "nb_config.h"
 
 #define W1 _mm512_set1_ps
 #define Y1 _mm256_set1_ps
 
-/* The AVX2 rows' constants (avx2_rows.h, avx2_norm.c): the sums' F32 block,
- * the streaming rule, and layer_norm_param_backward's fixed row blocks. */
-#define SUMBLK 512
-#define NT_MAXROW 2048
-#define NT_MINTOTAL (1 << 20)
+/* layer_norm_param_backward's fixed row blocks (avx2_norm.c's) */
 #define LNP_BLK 64
 
 /* ---- the AVX2 kernels' sums on 16 lanes ---- */
@@ -73,25 +71,6 @@ static inline __m256 fold(__m512 v) {
 static inline __mmask8 mask8(int64_t n) { return (__mmask8)(n >= 8 ? 0xFFu : (1u << n) - 1u); }
 static inline __mmask16 mask16(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 
-/* Runs the statements in ... for i = 0, 16, 32, ... < n: full vectors with
- * plain loads and stores, then one masked tail. Inside, LD(p) loads 16
- * floats at p (0 in the masked lanes) and ST(p, v) stores them. */
-#define ROWS16(n, i, ...)                          \
-    do {                                           \
-        int64_t i = 0;                             \
-        for (; i + 16 <= (n); i += 16) {           \
-            const bool full_ = true;               \
-            const __mmask16 k_ = 0xFFFF;           \
-            __VA_ARGS__                            \
-        }                                          \
-        if (i < (n)) {                             \
-            const bool full_ = false;              \
-            const __mmask16 k_ = mask16((n) - i);  \
-            __VA_ARGS__                            \
-        }                                          \
-    } while (0)
-#define LD(p) (full_ ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(k_, (p)))
-#define ST(p, v) (full_ ? _mm512_storeu_ps((p), (v)) : _mm512_mask_storeu_ps((p), k_, (v)))
 
 /* avx2_rows.h's ROWSUM: res = the sum of F16(o)'s lanes over 32-element
  * steps (two zmm accumulators = AVX2's four ymm ones), emptied into a
@@ -157,42 +136,6 @@ static inline double ss_span(const float *p, int64_t n, float mean, const float 
     return s;
 }
 
-/* Streaming stores for a row of y (AVX2's stream_ok): big flat outputs,
- * rows of at most NT_MAXROW floats, n % 8 == 0, 32-byte aligned. */
-static inline bool stream_ok(const float *p, int64_t n, bool big) {
-    return big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)p & 31) == 0;
-}
-
-/* Rows handed to a thread at a time: about 16K floats (avx2_rows.h). */
-static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
-
-/* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
- * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t
- * is not F32 or not of that shape (avx2_rows.h's vec_row; group_norm's
- * weight and bias). */
-static bool vec_row(const nb_tensor *t, int64_t r, int64_t C, float dflt, float *dst) {
-    if (!t) {
-        for (int64_t c = 0; c < C; c++) dst[c] = dflt;
-        return true;
-    }
-    if (t->dtype != NB_DTYPE_F32) return false;
-    const float *p = nb_data(t);
-    int64_t st;
-    if (t->ndim == 1 && r == 0 && t->shape[0] == C) {
-        st = t->stride[0];
-    } else if (t->ndim == 2 && t->shape[1] == C && r < t->shape[0]) {
-        p += r * t->stride[0];
-        st = t->stride[1];
-    } else {
-        return false;
-    }
-    for (int64_t c = 0; c < C; c++) dst[c] = p[c * st];
-    return true;
-}
-
-/* The operand checks, layouts, row statistics, thread splits, fixed row
- * blocks and entry points, shared with avx2_norm.c; this file gives the
- * 16-lane row code (ln_row, ln_bw_row, lnp_row, gn_slice). */
 #include "kernels/x86/norm_common.h"
 
 /* ---- layer_norm / rms_norm rows (see norm_common.h) ---- */

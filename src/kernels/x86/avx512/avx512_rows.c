@@ -61,6 +61,7 @@
  */
 #include "../rows_driver.h"
 #include "kernels/kernels.h"
+#include "avx512_rows.h"
 #include "vmath512.h"
 
 #include <math.h>
@@ -68,25 +69,6 @@
 
 #define V16 _mm512_set1_ps
 
-/* Runs the statements in ... for i = 0, 16, 32, ... < n: full vectors with
- * plain loads and stores, then one masked tail. Inside, LD(p) loads 16
- * floats at p (0 in the masked-off lanes) and ST(p, v) stores them. */
-#define ROWS16(n, i, ...)                                                    \
-    do {                                                                     \
-        int64_t i = 0;                                                       \
-        for (; i + 16 <= (n); i += 16) {                                     \
-            const bool full_ = true;                                         \
-            const __mmask16 k_ = 0xFFFF;                                     \
-            __VA_ARGS__                                                      \
-        }                                                                    \
-        if (i < (n)) {                                                       \
-            const bool full_ = false;                                        \
-            const __mmask16 k_ = nb__tail_mask16((int)((n) - i));            \
-            __VA_ARGS__                                                      \
-        }                                                                    \
-    } while (0)
-#define LD(p) (full_ ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(k_, (p)))
-#define ST(p, v) (full_ ? _mm512_storeu_ps((p), (v)) : _mm512_mask_storeu_ps((p), k_, (v)))
 #define TAILZERO(v) (full_ ? (v) : _mm512_maskz_mov_ps(k_, (v)))   /* masked-off lanes to 0 */
 
 /* Row sums in F32 (cvtps_pd would halve the throughput): four independent
