@@ -88,9 +88,9 @@ int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */
-void nb__avx512_rows_register(void);     /* avx512_rows.c: softmax family, cross entropy, layer_norm */
-void nb__avx512_norm_register(void);     /* avx512_norm.c: layer_norm fwd/bwd */
-void nb__avx512_reduce_register(void);   /* avx512_reduce.c: sum, amax/amin, argmax/argmin, var/std */
+void nb__avx512_rows_register(void);     /* avx512_rows.c: softmax family, cross entropy, nll backward */
+void nb__avx512_norm_register(void);     /* avx512_norm.c: layer/rms/group norm fwd and bwd */
+void nb__avx512_reduce_register(void);   /* avx512_reduce.c: sum, amax/amin, argmax/argmin, var/std, logsumexp, vector_norm */
 void nb__avx512_optim_register(void);    /* avx512_optim.c: SGD/Adam steps, dropout */
 /* AVX-512 kernels go first only where benchmarks/kernels shows them faster
  * than the AVX2 twin on an AVX-512 CPU (NB__PRIO_AVX512_WINS, above AVX2's

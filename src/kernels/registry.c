@@ -177,17 +177,18 @@ int nb__dispatch(nb_kernel_args *a, const char *who) {
     if (s->first >= 0) {
         int prefer = nb__isa_prefer;
         /* pass 0: the preferred ISA's kernels (tests and benchmarks); pass 1: all others */
-        for (int pass = prefer >= 0 ? 0 : 1; pass < 2; pass++)
-        for (int i = s->first; i < s->n; i++) {
-            if (s->k[i].isa > nb__cfg.isa_cap || (prefer >= 0 && (s->k[i].isa == (nb_isa)prefer) != (pass == 0)))
-                continue;
-            int rc = s->k[i].fn(a);
-            if (rc == NB_KERNEL_DECLINE) continue;
-            last_kernel = s->k[i].name;
-            NB_PROF_KERNEL_END(a, last_kernel, who);
-            if (rc < 0 && nb_last_error_code() != rc)
-                nb__err(rc, "%s: kernel %s failed: %s", who, s->k[i].name, nb_strerror(rc));
-            return rc < 0 ? rc : 0;
+        for (int pass = prefer >= 0 ? 0 : 1; pass < 2; pass++) {
+            for (int i = s->first; i < s->n; i++) {
+                const nb_kernel_desc *k = &s->k[i];
+                if (k->isa > nb__cfg.isa_cap || (prefer >= 0 && (k->isa == (nb_isa)prefer) != (pass == 0))) continue;
+                int rc = k->fn(a);
+                if (rc == NB_KERNEL_DECLINE) continue;
+                last_kernel = k->name;
+                NB_PROF_KERNEL_END(a, last_kernel, who);
+                if (rc < 0 && nb_last_error_code() != rc)
+                    nb__err(rc, "%s: kernel %s failed: %s", who, k->name, nb_strerror(rc));
+                return rc < 0 ? rc : 0;
+            }
         }
     }
     NB_PROF_KERNEL_END(a, NULL, who);

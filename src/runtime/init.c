@@ -25,6 +25,13 @@ static const char *const isa_names[NB_ISA_COUNT] = {"ref", "avx2", "avx512"};
 
 NB_API const char *nb_isa_name(nb_isa isa) { return (unsigned)isa < NB_ISA_COUNT ? isa_names[isa] : "?"; }
 
+/* The nb_isa named s (any case), or -1. */
+static int isa_of_name(const char *s) {
+    for (int i = 0; s && i < NB_ISA_COUNT; i++)
+        if (!strcasecmp(s, isa_names[i])) return i;
+    return -1;
+}
+
 static nb_isa best_isa(const nb_cpu_features *f) {
     if (f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl) return NB_ISA_AVX512;
     if (f->avx2_fma) return NB_ISA_AVX2;
@@ -46,9 +53,7 @@ NB_API int nb_init(const nb_init_opts *opts) {
     const char *isa = opts && opts->isa ? opts->isa : getenv("NB_ISA");
     int rc = 0;
     if (isa && *isa) {
-        int want = -1;
-        for (int i = 0; i < NB_ISA_COUNT; i++)
-            if (!strcasecmp(isa, isa_names[i])) want = i;
+        int want = isa_of_name(isa);
         if (want < 0) rc = NB_EINVAL;
         else if ((nb_isa)want < cap) cap = (nb_isa)want;
     }
@@ -67,10 +72,7 @@ NB_API int nb_init(const nb_init_opts *opts) {
 #endif
     nb__cfg.isa_cap = cap;
     extern int nb__isa_prefer;   /* kernels/kernels.h */
-    nb__isa_prefer = -1;
-    e = getenv("NB_ISA_PREFER");
-    for (int i = 0; e && i < NB_ISA_COUNT; i++)
-        if (!strcasecmp(e, isa_names[i])) nb__isa_prefer = i;
+    nb__isa_prefer = isa_of_name(getenv("NB_ISA_PREFER"));
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;
     nb__cfg.initialised = true;

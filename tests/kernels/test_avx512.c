@@ -173,7 +173,6 @@ static void w_check(const w_op *o, nb_tensor *x, nb_tensor *y, int out_off, cons
     const char *kr = w_run(o, orf, x, y, "ref");
     cr_assert(strncmp(kr, "ref_", 4) == 0, "%s %s: ref run served by %s", o->name, what, kr);
     const float *g5 = nb_data(o5), *g2 = nb_data(o2), *gr = nb_data(orf), *xv = nb_data(x);
-    const float *yv = y ? nb_data(y) : NULL;
     for (int64_t i = 0; i < n; i++)
         cr_assert(w_same(g5[i], g2[i]), "%s %s: element %lld: avx512 %a, avx2 %a", o->name, what, (long long)i,
                   (double)g5[i], (double)g2[i]);
@@ -184,7 +183,6 @@ static void w_check(const w_op *o, nb_tensor *x, nb_tensor *y, int out_off, cons
                       (double)g5[i], (double)gr[i]);
         return;
     }
-    (void)yv;
     nb_tensor *x64 = nb_to_dtype(x, NB_F64), *o64 = nb_empty(NB_SHAPE(n), NB_F64);
     cr_assert(x64 && o64, "%s", nb_last_error());
     w_run(o, o64, x64, NULL, "ref");

@@ -80,6 +80,19 @@ static void ew_tasks(const ew_job *j, int64_t t0, int64_t t1) {
     if (j->par.stream) _mm_sfence();   /* order the non-temporal stores before the caller reads out */
 }
 
+static inline bool is_f32(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_F32; }
+
+/* True when a has nin inputs and they and out are all F32 (what the
+ * element-wise kernels serve), filling ops with (out, in[0], in[1]) for
+ * nb__iter_init (NULL past nin). */
+static inline bool ew_f32_operands(const nb_kernel_args *a, int nin, const nb_tensor *ops[3]) {
+    if (a->nin < nin || !is_f32(a->out)) return false;
+    for (int i = 0; i < nin; i++)
+        if (!is_f32(a->in[i])) return false;
+    ops[0] = a->out, ops[1] = nin > 0 ? a->in[0] : NULL, ops[2] = nin > 1 ? a->in[1] : NULL;
+    return true;
+}
+
 /* True when operand o of a 2-D iteration runs across rows (a transposed
  * view: adjacent floats down a column, not along a row). */
 static inline bool ew_across(const nb__iter *it, int o) {

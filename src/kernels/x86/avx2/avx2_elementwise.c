@@ -508,7 +508,6 @@ static void ew_tiles(const ew_job *j, int64_t b0, int64_t b1) {
     }
 }
 
-static bool is_f32(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_F32; }
 
 /* Runs f over the merged iteration of ops[0..nops) (out first), split
  * over threads; `tiles`: F32 operands that may use the transposed-tile walk. */
@@ -546,10 +545,8 @@ static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *o
 /* Checks the operands (all F32, as many inputs as the op has) and runs f
  * over them; declines anything else. */
 static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) {
-    if (a->nin < nin || !is_f32(a->out)) return NB_KERNEL_DECLINE;
-    for (int i = 0; i < nin; i++)
-        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
-    const nb_tensor *ops[3] = {a->out, nin > 0 ? a->in[0] : NULL, nin > 1 ? a->in[1] : NULL};
+    const nb_tensor *ops[3];
+    if (!ew_f32_operands(a, nin, ops)) return NB_KERNEL_DECLINE;
     return ew_drive(a, nin + 1, ops, f, grain, true);
 }
 

@@ -139,15 +139,11 @@ EW_ROW(add) EW_ROW(sub) EW_ROW(mul) EW_ROW(div) EW_ROW(maximum) EW_ROW(minimum) 
 EW_ROW(neg) EW_ROW(abs) EW_ROW(square) EW_ROW(relu) EW_ROW(thrbw) EW_ROW(tanhbw) EW_ROW(sigbw) EW_ROW(gelubw)
 EW_ROW(exp) EW_ROW(log) EW_ROW(tanh) EW_ROW(sigmoid) EW_ROW(silu) EW_ROW(erf) EW_ROW(gelu) EW_ROW(gelu_tanh)
 
-static bool is_f32(const nb_tensor *t) { return nb_dtype_of(t) == NB_DTYPE_F32; }
-
 /* out = op(in[0] [, in[1]]) over the merged iteration, split over threads;
  * declines other dtypes and the transposed 2-D walks (see the top). */
 static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) {
-    if (a->nin < nin || !is_f32(a->out)) return NB_KERNEL_DECLINE;
-    for (int i = 0; i < nin; i++)
-        if (!is_f32(a->in[i])) return NB_KERNEL_DECLINE;
-    const nb_tensor *ops[3] = {a->out, nin > 0 ? a->in[0] : NULL, nin > 1 ? a->in[1] : NULL};
+    const nb_tensor *ops[3];
+    if (!ew_f32_operands(a, nin, ops)) return NB_KERNEL_DECLINE;
     int64_t total = nb_numel(a->out);
     ew_job j;
     nb__iter_init(&j.it, nin + 1, ops);

@@ -69,7 +69,6 @@ static inline __m256 fold(__m512 v) {
 }
 
 static inline __mmask8 mask8(int64_t n) { return (__mmask8)(n >= 8 ? 0xFFu : (1u << n) - 1u); }
-static inline __mmask16 mask16(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 
 
 /* avx2_rows.h's ROWSUM: res = the sum of F16(o)'s lanes over 32-element
@@ -149,7 +148,7 @@ static inline double ss_span(const float *p, int64_t n, float mean, const float 
         int64_t j = 0;                                                                  \
         if ((uintptr_t)(y) & 63) {                                                      \
             const bool full_ = false;                                                   \
-            const __mmask16 k_ = mask16((n) < 8 ? (n) : 8);                             \
+            const __mmask16 k_ = nb__tail_mask16((n) < 8 ? (int)(n) : 8);                \
             _mm512_mask_storeu_ps((y), k_, (VAL));                                      \
             j = 8;                                                                      \
         }                                                                               \
@@ -160,7 +159,7 @@ static inline double ss_span(const float *p, int64_t n, float mean, const float 
         }                                                                               \
         if (j < (n)) {                                                                  \
             const bool full_ = false;                                                   \
-            const __mmask16 k_ = mask16((n) - j);                                       \
+            const __mmask16 k_ = nb__tail_mask16((int)((n) - j));                         \
             _mm512_mask_storeu_ps((y) + j, k_, (VAL));                                  \
         }                                                                               \
         _mm_sfence();                                                                   \

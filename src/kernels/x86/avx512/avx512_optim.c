@@ -30,14 +30,12 @@
  */
 #include "kernels/kernels.h"
 #include "nb_config.h"
+#include "vmath512.h"   /* nb__tail_mask16 */
 
 #include <immintrin.h>
 #include <stdint.h>
 
 #include "../optim_common.h"
-
-/* Lanes i < k are set (k in 0..16). */
-static inline __mmask16 tail16(int64_t k) { return (__mmask16)(k >= 16 ? 0xFFFFu : (1u << k) - 1u); }
 
 /* Full 16-lane (full true) or masked (the lanes in m; the others load as 0
  * and are not stored) load and store. */
@@ -79,7 +77,7 @@ static inline void sgd16(float *p, const float *g, float *buf, const sgd_par *s,
 static void sgd_range(float *p, const float *g, float *buf, const sgd_par *s, int64_t lo, int64_t hi) {
     int64_t i = lo;
     for (; i + 16 <= hi; i += 16) sgd16(p + i, g + i, buf ? buf + i : NULL, s, 0, true);
-    if (i < hi) sgd16(p + i, g + i, buf ? buf + i : NULL, s, tail16(hi - i), false);
+    if (i < hi) sgd16(p + i, g + i, buf ? buf + i : NULL, s, nb__tail_mask16((int)(hi - i)), false);
 }
 
 /* SGD step; operands and scalars: optim_sgd_args (../optim_common.h). */
@@ -129,7 +127,7 @@ static void adam_range(float *p, const float *g, float *m1, float *m2, float *mx
                        int64_t hi) {
     int64_t i = lo;
     for (; i + 16 <= hi; i += 16) adam16(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, 0, true);
-    if (i < hi) adam16(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, tail16(hi - i), false);
+    if (i < hi) adam16(p + i, g + i, m1 + i, m2 + i, mx ? mx + i : NULL, s, nb__tail_mask16((int)(hi - i)), false);
 }
 
 /* Adam/AdamW step; operands and scalars: optim_adam_args. */
@@ -217,7 +215,7 @@ static void drop_range(float *y, const float *x, const drop_par *s, int64_t lo, 
             int64_t i = b + 16 * j, k = hi - i;
             if (k <= 0) break;
             bool full = k >= 16;
-            __mmask16 m = tail16(k);
+            __mmask16 m = nb__tail_mask16((int)(k));
             __mmask16 keep = _mm512_cmpge_epu32_mask(r[j], s->thr);
             __m512 vx = ld16(x + i, m, full);
             /* (float)((double)x * scale), as ref; dropped lanes are +0 */
@@ -233,7 +231,7 @@ static void drop_range(float *y, const float *x, const drop_par *s, int64_t lo, 
 static void zero_range(float *y, int64_t lo, int64_t hi) {
     int64_t i = lo;
     for (; i + 16 <= hi; i += 16) _mm512_storeu_ps(y + i, _mm512_setzero_ps());
-    if (i < hi) _mm512_mask_storeu_ps(y + i, tail16(hi - i), _mm512_setzero_ps());
+    if (i < hi) _mm512_mask_storeu_ps(y + i, nb__tail_mask16((int)(hi - i)), _mm512_setzero_ps());
 }
 
 /* dropout; operands, threshold, scale and Philox keys: optim_dropout_args. */
