@@ -16,7 +16,10 @@
  *   onednn_direct  dnnl_matmul / convolution primitives made once outside
  *                  the loop; conv in oneDNN's own (blocked, format `any`)
  *                  layouts, inputs reordered once before timing;
- *   onednn_plain   the same conv with plain NCHW/OIHW memory.
+ *   onednn_plain   the same conv with plain NCHW/OIHW memory;
+ *   paired_direct_cl  ours with x and dy channels-last (nb_to_channels_last),
+ *                  timed in alternation with oneDNN direct (its time in that
+ *                  pairing: onednn_direct_cl).
  * Workloads (F32):
  *   add, relu, exp,    16M floats into a fresh output (op result released
  *   dropout (p 0.5)    each call, so the allocator's cache serves it)
@@ -128,7 +131,11 @@ typedef struct conv_case {
     int64_t n, ci, co, hw, k, pad;   /* batch, channels in/out, H = W, kernel, padding */
     bool need_dx;                    /* x requires grad (not for the first layer) */
     nb_tensor *x, *w, *b, *g;        /* input, weight, bias, grad of the output */
+    nb_tensor *xl, *gl;              /* x and g channels-last (nb_to_channels_last) */
 } conv_case;
+
+/* run_ours's convs take the channels-last x and g (impl paired_direct_cl) */
+static bool conv_cl;
 
 static struct {
     nb_tensor *a, *b;          /* BIG floats */
@@ -199,9 +206,10 @@ static int run_ours(wl_kind k) {
     case W_MM2048: y = nb_matmul(in.ma[k - W_MM256], in.mb[k - W_MM256]); break;
     default: {
         conv_case *c = &in.conv[k - W_CONV1];
-        zero_grads((nb_tensor *[]){c->x, c->w, c->b}, 3);
-        y = nb_conv2d(c->x, c->w, c->b, &(nb_conv_opts){.padding = {c->pad, c->pad}});
-        rc = y ? nb_backward(y, c->g) : -1;
+        nb_tensor *x = conv_cl ? c->xl : c->x;
+        zero_grads((nb_tensor *[]){x, c->w, c->b}, 3);
+        y = nb_conv2d(x, c->w, c->b, &(nb_conv_opts){.padding = {c->pad, c->pad}});
+        rc = y ? nb_backward(y, conv_cl ? c->gl : c->g) : -1;
     }
     }
     return y && !rc ? 0 : -1;
@@ -466,6 +474,14 @@ static int bench_direct(wl_kind k, int threads, int reps) {
         if (!rc && blocked) {   /* ours and oneDNN in alternation: the ratio the table shows */
             if (!time_pair(run_ours, run_direct, k, reps, &mo, &ms))
                 report(k, threads, "paired_direct", "ours", mo);
+            /* and again with ours on channels-last x and dy (conv only) */
+            double mlo = -1, mld = -1;
+            conv_cl = true;
+            if (conv && ms >= 0 && !time_pair(run_ours, run_direct, k, reps, &mlo, &mld)) {
+                report(k, threads, "paired_direct_cl", "ours_channels_last", mlo);
+                report(k, threads, "onednn_direct_cl", "dnnl_conv_any", mld);
+            }
+            conv_cl = false;
         } else if (!rc) {
             ms = time_calls(run_direct, k, reps);
         }
@@ -526,7 +542,10 @@ static int make_inputs(void) {
         c->b = grad_leaf(nb_randn(NB_SHAPE(c->co), NB_F32, 50 + (uint64_t)i));
         c->g = nb_randn(NB_SHAPE(c->n, c->co, c->hw + 2 * c->pad - c->k + 1, c->hw + 2 * c->pad - c->k + 1), NB_F32,
                         60 + (uint64_t)i);
-        ok = ok && c->x && c->w && c->b && c->g;
+        c->xl = c->x ? nb_detach(nb_to_channels_last(c->x)) : NULL;
+        if (c->xl && c->need_dx) grad_leaf(c->xl);
+        c->gl = c->g ? nb_to_channels_last(c->g) : NULL;
+        ok = ok && c->x && c->w && c->b && c->g && c->xl && c->gl;
     }
     nb_tensor *pg = nb_randn(NB_SHAPE(ROWS * COLS), NB_F32, 70);
     for (int i = 0; ok && i < 2; i++) {

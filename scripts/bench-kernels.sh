@@ -67,7 +67,7 @@ def ratio(a, b):
 
 k512 = "avx512k" in isas
 head = ["workload", "thr", "unit"] + isas + (["avx512k/avx2"] if k512 else []) + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
-        "ours/PyTorch", "ours/oneDNN", "ours/copy", "ours = kernel"]
+        "ours/PyTorch", "ours/oneDNN", "ours NHWC/oneDNN", "ours/copy", "ours = kernel"]
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for wl, th in order:
     ours_k = (wl, th, best)
@@ -80,6 +80,7 @@ for wl, th in order:
             cell(mc) if elem else "", cell((wl, th, "torch")),
             ratio(ours_k, (wl, th, "torch")),
             ratio((wl, th, "paired_direct") if (wl, th, "paired_direct") in rate else ours_k, (wl, th, "onednn_direct")),
+            ratio((wl, th, "paired_direct_cl"), (wl, th, "onednn_direct_cl")),
             ratio((wl, th, "paired"), mc) if elem else "", rate.get(ours_k, (0, "?"))[1]]
     lines.append("| " + " | ".join(row) + " |")
 table = "\n".join(lines)
@@ -102,7 +103,9 @@ first even where the registry ranks them below AVX2 (it does so where this colum
 when the ranks were set), and `avx512k/avx2` their rate ratio. `oneDNN direct`: the dnnl primitives
 called directly in the same run (conv in oneDNN's blocked layouts, reorders outside the loop),
 timed in alternation with ours (call by call) for `ours/oneDNN`;
-`oneDNN plain`: the same conv on plain NCHW memory. `memcpy`: the copy bandwidth (16M floats into a
+`oneDNN plain`: the same conv on plain NCHW memory. `ours NHWC/oneDNN`: ours with the image and its
+gradient channels-last (`nb_to_channels_last`, PyTorch's `torch.channels_last`), timed in alternation
+with oneDNN direct. `memcpy`: the copy bandwidth (16M floats into a
 warm buffer), timed in alternation with ours for `ours/copy`.
 Ratios are rate ratios measured in the same run (above 1: ours is faster). The machine is shared
 and noisy: read ratios, repeat before trusting a single figure.

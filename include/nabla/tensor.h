@@ -81,6 +81,10 @@ NB_API nb_dims nb_dims_get(const nb_tensor *t);
 NB_API nb_dtype nb_dtype_of(const nb_tensor *t);    /* NB_DTYPE_COUNT for NULL */
 #define nb_dtype(t) nb_dtype_of(t)
 NB_API bool nb_is_contiguous(const nb_tensor *t);
+/* A 4-D (N, C, H, W) tensor stored channels-last (NHWC): strides
+ * (H*W*C, 1, W*C, C), size-1 dims aside (PyTorch's
+ * t.is_contiguous(memory_format=torch.channels_last)). */
+NB_API bool nb_is_channels_last(const nb_tensor *t);
 /* Address of element [0,...,0] (offset applied). For kernels and I/O; writing
  * through it does not bump the version counter (use nb_bump_version). */
 NB_API void *nb_data(const nb_tensor *t);
@@ -126,6 +130,13 @@ NB_API nb_tensor *nb_squeeze(nb_tensor *t, int dim);   /* dim must have size 1 *
 NB_API nb_tensor *nb_unsqueeze(nb_tensor *t, int dim);
 /* Returns t itself (retained, in the scope) when already contiguous. */
 NB_API nb_tensor *nb_contiguous(nb_tensor *t);
+/* The same 4-D (N, C, H, W) values stored channels-last (a copy; t itself,
+ * retained, when it is already), as PyTorch's
+ * t.to(memory_format=torch.channels_last). Convolutions given a
+ * channels-last input write a channels-last output (and their input
+ * gradient follows the output gradient's layout), so oneDNN runs on the
+ * tensors' own memory with no reorders; see README "Channels-last". */
+NB_API nb_tensor *nb_to_channels_last(nb_tensor *t);
 NB_API nb_tensor *nb_clone(nb_tensor *t);
 /* Converts to dt (a copy; t itself, retained, when dt is already t's). */
 NB_API nb_tensor *nb_to_dtype(nb_tensor *t, nb_dtype dt);

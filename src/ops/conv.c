@@ -55,10 +55,18 @@ static conv_geom geom_get(const nb__node *n) {
 }
 
 /* Allocates out of `shape` and runs `op` on the given inputs (NULLs at the
- * end are left out) with g as scalars. Returns out (+1, not scoped) or NULL. */
+ * end are left out) with g as scalars. Returns out (+1, not scoped) or NULL.
+ * An image out (CONV2D's y, CONV_BWD_DATA's dx) follows its image input
+ * a's layout, as PyTorch's convolutions do: channels-last when a suggests
+ * it (nb__suggests_channels_last), else contiguous. So a channels-last
+ * network stays channels-last through the convs and their gradients, and
+ * oneDNN's NHWC kernels run on the tensors themselves (onednn_conv.c). */
 static nb_tensor *conv_run(const char *who, nb_op op, nb_dims shape, const conv_geom *g, nb_tensor *a, nb_tensor *b,
                            nb_tensor *c) {
-    nb_tensor *out = nb__new(who, a->dtype, shape.ndim, shape.d);
+    bool image = op == NB_OP_CONV2D || op == NB_OP_CONV_BWD_DATA || op == NB_OP_CONV_TRANSPOSE2D;
+    nb_tensor *out = image && shape.ndim == 4 && nb__suggests_channels_last(a)
+                         ? nb__new_channels_last(who, a->dtype, shape.d)
+                         : nb__new(who, a->dtype, shape.ndim, shape.d);
     if (!out) return NULL;
     nb_kernel_args args = {.op = op, .out = out, .in = {a, b, c}, .nin = c ? 3 : b ? 2 : 1};
     for (int i = 0; i < 2; i++) {

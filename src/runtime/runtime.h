@@ -65,6 +65,15 @@ void nb__tensor_count(int delta);
  * an error for bad shapes, overflow or no memory. `who` names the public
  * function for the message. */
 nb_tensor *nb__new(const char *who, nb_dtype dt, int ndim, const int64_t *shape);
+/* A new 4-D tensor of shape (N, C, H, W) laid out channels-last: strides
+ * (H*W*C, 1, W*C, C), as PyTorch's torch.channels_last. */
+nb_tensor *nb__new_channels_last(const char *who, nb_dtype dt, const int64_t *shape);
+/* t is channels-last and not also contiguous (PyTorch's
+ * suggest_memory_format): the layout an op's output should follow. A
+ * contiguous (N, 1, H, W) is both, and counts as contiguous. */
+bool nb__suggests_channels_last(const nb_tensor *t);
+/* A copy of the 4-D t laid out channels-last (differentiable, as nb_clone). */
+nb_tensor *nb__clone_channels_last(nb_tensor *t);
 /* A new tensor object sharing t's storage with the given geometry (+1). */
 nb_tensor *nb__alias(const nb_tensor *t, int ndim, const int64_t *shape,
                      const int64_t *stride, int64_t offset);

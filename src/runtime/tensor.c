@@ -189,6 +189,32 @@ NB_API bool nb_is_contiguous(const nb_tensor *t) {
     return true;
 }
 
+/* Channels-last (NHWC) is checked as nb_is_contiguous checks NCHW: C
+ * innermost, then W, H, N, each stride the extent inside it; a size-1 dim
+ * may have any stride (so a contiguous (N, 1, H, W) is both). */
+NB_API bool nb_is_channels_last(const nb_tensor *t) {
+    if (!t || t->ndim != 4) return false;
+    static const int order[4] = {1, 3, 2, 0};
+    int64_t e = 1;
+    for (int i = 0; i < 4; i++) {
+        int k = order[i];
+        if (t->shape[k] != 1 && t->stride[k] != e) return false;
+        e *= t->shape[k];
+    }
+    return true;
+}
+
+bool nb__suggests_channels_last(const nb_tensor *t) { return nb_is_channels_last(t) && !nb_is_contiguous(t); }
+
+nb_tensor *nb__new_channels_last(const char *who, nb_dtype dt, const int64_t *shape) {
+    const int64_t nhwc[4] = {shape[0], shape[2], shape[3], shape[1]};
+    nb_tensor *t = nb__new(who, dt, 4, nhwc);
+    if (!t) return NULL;
+    for (int i = 0; i < 4; i++) t->shape[i] = shape[i];
+    t->stride[1] = 1, t->stride[3] = shape[1], t->stride[2] = shape[3] * shape[1], t->stride[0] = shape[2] * shape[3] * shape[1];
+    return t;
+}
+
 NB_API void *nb_data(const nb_tensor *t) {
     if (!t) return NULL;
     return (char *)t->storage->data + t->offset * (int64_t)dtype_sizes[t->dtype];
