@@ -61,6 +61,14 @@ nb_tensor *nb__convert(const char *who, nb_tensor *t, nb_dtype dt) {
     return out;
 }
 
+/* t is channels-last (nb__suggests_channels_last) with shape (nd, shape). */
+static bool cl_like(const nb_tensor *t, int nd, const int64_t *shape) {
+    if (t->ndim != 4 || nd != 4 || !nb__suggests_channels_last(t)) return false;
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] != shape[i]) return false;
+    return true;
+}
+
 /* Promotion happens here: each input is converted (at its own, unbroadcast
  * size) to the computation dtype, so the kernels see one input dtype. */
 nb_tensor *nb__ew_binary_ex(const char *who, nb_op op, nb_tensor *a, nb_tensor *b, nb_dtype compute,
@@ -69,7 +77,9 @@ nb_tensor *nb__ew_binary_ex(const char *who, nb_op op, nb_tensor *a, nb_tensor *
     int64_t shape[NB_MAX_DIMS];
     if (nb__broadcast(who, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
     nb_tensor *ca = nb__convert(who, a, compute), *cb = ca ? nb__convert(who, b, compute) : NULL;
-    nb_tensor *out = cb ? nb__new(who, out_dt, nd, shape) : NULL;
+    /* the output follows a channels-last input of its own shape (as PyTorch's) */
+    bool cl = cl_like(a, nd, shape) || cl_like(b, nd, shape);
+    nb_tensor *out = !cb ? NULL : cl ? nb__new_channels_last(who, out_dt, shape) : nb__new(who, out_dt, nd, shape);
     nb_tensor *ea = NULL, *eb = NULL;
     int rc = NB_ENOMEM;   /* stays when an alias cannot be made */
     if (!out) goto release_inputs;
@@ -103,7 +113,9 @@ nb_tensor *nb__ew_unary(const char *who, nb_op op, nb_tensor *a, double s) {
 nb_tensor *nb__ew_unary_ex(const char *who, nb_op op, nb_tensor *a, nb_dtype compute, nb_dtype out_dt, double s0,
                            double s1) {
     nb_tensor *ca = nb__convert(who, a, compute);
-    nb_tensor *out = ca ? nb__new(who, out_dt, a->ndim, a->shape) : NULL;
+    nb_tensor *out = !ca                               ? NULL
+                     : cl_like(a, a->ndim, a->shape) ? nb__new_channels_last(who, out_dt, a->shape)
+                                                     : nb__new(who, out_dt, a->ndim, a->shape);
     if (out) {
         nb_kernel_args args = {.op = op, .out = out, .in = {ca}, .nin = 1, .scalar = {s0, s1}};
         if (nb__dispatch(&args, who)) {

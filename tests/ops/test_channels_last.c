@@ -177,3 +177,55 @@ Test(channels_last, f64_gradcheck_through_a_channels_last_input) {
                  r.analytic, r.numeric);
     nb_scope_end();
 }
+
+Test(channels_last, elementwise_outputs_follow_a_channels_last_input) {
+    nb_scope_begin();
+    nb_tensor *a = nb_randn(NB_SHAPE(3, 5, 4, 6), NB_F32, 1), *b = nb_randn(NB_SHAPE(3, 5, 4, 6), NB_F32, 2);
+    nb_tensor *al = nb_to_channels_last(a), *bl = nb_to_channels_last(b);
+    nb_tensor *bias = nb_randn(NB_SHAPE(1, 5, 1, 1), NB_F32, 3);
+    struct {
+        const char *what;
+        nb_tensor *got, *want;
+    } r[] = {
+        {"relu", nb_relu(al), nb_relu(a)},
+        {"tanh", nb_tanh(al), nb_tanh(a)},
+        {"add both channels-last", nb_add(al, bl), nb_add(a, b)},
+        {"mul one channels-last", nb_mul(a, bl), nb_mul(a, b)},
+        {"add a broadcast bias", nb_add(al, bias), nb_add(a, bias)},
+        {"mul_scalar", nb_mul_scalar(al, 0.5), nb_mul_scalar(a, 0.5)},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        cr_assert_not_null(r[i].got, "%s: %s", r[i].what, nb_last_error());
+        cr_expect(nb_is_channels_last(r[i].got) && !nb_is_contiguous(r[i].got), "%s: output not channels-last",
+                  r[i].what);
+        cr_expect_eq(tu_max_abs_diff(r[i].got, r[i].want), 0.0, "%s: values differ from the NCHW op", r[i].what);
+    }
+    /* contiguous inputs keep contiguous outputs; a transposed (non-channels-last) input too */
+    cr_expect(nb_is_contiguous(nb_add(a, b)));
+    cr_expect(nb_is_contiguous(nb_relu(nb_transpose(a, 2, 3))));
+    nb_scope_end();
+}
+
+/* conv -> relu -> conv -> sum, channels-last or not: the same gradients. */
+Test(channels_last, a_small_network_stays_channels_last_and_matches) {
+    nb_scope_begin();
+    nb_tensor *x = nb_randn(NB_SHAPE(4, 8, 10, 10), NB_F32, 1);
+    nb_tensor *w1 = nb_mul_scalar(nb_randn(NB_SHAPE(16, 8, 3, 3), NB_F32, 2), 0.2);
+    nb_tensor *w2 = nb_mul_scalar(nb_randn(NB_SHAPE(8, 16, 3, 3), NB_F32, 3), 0.2);
+    nb_tensor *ws[2][2], *h[2];
+    for (int v = 0; v < 2; v++) {
+        ws[v][0] = nb_detach(w1), ws[v][1] = nb_detach(w2);
+        nb_set_requires_grad(ws[v][0], true);
+        nb_set_requires_grad(ws[v][1], true);
+        nb_tensor *in = v ? nb_to_channels_last(x) : x;
+        nb_tensor *a = nb_relu(nb_conv2d(in, ws[v][0], NULL, &(nb_conv_opts){.padding = {1, 1}}));
+        h[v] = nb_conv2d(a, ws[v][1], NULL, &(nb_conv_opts){.padding = {1, 1}});
+        cr_assert_not_null(h[v], "%s", nb_last_error());
+        cr_expect(v == 0 || (nb_is_channels_last(a) && nb_is_channels_last(h[v])), "the layout was lost");
+        cr_assert_eq(nb_backward(nb_sum(nb_mul(h[v], h[v]), NULL, 0, false), NULL), 0, "%s", nb_last_error());
+    }
+    expect_close(h[1], h[0], "h", 0);
+    expect_close(nb_grad(ws[1][0]), nb_grad(ws[0][0]), "dw1", 0);
+    expect_close(nb_grad(ws[1][1]), nb_grad(ws[0][1]), "dw2", 0);
+    nb_scope_end();
+}

@@ -25,6 +25,19 @@ void nb__iter_init(nb__iter *it, int n, const nb_tensor *const *ops) {
         for (int o = 0; o < n; o++) it->stride[o][0] = 0;
         nd = 1;
     }
+    /* dims in the output's memory order (outermost first; stable, so a
+     * contiguous output keeps its order), as PyTorch's TensorIterator: a
+     * channels-last output (and channels-last inputs) then merge into one
+     * contiguous run instead of rows of W elements C apart */
+    for (int d = 1; d < nd; d++)
+        for (int e = d; e > 0 && it->stride[0][e - 1] < it->stride[0][e]; e--) {
+            int64_t sz = it->shape[e];
+            it->shape[e] = it->shape[e - 1], it->shape[e - 1] = sz;
+            for (int o = 0; o < n; o++) {
+                int64_t st = it->stride[o][e];
+                it->stride[o][e] = it->stride[o][e - 1], it->stride[o][e - 1] = st;
+            }
+        }
     /* merge dim d into the previous one when every operand is contiguous across them */
     int w = 0;
     for (int d = 1; d < nd; d++) {
