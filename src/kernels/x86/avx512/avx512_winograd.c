@@ -39,8 +39,8 @@
 #define WG_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define WG_FNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
 #define WG_TB 24   /* tiles per block, at most */
-#define WG_MR 12   /* GEMM microkernel: 12 rows x 2 vectors (24 of the 32 zmm accumulate) */
-#define WG_NV 2
+#define WG_MR 6    /* GEMM microkernel: 6 rows x 4 vectors (24 of the 32 zmm accumulate; 64 channels a pass) */
+#define WG_NV 4
 
 /* r[0..16) <- its transpose (16x16 floats): 2x2 blocks within 128-bit
  * lanes, then 4x4, then the lanes themselves. */
@@ -77,6 +77,20 @@ static bool wg_isa_ok(void) { return true; }
 
 #include "../winograd_common.h"
 
+/* Ranked above oneDNN's convolutions (10) and the AVX2 twin (20, which
+ * steps aside under AVX-512 anyway), every op: measured on a 2-core AVX-512
+ * Xeon (Cascade Lake, 32 KiB L1d and 1 MiB L2 a core), shared and noisy.
+ * benchmarks/kernels, fwd+bwd, ours on plain NCHW vs oneDNN called directly
+ * in its blocked layouts (paired, ms):
+ *   LeNet conv2 (64,32,14,14) 5x5 pad 2: 1 thread 20.8-21.1 vs 27.3-27.5
+ *     (0.76-0.77x the time), 2 threads 11.5-11.6 vs 13.8-14.1 (0.82-0.83x);
+ *   3x3 (32,64,28,28) -> 64 pad 1: 1 thread 28.2-31.6 vs 45.1-46.8
+ *     (0.63-0.67x), 2 threads 15.1-15.3 vs 23.0-23.4 (0.66x).
+ * Per op at 1 thread (the per-op profiler, ms per call, vs our oneDNN path
+ * with its reorders): conv2 fwd 6.3-6.8 vs 10.0, bwd_data 6.7-7.5 vs 10.1,
+ * bwd_weight 7.7-8.1 vs 12.2; the 3x3 fwd 8.8-9.4 vs 17.9, bwd_data
+ * 8.4-9.0 vs 18.2, bwd_weight 11.5-11.9 vs 18.3. 6 x 64 GEMM tiles beat
+ * 12 x 32 by ~8% on the 3x3; WG_TB 16..48 within the noise. */
 void nb__avx512_winograd_register(void) {
     wg_matrices(&wg_m25, 2, 5);
     wg_matrices(&wg_m43, 4, 3);
