@@ -3,7 +3,7 @@
  *
  * Serves CONV2D, CONV_BWD_DATA, CONV_TRANSPOSE2D and CONV_BWD_WEIGHT (F32,
  * groups 1, stride 1, dilation 1, square r x r kernels, r = 3 or 5, 16+
- * channels in and out), unless AVX-512 is in force (wg_setup).
+ * channels in and out), unless AVX-512 is in force (wg_isa_ok: the twin serves).
  * The adjoint w.r.t. the input is itself a stride-1 correlation, of gy with
  * the kernel turned 180 degrees and its channel axes swapped, padded r-1-p:
  * one engine serves all three.
@@ -31,7 +31,7 @@
  * the rounding error is larger than direct summation's: measured against the
  * float64 ref kernel, max |error| / max |result| is 3e-6 (5x5, 32 -> 64
  * channels) to 7e-6 (3x3, 64 -> 64), against ~1e-7 for a direct float
- * convolution; the tests bound it at 2e-5 (test_winograd.c). A NaN or inf
+ * convolution; the tests bound it at 2e-5 (winograd_tests.h). A NaN or inf
  * input reaches every output of the tiles whose 6x6 input holds it, a few
  * more outputs than a direct convolution's window. NB_WINOGRAD=0 turns these
  * kernels off (oneDNN's direct convolutions serve).
