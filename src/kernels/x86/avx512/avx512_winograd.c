@@ -82,10 +82,12 @@ static bool wg_isa_ok(void) { return true; }
  * Xeon (Cascade Lake, 32 KiB L1d and 1 MiB L2 a core), shared and noisy.
  * benchmarks/kernels, fwd+bwd, ours on plain NCHW vs oneDNN called directly
  * in its blocked layouts (paired, ms):
- *   LeNet conv2 (64,32,14,14) 5x5 pad 2: 1 thread 20.8-21.1 vs 27.3-27.5
- *     (0.76-0.77x the time), 2 threads 11.5-11.6 vs 13.8-14.1 (0.82-0.83x);
+ *   LeNet conv2 (64,32,14,14) 5x5 pad 2: 1 thread 20.8-21.5 vs 27.3-27.8
+ *     (0.76-0.77x the time), 2 threads 11.5-11.7 vs 13.8-15.2 (0.77-0.83x);
  *   3x3 (32,64,28,28) -> 64 pad 1: 1 thread 28.2-31.6 vs 45.1-46.8
- *     (0.63-0.67x), 2 threads 15.1-15.3 vs 23.0-23.4 (0.66x).
+ *     (0.63-0.67x), 2 threads 15.1-16.0 vs 23.0-25.8 (0.62-0.66x).
+ * (Runs with the 2 cores taken by other work, load > 2, left out: both
+ * sides then take 44-60 ms at 2 threads.)
  * Per op at 1 thread (the per-op profiler, ms per call, vs our oneDNN path
  * with its reorders): conv2 fwd 6.3-6.8 vs 10.0, bwd_data 6.7-7.5 vs 10.1,
  * bwd_weight 7.7-8.1 vs 12.2; the 3x3 fwd 8.8-9.4 vs 17.9, bwd_data
