@@ -92,6 +92,7 @@ void nb__avx512_rows_register(void);     /* avx512_rows.c: softmax family, cross
 void nb__avx512_norm_register(void);     /* avx512_norm.c: layer/rms/group norm fwd and bwd */
 void nb__avx512_reduce_register(void);   /* avx512_reduce.c: sum, amax/amin, argmax/argmin, var/std, logsumexp, vector_norm */
 void nb__avx512_optim_register(void);    /* avx512_optim.c: SGD/Adam steps, dropout */
+void nb__avx512_winograd_register(void); /* avx512_winograd.c: stride-1 3x3/5x5 convs and their backward */
 /* AVX-512 kernels go first only where benchmarks/kernels shows them faster
  * than the AVX2 twin on an AVX-512 CPU (NB__PRIO_AVX512_WINS, above AVX2's
  * 10); the others stay registered below AVX2 (NB__PRIO_AVX512_LOSES) and
