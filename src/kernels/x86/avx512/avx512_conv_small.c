@@ -14,12 +14,15 @@
  * each input channel: xq[c][kw][h][ow] = x[c][h - ph][ow + kw - pw] (zero
  * outside), h < OH + r - 1, so that tap (c, kh, kw) of flat position p
  * reads xq[c][kw] at p + kh * OW: one unaligned load per 16 positions.
+ * (Blocks of two output rows, or 32 columns with a masked half, would
+ * waste 4 of 32 lanes on a 28-wide row.)
  *
  * Forward: blocks of FR = 4 output channels x FV = 6 vectors (24
  * accumulators, 4 broadcast weights and one load of xq per vector and tap);
  * the sums run over (c, kh, kw) in that order for every output, so the
  * bits do not depend on the thread count (threads split the images). The
- * last vector of a plane is stored masked.
+ * last vector of a plane is stored masked; each block's output lines are
+ * fetched for writing while it computes (the output is too big for L2).
  *
  * Backward-weights: dw[k][c][kh][kw] = sum over n and p of
  * xq[n][c][kw][p + kh OW] gy[n][k][p], one lane-wise partial sum of 16 per
@@ -27,9 +30,10 @@
  * (kb = 12 .. 3 as r = 1 .. 7: kb (r + 1) + 1 of the 32 registers); the
  * last, partial vector is loaded zero-masked in both factors (an inf past
  * the plane would otherwise give 0 * inf). gy's planes are read in place
- * when flat, else copied per image. Images are cut into the common
- * header's fixed chunks, lanes added in lane order, chunks in chunk order:
- * the bits do not depend on the thread count either.
+ * when flat (the next block's prefetched meanwhile), else copied per
+ * image. Images are cut into the common header's fixed chunks, lanes added
+ * in lane order, chunks in chunk order: the bits do not depend on the
+ * thread count either.
  *
  * The ISA-neutral half (operand checks, weight copies, the image split and
  * the chunk sums, the entry points) is ../conv_small_common.h, shared with
@@ -100,13 +104,15 @@ static void cs_pack(const cs_conv *c, int64_t n, float *xq) {
  * lines are fetched for writing (prefetchw, one per tap) when pf: else
  * its 24 stores at once to a 6.4 MB output (LeNet) stall on the line fill
  * buffers, each waiting for its line from L3 or memory (1.24-1.31 ms
- * forward against 1.03-1.10 with the prefetches, 1 thread). */
+ * forward against 1.03-1.10 with the prefetches, 1 thread). PREFETCHW is
+ * on every AVX-512 CPU (and a no-op where it is not). */
 CS_AI void cs_fblock(int64_t taps, const int64_t *xoff, int nv, const float *xq, const float *const *w,
                      const float *bv, int64_t p0, float *const *y, __mmask16 last, bool pf) {
     __m512 acc[FR][FV];
     for (int i = 0; i < FR; i++)
         for (int j = 0; j < nv; j++) acc[i][j] = _mm512_set1_ps(bv[i]);
     int64_t npf = pf ? FR * nv : 0;
+#define CS_PREFETCHW(t) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(y[(t) % FR] + (t) / FR * 16)))
     for (int64_t t = 0; t < taps; t++) {
         const float *xr = xq + xoff[t] + p0;
         __m512 wv[FR];
@@ -115,9 +121,10 @@ CS_AI void cs_fblock(int64_t taps, const int64_t *xoff, int nv, const float *xq,
             __m512 xv = _mm512_loadu_ps(xr + 16 * j);
             for (int i = 0; i < FR; i++) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
         }
-        if (t < npf) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(y[t % FR] + t / FR * 16)));
+        if (t < npf) CS_PREFETCHW(t);
     }
-    for (int64_t t = taps; t < npf; t++) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(y[t % FR] + t / FR * 16)));
+    for (int64_t t = taps; t < npf; t++) CS_PREFETCHW(t);
+#undef CS_PREFETCHW
     for (int i = 0; i < FR; i++) {
         for (int j = 0; j < nv - 1; j++) _mm512_storeu_ps(y[i] + 16 * j, acc[i][j]);
         _mm512_mask_storeu_ps(y[i] + 16 * (nv - 1), last, acc[i][nv - 1]);
