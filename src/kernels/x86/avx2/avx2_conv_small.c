@@ -3,7 +3,7 @@
  *
  * Serves CONV2D and CONV_BWD_WEIGHT (F32, stride 1, dilation 1, groups 1,
  * 1-4 input channels, 8+ output channels, kernels up to 7x7), unless
- * AVX-512 is in force (oneDNN's AVX-512 convolutions then serve). With so few
+ * AVX-512 is in force (the AVX-512 twin then serves). With so few
  * input channels a GEMM (oneDNN's, or Winograd's per-position ones) has an
  * inner dimension of 1 to 4 x r^2 and runs far from peak (oneDNN: ~30-45
  * GFLOP/s on LeNet's 1 -> 32, 5x5 layer, reorders to and from its blocked
