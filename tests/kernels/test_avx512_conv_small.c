@@ -8,15 +8,17 @@
  *   blocks of 6 and shorter); 8, 13, 16, 24 and 32 output channels (whole
  *   and short blocks of 4 forward, of kb backward); even kernels; batches
  *   of 1, 3 and 37 (not a multiple of the 16 weight-gradient chunks); bias
- *   and none. Transposed / strided / permuted operands and a strided
+ *   and none; planes the weight gradient cuts into bands. Transposed / strided / permuted operands and a strided
  *   output, all served (a gy that is not flat is copied per image). Error
  *   max |got - ref| / max |ref| below CS_TOL, served by the kernel under
  *   test (nb__last_kernel).
  * - 1, 2 and 3 threads give the same bits, forward and weight gradient.
  * - An inf input past the plane's last partial vector stays out of the
  *   taps that never read it.
- * - Declines: what the AVX2 twin declines (conv_small_testutil.h), and every
- *   call under the nb__avx512_conv_small_off hook.
+ * - Declines: what the AVX2 twin declines (conv_small_testutil.h), the
+ *   weight gradient of 16 or fewer outputs with more than 25 taps each
+ *   (oneDNN's is faster there), and every call under the
+ *   nb__avx512_conv_small_off hook.
  * - The registry picks it for LeNet's first layer at the default cap.
  * The avx512 kernels are tried first (nb__isa_prefer), so they are tested
  * wherever the registry ranks them. Skipped on a CPU without AVX-512
@@ -32,7 +34,7 @@
 
 #include "conv_small_testutil.h"
 
-static const cs_kind cs_avx512 = {"avx512", NB_ISA_AVX512, "avx512_conv_small", true};
+static const cs_kind cs_avx512 = {"avx512", NB_ISA_AVX512, "avx512_conv_small", true, 16};
 
 static void c5_setup(void) {
     cs_k = &cs_avx512;
@@ -67,6 +69,17 @@ Test(avx512_conv_small, batches_and_chunks) {
     cs_both(&(cs_case){37, 1, 12, 28, 32, 5, 2, false, 'c'});
 }
 
+/* Planes the weight gradient cuts into bands (cs_band): 4 bands ending in
+ * a partial vector, 3 ending in a whole one, 2 (LeNet's size at 7x7), 2
+ * of a gy copied per image. */
+Test(avx512_conv_small, weight_gradient_bands) {
+    cs_need();
+    cs_both(&(cs_case){3, 2, 30, 29, 24, 7, 3, true, 'c'});
+    cs_both(&(cs_case){2, 4, 24, 24, 32, 5, 2, false, 'c'});
+    cs_both(&(cs_case){5, 1, 28, 28, 24, 7, 3, true, 'c'});
+    cs_both(&(cs_case){2, 3, 30, 29, 24, 3, 1, true, 't'});
+}
+
 Test(avx512_conv_small, strided_and_permuted_operands) {
     cs_need();
     static const char layouts[] = {'t', 's', 'w', 'o'};
@@ -91,6 +104,8 @@ Test(avx512_conv_small, declines_what_it_does_not_serve) {
     cs_need();
     cs_declines_common();
     nb_scope_begin();
+    cs_declines(NB_OP_CONV_BWD_WEIGHT, nb_randn(NB_SHAPE(2, 2, 12, 12), NB_F32, 4),
+                nb_randn(NB_SHAPE(2, 16, 12, 12), NB_F32, 5), NB_SHAPE(16, 2, 5, 5), 2, 1, 1, 1);   /* 16 x 50 taps */
     nb_tensor *x = nb_randn(NB_SHAPE(2, 1, 12, 12), NB_F32, 1), *w = nb_randn(NB_SHAPE(16, 1, 3, 3), NB_F32, 2);
     nb__avx512_conv_small_off = 1;
     cs_declines(NB_OP_CONV2D, x, w, NB_SHAPE(2, 16, 12, 12), 1, 1, 1, 1);

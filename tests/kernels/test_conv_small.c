@@ -27,7 +27,7 @@
 
 #include "conv_small_testutil.h"
 
-static const cs_kind cs_avx2 = {"avx2", -1, "avx2_conv_small", false};
+static const cs_kind cs_avx2 = {"avx2", -1, "avx2_conv_small", false, 0};
 static void cs_setup_suite(void) {
     cs_k = &cs_avx2;
     cs_default();
