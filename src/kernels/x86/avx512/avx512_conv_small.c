@@ -26,14 +26,16 @@
  *
  * Backward-weights: dw[k][c][kh][kw] = sum over n and p of
  * xq[n][c][kw][p + kh OW] gy[n][k][p], one lane-wise partial sum of 16 per
- * tap, kb output channels x r taps (one kernel row) per pass over a plane
- * (kb = 12 .. 3 as r = 1 .. 7: kb (r + 1) + 1 of the 32 registers); the
- * last, partial vector is loaded zero-masked in both factors (an inf past
- * the plane would otherwise give 0 * inf). gy's planes are read in place
- * when flat (the next block's prefetched meanwhile), else copied per
- * image. Images are cut into the common header's fixed chunks, lanes added
- * in lane order, chunks in chunk order: the bits do not depend on the
- * thread count either.
+ * tap, kb output channels x r taps (one kernel row) per pass over a band
+ * of the plane (kb = 12 .. 3 as r = 1 .. 7: kb (r + 1) + 1 of the 32
+ * registers; bands keep the xq they read in L1); the last, partial vector
+ * is loaded zero-masked in both factors (an inf past the plane would
+ * otherwise give 0 * inf). gy's planes are read in place when flat (the
+ * next block's prefetched meanwhile), else copied per image. Images are
+ * cut into the common header's fixed chunks, lanes added in lane order,
+ * chunks in chunk order: the bits do not depend on the thread count
+ * either. 16 or fewer output channels with more than 25 taps each are
+ * left to oneDNN (cs_wserves).
  *
  * The ISA-neutral half (operand checks, weight copies, the image split and
  * the chunk sums, the entry points) is ../conv_small_common.h, shared with
