@@ -93,6 +93,7 @@ void nb__avx512_norm_register(void);     /* avx512_norm.c: layer/rms/group norm 
 void nb__avx512_reduce_register(void);   /* avx512_reduce.c: sum, amax/amin, argmax/argmin, var/std, logsumexp, vector_norm */
 void nb__avx512_optim_register(void);    /* avx512_optim.c: SGD/Adam steps, dropout */
 void nb__avx512_winograd_register(void); /* avx512_winograd.c: stride-1 3x3/5x5 convs and their backward */
+void nb__avx512_conv_small_register(void); /* avx512_conv_small.c: CONV2D, CONV_BWD_WEIGHT with 1-4 input channels */
 /* AVX-512 kernels go first only where benchmarks/kernels shows them faster
  * than the AVX2 twin on an AVX-512 CPU (NB__PRIO_AVX512_WINS, above AVX2's
  * 10); the others stay registered below AVX2 (NB__PRIO_AVX512_LOSES) and
@@ -106,6 +107,7 @@ extern int nb__isa_prefer;
  * within the ISA cap, chosen or not (tests). */
 bool nb__registry_has(nb_op op, nb_dtype dt, const char *prefix);
 extern int nb__avx2_conv_small_off;   /* avx2_conv_small.c: 1 decline every call (oneDNN's tests) */
+extern int nb__avx512_conv_small_off; /* avx512_conv_small.c: the same hook */
 extern int nb__avx2_bnorm_fwd_off;     /* avx2_bnorm.c: 1 its BATCH_NORM declines every call (oneDNN's tests) */
 extern size_t nb__wg_sall_max;        /* avx2_winograd.c: bytes for all chunks' S in bwd_weight (tests: 0) */
 extern int nb__avx2_conv_on_avx512;   /* avx2_conv_small.c: 1 the AVX2 convs serve under the avx512 cap too (measurement) */

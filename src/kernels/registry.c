@@ -137,6 +137,7 @@ static void build(void) {
             nb__avx512_reduce_register();
             nb__avx512_optim_register();
             nb__avx512_winograd_register();
+            nb__avx512_conv_small_register();
         }
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN

@@ -21,6 +21,7 @@ static inline void ot_fast_avx2_off(bool off) {
     nb__avx2_gemm_serve_all = nb__avx512_gemm_serve_all = off ? -1 : 0;
     nb__avx2_winograd_off = off;   /* and the Winograd convolutions (test_winograd.c) */
     nb__avx2_conv_small_off = off; /* and the few-input-channel ones (test_conv_small.c) */
+    nb__avx512_conv_small_off = off;
     nb__avx2_bnorm_fwd_off = off;  /* and the batch_norm forward (test_avx2_bnorm.c) */
 }
 

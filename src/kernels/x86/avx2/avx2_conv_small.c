@@ -3,7 +3,7 @@
  *
  * Serves CONV2D and CONV_BWD_WEIGHT (F32, stride 1, dilation 1, groups 1,
  * 1-4 input channels, 8+ output channels, kernels up to 7x7), unless
- * AVX-512 is in force (oneDNN's AVX-512 convolutions then serve). With so few
+ * AVX-512 is in force (the AVX-512 twin then serves). With so few
  * input channels a GEMM (oneDNN's, or Winograd's per-position ones) has an
  * inner dimension of 1 to 4 x r^2 and runs far from peak (oneDNN: ~30-45
  * GFLOP/s on LeNet's 1 -> 32, 5x5 layer, reorders to and from its blocked
@@ -25,6 +25,11 @@
  * at most CS_CHUNKS chunks fixed by the batch; a chunk's lanes are added
  * in lane order at its end and the chunks in chunk order, so the bits do not
  * depend on the thread count either.
+ *
+ * The ISA-neutral half (operand checks, weight copies, the image split and
+ * the chunk sums, the entry points) is ../conv_small_common.h, shared with
+ * the AVX-512 twin (../avx512/avx512_conv_small.c); this file holds the
+ * packing and the vector code.
  */
 #include "kernels/kernels.h"
 #include "vmath.h"
@@ -33,43 +38,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CS_MAXC 4
-#define CS_MAXR 7
-#define CS_CHUNKS 16
-
-typedef struct cs_conv {
-    int64_t N, C, K, IH, IW, OH, OW, r, ph, pw;
-    int64_t PH, PW;      /* padded plane: OH + r - 1 rows, OW rounded up to 16 plus r - 1 (and 8 spare) columns */
-    const float *x;
-    int64_t xs[4];
-    int64_t ys[4];       /* y (forward) or gy (backward-weights) */
-} cs_conv;
-
 int nb__avx2_conv_on_avx512 = 0;
+/* Tests set it to leave every call to the kernels below. */
+int nb__avx2_conv_small_off = 0;
 
-static bool cs_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_ndim(t) == 4; }
+/* oneDNN's AVX-512 conv is ~1.9x these on an AVX-512 CPU (LeNet conv1
+ * fwd+bwd, 1 thread, A/B through the hook), and avx512_conv_small.c is
+ * their twin there: they serve below AVX-512 only */
+#define CS_SERVES() \
+    (!nb__avx2_conv_small_off && (nb_isa_active() < NB_ISA_AVX512 || nb__avx2_conv_on_avx512))
+#define CS_LANES 8
+#include "../conv_small_common.h"
 
-/* Fills c for x (N, C, IH, IW) and y (N, K, OH, OW) with an r x r kernel;
- * false where these kernels do not serve. Shapes only (never threads). */
-static bool cs_setup(cs_conv *c, const nb_kernel_args *a, const nb_tensor *x, const nb_tensor *y, int64_t r) {
-    /* oneDNN's AVX-512 conv is ~1.9x these on an AVX-512 CPU (LeNet conv1
-     * fwd+bwd, 1 thread, A/B through the hook): they serve below AVX-512 only */
-    if (nb_isa_active() >= NB_ISA_AVX512 && !nb__avx2_conv_on_avx512) return false;
-    for (int i = 0; i < 2; i++)
-        if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return false;
-    if (a->scalar[6] != 1.0 || r < 1 || r > CS_MAXR) return false;
-    const int64_t *xs = nb_shape(x), *ys = nb_shape(y);
-    int64_t ph = (int64_t)a->scalar[2], pw = (int64_t)a->scalar[3];
-    if (xs[0] != ys[0] || xs[0] == 0 || xs[1] < 1 || xs[1] > CS_MAXC || ys[1] < 8 || ph < 0 || pw < 0) return false;
-    if (ys[2] != xs[2] + 2 * ph - r + 1 || ys[3] != xs[3] + 2 * pw - r + 1 || ys[2] < 1 || ys[3] < 1) return false;
-    memset(c, 0, sizeof *c);
-    c->N = xs[0], c->C = xs[1], c->IH = xs[2], c->IW = xs[3], c->K = ys[1], c->OH = ys[2], c->OW = ys[3];
-    c->r = r, c->ph = ph, c->pw = pw;
-    c->PH = c->OH + r - 1, c->PW = (c->OW + 15) / 16 * 16 + r - 1 + 8;
-    c->x = nb_data(x);
-    for (int i = 0; i < 4; i++) c->xs[i] = nb_strides(x)[i], c->ys[i] = nb_strides(y)[i];
-    return true;
+/* The packed image: per channel a zero-padded plane, rows wide enough for
+ * whole 16-column blocks (and 8 spare columns). */
+static void cs_layout(cs_conv *c, bool bwd) {
+    (void)bwd;
+    c->PW = (c->OW + 15) / 16 * 16 + c->r - 1 + 8;
+    c->xn = c->C * c->PH * c->PW;
 }
+
+/* gy rows are read 8 at a time. */
+static bool cs_wserves(const cs_conv *c) { return c->ys[3] == 1; }
 
 /* xp[c][h][w] = x[n][c][h - ph][w - pw], zero outside. */
 static void cs_pack(const cs_conv *c, int64_t n, float *xp) {
@@ -146,62 +136,6 @@ static void cs_image(const cs_conv *c, int64_t n, const float *xp, const float *
     }
 }
 
-/* w (K, C, r, r), any strides -> wp[k][c][kh][kw] contiguous. */
-static float *cs_weights(const cs_conv *c, const nb_tensor *w, size_t *bytes) {
-    int64_t r = c->r, taps = c->C * r * r;
-    *bytes = (size_t)(c->K * taps) * sizeof(float);
-    float *wp = nb__alloc(*bytes);
-    if (!wp) return NULL;
-    const float *src = nb_data(w);
-    const int64_t *s = nb_strides(w);
-    for (int64_t k = 0; k < c->K; k++)
-        for (int64_t ci = 0; ci < c->C; ci++)
-            for (int64_t kh = 0; kh < r; kh++)
-                for (int64_t kw = 0; kw < r; kw++)
-                    wp[k * taps + (ci * r + kh) * r + kw] = src[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]];
-    return wp;
-}
-
-/* Tests set it to leave every call to the kernels below. */
-int nb__avx2_conv_small_off = 0;
-
-static int avx2_conv_small_fwd(const nb_kernel_args *a) {
-    if (nb__avx2_conv_small_off) return NB_KERNEL_DECLINE;
-    const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL, *y = a->out;
-    if (!cs_f32_4d(x) || !cs_f32_4d(w) || !cs_f32_4d(y)) return NB_KERNEL_DECLINE;
-    const int64_t *ws = nb_shape(w);
-    cs_conv c;
-    if (ws[2] != ws[3] || !cs_setup(&c, a, x, y, ws[2]) || ws[0] != c.K || ws[1] != c.C) return NB_KERNEL_DECLINE;
-    if (b && (nb_dtype_of(b) != NB_DTYPE_F32 || nb_ndim(b) != 1 || nb_shape(b)[0] != c.K)) return NB_KERNEL_DECLINE;
-    size_t wbytes, bbytes = (size_t)c.K * sizeof(float);
-    float *wp = cs_weights(&c, w, &wbytes), *bias = b ? nb__alloc(bbytes) : NULL;
-    if (!wp || (b && !bias)) {
-        if (wp) nb__free(wp, wbytes);
-        return NB_KERNEL_DECLINE;
-    }
-    for (int64_t k = 0; b && k < c.K; k++) bias[k] = ((const float *)nb_data(b))[k * nb_strides(b)[0]];
-    int64_t per = c.C * c.PH * c.PW;
-    int nt = nb__par_threads(c.N * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
-    if (nt > c.N) nt = (int)c.N;
-    int fail = 0;
-    float *yd = nb_data(y);
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
-    {
-        float *xp = nb__alloc((size_t)per * sizeof(float));
-        if (!xp) fail = 1;
-#pragma omp for schedule(dynamic, 1)   /* an image to whichever thread is free (same bits) */
-        for (int64_t n = 0; n < c.N; n++)
-            if (xp) {
-                cs_pack(&c, n, xp);
-                cs_image(&c, n, xp, wp, bias, yd);
-            }
-        if (xp) nb__free(xp, (size_t)per * sizeof(float));
-    }
-    nb__free(wp, wbytes);
-    if (bias) nb__free(bias, bbytes);
-    return fail ? nb__err(NB_ENOMEM, "conv2d (few input channels): out of memory for scratch") : 0;
-}
-
 /* ---- backward-weights ---- */
 
 /* One (output channel pair, input channel, kernel row) pass over an
@@ -273,62 +207,13 @@ static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1,
                 }
         }
     }
-    for (int64_t i = 0; i < c->K * taps; i++) {   /* lanes in lane order */
-        float v = acc[i * 8];
-        for (int l = 1; l < 8; l++) v += acc[i * 8 + l];
-        part[i] = v;
-    }
-}
-
-static int avx2_conv_small_bwd_weight(const nb_kernel_args *a) {
-    if (nb__avx2_conv_small_off) return NB_KERNEL_DECLINE;
-    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
-    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || !cs_f32_4d(dw)) return NB_KERNEL_DECLINE;
-    const int64_t *ws = nb_shape(dw);
-    cs_conv c;
-    if (ws[2] != ws[3] || !cs_setup(&c, a, x, gy, ws[2]) || ws[0] != c.K || ws[1] != c.C) return NB_KERNEL_DECLINE;
-    if (c.ys[3] != 1) return NB_KERNEL_DECLINE;   /* gy rows read 8 at a time */
-    int64_t n = c.N, per = (n + CS_CHUNKS - 1) / CS_CHUNKS, chunks = (n + per - 1) / per;
-    int64_t taps = c.C * c.r * c.r, pn = c.K * taps, xn = c.C * c.PH * c.PW;
-    size_t pbytes = (size_t)(chunks * pn) * sizeof(float);
-    float *part = nb__alloc(pbytes);
-    if (!part) return NB_KERNEL_DECLINE;
-    int nt = nb__par_threads(n * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
-    if (nt > chunks) nt = (int)chunks;
-    int fail = 0;
-    const float *g = nb_data(gy);
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
-    {
-        size_t sb = (size_t)(xn + pn * 8) * sizeof(float);   /* xp, then the lane sums */
-        float *xp = nb__alloc(sb);
-        if (!xp) fail = 1;
-#pragma omp for schedule(dynamic, 1)   /* a chunk to whichever thread is free: each has its own sums */
-        for (int64_t k = 0; k < chunks; k++)
-            if (xp) cs_wchunk(&c, g, k * per, (k + 1) * per < n ? (k + 1) * per : n, xp, xp + xn, part + k * pn);
-        if (xp) nb__free(xp, sb);
-    }
-    if (!fail) {   /* chunks in chunk order, into dw's layout */
-        float *d = nb_data(dw);
-        const int64_t *s = nb_strides(dw);
-        for (int64_t k = 0; k < c.K; k++)
-            for (int64_t ci = 0; ci < c.C; ci++)
-                for (int64_t kh = 0; kh < c.r; kh++)
-                    for (int64_t kw = 0; kw < c.r; kw++) {
-                        int64_t i = k * taps + (ci * c.r + kh) * c.r + kw;
-                        float acc = part[i];
-                        for (int64_t q = 1; q < chunks; q++) acc += part[q * pn + i];
-                        d[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]] = acc;
-                    }
-    }
-    nb__free(part, pbytes);
-    return fail ? nb__err(NB_ENOMEM, "conv_bwd_weight (few input channels): out of memory for scratch") : 0;
+    cs_lane_sums(acc, c->K * taps, part);
 }
 
 void nb__avx2_conv_small_register(void) {
     static const nb_kernel_desc ks[] = {
-        {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_conv2d", 20, avx2_conv_small_fwd},
-        {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_bwd_weight", 20,
-         avx2_conv_small_bwd_weight},
+        {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_conv2d", 20, cs_fwd},
+        {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_bwd_weight", 20, cs_bwd_weight},
     };
     NB__REGISTER_ALL(ks);
 }

@@ -1,0 +1,190 @@
+/* conv_small_common.h — the ISA-neutral half of the direct convolutions for
+ * few input channels (x86/avx2/avx2_conv_small.c,
+ * x86/avx512/avx512_conv_small.c), included by each in its own library (so
+ * compiled with that library's -m flags): the operand checks and geometry,
+ * the weight and bias copies, the image split of the forward and the fixed
+ * chunks of the weight gradient with their sums in chunk order, and the
+ * kernels' entry points. Both twins thus serve, decline and split a call
+ * alike, and their weight gradients do not depend on the thread count.
+ *
+ * Served: F32, stride 1, dilation 1, groups 1, 1-4 input channels, 8+
+ * output channels, square kernels up to 7x7, x / w / y / gy of any strides
+ * (the includer may decline a gy layout through cs_wserves).
+ *
+ * The includer defines before this header:
+ *   CS_LANES        floats of one lane-wise partial sum (a vector)
+ *   CS_SERVES()     whether its kernels serve now (ISA in force, test hooks)
+ * and after it (prototypes below):
+ *   cs_layout       the packed image's size (and any per-thread gy copy)
+ *   cs_wserves      whether the weight gradient serves gy's layout
+ *   cs_pack         image n of x into the packed scratch
+ *   cs_image        the forward of one image from its packed scratch
+ *   cs_wchunk       the weight gradient of a chunk of images, lane sums added
+ * It defines the entry points cs_fwd (CONV2D) and cs_bwd_weight
+ * (CONV_BWD_WEIGHT); the includer registers them under its own names.
+ * Internal to the x86 kernel libraries.
+ */
+#ifndef NB_X86_CONV_SMALL_COMMON_H
+#define NB_X86_CONV_SMALL_COMMON_H
+
+#include "kernels/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CS_MAXC 4
+#define CS_MAXR 7
+#define CS_CHUNKS 16
+
+typedef struct cs_conv {
+    int64_t N, C, K, IH, IW, OH, OW, r, ph, pw;
+    int64_t PH, PW;      /* padded plane: OH + r - 1 rows; PW: columns of the includer's packed rows */
+    int64_t xn;          /* floats of one image's packed scratch (cs_layout) */
+    int64_t gn;          /* floats of a per-thread copy of one image's gy (0: read in place) */
+    const float *x;
+    int64_t xs[4];
+    int64_t ys[4];       /* y (forward) or gy (backward-weights) */
+} cs_conv;
+
+static void cs_layout(cs_conv *c, bool bwd);
+static bool cs_wserves(const cs_conv *c);
+static void cs_pack(const cs_conv *c, int64_t n, float *xp);
+static void cs_image(const cs_conv *c, int64_t n, const float *xp, const float *wp, const float *bias, float *y);
+static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc,
+                      float *part);
+
+static bool cs_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_ndim(t) == 4; }
+
+/* Fills c for x (N, C, IH, IW) and y (N, K, OH, OW) with an r x r kernel;
+ * false where these kernels do not serve. Shapes only (never threads). */
+static bool cs_setup(cs_conv *c, const nb_kernel_args *a, const nb_tensor *x, const nb_tensor *y, int64_t r,
+                     bool bwd) {
+    for (int i = 0; i < 2; i++)
+        if (a->scalar[i] != 1.0 || a->scalar[4 + i] != 1.0) return false;
+    if (a->scalar[6] != 1.0 || r < 1 || r > CS_MAXR) return false;
+    const int64_t *xs = nb_shape(x), *ys = nb_shape(y);
+    int64_t ph = (int64_t)a->scalar[2], pw = (int64_t)a->scalar[3];
+    if (xs[0] != ys[0] || xs[0] == 0 || xs[1] < 1 || xs[1] > CS_MAXC || ys[1] < 8 || ph < 0 || pw < 0) return false;
+    if (ys[2] != xs[2] + 2 * ph - r + 1 || ys[3] != xs[3] + 2 * pw - r + 1 || ys[2] < 1 || ys[3] < 1) return false;
+    memset(c, 0, sizeof *c);
+    c->N = xs[0], c->C = xs[1], c->IH = xs[2], c->IW = xs[3], c->K = ys[1], c->OH = ys[2], c->OW = ys[3];
+    c->r = r, c->ph = ph, c->pw = pw;
+    c->PH = c->OH + r - 1;
+    c->x = nb_data(x);
+    for (int i = 0; i < 4; i++) c->xs[i] = nb_strides(x)[i], c->ys[i] = nb_strides(y)[i];
+    cs_layout(c, bwd);
+    return true;
+}
+
+/* w (K, C, r, r), any strides -> wp[k][c][kh][kw] contiguous. */
+static float *cs_weights(const cs_conv *c, const nb_tensor *w, size_t *bytes) {
+    int64_t r = c->r, taps = c->C * r * r;
+    *bytes = (size_t)(c->K * taps) * sizeof(float);
+    float *wp = nb__alloc(*bytes);
+    if (!wp) return NULL;
+    const float *src = nb_data(w);
+    const int64_t *s = nb_strides(w);
+    for (int64_t k = 0; k < c->K; k++)
+        for (int64_t ci = 0; ci < c->C; ci++)
+            for (int64_t kh = 0; kh < r; kh++)
+                for (int64_t kw = 0; kw < r; kw++)
+                    wp[k * taps + (ci * r + kh) * r + kw] = src[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]];
+    return wp;
+}
+
+/* CONV2D: in {x, w[, b]}, scalar {stride, pad, dilation, groups} (ref_conv.c). */
+static int cs_fwd(const nb_kernel_args *a) {
+    if (!CS_SERVES()) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL, *y = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(w) || !cs_f32_4d(y)) return NB_KERNEL_DECLINE;
+    const int64_t *ws = nb_shape(w);
+    cs_conv c;
+    if (ws[2] != ws[3] || !cs_setup(&c, a, x, y, ws[2], false) || ws[0] != c.K || ws[1] != c.C)
+        return NB_KERNEL_DECLINE;
+    if (b && (nb_dtype_of(b) != NB_DTYPE_F32 || nb_ndim(b) != 1 || nb_shape(b)[0] != c.K)) return NB_KERNEL_DECLINE;
+    size_t wbytes, bbytes = (size_t)c.K * sizeof(float);
+    float *wp = cs_weights(&c, w, &wbytes), *bias = b ? nb__alloc(bbytes) : NULL;
+    if (!wp || (b && !bias)) {
+        if (wp) nb__free(wp, wbytes);
+        return NB_KERNEL_DECLINE;
+    }
+    for (int64_t k = 0; b && k < c.K; k++) bias[k] = ((const float *)nb_data(b))[k * nb_strides(b)[0]];
+    int nt = nb__par_threads(c.N * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
+    if (nt > c.N) nt = (int)c.N;
+    int fail = 0;
+    float *yd = nb_data(y);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        float *xp = nb__alloc((size_t)c.xn * sizeof(float));
+        if (!xp) fail = 1;
+#pragma omp for schedule(dynamic, 1)   /* an image to whichever thread is free (same bits) */
+        for (int64_t n = 0; n < c.N; n++)
+            if (xp) {
+                cs_pack(&c, n, xp);
+                cs_image(&c, n, xp, wp, bias, yd);
+            }
+        if (xp) nb__free(xp, (size_t)c.xn * sizeof(float));
+    }
+    nb__free(wp, wbytes);
+    if (bias) nb__free(bias, bbytes);
+    return fail ? nb__err(NB_ENOMEM, "conv2d (few input channels): out of memory for scratch") : 0;
+}
+
+/* CONV_BWD_WEIGHT: out dw (K, C, r, r), in {x, gy}. The images are cut
+ * into at most CS_CHUNKS chunks fixed by the batch; each chunk's sums
+ * (cs_wchunk, lanes added in lane order) are added in chunk order. */
+static int cs_bwd_weight(const nb_kernel_args *a) {
+    if (!CS_SERVES()) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || !cs_f32_4d(dw)) return NB_KERNEL_DECLINE;
+    const int64_t *ws = nb_shape(dw);
+    cs_conv c;
+    if (ws[2] != ws[3] || !cs_setup(&c, a, x, gy, ws[2], true) || ws[0] != c.K || ws[1] != c.C)
+        return NB_KERNEL_DECLINE;
+    if (!cs_wserves(&c)) return NB_KERNEL_DECLINE;
+    int64_t n = c.N, per = (n + CS_CHUNKS - 1) / CS_CHUNKS, chunks = (n + per - 1) / per;
+    int64_t taps = c.C * c.r * c.r, pn = c.K * taps;
+    size_t pbytes = (size_t)(chunks * pn) * sizeof(float);
+    float *part = nb__alloc(pbytes);
+    if (!part) return NB_KERNEL_DECLINE;
+    int nt = nb__par_threads(n * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
+    if (nt > chunks) nt = (int)chunks;
+    int fail = 0;
+    const float *g = nb_data(gy);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+    {
+        size_t sb = (size_t)(c.xn + pn * CS_LANES + c.gn) * sizeof(float);   /* xp, the lane sums, gy's copy */
+        float *xp = nb__alloc(sb);
+        if (!xp) fail = 1;
+#pragma omp for schedule(dynamic, 1)   /* a chunk to whichever thread is free: each has its own sums */
+        for (int64_t k = 0; k < chunks; k++)
+            if (xp) cs_wchunk(&c, g, k * per, (k + 1) * per < n ? (k + 1) * per : n, xp, xp + c.xn, part + k * pn);
+        if (xp) nb__free(xp, sb);
+    }
+    if (!fail) {   /* chunks in chunk order, into dw's layout */
+        float *d = nb_data(dw);
+        const int64_t *s = nb_strides(dw);
+        for (int64_t k = 0; k < c.K; k++)
+            for (int64_t ci = 0; ci < c.C; ci++)
+                for (int64_t kh = 0; kh < c.r; kh++)
+                    for (int64_t kw = 0; kw < c.r; kw++) {
+                        int64_t i = k * taps + (ci * c.r + kh) * c.r + kw;
+                        float acc = part[i];
+                        for (int64_t q = 1; q < chunks; q++) acc += part[q * pn + i];
+                        d[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]] = acc;
+                    }
+    }
+    nb__free(part, pbytes);
+    return fail ? nb__err(NB_ENOMEM, "conv_bwd_weight (few input channels): out of memory for scratch") : 0;
+}
+
+/* The lanes of each of cnt lane-wise sums (acc[i][CS_LANES]) added in lane order into part[i]. */
+static void cs_lane_sums(const float *acc, int64_t cnt, float *part) {
+    for (int64_t i = 0; i < cnt; i++) {
+        float v = acc[i * CS_LANES];
+        for (int l = 1; l < CS_LANES; l++) v += acc[i * CS_LANES + l];
+        part[i] = v;
+    }
+}
+
+#endif
