@@ -530,9 +530,9 @@ static int make_inputs(void) {
         in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);
         ok = ok && in.ma[i] && in.mb[i];
     }
-    const conv_case shapes[3] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL},
-                                 {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL},
-                                 {32, 64, 64, 28, 3, 1, true, NULL, NULL, NULL, NULL}};
+    const conv_case shapes[3] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL, NULL, NULL},
+                                 {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL, NULL, NULL},
+                                 {32, 64, 64, 28, 3, 1, true, NULL, NULL, NULL, NULL, NULL, NULL}};
     for (int i = 0; i < 3; i++) {
         conv_case *c = &in.conv[i];
         *c = shapes[i];
@@ -576,6 +576,10 @@ static const char *served(wl_kind k, bool profile, char *buf, size_t cap) {
         nb_profiler_stop();
         if (!rc && !nb_profiler_stats(nb_op_name(wls[k].op), &sf) && sf.kernel) f = sf.kernel;
         if (!rc && b && !nb_profiler_stats(nb_op_name(wls[k].op_bwd), &sb) && sb.kernel) b = sb.kernel;
+        /* a conv's weight and bias gradients fused into one kernel (conv_bwd_weight_bias) */
+        else if (!rc && b && wls[k].op_bwd == NB_OP_CONV_BWD_WEIGHT &&
+                 !nb_profiler_stats(nb_op_name(NB_OP_CONV_BWD_WEIGHT_BIAS), &sb) && sb.kernel)
+            b = sb.kernel;
     }
     snprintf(buf, cap, "%s%s%s", f ? f : "none", b ? "/" : "", b ? b : "");
     return buf;

@@ -115,11 +115,16 @@ extern "C" {
     X(BCE_WITH_LOGITS, "bce_with_logits", 4) X(BCE_WITH_LOGITS_BACKWARD, "bce_with_logits_backward", 4) \
     X(DROPOUT, "dropout", 2)
 /* CONV kernels' arguments (scalar[] geometry, 3-D/4-D layouts) are listed at the top of
- * src/kernels/ref/ref_conv.c, ref_pool.c and ref_interpolate.c. */
+ * src/kernels/ref/ref_conv.c, ref_pool.c and ref_interpolate.c.
+ * CONV_BWD_WEIGHT_BIAS: both parameter gradients from one pass over gy: out (Co, Ci/groups *
+ * kH * kW + 1) holds per output channel its weight gradient (row-major) then its bias gradient
+ * <- in {x, gy}; scalar = the geometry, then scalar[7] = kH (1 for a 1-D conv). Only kernels
+ * that read gy once serve it; the conv op otherwise runs CONV_BWD_WEIGHT and CONV_BWD_BIAS. */
 #define NB_OP_LIST_CONV(X)                                                                          \
     X(CONV1D, "conv1d", 3) X(CONV2D, "conv2d", 3) X(CONV_TRANSPOSE2D, "conv_transpose2d", 3)          \
     X(CONV_BWD_DATA, "conv_bwd_data", 2) X(CONV_BWD_WEIGHT, "conv_bwd_weight", 2)                    \
-    X(CONV_BWD_BIAS, "conv_bwd_bias", 1) X(MAX_POOL2D, "max_pool2d", 2)                              \
+    X(CONV_BWD_BIAS, "conv_bwd_bias", 1) X(CONV_BWD_WEIGHT_BIAS, "conv_bwd_weight_bias", 2)           \
+    X(MAX_POOL2D, "max_pool2d", 2)                                                                  \
     X(MAX_POOL2D_BWD, "max_pool2d_bwd", 2) X(MAX_POOL2D_GATHER, "max_pool2d_gather", 2)              \
     X(AVG_POOL2D, "avg_pool2d", 1) X(AVG_POOL2D_BWD, "avg_pool2d_bwd", 1)                            \
     X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", 1) X(ADAPTIVE_AVG_POOL2D_BWD, "adaptive_avg_pool2d_bwd", 1) \

@@ -15,6 +15,11 @@
  * declines pass to the next kernel. `who` names the public op for errors.
  * Returns 0 or NB_E* with the message set. */
 int nb__dispatch(nb_kernel_args *a, const char *who);
+/* nb__dispatch for an optional fused op whose caller can run its parts
+ * instead: the ref kernels are left out (unless NB_ISA=ref caps the run, so
+ * the suites at that cap test them), and when no other kernel serves it
+ * returns NB_KERNEL_DECLINE with no error set. */
+int nb__dispatch_fast(nb_kernel_args *a, const char *who);
 /* The name of the kernel that served the last dispatch on this thread. */
 const char *nb__last_kernel(void);
 /* Nonzero on a thread while it runs a backward node (both executors set

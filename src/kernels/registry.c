@@ -171,7 +171,9 @@ NB_API int nb_register_kernel(const nb_kernel_desc *k) {
 
 int nb__isa_prefer = -1;
 
-int nb__dispatch(nb_kernel_args *a, const char *who) {
+/* skip_ref: nb__dispatch_fast's rule (the ref kernels left out, and a
+ * silent decline when nothing else serves). */
+static int dispatch(nb_kernel_args *a, const char *who, bool skip_ref) {
     ready();
     nb_dtype dt = a->nin > 0 ? a->in[0]->dtype : a->out->dtype;
     slot *s = &table[a->op][dt];
@@ -183,6 +185,7 @@ int nb__dispatch(nb_kernel_args *a, const char *who) {
             for (int i = s->first; i < s->n; i++) {
                 const nb_kernel_desc *k = &s->k[i];
                 if (k->isa > nb__cfg.isa_cap || (prefer >= 0 && (k->isa == (nb_isa)prefer) != (pass == 0))) continue;
+                if (skip_ref && k->isa == NB_ISA_REF) continue;
                 int rc = k->fn(a);
                 if (rc == NB_KERNEL_DECLINE) continue;
                 last_kernel = k->name;
@@ -194,8 +197,13 @@ int nb__dispatch(nb_kernel_args *a, const char *who) {
         }
     }
     NB_PROF_KERNEL_END(a, NULL, who);
+    if (skip_ref) return NB_KERNEL_DECLINE;
     return nb__err(NB_ENOKERNEL, "%s: no kernel for op %s and dtype %s", who, op_names[a->op], nb_dtype_name(dt));
 }
+
+int nb__dispatch(nb_kernel_args *a, const char *who) { return dispatch(a, who, false); }
+
+int nb__dispatch_fast(nb_kernel_args *a, const char *who) { return dispatch(a, who, nb__cfg.isa_cap != NB_ISA_REF); }
 
 const char *nb__last_kernel(void) { return last_kernel; }
 

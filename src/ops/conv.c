@@ -104,12 +104,48 @@ static nb_tensor *conv_bias(nb_tensor *gy);
 
 #define NEED(i) nb__needs_input_grad(n, i)
 
+/* dw and db in one pass over gy (CONV_BWD_WEIGHT_BIAS, registry.h), when a
+ * kernel other than ref serves it (nb__dispatch_fast) and no graph is being
+ * recorded (the fused op has no backward of its own; create_graph runs the
+ * two ops): 0 with *dw, *db views of one buffer (in the scope),
+ * NB_KERNEL_DECLINE to run CONV_BWD_WEIGHT and CONV_BWD_BIAS instead, or an
+ * error. */
+static int conv_weight_bias(nb_tensor *x, nb_tensor *gy, nb_dims wshape, const conv_geom *g, nb_tensor **dw,
+                            nb_tensor **db) {
+    const char *who = "conv_bwd_weight_bias";
+    if (nb__grad_mode() || !x || !gy) return NB_KERNEL_DECLINE;
+    int64_t k = wshape.d[0], per = 1;
+    for (int d = 1; d < wshape.ndim; d++) per *= wshape.d[d];
+    nb_tensor *out = nb__new(who, gy->dtype, 2, (const int64_t[]){k, per + 1});
+    if (!out) return nb_last_error_code();
+    nb_kernel_args args = {.op = NB_OP_CONV_BWD_WEIGHT_BIAS, .out = out, .in = {x, gy}, .nin = 2};
+    for (int i = 0; i < 2; i++) {
+        args.scalar[i] = (double)g->stride[i];
+        args.scalar[2 + i] = (double)g->pad[i];
+        args.scalar[4 + i] = (double)g->dil[i];
+    }
+    args.scalar[6] = (double)g->groups;
+    args.scalar[7] = wshape.ndim == 4 ? (double)wshape.d[2] : 1.0;
+    int rc = nb__dispatch_fast(&args, who);
+    if (rc) {
+        nb_release(out);
+        return rc;
+    }
+    out = nb__scoped(out);
+    *dw = nb_view(nb_slice(out, 1, 0, per, 1), wshape);
+    *db = nb_squeeze(nb_slice(out, 1, per, per + 1, 1), 1);
+    return *dw && *db ? 0 : nb_last_error_code();
+}
+
 /* ---- conv_fwd: y = conv(x, w) + b; node shapes: x, w ---- */
 static int conv_fwd_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
     conv_geom ge = geom_get(n);
     nb_tensor *x = NEED(1) ? nb__saved_get(n, 0) : NULL;
     nb_tensor *w = NEED(0) ? nb__saved_get(n, 1) : NULL;
     if (NEED(0)) gin[0] = conv_data(NB_OP_CONV_BWD_DATA, g, w, NULL, n->shape[0], &ge);
+    int fused = NEED(1) && n->nin > 2 && NEED(2) ? conv_weight_bias(x, g, n->shape[1], &ge, &gin[1], &gin[2])
+                                                 : NB_KERNEL_DECLINE;
+    if (fused != NB_KERNEL_DECLINE) return fused ? fused : nb__grads_ok(n, gin);
     if (NEED(1)) gin[1] = conv_weight(x, g, n->shape[1], &ge);
     if (n->nin > 2 && NEED(2)) gin[2] = conv_bias(g);
     return nb__grads_ok(n, gin);

@@ -317,6 +317,9 @@ static void cost(const nb_kernel_args *a, double *flops, double *bytes) {
     case NB_OP_CONV_BWD_WEIGHT:   /* dw (Co, ...) <- x, gy */
         if (w && o && o->ndim && o->shape[0]) f = 2 * (double)w->numel * no / (double)o->shape[0];
         break;
+    case NB_OP_CONV_BWD_WEIGHT_BIAS:   /* (Co, Ci/g kH kW + 1) <- x, gy: the weight gradient's, + the bias sums */
+        if (w && o && o->ndim == 2) f = 2 * (double)w->numel * (double)(o->shape[1] - 1) + (double)w->numel;
+        break;
     case NB_OP_SDPA:   /* q (..., L, E), k (..., S, E) -> out (..., L, Ev) */
         if (x && w && w->ndim >= 2) f = 2 * (nx + no) * (double)w->shape[w->ndim - 2];
         break;

@@ -162,6 +162,68 @@ static void cs_same_bits(const cs_case *c, int max_threads) {
     cs_default();
 }
 
+/* CONV_BWD_WEIGHT_BIAS (the conv op's fused parameter gradients) of case c
+ * (contiguous, no bias) at `threads` threads into out ((co, ci r r + 1)
+ * floats); *served: the kernel. */
+static void cs_fused_run(const cs_case *c, int threads, const char *isa, float *out, float *w, const char **served) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads, .isa = isa, .abort_on_error = -1}), 0);
+    nb__isa_prefer = strcmp(isa, "ref") ? cs_k->prefer : -1;
+    nb_scope_begin();
+    int64_t oh = c->h + 2 * c->pad - c->r + 1, ow = c->w + 2 * c->pad - c->r + 1, per = c->ci * c->r * c->r;
+    nb_tensor *x = nb_randn(NB_SHAPE(c->n, c->ci, c->h, c->w), NB_F32, 51);
+    nb_tensor *gy = nb_randn(NB_SHAPE(c->n, c->co, oh, ow), NB_F32, 52);
+    nb_tensor *o = nb_full(NB_SHAPE(c->co, per + 1), NB_F32, NAN);
+    nb_kernel_args args = {.op = NB_OP_CONV_BWD_WEIGHT_BIAS, .out = o, .in = {x, gy}, .nin = 2,
+                           .scalar = {1, 1, (double)c->pad, (double)c->pad, 1, 1, 1, (double)c->r}};
+    cr_assert_eq(nb__dispatch(&args, "test_conv_small"), 0, "%s", nb_last_error());
+    *served = nb__last_kernel();
+    memcpy(out, nb_data(o), (size_t)(c->co * (per + 1)) * sizeof(float));
+    if (w) {   /* and CONV_BWD_WEIGHT on the same x and gy */
+        const char *kw;
+        nb_tensor *dw = cs_dispatch(NB_OP_CONV_BWD_WEIGHT, nb_full(NB_SHAPE(c->co, c->ci, c->r, c->r), NB_F32, NAN), x,
+                                    gy, NULL, c->pad, 1, 1, 1, &kw);
+        cr_assert(cs_is_ours(kw), "CONV_BWD_WEIGHT served by %s", kw);
+        memcpy(w, nb_data(dw), (size_t)(c->co * per) * sizeof(float));
+    }
+    nb_scope_end();
+}
+
+/* The fused weight and bias gradients of case c: served by the kernel under
+ * test, within CS_TOL of ref's (which is bitwise ref's two separate
+ * kernels: checked in test_conv.c), the same bits at 1 to 3 threads, and
+ * the weight part bitwise the kernel's own CONV_BWD_WEIGHT. */
+static void cs_fused(const cs_case *c) {
+    int64_t per = c->ci * c->r * c->r, cnt = c->co * (per + 1);
+    float *got = malloc((size_t)cnt * sizeof(float)), *ref = malloc((size_t)cnt * sizeof(float));
+    float *now = malloc((size_t)cnt * sizeof(float)), *w = malloc((size_t)(c->co * per) * sizeof(float));
+    cr_assert(got && ref && now && w);
+    const char *k, *kr;
+    cs_fused_run(c, 1, "ref", ref, NULL, &kr);
+    cr_assert(!strncmp(kr, "ref", 3), "capped run served by %s", kr);
+    cs_fused_run(c, 1, cs_k->isa, got, w, &k);
+    cr_assert(cs_is_ours(k), "fused gradients served by %s", k);
+    for (int part = 0; part < 2; part++) {   /* weights, then biases: each relative to its own scale */
+        double e = 0, m = 0;
+        for (int64_t i = 0; i < c->co; i++)
+            for (int64_t j = part ? per : 0; j < (part ? per + 1 : per); j++) {
+                double d = fabs((double)got[i * (per + 1) + j] - ref[i * (per + 1) + j]);
+                e = d > e ? d : e;
+                m = fabs(ref[i * (per + 1) + j]) > m ? fabs(ref[i * (per + 1) + j]) : m;
+            }
+        cr_assert(e <= CS_TOL * m, "%s: error %g of max %g (ci=%lld co=%lld r=%lld)", part ? "db" : "dw", e, m,
+                  (long long)c->ci, (long long)c->co, (long long)c->r);
+    }
+    for (int t = 2; t <= 3; t++) {
+        cs_fused_run(c, t, cs_k->isa, now, NULL, &k);
+        cr_assert(!memcmp(got, now, (size_t)cnt * sizeof(float)), "fused: %d threads differ from 1", t);
+    }
+    for (int64_t i = 0; i < c->co; i++)
+        cr_assert(!memcmp(w + i * per, got + i * (per + 1), (size_t)per * sizeof(float)),
+                  "fused dw row %lld differs from CONV_BWD_WEIGHT's", (long long)i);
+    free(got), free(ref), free(now), free(w);
+    cs_default();
+}
+
 /* A valid 3x3 weight gradient over 11 columns (9 outputs, a partial last
  * vector) with x column 9 inf: read by taps kw = 1 (output 8) and kw = 2
  * (output 7) but never by kw = 0, whose taps stay finite and match ref. */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "kernels/kernels.h"   /* nb__dispatch: the fused gradient kernel on its own */
 
 static void cv_setup(void) {
     cr_assert_eq(nb_init(NULL), 0, "nb_init: %s", nb_last_error());
@@ -655,4 +656,48 @@ Test(conv_misc, max_pool_ties_and_nan) {
     const double want[8] = {0, 1, 1, 0, 0, 1, 1, 0};
     for (int i = 0; i < 8; i++) cr_expect_eq(g[i], want[i], "grad[%d] = %g, expected %g", i, g[i], want[i]);
     nb_scope_end();
+}
+
+/* CONV_BWD_WEIGHT_BIAS's ref kernel: bitwise ref's CONV_BWD_WEIGHT and
+ * CONV_BWD_BIAS written into its rows (F32 and F64; groups, stride,
+ * dilation, a 1-D conv). The conv op uses it at the ref cap; the fast
+ * kernels are checked against it (test_conv_small.c, test_avx512_conv_small.c). */
+Test(conv_misc, fused_weight_and_bias_gradient_ref_matches_the_two_ops) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "ref", .abort_on_error = -1}), 0);
+    static const struct {
+        int64_t n, ci, co, h, w, kh, kw, s, p, d, g;
+    } cs[] = {{2, 3, 8, 9, 7, 3, 2, 1, 1, 1, 1}, {3, 4, 6, 8, 8, 3, 3, 2, 1, 2, 2}, {2, 2, 4, 0, 11, 1, 3, 1, 1, 1, 1}};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+            nb_scope_begin();
+            nb_dtype t = dt ? NB_F64 : NB_F32;
+            bool one_d = cs[i].h == 0;
+            int64_t oh = one_d ? 1 : (cs[i].h + 2 * cs[i].p - cs[i].d * (cs[i].kh - 1) - 1) / cs[i].s + 1;
+            int64_t ow = (cs[i].w + 2 * cs[i].p - cs[i].d * (cs[i].kw - 1) - 1) / cs[i].s + 1;
+            int64_t cig = cs[i].ci / cs[i].g, per = cig * cs[i].kh * cs[i].kw;
+            nb_tensor *x = one_d ? nb_randn(NB_SHAPE(cs[i].n, cs[i].ci, cs[i].w), t, 1)
+                                 : nb_randn(NB_SHAPE(cs[i].n, cs[i].ci, cs[i].h, cs[i].w), t, 1);
+            nb_tensor *gy = one_d ? nb_randn(NB_SHAPE(cs[i].n, cs[i].co, ow), t, 2)
+                                  : nb_randn(NB_SHAPE(cs[i].n, cs[i].co, oh, ow), t, 2);
+            nb_tensor *dw = one_d ? nb_zeros(NB_SHAPE(cs[i].co, cig, cs[i].kw), t)
+                                  : nb_zeros(NB_SHAPE(cs[i].co, cig, cs[i].kh, cs[i].kw), t);
+            nb_tensor *db = nb_zeros(NB_SHAPE(cs[i].co), t), *fu = nb_zeros(NB_SHAPE(cs[i].co, per + 1), t);
+            double geo[8] = {(double)(one_d ? 1 : cs[i].s), (double)cs[i].s, (double)(one_d ? 0 : cs[i].p),
+                             (double)cs[i].p, (double)(one_d ? 1 : cs[i].d), (double)cs[i].d, (double)cs[i].g,
+                             (double)cs[i].kh};
+            nb_kernel_args a = {.op = NB_OP_CONV_BWD_WEIGHT, .out = dw, .in = {x, gy}, .nin = 2};
+            memcpy(a.scalar, geo, sizeof geo);
+            cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s", nb_last_error());
+            a.op = NB_OP_CONV_BWD_BIAS, a.out = db, a.in[0] = gy, a.nin = 1;
+            cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s", nb_last_error());
+            a.op = NB_OP_CONV_BWD_WEIGHT_BIAS, a.out = fu, a.in[0] = x, a.in[1] = gy, a.nin = 2;
+            cr_assert_eq(nb__dispatch(&a, "test"), 0, "%s", nb_last_error());
+            cr_expect(!strncmp(nb__last_kernel(), "ref_conv_bwd_weight_bias", 24), "served by %s", nb__last_kernel());
+            nb_tensor *fw = nb_reshape(nb_slice(fu, 1, 0, per, 1), nb_dims_get(dw));
+            nb_tensor *fb = nb_reshape(nb_slice(fu, 1, per, per + 1, 1), NB_SHAPE(cs[i].co));
+            cr_expect_eq(tu_max_abs_diff(fw, dw), 0.0, "case %zu %s: weight part differs", i, dt ? "f64" : "f32");
+            cr_expect_eq(tu_max_abs_diff(fb, db), 0.0, "case %zu %s: bias part differs", i, dt ? "f64" : "f32");
+            nb_scope_end();
+        }
+    nb_init(NULL);
 }

@@ -11,6 +11,8 @@
  *                    the forward w.r.t. x, plus b
  *   CONV_BWD_WEIGHT: out dw (Co, Ci/groups, [kH,] kW) <- in[0] x, in[1] gy
  *   CONV_BWD_BIAS:   out db (Co) <- in[0] gy, summed over N and space
+ *   CONV_BWD_WEIGHT_BIAS: out (Co, Ci/groups * kH * kW + 1): both of the
+ *                    above per output channel (registry.h), scalar[7] = kH
  *   scalar = {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups}; a
  *   3-D tensor is NCHW with H = 1, and its H entries are then 1, 0, 1.
  *
@@ -143,13 +145,13 @@ static int ref_conv_bwd_data(const nb_kernel_args *a) {
     return 0;
 }
 
-/* dw[co,ci',kh,kw] = sum_{n,oh,ow} x[n,ci,oh*s-p+kh*d,..] * gy[n,co,oh,ow] */
-static int ref_conv_bwd_weight(const nb_kernel_args *a) {
-    rc_geo X = rc_geo_of(a->in[0]), G = rc_geo_of(a->in[1]), K = rc_geo_of(a->out);
+/* dw[co,ci',kh,kw] = sum_{n,oh,ow} x[n,ci,oh*s-p+kh*d,..] * gy[n,co,oh,ow],
+ * dw laid out as K says. */
+static void rc_wgrad(const nb_kernel_args *a, rc_geo K, void *dw) {
+    rc_geo X = rc_geo_of(a->in[0]), G = rc_geo_of(a->in[1]);
     rc_param p = rc_param_of(a);
     bool f32 = a->out->dtype == NB_DTYPE_F32;
     const void *x = nb_data(a->in[0]), *gy = nb_data(a->in[1]);
-    void *dw = nb_data(a->out);
     int64_t cig = K.c, cog = K.n / p.groups;
     for (int64_t co = 0; co < K.n; co++)
         for (int64_t cl = 0; cl < cig; cl++) {
@@ -171,22 +173,44 @@ static int ref_conv_bwd_weight(const nb_kernel_args *a) {
                     rc_st(dw, f32, rc_at(&K, co, cl, kh, kw), acc);
                 }
         }
+}
+
+static int ref_conv_bwd_weight(const nb_kernel_args *a) {
+    rc_wgrad(a, rc_geo_of(a->out), nb_data(a->out));
     return 0;
 }
 
-/* db[co] = sum_{n,oh,ow} gy[n,co,oh,ow] */
-static int ref_conv_bwd_bias(const nb_kernel_args *a) {
-    rc_geo G = rc_geo_of(a->in[0]);
-    bool f32 = a->out->dtype == NB_DTYPE_F32;
-    const void *gy = nb_data(a->in[0]);
-    void *db = nb_data(a->out);
+/* db[co] = sum_{n,oh,ow} gy[n,co,oh,ow], db[co] at co * sdb */
+static void rc_bgrad(const nb_tensor *gt, bool f32, void *db, int64_t sdb) {
+    rc_geo G = rc_geo_of(gt);
+    const void *gy = nb_data(gt);
     for (int64_t co = 0; co < G.c; co++) {
         double acc = 0.0;
         for (int64_t n = 0; n < G.n; n++)
             for (int64_t oh = 0; oh < G.h; oh++)
                 for (int64_t ow = 0; ow < G.w; ow++) acc += rc_ld(gy, f32, rc_at(&G, n, co, oh, ow));
-        rc_st(db, f32, co * a->out->stride[0], acc);
+        rc_st(db, f32, co * sdb, acc);
     }
+}
+
+static int ref_conv_bwd_bias(const nb_kernel_args *a) {
+    rc_bgrad(a->in[0], a->out->dtype == NB_DTYPE_F32, nb_data(a->out), a->out->stride[0]);
+    return 0;
+}
+
+/* CONV_BWD_WEIGHT_BIAS: out (Co, Ci/groups * kH * kW + 1), see registry.h:
+ * the two kernels above, into its rows. */
+static int ref_conv_bwd_weight_bias(const nb_kernel_args *a) {
+    rc_geo X = rc_geo_of(a->in[0]);
+    int64_t kh = (int64_t)a->scalar[7], g = (int64_t)a->scalar[6], cols = a->out->shape[1];
+    if (a->out->ndim != 2 || kh < 1 || g < 1 || X.c % g || (cols - 1) % (X.c / g * kh)) return NB_KERNEL_DECLINE;
+    int64_t kw = (cols - 1) / (X.c / g * kh);
+    bool four = a->in[0]->ndim == 4;
+    rc_geo K = {a->out->shape[0], X.c / g, four ? kh : 1, kw, a->out->stride[0], kh * kw, four ? kw : 0, 1};
+    rc_wgrad(a, K, nb_data(a->out));
+    bool f32 = a->out->dtype == NB_DTYPE_F32;
+    char *db = (char *)nb_data(a->out) + (cols - 1) * (int64_t)nb_dtype_size(a->out->dtype);
+    rc_bgrad(a->in[1], f32, db, a->out->stride[0]);
     return 0;
 }
 
@@ -202,6 +226,8 @@ void nb__ref_conv_register(void) {
         {NB_OP_CONV_BWD_DATA, {"ref_conv_bwd_data_f32", "ref_conv_bwd_data_f64"}, ref_conv_bwd_data},
         {NB_OP_CONV_BWD_WEIGHT, {"ref_conv_bwd_weight_f32", "ref_conv_bwd_weight_f64"}, ref_conv_bwd_weight},
         {NB_OP_CONV_BWD_BIAS, {"ref_conv_bwd_bias_f32", "ref_conv_bwd_bias_f64"}, ref_conv_bwd_bias},
+        {NB_OP_CONV_BWD_WEIGHT_BIAS, {"ref_conv_bwd_weight_bias_f32", "ref_conv_bwd_weight_bias_f64"},
+         ref_conv_bwd_weight_bias},
     };
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         for (int d = 0; d < 2; d++) {

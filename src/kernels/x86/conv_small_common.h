@@ -20,8 +20,9 @@
  *   cs_pack         image n of x into the packed scratch
  *   cs_image        the forward of one image from its packed scratch
  *   cs_wchunk       the weight gradient of a chunk of images, lane sums added
- * It defines the entry points cs_fwd (CONV2D) and cs_bwd_weight
- * (CONV_BWD_WEIGHT); the includer registers them under its own names.
+ * It defines the entry points cs_fwd (CONV2D), cs_bwd_weight
+ * (CONV_BWD_WEIGHT) and cs_bwd_weight_bias (CONV_BWD_WEIGHT_BIAS); the
+ * includer registers them under its own names.
  * Internal to the x86 kernel libraries.
  */
 #ifndef NB_X86_CONV_SMALL_COMMON_H
@@ -134,52 +135,119 @@ static int cs_fwd(const nb_kernel_args *a) {
     return fail ? nb__err(NB_ENOMEM, "conv2d (few input channels): out of memory for scratch") : 0;
 }
 
-/* CONV_BWD_WEIGHT: out dw (K, C, r, r), in {x, gy}. The images are cut
- * into at most CS_CHUNKS chunks fixed by the batch; each chunk's sums
- * (cs_wchunk, lanes added in lane order) are added in chunk order. */
-static int cs_bwd_weight(const nb_kernel_args *a) {
-    if (!CS_SERVES()) return NB_KERNEL_DECLINE;
-    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
-    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || !cs_f32_4d(dw)) return NB_KERNEL_DECLINE;
-    const int64_t *ws = nb_shape(dw);
+/* Per output channel k, the sum of gy's planes of images n0..n1 into
+ * part[k] (+=): 32 lanes (two GCC vectors of 16: zmm here, ymm pairs in the
+ * AVX2 library, the same arithmetic) over the images and then the
+ * positions in order, position p into lane p mod 32, the lanes then added
+ * in lane order. Run right after the chunk's weight gradient, while its gy
+ * is still in L2. lanes: scratch of 32 K floats. */
+typedef float cs_v16 __attribute__((vector_size(64)));
+static void cs_bchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *lanes, float *part) {
+    int64_t P = c->OH * c->OW, P32 = P / 32 * 32;
+    bool flat = c->ys[3] == 1 && c->ys[2] == c->OW;
+    memset(lanes, 0, (size_t)(32 * c->K) * sizeof(float));
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t k = 0; k < c->K; k++) {
+            const float *g = gy + n * c->ys[0] + k * c->ys[1];
+            float *l = lanes + 32 * k;
+            if (flat) {
+                cs_v16 a0, a1, v;
+                memcpy(&a0, l, sizeof a0), memcpy(&a1, l + 16, sizeof a1);
+                for (int64_t p = 0; p < P32; p += 32) {
+                    memcpy(&v, g + p, sizeof v), a0 += v;
+                    memcpy(&v, g + p + 16, sizeof v), a1 += v;
+                }
+                memcpy(l, &a0, sizeof a0), memcpy(l + 16, &a1, sizeof a1);
+                for (int64_t p = P32; p < P; p++) l[p - P32] += g[p];
+            } else {
+                for (int64_t h = 0, p = 0; h < c->OH; h++)
+                    for (int64_t w = 0; w < c->OW; w++, p++) l[p % 32] += g[h * c->ys[2] + w * c->ys[3]];
+            }
+        }
+    for (int64_t k = 0; k < c->K; k++) {
+        float s = lanes[32 * k];
+        for (int j = 1; j < 32; j++) s += lanes[32 * k + j];
+        part[k] += s;
+    }
+}
+
+/* The weight gradient into dw[k][c][kh][kw] at strides ds, and with db
+ * (not NULL) the bias gradient into db[k * sdb]. The images are cut into at
+ * most CS_CHUNKS chunks fixed by the batch; each chunk's sums (cs_wchunk,
+ * lanes added in lane order; cs_bchunk) are added in chunk order. */
+static int cs_wgrad(const nb_kernel_args *a, const nb_tensor *x, const nb_tensor *gy, int64_t r, float *dw,
+                    const int64_t *ds, float *db, int64_t sdb) {
     cs_conv c;
-    if (ws[2] != ws[3] || !cs_setup(&c, a, x, gy, ws[2], true) || ws[0] != c.K || ws[1] != c.C)
-        return NB_KERNEL_DECLINE;
-    if (!cs_wserves(&c)) return NB_KERNEL_DECLINE;
+    if (!cs_setup(&c, a, x, gy, r, true) || !cs_wserves(&c)) return NB_KERNEL_DECLINE;
     int64_t n = c.N, per = (n + CS_CHUNKS - 1) / CS_CHUNKS, chunks = (n + per - 1) / per;
-    int64_t taps = c.C * c.r * c.r, pn = c.K * taps;
-    size_t pbytes = (size_t)(chunks * pn) * sizeof(float);
-    float *part = nb__alloc(pbytes);
+    int64_t taps = c.C * c.r * c.r, pn = c.K * taps, bn = db ? c.K : 0;
+    size_t pbytes = (size_t)(chunks * (pn + bn)) * sizeof(float);
+    float *part = nb__alloc(pbytes), *bpart = part + chunks * pn;
     if (!part) return NB_KERNEL_DECLINE;
+    if (db) memset(bpart, 0, (size_t)(chunks * bn) * sizeof(float));
     int nt = nb__par_threads(n * 2 * c.C * c.K * c.r * c.r * c.OH * c.OW, 2000000);
     if (nt > chunks) nt = (int)chunks;
     int fail = 0;
     const float *g = nb_data(gy);
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
     {
-        size_t sb = (size_t)(c.xn + pn * CS_LANES + c.gn) * sizeof(float);   /* xp, the lane sums, gy's copy */
+        /* xp, the lane sums, gy's copy, the bias lanes */
+        size_t sb = (size_t)(c.xn + pn * CS_LANES + c.gn + 32 * bn) * sizeof(float);
         float *xp = nb__alloc(sb);
         if (!xp) fail = 1;
 #pragma omp for schedule(dynamic, 1)   /* a chunk to whichever thread is free: each has its own sums */
-        for (int64_t k = 0; k < chunks; k++)
-            if (xp) cs_wchunk(&c, g, k * per, (k + 1) * per < n ? (k + 1) * per : n, xp, xp + c.xn, part + k * pn);
+        for (int64_t k = 0; k < chunks; k++) {
+            int64_t n0 = k * per, n1 = (k + 1) * per < n ? (k + 1) * per : n;
+            if (xp) cs_wchunk(&c, g, n0, n1, xp, xp + c.xn, part + k * pn);
+            if (xp && db) cs_bchunk(&c, g, n0, n1, xp + c.xn + pn * CS_LANES + c.gn, bpart + k * bn);
+        }
         if (xp) nb__free(xp, sb);
     }
     if (!fail) {   /* chunks in chunk order, into dw's layout */
-        float *d = nb_data(dw);
-        const int64_t *s = nb_strides(dw);
-        for (int64_t k = 0; k < c.K; k++)
+        for (int64_t k = 0; k < c.K; k++) {
             for (int64_t ci = 0; ci < c.C; ci++)
                 for (int64_t kh = 0; kh < c.r; kh++)
                     for (int64_t kw = 0; kw < c.r; kw++) {
                         int64_t i = k * taps + (ci * c.r + kh) * c.r + kw;
                         float acc = part[i];
                         for (int64_t q = 1; q < chunks; q++) acc += part[q * pn + i];
-                        d[k * s[0] + ci * s[1] + kh * s[2] + kw * s[3]] = acc;
+                        dw[k * ds[0] + ci * ds[1] + kh * ds[2] + kw * ds[3]] = acc;
                     }
+            if (db) {
+                float acc = bpart[k];
+                for (int64_t q = 1; q < chunks; q++) acc += bpart[q * bn + k];
+                db[k * sdb] = acc;
+            }
+        }
     }
     nb__free(part, pbytes);
     return fail ? nb__err(NB_ENOMEM, "conv_bwd_weight (few input channels): out of memory for scratch") : 0;
+}
+
+/* CONV_BWD_WEIGHT: out dw (K, C, r, r), in {x, gy}. */
+static int cs_bwd_weight(const nb_kernel_args *a) {
+    if (!CS_SERVES()) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *gy = a->in[1], *dw = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || !cs_f32_4d(dw)) return NB_KERNEL_DECLINE;
+    const int64_t *ws = nb_shape(dw);
+    if (ws[2] != ws[3] || ws[0] != nb_shape(gy)[1] || ws[1] != nb_shape(x)[1]) return NB_KERNEL_DECLINE;
+    return cs_wgrad(a, x, gy, ws[2], nb_data(dw), nb_strides(dw), NULL, 0);
+}
+
+/* CONV_BWD_WEIGHT_BIAS: out (K, C r r + 1) (registry.h), in {x, gy},
+ * scalar[7] = r: the weight gradient and, from the same chunks of gy while
+ * they are in L2, the bias gradient (a separate CONV_BWD_BIAS read LeNet's
+ * 6.4 MB conv1 gradient again from memory: 0.6-0.8 ms, a quarter of that
+ * conv's fwd+bwd). */
+static int cs_bwd_weight_bias(const nb_kernel_args *a) {
+    if (!CS_SERVES()) return NB_KERNEL_DECLINE;
+    const nb_tensor *x = a->in[0], *gy = a->in[1], *o = a->out;
+    if (!cs_f32_4d(x) || !cs_f32_4d(gy) || nb_dtype_of(o) != NB_DTYPE_F32 || nb_ndim(o) != 2) return NB_KERNEL_DECLINE;
+    int64_t r = (int64_t)a->scalar[7], C = nb_shape(x)[1], s0 = nb_strides(o)[0], s1 = nb_strides(o)[1];
+    if (r < 1 || nb_shape(o)[0] != nb_shape(gy)[1] || nb_shape(o)[1] != C * r * r + 1) return NB_KERNEL_DECLINE;
+    float *d = nb_data(o);
+    const int64_t ds[4] = {s0, r * r * s1, r * s1, s1};
+    return cs_wgrad(a, x, gy, r, d, ds, d + C * r * r * s1, s0);
 }
 
 /* The lanes of each of cnt lane-wise sums (acc[i][CS_LANES]) added in lane order into part[i]. */

@@ -214,6 +214,8 @@ void nb__avx2_conv_small_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_conv2d", 20, cs_fwd},
         {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_bwd_weight", 20, cs_bwd_weight},
+        {NB_OP_CONV_BWD_WEIGHT_BIAS, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_conv_small_c_bwd_weight_bias", 20,
+         cs_bwd_weight_bias},
     };
     NB__REGISTER_ALL(ks);
 }

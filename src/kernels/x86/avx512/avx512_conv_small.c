@@ -317,6 +317,8 @@ void nb__avx512_conv_small_register(void) {
         {NB_OP_CONV2D, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_conv_small_c_conv2d", NB__PRIO_AVX512_WINS, cs_fwd},
         {NB_OP_CONV_BWD_WEIGHT, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_conv_small_c_bwd_weight", NB__PRIO_AVX512_WINS,
          cs_bwd_weight},
+        {NB_OP_CONV_BWD_WEIGHT_BIAS, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_conv_small_c_bwd_weight_bias",
+         NB__PRIO_AVX512_WINS, cs_bwd_weight_bias},
     };
     NB__REGISTER_ALL(ks);
 }
