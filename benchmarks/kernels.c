@@ -474,10 +474,12 @@ static int bench_direct(wl_kind k, int threads, int reps) {
         if (!rc && blocked) {   /* ours and oneDNN in alternation: the ratio the table shows */
             if (!time_pair(run_ours, run_direct, k, reps, &mo, &ms))
                 report(k, threads, "paired_direct", "ours", mo);
-            /* and again with ours on channels-last x and dy (conv only) */
+            /* and again with ours on channels-last x and dy (conv only; not conv1, whose
+               one-channel x is NCHW and channels-last at once, so its y is NCHW) */
             double mlo = -1, mld = -1;
             conv_cl = true;
-            if (conv && ms >= 0 && !time_pair(run_ours, run_direct, k, reps, &mlo, &mld)) {
+            if (conv && in.conv[k - W_CONV1].ci > 1 && ms >= 0 &&
+                !time_pair(run_ours, run_direct, k, reps, &mlo, &mld)) {
                 report(k, threads, "paired_direct_cl", "ours_channels_last", mlo);
                 report(k, threads, "onednn_direct_cl", "dnnl_conv_any", mld);
             }
