@@ -224,6 +224,17 @@ static void cs_fused(const cs_case *c) {
     cs_default();
 }
 
+/* cs_fused on LeNet's conv1 and shapes with tails and short chunks. */
+static void cs_fused_cases(void) {
+    static const cs_case cases[] = {
+        {64, 1, 28, 28, 32, 5, 2, false, 'c'},   /* LeNet's conv1 */
+        {5, 3, 17, 13, 32, 3, 1, false, 'c'},    /* RGB, odd sizes, a tail of every plane */
+        {3, 2, 9, 33, 24, 1, 0, false, 'c'},
+        {37, 4, 7, 7, 24, 3, 1, false, 'c'},     /* chunks of 3 images, the last one short */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cs_fused(&cases[i]);
+}
+
 /* A valid 3x3 weight gradient over 11 columns (9 outputs, a partial last
  * vector) with x column 9 inf: read by taps kw = 1 (output 8) and kw = 2
  * (output 7) but never by kw = 0, whose taps stay finite and match ref. */

@@ -89,11 +89,5 @@ Test(conv_small, steps_aside_for_avx512) {
 
 Test(conv_small, fused_weight_and_bias_gradients) {
     cs_need();
-    static const cs_case cases[] = {
-        {64, 1, 28, 28, 32, 5, 2, false, 'c'},   /* LeNet's conv1 */
-        {5, 3, 17, 13, 32, 3, 1, false, 'c'},    /* RGB, odd sizes, a tail of every plane */
-        {3, 2, 9, 33, 24, 1, 0, false, 'c'},
-        {37, 4, 7, 7, 24, 3, 1, false, 'c'},     /* chunks of 3 images, the last one short */
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cs_fused(&cases[i]);
+    cs_fused_cases();
 }
