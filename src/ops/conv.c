@@ -54,6 +54,16 @@ static conv_geom geom_get(const nb__node *n) {
     return g;
 }
 
+/* The kernels' scalar[0..6]: {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups}. */
+static void geom_scalars(const conv_geom *g, double *scalar) {
+    for (int i = 0; i < 2; i++) {
+        scalar[i] = (double)g->stride[i];
+        scalar[2 + i] = (double)g->pad[i];
+        scalar[4 + i] = (double)g->dil[i];
+    }
+    scalar[6] = (double)g->groups;
+}
+
 /* Allocates out of `shape` and runs `op` on the given inputs (NULLs at the
  * end are left out) with g as scalars. Returns out (+1, not scoped) or NULL.
  * An image out (CONV2D's y, CONV_BWD_DATA's dx) follows its image input
@@ -64,17 +74,10 @@ static conv_geom geom_get(const nb__node *n) {
 static nb_tensor *conv_run(const char *who, nb_op op, nb_dims shape, const conv_geom *g, nb_tensor *a, nb_tensor *b,
                            nb_tensor *c) {
     bool image = op == NB_OP_CONV2D || op == NB_OP_CONV_BWD_DATA || op == NB_OP_CONV_TRANSPOSE2D;
-    nb_tensor *out = image && shape.ndim == 4 && nb__suggests_channels_last(a)
-                         ? nb__new_channels_last(who, a->dtype, shape.d)
-                         : nb__new(who, a->dtype, shape.ndim, shape.d);
+    nb_tensor *out = nb__new_layout(who, a->dtype, shape.ndim, shape.d, image && nb__suggests_channels_last(a));
     if (!out) return NULL;
     nb_kernel_args args = {.op = op, .out = out, .in = {a, b, c}, .nin = c ? 3 : b ? 2 : 1};
-    for (int i = 0; i < 2; i++) {
-        args.scalar[i] = (double)g->stride[i];
-        args.scalar[2 + i] = (double)g->pad[i];
-        args.scalar[4 + i] = (double)g->dil[i];
-    }
-    args.scalar[6] = (double)g->groups;
+    geom_scalars(g, args.scalar);
     if (nb__dispatch(&args, who)) {
         nb_release(out);
         return NULL;
@@ -119,12 +122,7 @@ static int conv_weight_bias(nb_tensor *x, nb_tensor *gy, nb_dims wshape, const c
     nb_tensor *out = nb__new(who, gy->dtype, 2, (const int64_t[]){k, per + 1});
     if (!out) return nb_last_error_code();
     nb_kernel_args args = {.op = NB_OP_CONV_BWD_WEIGHT_BIAS, .out = out, .in = {x, gy}, .nin = 2};
-    for (int i = 0; i < 2; i++) {
-        args.scalar[i] = (double)g->stride[i];
-        args.scalar[2 + i] = (double)g->pad[i];
-        args.scalar[4 + i] = (double)g->dil[i];
-    }
-    args.scalar[6] = (double)g->groups;
+    geom_scalars(g, args.scalar);
     args.scalar[7] = wshape.ndim == 4 ? (double)wshape.d[2] : 1.0;
     int rc = nb__dispatch_fast(&args, who);
     if (rc) {

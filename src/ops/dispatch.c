@@ -79,7 +79,7 @@ nb_tensor *nb__ew_binary_ex(const char *who, nb_op op, nb_tensor *a, nb_tensor *
     nb_tensor *ca = nb__convert(who, a, compute), *cb = ca ? nb__convert(who, b, compute) : NULL;
     /* the output follows a channels-last input of its own shape (as PyTorch's) */
     bool cl = cl_like(a, nd, shape) || cl_like(b, nd, shape);
-    nb_tensor *out = !cb ? NULL : cl ? nb__new_channels_last(who, out_dt, shape) : nb__new(who, out_dt, nd, shape);
+    nb_tensor *out = cb ? nb__new_layout(who, out_dt, nd, shape, cl) : NULL;
     nb_tensor *ea = NULL, *eb = NULL;
     int rc = NB_ENOMEM;   /* stays when an alias cannot be made */
     if (!out) goto release_inputs;
@@ -113,9 +113,7 @@ nb_tensor *nb__ew_unary(const char *who, nb_op op, nb_tensor *a, double s) {
 nb_tensor *nb__ew_unary_ex(const char *who, nb_op op, nb_tensor *a, nb_dtype compute, nb_dtype out_dt, double s0,
                            double s1) {
     nb_tensor *ca = nb__convert(who, a, compute);
-    nb_tensor *out = !ca                               ? NULL
-                     : cl_like(a, a->ndim, a->shape) ? nb__new_channels_last(who, out_dt, a->shape)
-                                                     : nb__new(who, out_dt, a->ndim, a->shape);
+    nb_tensor *out = ca ? nb__new_layout(who, out_dt, a->ndim, a->shape, cl_like(a, a->ndim, a->shape)) : NULL;
     if (out) {
         nb_kernel_args args = {.op = op, .out = out, .in = {ca}, .nin = 1, .scalar = {s0, s1}};
         if (nb__dispatch(&args, who)) {

@@ -304,7 +304,7 @@ static int clone_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {
 
 /* A copy of t as dt, contiguous or (4-D) channels-last. */
 static nb_tensor *copy_as(const char *who, nb_tensor *t, nb_dtype dt, bool channels_last) {
-    nb_tensor *out = channels_last ? nb__new_channels_last(who, dt, t->shape) : nb__new(who, dt, t->ndim, t->shape);
+    nb_tensor *out = nb__new_layout(who, dt, t->ndim, t->shape, channels_last);
     if (!out) return NULL;
     nb_kernel_args a = {.op = NB_OP_COPY, .out = out, .in = {t}, .nin = 1};
     if (nb__dispatch(&a, who)) {
@@ -327,8 +327,8 @@ NB_API nb_tensor *nb_contiguous(nb_tensor *t) {
     return finish1(copy_raw("nb_contiguous", t, t->dtype), "CloneBackward", "nb_contiguous", clone_backward, t, NULL);
 }
 
-nb_tensor *nb__clone_channels_last(nb_tensor *t) {
-    const char *who = "nb_clone (channels-last)";
+/* A differentiable channels-last copy of the 4-D t; who names the caller. */
+static nb_tensor *clone_cl(const char *who, nb_tensor *t) {
     NB_CHECK_ARG(who, t);
     if (t->ndim != 4) {
         nb__err(NB_ESHAPE, "%s: expected a 4-D (N, C, H, W) tensor, got shape %s", who, nb__shape_str(t));
@@ -337,15 +337,11 @@ nb_tensor *nb__clone_channels_last(nb_tensor *t) {
     return finish1(copy_as(who, t, t->dtype, true), "CloneBackward", who, clone_backward, t, NULL);
 }
 
+nb_tensor *nb__clone_channels_last(nb_tensor *t) { return clone_cl("nb_clone (channels-last)", t); }
+
 NB_API nb_tensor *nb_to_channels_last(nb_tensor *t) {
-    const char *who = "nb_to_channels_last";
-    NB_CHECK_ARG(who, t);
-    if (t->ndim != 4) {
-        nb__err(NB_ESHAPE, "%s: expected a 4-D (N, C, H, W) tensor, got shape %s", who, nb__shape_str(t));
-        return NULL;
-    }
-    if (nb_is_channels_last(t) && (t->shape[1] == 1 || !nb_is_contiguous(t))) return nb__scoped(nb_retain(t));
-    return nb__clone_channels_last(t);
+    if (t && nb_is_channels_last(t) && (t->shape[1] == 1 || !nb_is_contiguous(t))) return nb__scoped(nb_retain(t));
+    return clone_cl("nb_to_channels_last", t);
 }
 
 static int to_dtype_backward(nb__node *n, nb_tensor *g, nb_tensor **gin) {

@@ -65,9 +65,10 @@ void nb__tensor_count(int delta);
  * an error for bad shapes, overflow or no memory. `who` names the public
  * function for the message. */
 nb_tensor *nb__new(const char *who, nb_dtype dt, int ndim, const int64_t *shape);
-/* A new 4-D tensor of shape (N, C, H, W) laid out channels-last: strides
- * (H*W*C, 1, W*C, C), as PyTorch's torch.channels_last. */
-nb_tensor *nb__new_channels_last(const char *who, nb_dtype dt, const int64_t *shape);
+/* nb__new, laid out channels-last when channels_last and ndim is 4: shape
+ * (N, C, H, W) with strides (H*W*C, 1, W*C, C), as PyTorch's
+ * torch.channels_last. */
+nb_tensor *nb__new_layout(const char *who, nb_dtype dt, int ndim, const int64_t *shape, bool channels_last);
 /* t is channels-last and not also contiguous (PyTorch's
  * suggest_memory_format): the layout an op's output should follow. A
  * contiguous (N, 1, H, W) is both, and counts as contiguous. */

@@ -206,7 +206,8 @@ NB_API bool nb_is_channels_last(const nb_tensor *t) {
 
 bool nb__suggests_channels_last(const nb_tensor *t) { return nb_is_channels_last(t) && !nb_is_contiguous(t); }
 
-nb_tensor *nb__new_channels_last(const char *who, nb_dtype dt, const int64_t *shape) {
+nb_tensor *nb__new_layout(const char *who, nb_dtype dt, int ndim, const int64_t *shape, bool channels_last) {
+    if (!channels_last || ndim != 4) return nb__new(who, dt, ndim, shape);
     const int64_t nhwc[4] = {shape[0], shape[2], shape[3], shape[1]};
     nb_tensor *t = nb__new(who, dt, 4, nhwc);
     if (!t) return NULL;

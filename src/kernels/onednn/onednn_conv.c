@@ -531,6 +531,18 @@ static void bb_plane(const float *p, int64_t n, float part[32]) {
     for (int j = 0; i < n; i++, j++) part[j] += p[i];
 }
 
+/* This thread's channels [*c0, *c1) of C, in whole units of `unit`
+ * channels: a split by channel, so no sum depends on the thread count. */
+static void bias_span(int64_t C, int64_t unit, int64_t *c0, int64_t *c1) {
+    int t = 0, T = 1;
+#if NB_HAVE_OPENMP
+    t = omp_get_thread_num(), T = omp_get_num_threads();
+#endif
+    int64_t blocks = (C + unit - 1) / unit;
+    *c0 = unit * (blocks * t / T);
+    *c1 = unit * (blocks * (t + 1) / T) < C ? unit * (blocks * (t + 1) / T) : C;
+}
+
 /* The channels-last gradient (cv_is_nhwc): per image, each channel's sum
  * over the positions in order (4 channels a vector), into a double per
  * channel; threads split the channels (multiples of 16: whole cache lines),
@@ -544,16 +556,12 @@ static int bias_nhwc(const nb_tensor *g, const int64_t *d, const int64_t *st, nb
         return nb__err(NB_ENOMEM, "conv_bwd_bias: out of memory for %lld channel sums", (long long)C);
     }
     const float *gp = nb_data(g);
-    int nt = nb__par_threads(nb_numel(g), NB_GRAIN_ELEMENTWISE), blocks = (int)((C + 15) / 16);
-    if (nt > blocks) nt = blocks;
+    int nt = nb__par_threads(nb_numel(g), NB_GRAIN_ELEMENTWISE);
+    if (nt > (C + 15) / 16) nt = (int)((C + 15) / 16);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int t = 0, T = 1;
-#if NB_HAVE_OPENMP
-        t = omp_get_thread_num(), T = omp_get_num_threads();
-#endif
-        int64_t c0 = 16 * (blocks * t / T), c1 = 16 * (blocks * (t + 1) / T);
-        if (c1 > C) c1 = C;
+        int64_t c0, c1;
+        bias_span(C, 16, &c0, &c1);
         for (int64_t n = 0; n < d[0]; n++) {
             for (int64_t c = c0; c < c1; c++) part[c] = 0.0f;
             for (int64_t i = 0; i < hw; i++) {
@@ -595,11 +603,8 @@ static int direct_conv_bwd_bias(const nb_kernel_args *a) {
     int nt = nb__par_threads(nb_numel(g), NB_GRAIN_ELEMENTWISE);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int t = 0, T = 1;
-#if NB_HAVE_OPENMP
-        t = omp_get_thread_num(), T = omp_get_num_threads();
-#endif
-        int64_t c0 = d[1] * t / T, c1 = d[1] * (t + 1) / T;
+        int64_t c0, c1;
+        bias_span(d[1], 1, &c0, &c1);
         for (int64_t n = 0; n < d[0]; n++)   /* memory order: the planes stream */
             for (int64_t c = c0; c < c1; c++) {
                 const float *p = gp + n * st[0] + c * st[1];
