@@ -32,6 +32,7 @@ extern int nb__avx512_gemm_serve_all;
 
 static void g5_teardown(void) {
     nb__avx512_gemm_serve_all = 0;
+    nb__avx512_gemm_vm = 1;
     nb__avx2_gemm_serve_all = 0;
     nb__thread_invariant = 0;
     while (nb_scope_depth() > 0) nb_scope_end();
@@ -335,6 +336,91 @@ Test(avx512_gemm, same_bits_as_avx2_gemm) {
     g5_avx2_bits_case(31, 65, 40, G5_STRIDED, G5_STRIDED, false);
     g5_avx2_bits_case(130, 257, 600, G5_ROW, G5_ROW, true);    /* LINEAR with bias */
     g5_avx2_bits_case(13, 1030, 1, G5_ROW, G5_ROW, true);
+    /* the transposed tile's rule (B = W^T; LINEAR's w^T), two K blocks */
+    long vm0 = nb__avx512_gemm_vm_calls;
+    g5_avx2_bits_case(64, 256, 300, G5_ROW, G5_TRANS, false);
+    g5_avx2_bits_case(60, 200, 600, G5_ROW, G5_ROW, true);
+    cr_assert_geq(nb__avx512_gemm_vm_calls - vm0, 2, "the transposed tile did not serve");
+}
+
+/* The transposed tile (vectors along M, nb__avx512_gemm_vm 2: every call
+ * with C rows contiguous) against the 6x32 path (0): bitwise equal, across
+ * the 32 x 12 tile's edges (M around 32, N around 12), K blocks (K > 256),
+ * every operand layout, LINEAR with bias, batched, 1-3 threads. */
+static nb_tensor *g5_vm_run(nb_tensor *A, nb_tensor *B, nb_tensor *Bi, bool lin, int vm, int threads) {
+    nb__avx512_gemm_vm = vm;
+    g5_isa("avx512", threads);
+    long before = nb__avx512_gemm_vm_calls;
+    nb_tensor *c = lin ? nb_linear(A, B, Bi) : nb_matmul(A, B);
+    cr_assert_not_null(c, "%s", nb_last_error());
+    g5_served("avx512_gemm");
+    cr_assert(vm == 2 ? nb__avx512_gemm_vm_calls > before : nb__avx512_gemm_vm_calls == before,
+              "transposed tile %s", vm == 2 ? "not used when forced" : "used when off");
+    nb__avx512_gemm_vm = 1;
+    return nb_contiguous(c);
+}
+
+static void g5_vm_case(int64_t batch, int64_t M, int64_t N, int64_t K, int la, int lb, bool lin, int threads) {
+    nb_scope_begin();
+    int64_t nb = batch > 0 ? batch : 1;
+    float *a = malloc((size_t)(nb * M * K + 1) * sizeof(float)), *b = malloc((size_t)(K * N + 1) * sizeof(float));
+    float *bias = malloc((size_t)(N + 1) * sizeof(float));
+    cr_assert(a && b && bias);
+    for (int64_t i = 0; i < nb * M * K; i++) a[i] = g5_uniform();
+    for (int64_t i = 0; i < K * N; i++) b[i] = g5_uniform();
+    for (int64_t i = 0; i < N; i++) bias[i] = g5_uniform();
+    nb_tensor *A = g5_matrix(a, batch, M, K, la);
+    nb_tensor *B = lin ? g5_matrix(b, 0, N, K, lb) : g5_matrix(b, 0, K, N, lb);
+    nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    nb_tensor *c0 = g5_vm_run(A, B, Bi, lin, 0, threads), *c1 = g5_vm_run(A, B, Bi, lin, 2, threads);
+    cr_assert(c0 && c1);
+    cr_assert_eq(memcmp(nb_data(c0), nb_data(c1), (size_t)(nb * M * N) * sizeof(float)), 0,
+                 "batch %lld M=%lld N=%lld K=%lld (layouts %d %d, linear %d, %d threads): transposed tile and 6x32 "
+                 "bits differ",
+                 (long long)batch, (long long)M, (long long)N, (long long)K, la, lb, (int)lin, threads);
+    free(a);
+    free(b);
+    free(bias);
+    nb_scope_end();
+}
+
+Test(avx512_gemm, transposed_tile_same_bits) {
+    static const int64_t ms[] = {1, 15, 16, 17, 31, 32, 33, 64, 65, 100};
+    static const int64_t ns[] = {1, 11, 12, 13, 24, 25, 37, 256};
+    static const int64_t ks[] = {1, 7, 8, 9, 40, 256, 257, 600};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+            int64_t K = ks[(i * 3 + j) % (sizeof ks / sizeof ks[0])];
+            g5_vm_case(0, ms[i], ns[j], K, G5_ROW, G5_TRANS, false, 1);   /* the rule's layout, any size */
+            g5_vm_case(0, ms[i], ns[j], K, (int)((i + j) % 3), (int)((i + 2 * j) % 3), false, 1);
+        }
+    g5_vm_case(0, 64, 300, 600, G5_ROW, G5_ROW, true, 1);   /* LINEAR (w^T) with bias, two K blocks */
+    g5_vm_case(0, 33, 25, 300, G5_TRANS, G5_ROW, true, 1);
+    g5_vm_case(3, 20, 40, 50, G5_ROW, G5_TRANS, false, 1);  /* batched (B shared: one folded GEMM) */
+    g5_vm_case(0, 64, 256, 256, G5_ROW, G5_TRANS, false, 2);
+    g5_vm_case(0, 96, 1000, 300, G5_STRIDED, G5_TRANS, false, 3);
+}
+
+/* The rule: B^T with 64 rows takes the transposed tile, the same call with
+ * B row-major or 200 rows does not. */
+Test(avx512_gemm, transposed_tile_rule) {
+    nb_scope_begin();
+    float *v = calloc(256 * 256, sizeof(float));
+    cr_assert_not_null(v);
+    for (int i = 0; i < 256 * 256; i++) v[i] = g5_uniform();
+    nb_tensor *x64 = g5_matrix(v, 0, 64, 256, G5_ROW), *x200 = g5_matrix(v, 0, 200, 256, G5_ROW);
+    nb_tensor *wt = g5_matrix(v, 0, 256, 256, G5_TRANS), *w = g5_matrix(v, 0, 256, 256, G5_ROW);
+    g5_isa("avx512", 1);
+    struct { nb_tensor *a, *b; bool takes; } cs[] = {{x64, wt, true}, {x64, w, false}, {x200, wt, false}};
+    for (int t = 0; t < 3; t++) {
+        long before = nb__avx512_gemm_vm_calls;
+        cr_assert_not_null(nb_matmul(cs[t].a, cs[t].b), "%s", nb_last_error());
+        g5_served("avx512_gemm_matmul");
+        cr_assert_eq(nb__avx512_gemm_vm_calls > before, cs[t].takes, "case %d: transposed tile %s", t,
+                     cs[t].takes ? "not taken" : "taken");
+    }
+    free(v);
+    nb_scope_end();
 }
 
 /* Inside a backward (nb__thread_invariant set by the executor) oneDNN

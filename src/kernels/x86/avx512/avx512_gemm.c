@@ -8,6 +8,9 @@
  * -> jr over 32-column panels -> ir over 6-row panels -> 6x32 microkernel
  * (12 zmm accumulators; per k step two 16-float loads of B, six broadcasts
  * of A, twelve FMAs; 4- and 2-row variants for tiles cut by M).
+ * Calls with B of unit stride along K and few rows (gY W^T in a backward)
+ * take a transposed 32x12 tile instead ("vm", above gemm_serial: B read
+ * in place, the same bits).
  * Differences from the AVX2 file: NR = 32; tiles cut by N are read and
  * written with masked loads and stores (__mmask16) straight into C (no
  * scratch tile; the scratch tile remains only for C without unit column
@@ -291,6 +294,196 @@ static inline void ukr(int64_t kc, const float *restrict a, const float *restric
     }
 }
 
+/* ---- the transposed tile ("vm": vectors along M) ----
+ * For B stored with unit stride along K (B = W^T of a row-major W: the
+ * input gradient gY W^T of x W, and LINEAR's forward x w^T), the 6x32 path
+ * spends about a quarter of a 64 x 256 x 256 call packing B (256 KB of
+ * transposes, with W often cold). This path turns the tile around: C tile
+ * 32 rows x 12 columns in 24 zmm accumulators (acc[h][j]: rows 16h..16h+15
+ * of column j); per k two 16-float loads of A, packed into 32-row k-major
+ * panels (vm_pack_a: for such calls A is the small operand, gY), twelve
+ * broadcasts of B[k][j] read in place from B (twelve column pointers, each
+ * stepping bs0 a k), 24 FMAs. The tile reaches C through 8x8 register
+ * transposes (vm_tr16). Loops: pc over K blocks (the 6x32 path's, kcb) ->
+ * pack A -> j0 over 12-column groups (their 12 x kc B values stay in L1)
+ * -> 32-row panels of A (from L2).
+ * Bits: each element of C is acc = fma(a_ik, b_kj, acc) over k in order
+ * from zero per K block (+ bias after the first block, C + acc after later
+ * ones): the 6x32 kernel's operations exactly (fma(b, a, acc) is the same
+ * rounding of the same product), so a call gives the same bits on either
+ * path, and on the AVX2 GEMM (tests/kernels/test_avx512_gemm.c asserts it).
+ * Measured (1 thread, call-by-call against the 6x32 path, see vm_takes). */
+#define VM_MR 32
+#define VM_NR 12
+
+/* A (mc x kc at a, strides s0 along m, s1 along k) -> panels of 32 rows:
+ * dst[p*kc*32 + k*32 + i] = A[p*32 + i][k], zero beyond mc. */
+static void vm_pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t kc, float *dst) {
+    for (int64_t i0 = 0; i0 < mc; i0 += VM_MR, dst += kc * VM_MR) {
+        int64_t mm = mc - i0 < VM_MR ? mc - i0 : VM_MR;
+        const float *src = a + i0 * s0;
+        if (s1 == 1) {   /* rows contiguous along k: 8 rows x 8 k at a time, 8x8 transposes */
+            int64_t k = 0;
+            for (; k + 8 <= kc; k += 8)
+                for (int g8 = 0; g8 < VM_MR / 8; g8++) {
+                    __m256 r[8];
+                    for (int i = 0; i < 8; i++)
+                        r[i] = g8 * 8 + i < mm ? _mm256_loadu_ps(src + (g8 * 8 + i) * s0 + k) : _mm256_setzero_ps();
+                    nb__tr8x8(r);
+                    for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (k + i) * VM_MR + g8 * 8, r[i]);
+                }
+            for (; k < kc; k++)
+                for (int64_t i = 0; i < VM_MR; i++) dst[k * VM_MR + i] = i < mm ? src[i * s0 + k] : 0.0f;
+        } else if (s0 == 1) {   /* the rows of a k are adjacent */
+            __mmask16 m0 = lanes(mm), m1 = lanes(mm - 16);
+            for (int64_t k = 0; k < kc; k++) {
+                _mm512_store_ps(dst + k * VM_MR, _mm512_maskz_loadu_ps(m0, src + k * s1));
+                _mm512_store_ps(dst + k * VM_MR + 16, _mm512_maskz_loadu_ps(m1, src + k * s1 + 16));
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t i = 0; i < VM_MR; i++) dst[k * VM_MR + i] = i < mm ? src[i * s0 + k * s1] : 0.0f;
+        }
+    }
+}
+
+/* One step of the k loop: column j's broadcast B value v into its two accumulators. */
+#define VM_FMA(j, v)                                                                               \
+    do {                                                                                           \
+        __m512 b_ = _mm512_set1_ps(v);                                                             \
+        c0[j] = _mm512_fmadd_ps(a0, b_, c0[j]);                                                    \
+        c1[j] = _mm512_fmadd_ps(a1, b_, c1[j]);                                                    \
+    } while (0)
+
+/* 16 x 16 transpose in registers: t[j] lane i = element (i, j) in, t[i]
+ * lane j out. Unpacks pair columns, shuffle_ps gathers 4 columns of a row
+ * in each 128-bit lane, shuffle_f32x4 moves the lanes into rows. */
+static inline void vm_tr16(__m512 t[16]) {
+    __m512 u[16];
+    for (int j = 0; j < 16; j += 2) {
+        u[j] = _mm512_unpacklo_ps(t[j], t[j + 1]);
+        u[j + 1] = _mm512_unpackhi_ps(t[j], t[j + 1]);
+    }
+    for (int j = 0; j < 16; j += 4) {   /* t[j + r], lane l: row 4l + r, columns j..j+3 */
+        t[j] = _mm512_shuffle_ps(u[j], u[j + 2], 0x44);
+        t[j + 1] = _mm512_shuffle_ps(u[j], u[j + 2], 0xEE);
+        t[j + 2] = _mm512_shuffle_ps(u[j + 1], u[j + 3], 0x44);
+        t[j + 3] = _mm512_shuffle_ps(u[j + 1], u[j + 3], 0xEE);
+    }
+    for (int r = 0; r < 4; r++) {
+        __m512 ab0 = _mm512_shuffle_f32x4(t[r], t[4 + r], 0x88), ab1 = _mm512_shuffle_f32x4(t[r], t[4 + r], 0xDD);
+        __m512 cd0 = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0x88), cd1 = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0xDD);
+        u[r] = _mm512_shuffle_f32x4(ab0, cd0, 0x88);
+        u[4 + r] = _mm512_shuffle_f32x4(ab1, cd1, 0x88);
+        u[8 + r] = _mm512_shuffle_f32x4(ab0, cd0, 0xDD);
+        u[12 + r] = _mm512_shuffle_f32x4(ab1, cd1, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) t[i] = u[i];
+}
+
+/* The 32 x 12 tile at c (rows x cols of it real, row stride ldc, unit
+ * column stride): the k loop over kc (a: the packed panel; B[k][j] at
+ * b[k bk + j bl], all 12 columns in bounds), then c = acc (+ bias[j]) when
+ * first, else c += acc. Only rows x cols elements of c are read or written.
+ * The column addresses are four bases (columns 0, 3, 6, 9) plus bl or 2 bl,
+ * so the loop keeps them in registers (twelve pointers did not fit: gcc
+ * reloaded them from the stack every k, 10 more uops per 24 FMAs). */
+static inline void vm_tile(int64_t kc, const float *restrict a, const float *b, int64_t bk, int64_t bl,
+                           float *restrict c, int64_t ldc, int rows, int cols, bool first, const float *bias) {
+    __m512 c0[VM_NR], c1[VM_NR];
+    for (int j = 0; j < VM_NR; j++) c0[j] = c1[j] = _mm512_setzero_ps();
+    if (bl == 1) {   /* B's columns adjacent (row-major B) */
+        for (int64_t k = 0; k < kc; k++, b += bk) {
+            __m512 a0 = _mm512_load_ps(a + k * VM_MR), a1 = _mm512_load_ps(a + k * VM_MR + 16);
+            VM_FMA(0, b[0]); VM_FMA(1, b[1]); VM_FMA(2, b[2]); VM_FMA(3, b[3]); VM_FMA(4, b[4]); VM_FMA(5, b[5]);
+            VM_FMA(6, b[6]); VM_FMA(7, b[7]); VM_FMA(8, b[8]); VM_FMA(9, b[9]); VM_FMA(10, b[10]); VM_FMA(11, b[11]);
+        }
+    } else {
+        const float *p0 = b, *p3 = b + 3 * bl, *p6 = b + 6 * bl, *p9 = b + 9 * bl;
+        for (int64_t k = 0; k < kc; k++, p0 += bk, p3 += bk, p6 += bk, p9 += bk) {
+            __m512 a0 = _mm512_load_ps(a + k * VM_MR), a1 = _mm512_load_ps(a + k * VM_MR + 16);
+            VM_FMA(0, p0[0]); VM_FMA(1, p0[bl]); VM_FMA(2, p0[2 * bl]); VM_FMA(3, p3[0]); VM_FMA(4, p3[bl]);
+            VM_FMA(5, p3[2 * bl]); VM_FMA(6, p6[0]); VM_FMA(7, p6[bl]); VM_FMA(8, p6[2 * bl]); VM_FMA(9, p9[0]);
+            VM_FMA(10, p9[bl]); VM_FMA(11, p9[2 * bl]);
+        }
+    }
+    if (first && bias)
+        for (int j = 0; j < cols; j++) {
+            __m512 q = _mm512_set1_ps(bias[j]);
+            c0[j] = _mm512_add_ps(c0[j], q);
+            c1[j] = _mm512_add_ps(c1[j], q);
+        }
+    /* each 16-row half: columns in, rows out (vm_tr16), rows stored masked to cols */
+    __mmask16 m = lanes(cols);
+    for (int h = 0; h < 2 && h * 16 < rows; h++) {
+        __m512 t[16];
+        for (int j = 0; j < 16; j++) t[j] = j < VM_NR ? (h ? c1[j] : c0[j]) : _mm512_setzero_ps();
+        vm_tr16(t);
+        for (int i = 0; i < 16 && h * 16 + i < rows; i++) {
+            float *d = c + (h * 16 + i) * ldc;
+            __m512 v = t[i];
+            if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v);
+            _mm512_mask_storeu_ps(d, m, v);
+        }
+    }
+}
+#undef VM_FMA
+
+/* Tests: 0 keeps every call on the 6x32 path, 2 sends every call it can
+ * take (unit column stride of C) to the transposed tile, 1 (default) the
+ * rule of vm_takes. nb__avx512_gemm_vm_calls counts the calls it served. */
+int nb__avx512_gemm_vm = 1;
+long nb__avx512_gemm_vm_calls = 0;
+
+/* The rule: B with unit stride along K (B^T of a row-major matrix), C rows
+ * contiguous, K and N >= 128, M <= 96 with at most 1/8 of the 32-row panels
+ * padding. Measured call by call against the 6x32 path (1 thread, AVX-512
+ * Xeon; ratios of time, >1 this path faster): M x K x N 64x256x256 1.10-1.16
+ * (1.08 with W cold), 32x256x256 1.19-1.34, 64x784x100 1.18-1.26,
+ * 64x1024x1024 1.41, 96x256x256 1.03; it loses at 128 rows and more
+ * (1.00, 0.95 at 192: A's panels re-read from L2 for each 12 columns), with
+ * padded panels (48 rows 0.92), short K or N (64x64x256 0.84, 64x256x64
+ * 0.93: the transposes and the cut group weigh more), and where B is
+ * row-major (0.56-0.84: B's rows are read 12 floats at a time). */
+static bool vm_takes(const gemm_op *g) {
+    if (nb__avx512_gemm_vm == 0 || g->cs1 != 1) return false;
+    if (nb__avx512_gemm_vm == 2) return true;
+    int64_t padded = (g->M + VM_MR - 1) / VM_MR * VM_MR;
+    return g->bs0 == 1 && g->bs1 != 1 && g->K >= 128 && g->N >= 128 && g->M <= 96 && 8 * g->M >= 7 * padded;
+}
+
+/* The transposed-tile GEMM of g (K > 0, M, N > 0). 0 or NB_ENOMEM. */
+static int vm_serial(const gemm_op *g, int64_t kcb) {
+    int64_t M = g->M, N = g->N, K = g->K, np = (M + VM_MR - 1) / VM_MR;
+    gemm_buf *bf = &tls_buf;
+    if (!buf_reserve(&bf->a, &bf->na, (size_t)(np * VM_MR * kcb))) return NB_ENOMEM;
+    __atomic_fetch_add(&nb__avx512_gemm_vm_calls, 1, __ATOMIC_RELAXED);
+    float *Ap = bf->a;
+    float tb[VM_NR * KC] __attribute__((aligned(64)));   /* a cut group of B's columns */
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        int64_t kc = K - pc < kcb ? K - pc : kcb;
+        bool first = pc == 0;
+        vm_pack_a(g->a + pc * g->as1, g->as0, g->as1, M, kc, Ap);
+        for (int64_t j0 = 0; j0 < N; j0 += VM_NR) {
+            int nn = (int)(N - j0 < VM_NR ? N - j0 : VM_NR);
+            const float *b = g->b + pc * g->bs0 + j0 * g->bs1;
+            int64_t bk = g->bs0, bl = g->bs1;
+            if (nn < VM_NR) {   /* the last columns, copied with zeros after them (the loop reads all 12) */
+                for (int j = 0; j < VM_NR; j++)
+                    for (int64_t k = 0; k < kc; k++) tb[j * kc + k] = j < nn ? b[k * bk + j * bl] : 0.0f;
+                b = tb, bk = 1, bl = kc;
+            }
+            const float *bias = first && g->bias ? g->bias + j0 : NULL;
+            for (int64_t p = 0; p < np; p++) {
+                int rows = (int)(M - p * VM_MR < VM_MR ? M - p * VM_MR : VM_MR);
+                vm_tile(kc, Ap + p * VM_MR * kc, b, bk, bl, g->c + p * VM_MR * g->cs0 + j0, g->cs0, rows, nn, first,
+                        bias);
+            }
+        }
+    }
+    return 0;
+}
+
 /* One thread's serial GEMM on the sub-problem g. Returns 0 or NB_ENOMEM. */
 static int gemm_serial(const gemm_op *g) {
     int64_t M = g->M, N = g->N, K = g->K;
@@ -302,6 +495,7 @@ static int gemm_serial(const gemm_op *g) {
     }
     /* K in equal blocks of at most KC (784 -> 4 x 196); depends on K only */
     int64_t kcb = (K + (K + KC - 1) / KC - 1) / ((K + KC - 1) / KC);
+    if (vm_takes(g)) return vm_serial(g, kcb);
     int64_t ncmax = N < NC ? (N + NR - 1) / NR * NR : NC, kcmax = kcb;
     int64_t mcmax = M < MC ? (M + MR - 1) / MR * MR : MC;
     gemm_buf *bf = &tls_buf;
