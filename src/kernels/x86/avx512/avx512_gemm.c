@@ -468,9 +468,15 @@ static int vm_serial(const gemm_op *g, int64_t kcb) {
             int nn = (int)(N - j0 < VM_NR ? N - j0 : VM_NR);
             const float *b = g->b + pc * g->bs0 + j0 * g->bs1;
             int64_t bk = g->bs0, bl = g->bs1;
-            if (nn < VM_NR) {   /* the last columns, copied with zeros after them (the loop reads all 12) */
-                for (int j = 0; j < VM_NR; j++)
-                    for (int64_t k = 0; k < kc; k++) tb[j * kc + k] = j < nn ? b[k * bk + j * bl] : 0.0f;
+            /* the last columns, copied with zeros after them (the loop reads all 12) */
+            if (nn < VM_NR) {
+                for (int j = 0; j < VM_NR; j++) {
+                    float *d = tb + j * kc;
+                    if (j >= nn) memset(d, 0, (size_t)kc * sizeof(float));
+                    else if (bk == 1) memcpy(d, b + j * bl, (size_t)kc * sizeof(float));
+                    else
+                        for (int64_t k = 0; k < kc; k++) d[k] = b[k * bk + j * bl];
+                }
                 b = tb, bk = 1, bl = kc;
             }
             const float *bias = first && g->bias ? g->bias + j0 : NULL;
