@@ -40,6 +40,12 @@ static double dot_span_d(const float *a, const float *b, int64_t n);
 /* One softmax (logs: log_softmax) row y[0..n) of x; big: the output is
  * large enough for streaming stores (stream_ok). */
 static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big);
+#ifdef ROWS_LATE_FLUSH
+/* The includer's softmax_row may leave a thread's last row to be written
+ * by its next row (see there); this writes it, then orders the streamed
+ * stores. Called once by each thread after its rows. */
+static void rows_late_flush(void);
+#endif
 /* One backward row dx[0..n) from g and y (see rows_softmax_backward). */
 static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n, bool logs, bool big);
 /* dx[k] = ga * inv * dx[k], then (smooth) minus gb * (w ? w[k] : 1), in
@@ -83,10 +89,16 @@ static int softmax_rows(const nb_kernel_args *a, bool logs) {
     const float *xb = nb_data(x);
     float *yb = nb_data(y);
     int nt = nb__par_threads(x->numel, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, row_chunk(len))
-    for (int64_t r = 0; r < rows; r++)
-        softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs,
-                    y->numel >= NT_MINTOTAL);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(dynamic, row_chunk(len)) nowait
+        for (int64_t r = 0; r < rows; r++)
+            softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs,
+                        y->numel >= NT_MINTOTAL);
+#ifdef ROWS_LATE_FLUSH
+        rows_late_flush();
+#endif
+    }
     return 0;
 }
 static int rows_softmax(const nb_kernel_args *a) { return softmax_rows(a, false); }
