@@ -53,9 +53,58 @@
  */
 #include "avx2_rows.h"
 
+#define ROWS_LATE_FLUSH 1
 #include "../rows_driver.h"
 
 /* ---- softmax / log_softmax: out = exp(x - lse) or x - lse ---- */
+
+/* Streamed rows written one row late, inside the next row's exp pass, as
+ * the AVX-512 twin does (avx512_rows.c, where the measurements are): big
+ * outputs, rows of at most NT_MAXROW floats, n % 8 == 0, y 32-byte
+ * aligned. rows_late_flush writes a thread's last pending row. */
+typedef struct late_row {
+    float buf[2][NT_MAXROW];   /* scratch rows: the pending one and the next */
+    const float *e;            /* the pending row's e, or NULL */
+    float *y;
+    float inv;
+    int64_t n;
+    int cur;
+} late_row;
+static _Thread_local late_row late __attribute__((aligned(32)));
+
+static void late_write(void) {
+    if (!late.e) return;
+    __m256 inv = V1(late.inv);
+    for (int64_t o = 0; o < late.n; o += 8)
+        _mm256_stream_ps(late.y + o, _mm256_mul_ps(_mm256_load_ps(late.e + o), inv));
+    late.e = NULL;
+}
+
+static void rows_late_flush(void) {
+    if (!late.e) return;
+    late_write();
+    _mm_sfence();
+}
+
+static inline __m256 exp_late_at(const float *x, float *e, const float *pf, int64_t o, __m256 mv, const float *pe,
+                                 float *py, __m256 pinv, bool full_, __m256i k_) {
+    if (py) _mm256_stream_ps(py + o, _mm256_mul_ps(_mm256_load_ps(pe + o), pinv));
+    return exp_at(x, e, pf, o, mv, full_, k_);
+}
+
+/* row_sumexp into e, the pending row (if any, of the same n floats, n % 8
+ * == 0: no tail) written meanwhile. */
+static double row_sumexp_late(const float *p, int64_t n, float m, float *e, const float *pf) {
+    __m256 mv = V1(m), pinv = V1(late.inv);
+    const float *pe = late.e;
+    float *py = pe ? late.y : NULL;
+    double s;
+#define F_(o) exp_late_at(p, e, pf, (o), mv, pe, py, pinv, full_, k_)
+    ROWSUM(n, F_, s);
+#undef F_
+    late.e = NULL;
+    return s;
+}
 
 static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big) {
     float m = row_max(x, n);
@@ -63,6 +112,13 @@ static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big
     int64_t i;
     if (softmax_row_special(x, y, n, m, logs)) return;
     __m256 mv = V1(m);
+    if (!logs && big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)y & 31) == 0) {
+        if (late.e && late.n != n) late_write();
+        float *e = late.buf[late.cur];
+        float inv = (float)(1.0 / row_sumexp_late(x, n, m, e, pf));
+        late.e = e, late.y = y, late.inv = inv, late.n = n, late.cur ^= 1;
+        return;
+    }
     if (!logs) {
         /* e^(x - m) into an L1 scratch row, then y written once with
          * streaming stores (no read of y's lines for ownership) */
