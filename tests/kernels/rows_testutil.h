@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 #include "testutil.h"
@@ -90,6 +91,42 @@ static void rows_softmax_layouts(int64_t L, int l, rows_softmax_all_fn all) {
     nb_tensor *xn = nb_narrow(rows_randn(NB_SHAPE(6, L + 3), 300 + l, 2.0), 1, 2, L);
     snprintf(what, sizeof what, "narrowed (6,%lld)", (long long)L);
     all(xn, rows_randn(NB_SHAPE(6, L), 310 + l, 1.0), 1, 1, what);
+}
+
+/* A softmax kernel call: x (R, L) -> a new output (NaN-filled before the
+ * call, so a row left unwritten shows), the serving kernel to *served. */
+typedef const float *(*rows_softmax_fn)(const nb_tensor *x, int64_t R, int64_t L, int threads, const char **served);
+
+/* Streamed softmax rows are written one row late (rows_driver.h's
+ * late_row): a big (1100, L) softmax with special rows among its rows
+ * (inf, all -inf, NaN, the last row inf, so a special row comes after the
+ * pending one) at 1, 2 and 3 threads is bitwise, row for row, the same
+ * rows computed alone (a (1, L) output: not streamed, written at once).
+ * The kernel asserted to be prefix's. */
+static void rows_softmax_late_case(int64_t L, uint64_t seed, rows_softmax_fn call, const char *prefix) {
+    const int64_t R = 1100;
+    nb_tensor *x = rows_randn(NB_SHAPE(R, L), seed, 3.0);
+    float *xv = nb_data(x);
+    xv[5 * L + 17] = INFINITY;
+    for (int64_t i = 0; i < L; i++) xv[6 * L + i] = -INFINITY;
+    xv[700 * L + 3] = NAN;
+    xv[1099 * L + L - 1] = INFINITY;
+    static const int rows[] = {0, 4, 5, 6, 7, 549, 550, 699, 701, 1098, 1099};   /* (700 is NaN either way) */
+    for (int threads = 1; threads <= 3; threads++) {
+        nb_scope_begin();
+        const char *k;
+        const float *big = call(x, R, L, threads, &k);
+        cr_assert(k && !strncmp(k, prefix, strlen(prefix)), "served by %s, not %s", k ? k : "?", prefix);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+            const float *one = call(nb_slice(x, 0, rows[i], rows[i] + 1, 1), 1, L, threads, &k);
+            for (int64_t j = 0; j < L; j++) {
+                const float a = big[rows[i] * L + j], b = one[j];
+                cr_assert(memcmp(&a, &b, 4) == 0, "%d threads, row %d [%lld]: streamed %a, alone %a", threads, rows[i],
+                          (long long)j, (double)a, (double)b);
+            }
+        }
+        nb_scope_end();
+    }
 }
 
 /* K (10 or 12) rows of L with special values: one +inf (row 0), two +inf

@@ -183,47 +183,22 @@ Test(avx2_rows, softmax_large_streamed) {
     nb_scope_end();
 }
 
-/* Streamed rows are written one row late (avx2_rows.c's late_row): a big
- * [1100, 1000] softmax (rows of 1000: 32-byte aligned, a multiple of 8)
- * with special rows among its rows (inf, all -inf, NaN, the last row inf)
- * at 1, 2 and 3 threads is bitwise, row for row, the same rows computed
- * alone (a [1, 1000] output: written at once). */
+/* Streamed rows written one row late (rows_testutil.h's case), rows of 1000
+ * (32-byte aligned, a multiple of 8: the AVX2 late path). */
+static const float *rw_softmax(const nb_tensor *x, int64_t R, int64_t L, int threads, const char **served) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads}), 0, "%s", nb_last_error());
+    nb_tensor *out = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[]){R, L}));
+    cr_assert_not_null(out, "%s", nb_last_error());
+    float *o = nb_data(out);
+    for (int64_t i = 0; i < R * L; i++) o[i] = NAN;
+    nb_kernel_args a = {.op = NB_OP_SOFTMAX, .out = out, .nin = 1, .in = {x}, .scalar = {1}};
+    cr_assert_eq(nb__dispatch(&a, "test_avx2_rows"), 0, "%s", nb_last_error());
+    *served = nb__last_kernel();
+    return o;
+}
 Test(avx2_rows, softmax_streamed_rows_late) {
     rw_need(NB_OP_SOFTMAX);
-    enum { R = 1100, L = 1000 };
-    nb_tensor *x = rows_randn(NB_SHAPE(R, L), 760, 3.0);
-    float *xv = nb_data(x);
-    xv[5 * L + 17] = INFINITY;
-    for (int i = 0; i < L; i++) xv[6 * L + i] = -INFINITY;
-    xv[700 * L + 3] = NAN;
-    xv[1099 * L + 999] = INFINITY;
-    static const int rows[] = {0, 4, 5, 6, 7, 549, 550, 699, 1098, 1099};   /* (700: NaN row, NaN either way) */
-    double s[1] = {1};
-    for (int threads = 1; threads <= 3; threads++) {
-        cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads}), 0, "%s", nb_last_error());
-        nb_scope_begin();
-        const char *k;
-        nb_tensor *out = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[]){R, L}));
-        cr_assert_not_null(out, "%s", nb_last_error());
-        float *o = nb_data(out);
-        for (int64_t i = 0; i < (int64_t)R * L; i++) o[i] = NAN;   /* a row left unwritten shows */
-        nb_kernel_args a = {.op = NB_OP_SOFTMAX, .out = out, .nin = 1, .in = {x}, .scalar = {1}};
-        cr_assert_eq(nb__dispatch(&a, "test_avx2_rows"), 0, "%s", nb_last_error());
-        k = nb__last_kernel();
-        const float *big = o;
-        cr_assert(!strncmp(k, "avx2_", 5), "served by %s", k);
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-            const nb_tensor *in1[1] = {nb_slice(x, 0, rows[i], rows[i] + 1, 1)};
-            cr_assert_not_null(in1[0]);
-            const float *one = nb_data(rw_call(NB_OP_SOFTMAX, NB_SHAPE(1, L), in1, 1, s, 1, &k));
-            for (int j = 0; j < L; j++) {
-                const float a = big[(int64_t)rows[i] * L + j], b = one[j];
-                cr_assert(memcmp(&a, &b, 4) == 0, "%d threads, row %d [%d]: streamed %a, alone %a", threads, rows[i], j,
-                          (double)a, (double)b);
-            }
-        }
-        nb_scope_end();
-    }
+    rows_softmax_late_case(1000, 760, rw_softmax, "avx2_");
 }
 
 Test(avx2_rows, softmax_layouts) {

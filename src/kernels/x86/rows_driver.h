@@ -41,10 +41,50 @@ static double dot_span_d(const float *a, const float *b, int64_t n);
  * large enough for streaming stores (stream_ok). */
 static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big);
 #ifdef ROWS_LATE_FLUSH
-/* The includer's softmax_row may leave a thread's last row to be written
- * by its next row (see there); this writes it, then orders the streamed
- * stores. Called once by each thread after its rows. */
-static void rows_late_flush(void);
+#include <immintrin.h>   /* _mm_sfence */
+
+/* Softmax rows written one row late (measured in avx512_rows.c): a big
+ * streamed row's e^(x - m) goes to one of two per-thread scratch rows and
+ * its y = e / sum is left pending, to be streamed 16 (AVX2: 8) floats at a
+ * time inside the next row's exp pass (the includer's row_sumexp_late), so
+ * the streaming stores drain under that compute instead of stalling a pass
+ * of their own. Same values, only written later; rows_late_flush writes a
+ * thread's last pending row and fences, once each thread is done. */
+typedef struct late_row {
+    float buf[2][NT_MAXROW];   /* scratch rows: the pending one and the next */
+    const float *e;            /* the pending row's e, or NULL */
+    float *y;                  /* where it goes */
+    float inv;                 /* 1 / its sum */
+    int64_t n;
+    int cur;                   /* buf the next row computes into */
+} late_row;
+static _Thread_local late_row late __attribute__((aligned(64)));
+/* The includer's: y[0..n) = e * inv with streaming stores (n a multiple of
+ * its vector, y aligned to it); row_sumexp into e, the pending row (of the
+ * same n) streamed meanwhile, late.e cleared. */
+static void late_stream(const float *e, float *y, float inv, int64_t n);
+static double row_sumexp_late(const float *p, int64_t n, float m, float *e, const float *pf);
+
+static void late_write(void) {
+    if (!late.e) return;
+    late_stream(late.e, late.y, late.inv, late.n);
+    late.e = NULL;
+}
+
+/* Writes the pending row, then orders the streamed stores. */
+static void rows_late_flush(void) {
+    if (!late.e) return;
+    late_write();
+    _mm_sfence();
+}
+
+/* A softmax row through the late path: e into a scratch row, y pending. */
+static void softmax_row_late(const float *x, float *y, int64_t n, float m, const float *pf) {
+    if (late.e && late.n != n) late_write();
+    float *e = late.buf[late.cur];
+    float inv = (float)(1.0 / row_sumexp_late(x, n, m, e, pf));
+    late.e = e, late.y = y, late.inv = inv, late.n = n, late.cur ^= 1;
+}
 #endif
 /* One backward row dx[0..n) from g and y (see rows_softmax_backward). */
 static void softmax_bw_row(const float *g, const float *y, float *dx, int64_t n, bool logs, bool big);

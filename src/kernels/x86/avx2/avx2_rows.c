@@ -62,28 +62,10 @@
  * the AVX-512 twin does (avx512_rows.c, where the measurements are): big
  * outputs, rows of at most NT_MAXROW floats, n % 8 == 0, y 32-byte
  * aligned. rows_late_flush writes a thread's last pending row. */
-typedef struct late_row {
-    float buf[2][NT_MAXROW];   /* scratch rows: the pending one and the next */
-    const float *e;            /* the pending row's e, or NULL */
-    float *y;
-    float inv;
-    int64_t n;
-    int cur;
-} late_row;
-static _Thread_local late_row late __attribute__((aligned(32)));
-
-static void late_write(void) {
-    if (!late.e) return;
-    __m256 inv = V1(late.inv);
-    for (int64_t o = 0; o < late.n; o += 8)
-        _mm256_stream_ps(late.y + o, _mm256_mul_ps(_mm256_load_ps(late.e + o), inv));
-    late.e = NULL;
-}
-
-static void rows_late_flush(void) {
-    if (!late.e) return;
-    late_write();
-    _mm_sfence();
+/* rows_driver.h's late_stream. */
+static void late_stream(const float *e, float *y, float inv, int64_t n) {
+    __m256 v = V1(inv);
+    for (int64_t o = 0; o < n; o += 8) _mm256_stream_ps(y + o, _mm256_mul_ps(_mm256_load_ps(e + o), v));
 }
 
 static inline __m256 exp_late_at(const float *x, float *e, const float *pf, int64_t o, __m256 mv, const float *pe,
@@ -113,10 +95,7 @@ static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big
     if (softmax_row_special(x, y, n, m, logs)) return;
     __m256 mv = V1(m);
     if (!logs && big && n <= NT_MAXROW && n % 8 == 0 && ((uintptr_t)y & 31) == 0) {
-        if (late.e && late.n != n) late_write();
-        float *e = late.buf[late.cur];
-        float inv = (float)(1.0 / row_sumexp_late(x, n, m, e, pf));
-        late.e = e, late.y = y, late.inv = inv, late.n = n, late.cur ^= 1;
+        softmax_row_late(x, y, n, m, pf);
         return;
     }
     if (!logs) {

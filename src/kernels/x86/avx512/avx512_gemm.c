@@ -63,6 +63,7 @@
 #include "kernels/kernels.h"
 #include "nb_config.h"
 #include "../avx2/vmath.h"   /* nb__tr8x8 (256-bit; the avx512 library is also built with -mavx2) */
+#include "vmath512.h"   /* nb__w_tr16x16 */
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -304,7 +305,7 @@ static inline void ukr(int64_t kc, const float *restrict a, const float *restric
  * panels (vm_pack_a: for such calls A is the small operand, gY), twelve
  * broadcasts of B[k][j] read in place from B (twelve column pointers, each
  * stepping bs0 a k), 24 FMAs. The tile reaches C through 8x8 register
- * transposes (vm_tr16). Loops: pc over K blocks (the 6x32 path's, kcb) ->
+ * transposes (nb__w_tr16x16). Loops: pc over K blocks (the 6x32 path's, kcb) ->
  * pack A -> j0 over 12-column groups (their 12 x kc B values stay in L1)
  * -> 32-row panels of A (from L2).
  * Bits: each element of C is acc = fma(a_ik, b_kj, acc) over k in order
@@ -355,32 +356,6 @@ static void vm_pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_
         c1[j] = _mm512_fmadd_ps(a1, b_, c1[j]);                                                    \
     } while (0)
 
-/* 16 x 16 transpose in registers: t[j] lane i = element (i, j) in, t[i]
- * lane j out. Unpacks pair columns, shuffle_ps gathers 4 columns of a row
- * in each 128-bit lane, shuffle_f32x4 moves the lanes into rows. */
-static inline void vm_tr16(__m512 t[16]) {
-    __m512 u[16];
-    for (int j = 0; j < 16; j += 2) {
-        u[j] = _mm512_unpacklo_ps(t[j], t[j + 1]);
-        u[j + 1] = _mm512_unpackhi_ps(t[j], t[j + 1]);
-    }
-    for (int j = 0; j < 16; j += 4) {   /* t[j + r], lane l: row 4l + r, columns j..j+3 */
-        t[j] = _mm512_shuffle_ps(u[j], u[j + 2], 0x44);
-        t[j + 1] = _mm512_shuffle_ps(u[j], u[j + 2], 0xEE);
-        t[j + 2] = _mm512_shuffle_ps(u[j + 1], u[j + 3], 0x44);
-        t[j + 3] = _mm512_shuffle_ps(u[j + 1], u[j + 3], 0xEE);
-    }
-    for (int r = 0; r < 4; r++) {
-        __m512 ab0 = _mm512_shuffle_f32x4(t[r], t[4 + r], 0x88), ab1 = _mm512_shuffle_f32x4(t[r], t[4 + r], 0xDD);
-        __m512 cd0 = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0x88), cd1 = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0xDD);
-        u[r] = _mm512_shuffle_f32x4(ab0, cd0, 0x88);
-        u[4 + r] = _mm512_shuffle_f32x4(ab1, cd1, 0x88);
-        u[8 + r] = _mm512_shuffle_f32x4(ab0, cd0, 0xDD);
-        u[12 + r] = _mm512_shuffle_f32x4(ab1, cd1, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) t[i] = u[i];
-}
-
 /* The 32 x 12 tile at c (rows x cols of it real, row stride ldc, unit
  * column stride): the k loop over kc (a: the packed panel; B[k][j] at
  * b[k bk + j bl], all 12 columns in bounds), then c = acc (+ bias[j]) when
@@ -413,12 +388,12 @@ static inline void vm_tile(int64_t kc, const float *restrict a, const float *b, 
             c0[j] = _mm512_add_ps(c0[j], q);
             c1[j] = _mm512_add_ps(c1[j], q);
         }
-    /* each 16-row half: columns in, rows out (vm_tr16), rows stored masked to cols */
+    /* each 16-row half: columns in, rows out (nb__w_tr16x16), rows stored masked to cols */
     __mmask16 m = lanes(cols);
     for (int h = 0; h < 2 && h * 16 < rows; h++) {
         __m512 t[16];
         for (int j = 0; j < 16; j++) t[j] = j < VM_NR ? (h ? c1[j] : c0[j]) : _mm512_setzero_ps();
-        vm_tr16(t);
+        nb__w_tr16x16(t);
         for (int i = 0; i < 16 && h * 16 + i < rows; i++) {
             float *d = c + (h * 16 + i) * ldc;
             __m512 v = t[i];

@@ -232,32 +232,15 @@ static inline double dot_span_d(const float *a, const float *b, int64_t n) {
  * rows_late_flush (called by each thread after its rows, rows_driver.h)
  * writes the last pending row and fences. Big outputs, rows of at most
  * NT_MAXROW floats, n % 16 == 0 and y 64-byte aligned; other rows take
- * softmax_row's direct path. */
-typedef struct late_row {
-    float buf[2][NT_MAXROW];   /* scratch rows: the pending one and the next */
-    const float *e;            /* the pending row's e, or NULL */
-    float *y;                  /* where it goes */
-    float inv;                 /* 1 / its sum */
-    int64_t n;
-    int cur;                   /* buf the next row computes into */
-} late_row;
-static _Thread_local late_row late __attribute__((aligned(64)));
+ * softmax_row's direct path. The bookkeeping is rows_driver.h's; this
+ * file's part: */
 
-static void late_write(void) {
-    if (!late.e) return;
-    __m512 inv = V16(late.inv);
-    for (int64_t o = 0; o < late.n; o += 16)
-        _mm512_stream_ps(late.y + o, _mm512_mul_ps(_mm512_load_ps(late.e + o), inv));
-    late.e = NULL;
+/* rows_driver.h's late_stream. */
+static void late_stream(const float *e, float *y, float inv, int64_t n) {
+    __m512 v = V16(inv);
+    for (int64_t o = 0; o < n; o += 16) _mm512_stream_ps(y + o, _mm512_mul_ps(_mm512_load_ps(e + o), v));
 }
 
-static void rows_late_flush(void) {
-    if (!late.e) return;
-    late_write();
-    _mm_sfence();
-}
-
-/* exp_at, with 16 floats of the pending row streamed out at the same o */
 static inline __m512 exp_late_at(const float *x, float *e, const float *pf, int64_t o, __m512 mv, const float *pe,
                                  float *py, __m512 pinv, bool full_, __mmask16 k_) {
     if (py) _mm512_stream_ps(py + o, _mm512_mul_ps(_mm512_load_ps(pe + o), pinv));
@@ -284,10 +267,7 @@ static void softmax_row(const float *x, float *y, int64_t n, bool logs, bool big
     if (softmax_row_special(x, y, n, m, logs)) return;
     __m512 mv = V16(m);
     if (!logs && big && n <= NT_MAXROW && n % 16 == 0 && ((uintptr_t)y & 63) == 0) {
-        if (late.e && late.n != n) late_write();
-        float *e = late.buf[late.cur];
-        float inv = (float)(1.0 / row_sumexp_late(x, n, m, e, pf));
-        late.e = e, late.y = y, late.inv = inv, late.n = n, late.cur ^= 1;
+        softmax_row_late(x, y, n, m, pf);
         return;
     }
     if (!logs) {

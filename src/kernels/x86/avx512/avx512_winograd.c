@@ -19,6 +19,7 @@
  * nb__avx2_winograd_off) turns these off too.
  */
 #include "kernels/kernels.h"
+#include "vmath512.h"   /* nb__w_tr16x16 */
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -42,30 +43,6 @@
 #define WG_MR 6    /* GEMM microkernel: 6 rows x 4 vectors (24 of the 32 zmm accumulate; 64 channels a pass) */
 #define WG_NV 4
 
-/* r[0..16) <- its transpose (16x16 floats): 2x2 blocks within 128-bit
- * lanes, then 4x4, then the lanes themselves. */
-static inline void wg_transpose(__m512 r[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {   /* u[4i + j], lane l: rows 4i..4i+3 at column 4l + j */
-        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int j = 0; j < 4; j++) {   /* column 4l + j: lane l of u[j], u[4 + j], u[8 + j], u[12 + j] */
-        __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), b = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-        __m512 c = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-        r[j] = _mm512_shuffle_f32x4(a, c, 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);
-        r[4 + j] = _mm512_shuffle_f32x4(b, d, 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(b, d, 0xDD);
-    }
-}
-
 /* The first n < 16 floats at p, zeros after; v's first n lanes to p. */
 static inline __m512 wg_ldn(const float *p, int64_t n) {
     return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
@@ -74,6 +51,9 @@ static inline void wg_stn(float *p, __m512 v, int64_t n) { _mm512_mask_storeu_ps
 
 /* The registry only calls this library within the AVX-512 cap. */
 static bool wg_isa_ok(void) { return true; }
+
+/* r[0..16) <- its transpose (vmath512.h) */
+static inline void wg_transpose(__m512 r[16]) { nb__w_tr16x16(r); }
 
 #include "../winograd_common.h"
 

@@ -1,5 +1,6 @@
 /* vmath512.h — AVX-512 vector math for the x86/avx512 kernels: exp, log,
- * tanh, sigmoid, silu, erf and GELU (both forms) on 16 F32 lanes.
+ * tanh, sigmoid, silu, erf and GELU (both forms) on 16 F32 lanes, and a
+ * 16x16 register transpose (nb__w_tr16x16, the Winograd and GEMM kernels').
  *
  * Only files of the avx512 library (built with -mavx512f/dq/bw/vl -mfma)
  * may include it. Each function is a lane-for-lane port of its twin in
@@ -25,6 +26,30 @@
 
 /* Lanes i < n are set (n in 0..16). */
 static inline __mmask16 nb__tail_mask16(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
+
+/* r[0..16) <- its transpose (16x16 floats): 2x2 blocks within 128-bit
+ * lanes, then 4x4, then the lanes themselves. */
+static inline void nb__w_tr16x16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {   /* u[4i + j], lane l: rows 4i..4i+3 at column 4l + j */
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int j = 0; j < 4; j++) {   /* column 4l + j: lane l of u[j], u[4 + j], u[8 + j], u[12 + j] */
+        __m512 a = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), b = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+        __m512 c = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), d = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+        r[j] = _mm512_shuffle_f32x4(a, c, 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(b, d, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+}
 
 /* 2^k for integer lanes k in [-126, 127] (built from the exponent bits). */
 static inline __m512 nb__w_pow2i(__m512i k) {
