@@ -105,6 +105,7 @@ typedef const float *(*rows_softmax_fn)(const nb_tensor *x, int64_t R, int64_t L
  * The kernel asserted to be prefix's. */
 static void rows_softmax_late_case(int64_t L, uint64_t seed, rows_softmax_fn call, const char *prefix) {
     const int64_t R = 1100;
+    nb_scope_begin();
     nb_tensor *x = rows_randn(NB_SHAPE(R, L), seed, 3.0);
     float *xv = nb_data(x);
     xv[5 * L + 17] = INFINITY;
@@ -127,6 +128,7 @@ static void rows_softmax_late_case(int64_t L, uint64_t seed, rows_softmax_fn cal
         }
         nb_scope_end();
     }
+    nb_scope_end();
 }
 
 /* K (10 or 12) rows of L with special values: one +inf (row 0), two +inf
