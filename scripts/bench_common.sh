@@ -3,10 +3,19 @@
 # section of benchmarks/README.md.
 
 # bench_build BUILDDIR TARGET...: configures BUILDDIR for release (set up if
-# missing) and builds the targets, quietly.
+# missing) and builds the targets, quietly. With NO_BUILD=1 it only checks
+# that the targets are there: binaries built elsewhere, run on a machine
+# without the dev packages (scripts/bench-scaling.sh on a lent many-core box).
 bench_build() {
     local builddir="$1"
     shift
+    if [ -n "${NO_BUILD:-}" ]; then
+        local t
+        for t in "$@"; do
+            [ -x "$builddir/$t" ] || { echo "NO_BUILD: $builddir/$t is missing" >&2; return 1; }
+        done
+        return 0
+    fi
     if [ ! -f "$builddir/build.ninja" ]; then
         meson setup "$builddir" --buildtype=release >/dev/null
     else
@@ -16,15 +25,16 @@ bench_build() {
 }
 
 # bench_peer OUT SCRIPT ARG...: runs the PyTorch peer SCRIPT with
-# /usr/bin/python3, its output shown and kept in OUT; when torch cannot be
-# imported, says so and leaves OUT empty.
+# /usr/bin/python3 (NB_PEER_PYTHON overrides it: Debian's is PyTorch 1.13,
+# the peer the issues name), its output shown and kept in OUT; when torch
+# cannot be imported, says so and leaves OUT empty.
 bench_peer() {
-    local out="$1"
+    local out="$1" py="${NB_PEER_PYTHON:-/usr/bin/python3}"
     shift
-    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-        /usr/bin/python3 "$@" | tee "$out"
+    if "$py" -c 'import torch' 2>/dev/null; then
+        "$py" "$@" | tee "$out"
     else
-        echo "peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)"
+        echo "peer skipped: $py cannot import torch (apt-get install python3-torch)"
         : >"$out"
     fi
 }
