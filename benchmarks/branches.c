@@ -12,7 +12,7 @@
  * the thread count are read from NB_BACKWARD and NB_NUM_THREADS at start-up):
  *   serial@1, parallel@1, serial@all, parallel@all   (all: nb_num_threads()),
  *   and parallel@all on the other pool (NB_POOL=threads when the default at
- *   `all` threads is the OpenMP team, NB_POOL=team above NB__POOL_TEAM_MAX)
+ *   `all` threads is the OpenMP team)
  * They run interleaved, round after round, so a load change on a shared
  * machine hits all of them alike; each child does warm-up iterations first.
  * Each configuration also reports a hash of the weights' gradients: the
@@ -142,12 +142,11 @@ int main(int argc, char **argv) {
     char exe[4096];
     if (bench_self_exe(exe, sizeof exe)) return 1;
     /* the fifth: the pool the default does not use at `all` threads */
-    bool team_default = all <= NB__POOL_TEAM_MAX;
     config cf[5] = {{.executor = "serial", .threads = 1},
                     {.executor = "parallel", .threads = 1},
                     {.executor = "serial", .threads = all},
                     {.executor = "parallel", .threads = all},
-                    {.executor = team_default ? "parallel+threads" : "parallel+team", .threads = all}};
+                    {.executor = "parallel+threads", .threads = all}};   /* the team is the default (runtime/pool.c) */
     int ncf = all > 1 ? 5 : 2;
     for (int k = 0; k < ncf; k++) {
         cf[k].fb = malloc(sizeof(double) * (size_t)(iters * rounds));
@@ -176,7 +175,7 @@ int main(int argc, char **argv) {
                mn[0] / mn[3]);
         printf("ratio name=branches parallel@%d/serial@%d speedup=%.2f speedup_min=%.2f\n", all, all,
                med[2] / med[3], mn[2] / mn[3]);
-        int team = team_default ? 3 : 4, thr = team_default ? 4 : 3;   /* team/threads: above 1 the team is faster */
+        int team = 3, thr = 4;   /* team/threads: above 1 the team is faster */
         printf("ratio name=branches team/threads@%d speedup=%.2f speedup_min=%.2f\n", all, med[thr] / med[team],
                mn[thr] / mn[team]);
     }

@@ -145,6 +145,22 @@ void nb__registry_add_all(const nb_kernel_desc *ks, size_t n);
 #define NB_GRAIN_ELEMENTWISE 32768   /* elements per thread, streaming ops */
 #define NB_GRAIN_TRANSCENDENTAL 8192 /* exp/log/tanh-class ops */
 int nb__par_threads(int64_t work, int64_t grain);
+/* The OpenMP team to open for nt useful threads: 1 when nt <= 1, else the
+ * whole team (omp_get_max_threads()), the threads past nt idle through the
+ * region. Why: libgomp ends the threads of its pool that a smaller team
+ * leaves out and creates them anew for the next bigger team, so regions of
+ * 4 and 16 threads in turn cost 12 thread creations each time (counted with
+ * strace: 12003 clone3 calls for 2000 such regions). With every region at
+ * the full team, or on the caller alone, the pool's threads stay. Measured
+ * on a 16-core Xeon VM (benchmarks/branches, forward + backward, one run):
+ * 4.4 -> 3.2 ms a step at 16 threads, 4.6 -> 2.1 at 8, 4.5 -> 2.9 at 4; the
+ * forward's 64x256x256 oneDNN matmul 97 -> 32 us.
+ * nb__omp_team (NB_OMP_TEAM): bit 1 our kernels' regions follow the rule,
+ * bit 2 oneDNN's matmul threads too (onednn_matmul.c); 3 the default, 0 the
+ * per-op team sizes of before (for comparison). Only 1 is worse than 0:
+ * then our kernels' 16 and oneDNN's 4 alternate (29 ms a step at 16). */
+extern int nb__omp_team;
+int nb__par_team(int nt);
 
 typedef struct nb__iter {
     int ndim;                        /* dims after merging (>= 1) */

@@ -207,6 +207,19 @@ int nb__dispatch_fast(nb_kernel_args *a, const char *who) { return dispatch(a, w
 
 const char *nb__last_kernel(void) { return last_kernel; }
 
+int nb__omp_team = 3;
+
+int nb__par_team(int nt) {
+#if NB_HAVE_OPENMP
+    if (nt <= 1 || !(nb__omp_team & 1)) return nt < 1 ? 1 : nt;
+    int max = omp_get_max_threads();
+    return max > nt ? max : nt;
+#else
+    (void)nt;
+    return 1;
+#endif
+}
+
 int nb__par_threads(int64_t work, int64_t grain) {
 #if NB_HAVE_OPENMP
     if (work < 2 * grain) return 1;

@@ -73,6 +73,9 @@ NB_API int nb_init(const nb_init_opts *opts) {
     nb__cfg.isa_cap = cap;
     extern int nb__isa_prefer;   /* kernels/kernels.h */
     nb__isa_prefer = isa_of_name(getenv("NB_ISA_PREFER"));
+    extern int nb__omp_team;   /* kernels/kernels.h */
+    e = getenv("NB_OMP_TEAM");
+    nb__omp_team = e && *e ? atoi(e) : 3;
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;
     nb__cfg.initialised = true;

@@ -45,12 +45,15 @@
  *     queue is empty and nothing runs, or when one task is left with
  *     nothing running (back to the first phase).
  * Team threads are bound with hwloc (NB_PIN) the first time they join, so
- * the threads kernels use are pinned too. The team is the default up to
- * NB__POOL_TEAM_MAX threads; above, separate workers are (measured on
- * benchmarks/branches on a 16-core Xeon VM, two runs: at 16 threads the
- * team's backward took 8-10 ms against 3 ms with workers, while at 2-8
- * threads the two were within 0.86-1.09 of each other there, and the team
- * 1.4-1.6x faster on a 2-core machine). nb__pool_keep tells the executor
+ * the threads kernels use are pinned too. The team is the default at
+ * every thread count. (It once was only up to 8 threads: on a 16-core Xeon
+ * VM the team's backward took 8-10 ms at 16 threads against 3 ms with
+ * workers. The cause was libgomp re-creating threads whenever a kernel's
+ * team was smaller than the last one (kernels.h, nb__par_team); with every
+ * kernel region at the full team, benchmarks/branches at 16 threads there
+ * took 1.9-2.4 ms a step with the team against 2.8-3.2 ms with workers,
+ * and 1.8-2.3 against 2.5-2.6 at 8, 2.0-2.3 against 2.7-2.9 at 12, each
+ * pair in one run; the team is 1.4-1.6x faster on a 2-core machine.) nb__pool_keep tells the executor
  * when a thread may keep a node it made ready for itself without breaking
  * these phases.
  */
@@ -419,7 +422,7 @@ int nb__pool_init(int n) {
     bool team = false;
 #if NB_HAVE_OPENMP
     const char *pe = getenv("NB_POOL");
-    team = pe && !strcasecmp(pe, "threads") ? false : pe && !strcasecmp(pe, "team") ? true : n <= NB__POOL_TEAM_MAX;
+    team = pe && !strcasecmp(pe, "threads") ? false : pe && !strcasecmp(pe, "team") ? true : true;
 #endif
     int want_workers = team ? 0 : n - 1;
     if (n == atomic_load(&size) && nworkers == want_workers && pin == pin_mode && team == team_mode) return 0;

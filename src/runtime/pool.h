@@ -2,10 +2,10 @@
  *
  * One pool per process, made by nb_init with nb__cfg.num_threads threads in
  * all: the thread that submits work counts as one (worker id 0) and helps
- * while it waits. With OpenMP (NB_POOL=team, the default up to
- * NB__POOL_TEAM_MAX threads) the other threads are the caller's OpenMP
- * team, joined in a parallel region while two or more tasks are ready
- * (pool.c); otherwise (NB_POOL=threads, more threads, or no OpenMP)
+ * while it waits. With OpenMP (NB_POOL=team, the default) the
+ * other threads are the caller's OpenMP team, joined in a parallel region
+ * while two or more tasks are ready (pool.c); otherwise (NB_POOL=threads,
+ * or no OpenMP)
  * the pool starts num_threads - 1 worker threads (ids 1..N-1). Work is a
  * queue of intrusive tasks ordered by priority; workers spin briefly when
  * it is empty, then sleep on a condition variable.
@@ -21,8 +21,6 @@
 
 #include "runtime/runtime.h"
 
-/* The most threads for which the OpenMP team is the default pool (pool.c). */
-#define NB__POOL_TEAM_MAX 8
 
 typedef struct nb__task nb__task;
 struct nb__task {

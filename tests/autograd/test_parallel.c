@@ -597,8 +597,8 @@ Test(parallel, set_num_threads_and_topology, .init = par_init, .fini = par_fini)
     cr_assert_eq(nb_num_threads(), 1);
 }
 
-/* With OpenMP the team is the default pool up to NB__POOL_TEAM_MAX threads,
- * separate workers above; NB_POOL overrides either way. */
+/* With OpenMP the team is the default pool at every thread count (16 and
+ * more too: pool.c); NB_POOL=threads starts separate workers. */
 #if NB_HAVE_OPENMP
 static void pool_line(char *buf, size_t size) {
     memset(buf, 0, size);
@@ -613,14 +613,18 @@ Test(parallel, default_pool_by_thread_count, .init = par_init, .fini = par_fini)
 #if NB_HAVE_OPENMP
     char buf[4096];
     unsetenv("NB_POOL");
-    cr_assert_eq(nb_set_num_threads(NB__POOL_TEAM_MAX), 0);
+    cr_assert_eq(nb_set_num_threads(8), 0);
     pool_line(buf, sizeof buf);
-    cr_assert(strstr(buf, "OpenMP team, NB_POOL=team"), "%d threads: %s", NB__POOL_TEAM_MAX, buf);
-    cr_assert_eq(nb_set_num_threads(NB__POOL_TEAM_MAX + 1), 0);
+    cr_assert(strstr(buf, "OpenMP team, NB_POOL=team"), "8 threads: %s", buf);
+    cr_assert_eq(nb_set_num_threads(17), 0);
     pool_line(buf, sizeof buf);
-    cr_assert(strstr(buf, "worker(s) + the caller"), "%d threads: %s", NB__POOL_TEAM_MAX + 1, buf);
+    cr_assert(strstr(buf, "OpenMP team, NB_POOL=team"), "17 threads: %s", buf);
+    setenv("NB_POOL", "threads", 1);
+    cr_assert_eq(nb_set_num_threads(17), 0);
+    pool_line(buf, sizeof buf);
+    cr_assert(strstr(buf, "worker(s) + the caller"), "NB_POOL=threads at 17: %s", buf);
     setenv("NB_POOL", "team", 1);
-    cr_assert_eq(nb_set_num_threads(NB__POOL_TEAM_MAX + 1), 0);
+    cr_assert_eq(nb_set_num_threads(17), 0);
     pool_line(buf, sizeof buf);
     cr_assert(strstr(buf, "OpenMP team"), "NB_POOL=team: %s", buf);
     setenv("NB_POOL", "threads", 1);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "nb_config.h"
 #include "testutil.h"
 
 /* These tests are about the registry's own order: NB_ISA_PREFER (the
@@ -310,3 +311,65 @@ Test(registry, preferred_isa_first_then_the_usual_order) {
     nb_scope_end();
     nb_init(NULL);
 }
+
+/* ---- OpenMP teams (kernels.h, nb__par_team) ---- */
+
+#if NB_HAVE_OPENMP
+#include <dirent.h>
+
+/* The kernels' team: the caller alone, or the whole team whatever the
+ * useful count; NB_OMP_TEAM=0's per-op sizes when nb__omp_team is 0. */
+Test(registry, kernels_open_the_whole_team_or_none) {
+    nb_init(NULL);
+    cr_assert_eq(nb_set_num_threads(4), 0);
+    cr_assert_eq(nb__omp_team, 3);
+    cr_assert_eq(nb__par_team(0), 1);
+    cr_assert_eq(nb__par_team(1), 1);
+    cr_assert_eq(nb__par_team(2), 4);
+    cr_assert_eq(nb__par_team(3), 4);
+    cr_assert_eq(nb__par_team(4), 4);
+    nb__omp_team = 0;
+    cr_assert_eq(nb__par_team(2), 2);
+    nb__omp_team = 3;
+}
+
+/* The thread ids of this process into ids (up to cap); returns how many. */
+static int reg_tids(long *ids, int cap) {
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.' && n < cap) ids[n++] = atol(e->d_name);
+    closedir(d);
+    return n;
+}
+
+/* Kernels with 2 and 4 useful threads in turn, at 4 threads: libgomp would
+ * end two threads of its pool at each 2-thread team and create new ones for
+ * the next 4-thread team. With every team whole, no thread is created after
+ * the first calls (new thread ids would show it; the check fails with
+ * nb__omp_team = 0). */
+Test(registry, kernels_of_any_size_create_no_threads) {
+    nb_init(NULL);
+    cr_assert_eq(nb_set_num_threads(4), 0);
+    nb_scope_begin();
+    int64_t small = 2 * NB_GRAIN_ELEMENTWISE, big = 8 * NB_GRAIN_ELEMENTWISE;
+    nb_tensor *a = nb_full(NB_SHAPE(small), NB_F32, 1.0), *b = nb_full(NB_SHAPE(big), NB_F32, 2.0);
+    cr_assert_eq(nb__par_threads(small, NB_GRAIN_ELEMENTWISE), 2);
+    cr_assert_eq(nb__par_threads(big, NB_GRAIN_ELEMENTWISE), 4);
+    for (int i = 0; i < 2; i++) nb_add(b, b), nb_add(a, a);   /* the team exists now */
+    long before[64], after[64];
+    int nb = reg_tids(before, 64);
+    for (int i = 0; i < 20; i++) {
+        cr_assert_not_null(nb_add(a, a), "%s", nb_last_error());
+        cr_assert_not_null(nb_add(b, b), "%s", nb_last_error());
+    }
+    int na = reg_tids(after, 64);
+    for (int i = 0; i < na; i++) {
+        bool seen = false;
+        for (int j = 0; j < nb && !seen; j++) seen = after[i] == before[j];
+        cr_assert(seen, "thread %ld was created by a kernel call (%d threads before, %d after)", after[i], nb, na);
+    }
+    nb_scope_end();
+}
+#endif

@@ -444,7 +444,7 @@ static int cv_bwd_weight(const cv_call *c) {
     float *part = nb__alloc(bytes);
     if (!part) return NB_KERNEL_DECLINE;
     int rc = 0;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static, 1) reduction(min : rc)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static, 1) reduction(min : rc)
     for (int k = 0; k < chunks; k++) {
 #if NB_HAVE_OPENMP
         int was_k = omp_get_max_threads();
@@ -459,7 +459,7 @@ static int cv_bwd_weight(const cv_call *c) {
     }
     if (!rc) {   /* the partials' sum, in chunk order, into the first one (padding: zeros + zeros) */
         int ntw = nb__par_threads(wn * chunks, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(ntw) if (ntw > 1)
+#pragma omp parallel for num_threads(nb__par_team(ntw)) if (ntw > 1)
         for (int64_t i = 0; i < wn; i++) {
             float acc = part[i];
             for (int k = 1; k < chunks; k++) acc += part[(int64_t)k * wn + i];
@@ -558,7 +558,7 @@ static int bias_nhwc(const nb_tensor *g, const int64_t *d, const int64_t *st, nb
     const float *gp = nb_data(g);
     int nt = nb__par_threads(nb_numel(g), NB_GRAIN_ELEMENTWISE);
     if (nt > (C + 15) / 16) nt = (int)((C + 15) / 16);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
     {
         int64_t c0, c1;
         bias_span(C, 16, &c0, &c1);
@@ -601,7 +601,7 @@ static int direct_conv_bwd_bias(const nb_kernel_args *a) {
     double *acc = calloc((size_t)d[1], sizeof *acc);
     if (!acc) return nb__err(NB_ENOMEM, "conv_bwd_bias: out of memory for %lld channel sums", (long long)d[1]);
     int nt = nb__par_threads(nb_numel(g), NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
     {
         int64_t c0, c1;
         bias_span(d[1], 1, &c0, &c1);

@@ -6,10 +6,12 @@
  * strides (no copies). A batch dim broadcast with stride 0 becomes size 1
  * in that operand's descriptor, oneDNN's broadcast form. Primitives are
  * cached by (dims, strides, threads); only memory objects are made per call.
- * The threads come from the FLOPs, with our GEMM's grain (avx2_gemm.c): at
- * most one per 2 MFLOP, so a small matmul on a many-core machine does not
- * split its K dimension over 16 threads (measured on a 16-core Xeon: a
- * 64x256x256 matmul ran slower at 16 threads than at 1).
+ * The threads: one when the FLOPs are under our GEMM's grain (avx2_gemm.c,
+ * 2 MFLOP a thread), else the whole OpenMP team. A team smaller than the
+ * last one makes libgomp end threads and create them again for the next
+ * kernel (kernels.h, nb__par_team): with 4 threads for a 64x256x256 matmul
+ * among kernels at 16, it took 97 us in the branches forward on a 16-core
+ * Xeon VM, against 32 us at the whole team and 64 us on one thread.
  */
 #include "kernels/onednn/onednn.h"
 #include "nb_config.h"
@@ -21,7 +23,11 @@
 
 /* Threads for a matmul of `flops`: as avx2_gemm.c's gemm_run. */
 static int mm_threads(int64_t flops) {
-    return nb__par_threads(flops / 4, 1 << 19);
+    int nt = nb__par_threads(flops / 4, 1 << 19);
+#if NB_HAVE_OPENMP
+    if (nt > 1 && (nb__omp_team & 2)) return omp_get_max_threads();   /* the whole team (kernels.h, nb__par_team) */
+#endif
+    return nt;
 }
 
 /* Runs (cached) matmul dst = src @ wei (+ bias) on the given plain strided

@@ -112,7 +112,7 @@ static int direct_max_pool2d(const nb_kernel_args *a) {
     float *y = nb_data(yt);
     int64_t *idx = nb_data(it), planes = Y.n * Y.c;
     int nt = nb__par_threads(nb_numel(xt), NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
     for (int64_t q = 0; q < planes; q++) {
         int64_t n = q / Y.c, c = q % Y.c;
         const float *xp = x + n * X.sn + c * X.sc;
@@ -137,7 +137,7 @@ static int direct_max_pool2d_bwd(const nb_kernel_args *a) {
     int64_t planes = X.n * X.c, hw = X.h * X.w;
     bool dense = X.sw == 1 && X.sh == X.w;   /* a plane is one run of h*w floats */
     int nt = nb__par_threads(nb_numel(dxt), NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
     for (int64_t q = 0; q < planes; q++) {
         int64_t n = q / X.c, c = q % X.c;
         float *dp = dx + n * X.sn + c * X.sc;

@@ -118,7 +118,7 @@ static int cs_fwd(const nb_kernel_args *a) {
     if (nt > c.N) nt = (int)c.N;
     int fail = 0;
     float *yd = nb_data(y);
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
         float *xp = nb__alloc((size_t)c.xn * sizeof(float));
         if (!xp) fail = 1;
@@ -189,7 +189,7 @@ static int cs_wgrad(const nb_kernel_args *a, const nb_tensor *x, const nb_tensor
     if (nt > chunks) nt = (int)chunks;
     int fail = 0;
     const float *g = nb_data(gy);
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
         /* xp, the lane sums, gy's copy, the bias lanes */
         size_t sb = (size_t)(c.xn + pn * CS_LANES + c.gn + 32 * bn) * sizeof(float);

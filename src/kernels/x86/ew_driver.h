@@ -200,7 +200,7 @@ static void ew_rows(ew_job *j, int64_t total, int nt) {
     }
     int64_t tasks = rows * j->cpr;
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
     for (int t = 0; t < nt; t++) ew_tasks(j, tasks * t / nt, tasks * (t + 1) / nt);
 }

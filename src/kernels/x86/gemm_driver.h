@@ -91,7 +91,7 @@ static int gemm_run(const gemm_op *g) {
     }
 #endif
     int rc = 0;
-#pragma omp parallel for num_threads(nt) if (nt > 1) reduction(min : rc)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) reduction(min : rc)
     for (int t = 0; t < nt; t++) {
         int64_t lo = units * t / nt, hi = units * (t + 1) / nt;
         gemm_op s = *g;
@@ -181,7 +181,7 @@ static int gemm_matmul(const nb_kernel_args *args) {
     int nt_all = nb__par_threads(flops / 4 * batches, 1 << 19), nt_one = nb__par_threads(flops / 4, 1 << 19);
     if (batches > 1 && nt_all > nt_one && batches >= nt_all) {
         int fail = 0;
-#pragma omp parallel for num_threads(nt_all) schedule(static) reduction(max : fail)
+#pragma omp parallel for num_threads(nb__par_team(nt_all)) schedule(static) reduction(max : fail)
         for (int64_t bt = 0; bt < batches; bt++) {
             gemm_op s = gemm_batch(&g, bt, nbd, cs, ast, bst, cst, a0, b0, c0);
             if (gemm_serial(&s)) fail = 1;

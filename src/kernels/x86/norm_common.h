@@ -209,7 +209,7 @@ static int norm_forward(const nb_kernel_args *a, bool center) {
     bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, ch)
 #endif
     for (int64_t r = 0; r < c.rows; r++) ln_fw_at(&c, r, big);
     (void)ch;
@@ -252,7 +252,7 @@ static int ln_backward_fused(const ln_call *c) {
     int nt = nb__par_threads(c->rows * n * 3, NB_GRAIN_ELEMENTWISE);
     if (nt > nblk) nt = (int)nblk;
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, 1)
 #endif
     for (int64_t bk = 0; bk < nblk; bk++) {
         float *acc = part + bk * 2 * n;
@@ -273,7 +273,7 @@ static int norm_backward(const nb_kernel_args *a, bool center) {
     int nt = nb__par_threads(c.x->numel * 3, NB_GRAIN_ELEMENTWISE);
     int64_t ch = row_chunk(c.n);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, ch)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, ch)
 #endif
     for (int64_t r = 0; r < c.rows; r++) ln_bw_at(&c, r, NULL, big);
     (void)ch;
@@ -333,7 +333,7 @@ static int lnp_run(const nb_kernel_args *a) {
     int nt = nb__par_threads(x->numel * 2, NB_GRAIN_ELEMENTWISE);
     if (nt > nblk) nt = (int)nblk;
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, 1)
 #endif
     for (int64_t bk = 0; bk < nblk; bk++) {
         int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
@@ -378,7 +378,7 @@ static int gn_run(const nb_kernel_args *a, bool backward) {
     double eps = a->scalar[1];
     int nt = nb__par_threads(N * C * S * (backward ? 3 : 2), NB_GRAIN_ELEMENTWISE);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, 1)
 #endif
     for (int64_t sl = 0; sl < N * G; sl++) {
         int64_t c0 = (sl % G) * cpg;

@@ -42,7 +42,7 @@ static inline void split(int64_t n, int nt, int t, int64_t align, int64_t *lo, i
 /* Runs STMT (a statement on int64_t lo, hi) over [0, n): once, on [0, n),
  * when nt <= 1, else on nt OpenMP threads over split()'s ranges. */
 #if NB_HAVE_OPENMP
-#define OMP_FOR_NT _Pragma("omp parallel for num_threads(nt_) if (nt_ > 1)")
+#define OMP_FOR_NT _Pragma("omp parallel for num_threads(nb__par_team(nt_)) if (nt_ > 1)")
 #else
 #define OMP_FOR_NT
 #endif

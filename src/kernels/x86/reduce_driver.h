@@ -242,7 +242,7 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
     int64_t pi[FULL_MAXBLK];
     int nt = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
     bool var = op == R_VAR || op == R_STD;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t b = 0; b < nb; b++) {
         int64_t s = b * bs, e = s + bs < n ? s + bs : n;
         if (op == R_LSE) lse_span(p + s, e - s, &pv[b], &part[b]);
@@ -271,7 +271,7 @@ static void full_value(rop op, const float *p, int64_t n, double corr, float *of
     }
     if (var) {
         double mean = acc / (double)n;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t b = 0; b < nb; b++) {
             int64_t s = b * bs, e = s + bs < n ? s + bs : n;
             part[b] = ss_span(p + s, e - s, mean);
@@ -363,7 +363,7 @@ static int run(const nb_kernel_args *a, rop op) {
             return 0;
         }
         int nt = nb__par_threads(work, grain);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t k = 0; k < g.nk1; k++)
             slice_value(op, base + kept_off(&g, k), g.rlen, corr, arg ? NULL : of + k, arg ? oi + k : NULL);
         return 0;
@@ -371,7 +371,7 @@ static int run(const nb_kernel_args *a, rop op) {
     int64_t nbk = (g.n2 + OUT_CW - 1) / OUT_CW, tasks = g.nk1 * nbk;
     int nt = nb__par_threads(work, NB_GRAIN_ELEMENTWISE);
     if (nt > tasks) nt = (int)tasks;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t k1 = t / nbk, c0 = (t % nbk) * OUT_CW;
         int64_t w = g.n2 - c0 < OUT_CW ? g.n2 - c0 : OUT_CW;
@@ -398,7 +398,7 @@ static int k_amax_backward(const nb_kernel_args *a) {
     float *ob = nb_data(out);
     int nt = nb__par_threads(x->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > g.nk1) nt = (int)g.nk1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t k = 0; k < g.nk1; k++) {
         int64_t off = kept_off(&g, k);
         amax_bw_row(ob + off, xb + off, g.rlen, rb[k]);

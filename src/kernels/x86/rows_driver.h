@@ -129,7 +129,7 @@ static int softmax_rows(const nb_kernel_args *a, bool logs) {
     const float *xb = nb_data(x);
     float *yb = nb_data(y);
     int nt = nb__par_threads(x->numel, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
     {
 #pragma omp for schedule(dynamic, row_chunk(len)) nowait
         for (int64_t r = 0; r < rows; r++)
@@ -158,7 +158,7 @@ static int softmax_backward_rows(const nb_kernel_args *a, bool logs) {
     const float *gb = nb_data(g), *yb = nb_data(y);
     float *db = nb_data(dx);
     int nt = nb__par_threads(y->numel, logs ? NB_GRAIN_TRANSCENDENTAL : NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, row_chunk(len))
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, row_chunk(len))
     for (int64_t r = 0; r < rows; r++)
         softmax_bw_row(gb + row_off(g, dim, r, len, fg), yb + row_off(y, dim, r, len, fy),
                        db + row_off(dx, dim, r, len, fd), len, logs, dx->numel >= NT_MINTOTAL);
@@ -257,7 +257,7 @@ static int rows_cross_entropy(const nb_kernel_args *a) {
     float *ob = nb_data(out);
     int64_t so = out->stride[0];
     int nt = nb__par_threads(c.N * c.C, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < c.N; i++) ob[i * so] = (float)ce_row(&c, i, NULL, 0);
     return 0;
 }
@@ -275,7 +275,7 @@ static int rows_cross_entropy_backward(const nb_kernel_args *a) {
     float *db = nb_data(dx);
     int64_t sg = g->stride[0], sd = dx->stride[0];
     int nt = nb__par_threads(c.N * c.C, NB_GRAIN_TRANSCENDENTAL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < c.N; i++) ce_row(&c, i, db + i * sd, gb[i * sg]);
     return 0;
 }
@@ -307,7 +307,7 @@ static int rows_nll_loss_backward(const nb_kernel_args *a) {
     for (int64_t c = 0; c < C; c++) dc[c] = -(1 - eps) * 0.0 - eps / (double)C * (wv ? (double)wv[c] : 1.0);
     float *db = nb_data(dx);
     int nt = nb__par_threads(N * C, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < N; r++) {
         float *o = db + r * C;
         int64_t tc = tv[r * st];

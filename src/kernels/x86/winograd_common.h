@@ -152,7 +152,7 @@ static void wg_kernel(const wg_conv *c, const float *w, const int64_t ws[4], boo
     int r = c->r;
     int64_t Cp = c->Cp, Kp = c->Kp;
     (void)nt;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t ci = 0; ci < Cp; ci++) {
         for (int64_t k0 = 0; k0 < Kp; k0 += WG_L) {
             WG_VEC g[5][5], t[WG_A][5];
@@ -463,7 +463,7 @@ static int wg_conv_op(const nb_kernel_args *a) {
     int nt = nb__par_threads(c.N * 2 * r * r * C * K * c.OH * c.OW, 2000000);
     if (nt > c.N) nt = (int)c.N;
     int fail = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
         float *s = nb__alloc((size_t)per * sizeof(float));
         if (!s) fail = 1;
@@ -660,7 +660,7 @@ static int wg_bwd_weight(const nb_kernel_args *a) {
         float *all = nb__alloc((size_t)chunks * sbytes);
         if (!all) return NB_KERNEL_DECLINE;
         int fail = 0;
-#pragma omp parallel num_threads(nt) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) reduction(max : fail)
         {
             float *s = nb__alloc((size_t)scr * sizeof(float));
             if (!s) fail = 1;
@@ -682,7 +682,7 @@ static int wg_bwd_weight(const nb_kernel_args *a) {
     float *S = nb__alloc(sbytes);
     if (!S) return NB_KERNEL_DECLINE;
     int fail = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
         size_t own = (size_t)(scr + sn) * sizeof(float);   /* scratch, then this thread's chunk S */
         float *s = nb__alloc(own);

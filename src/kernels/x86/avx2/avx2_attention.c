@@ -139,7 +139,7 @@ static int at_run(const nb_kernel_args *a, bool weights_only) {
     int nt = nb__par_threads(B * c.L * c.S * (c.E + c.Ev) / 2, 1 << 19);
     if (nt > tasks) nt = (int)tasks;
     int fail = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(max : fail)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
         size_t sb = (size_t)((c.lb + 1) * c.S) * sizeof(float);
         float *sc = nb__alloc(sb);

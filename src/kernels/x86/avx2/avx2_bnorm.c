@@ -142,7 +142,7 @@ static int bn_grad_sums(const bn_geo *g, const float *x, const float *dy, const 
     int nt = bn_threads(g);
     if (g->S == 1) {
         if (nt > (g->C + 7) / 8) nt = (int)((g->C + 7) / 8);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int t = 0; t < nt; t++) {
             int64_t c0, c1;
             bn_cols_range(g->C, nt, t, &c0, &c1);
@@ -150,7 +150,7 @@ static int bn_grad_sums(const bn_geo *g, const float *x, const float *dy, const 
         }
         return 0;
     }
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t c = 0; c < g->C; c++) {
         double a = 0, b = 0;
         for (int64_t n = 0; n < g->N; n++) {
@@ -186,7 +186,7 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
             return nb__err(NB_ENOMEM, "batch_norm_stats: out of memory");
         }
         if (nt > (g.C + 7) / 8) nt = (int)((g.C + 7) / 8);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int t = 0; t < nt; t++) {
             int64_t c0, c1;
             bn_cols_range(g.C, nt, t, &c0, &c1);
@@ -203,7 +203,7 @@ static int avx2_bn_stats(const nb_kernel_args *a) {
         }
         bn_vecs_free(&mv);
     } else {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t c = 0; c < g.C; c++) {
             /* one read of x from memory: each row's own two passes (the second
                from L1), the rows combined in double (Chan et al.):
@@ -241,7 +241,7 @@ static void bn_apply(const bn_geo *g, const float *x, const float *dy, float *ou
         const float *k1 = v + g->C;
         int64_t rows = g->N * (g->S == 1 ? 1 : g->C), len = g->S == 1 ? g->C : g->S;
         int nt = bn_threads(g);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             const float *gr = dy + r * len;
             float *orow = out + r * len;
@@ -257,7 +257,7 @@ static void bn_apply(const bn_geo *g, const float *x, const float *dy, float *ou
     const float *m = v, *k1 = v + g->C, *k2 = v + 2 * g->C, *k3 = v + 3 * g->C;
     int nt = bn_threads(g);
     if (g->S == 1) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t n = 0; n < g->N; n++) {
             const float *xr = x + n * g->C, *gr = dy ? dy + n * g->C : NULL;
             float *orow = out + n * g->C;
@@ -272,7 +272,7 @@ static void bn_apply(const bn_geo *g, const float *x, const float *dy, float *ou
     /* an output larger than the caches goes out with streaming stores, row
        by row where the row starts on a 32-byte boundary and S % 8 == 0 */
     bool big = g->N * g->C * g->S >= NT_MINTOTAL && ROWS_NT;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < g->N * g->C; r++) {
         int64_t c = r % g->C;
         const float *xr = x + r * g->S, *gr = dy ? dy + r * g->S : NULL;

@@ -533,7 +533,7 @@ static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *o
             return 0;
         }
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
         for (int t = 0; t < nt; t++) ew_tiles(&j, blocks * t / nt, blocks * (t + 1) / nt);
         return 0;
@@ -602,7 +602,7 @@ static int k_copy(const nb_kernel_args *a) {
         bool overlap = o < x + n * 4 && x < o + n * 4;
         int nt = overlap ? 1 : nb__par_threads(n, 4 * NB_GRAIN_ELEMENTWISE);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
         for (int t = 0; t < nt; t++) {
             int64_t lo = n * t / nt / 16 * 16, hi = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
@@ -848,7 +848,7 @@ static int k_where(const nb_kernel_args *a) {
     const uint8_t *C = nb_data(a->in[2]);
     int nt = nb__par_threads(n, GE);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
     for (int t = 0; t < nt; t++) {
         int64_t lo = ew_cut(n, t, nt), hi = ew_cut(n, t + 1, nt);
@@ -902,7 +902,7 @@ static int ew_flat_drive(const nb_kernel_args *a, int nin, ew_flat_fn f, int64_t
     float *o = nb_data(out);
     int nt = nb__par_threads(n, grain);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) if (nt > 1)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
     for (int t = 0; t < nt; t++) f(o, in, st, ew_cut(n, t, nt), ew_cut(n, t + 1, nt), a->scalar);
     return 0;

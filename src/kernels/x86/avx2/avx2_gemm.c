@@ -506,7 +506,7 @@ static int gemm_dynamic(const gemm_op *g, int nt, int64_t ntile) {
     int rc = 0;
     /* one iteration a thread (nt of them, static schedule); without OpenMP the
        first iteration takes every range, the others find none left */
-#pragma omp parallel for num_threads(nt) schedule(static, 1) reduction(min : rc)
+#pragma omp parallel for num_threads(nb__par_team(nt)) schedule(static, 1) reduction(min : rc)
     for (int me = 0; me < nt; me++) {
         gemm_buf *bf = &tls_buf;
         if (!buf_reserve(&bf->a, &bf->na, (size_t)(Mpad * g->K + 8))) {

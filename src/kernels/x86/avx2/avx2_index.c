@@ -54,7 +54,7 @@ static void ix_blocks(char *out, const char *in, int64_t outer, int64_t n, int64
                       int64_t total) {
     int nt = nb__par_threads(total / 4, NB_GRAIN_ELEMENTWISE);
     if (nt > outer) nt = (int)outer;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t o = 0; o < outer; o++) memcpy(out + o * oblk + start, in + o * n, (size_t)n);
 }
 
@@ -96,7 +96,7 @@ static int avx2_index_select(const nb_kernel_args *a) {
     const char *s = ix_ptr(src);
     char *o = ix_ptr(out);
     int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t r = 0; r < outer * K; r++) {
         int64_t ob = r / K, k = r % K;
         memcpy(o + r * inner, s + (ob * Sd + ix_at(ix, k)) * inner, (size_t)inner);
@@ -120,7 +120,7 @@ static int avx2_embedding(const nb_kernel_args *a) {
     const char *wp = ix_ptr(w);
     char *o = ix_ptr(out);
     int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t i = 0; i < ix->numel; i++) memcpy(o + i * rb, wp + iv[i] * ws, (size_t)rb);
     return 0;
 }
@@ -149,7 +149,7 @@ static int avx2_index_add(const nb_kernel_args *a) {
     int64_t chunks = (inner + IX_COLS - 1) / IX_COLS, tasks = outer * chunks;
     int nt = nb__par_threads(src->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > tasks) nt = (int)tasks;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t ob = t / chunks, j0 = (t % chunks) * IX_COLS, n = inner - j0 < IX_COLS ? inner - j0 : IX_COLS;
         for (int64_t k = 0; k < K; k++) {
@@ -301,7 +301,7 @@ static int mv_run(const mv_call *c, mv_row_fn f) {
     size_t rb = (size_t)L * c->es;
     int nt = nb__par_threads(out->numel * (int64_t)c->es / 4, NB_GRAIN_ELEMENTWISE);
     if (nt > rows) nt = (int)rows;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
         ix_unravel(out->shape, nd - 1, r0, idx);
@@ -411,7 +411,7 @@ static int avx2_gather(const nb_kernel_args *a) {
     const char *sb = ix_ptr(src);
     int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > rows) nt = (int)rows;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int t = 0; t < nt; t++) {
         int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[NB_MAX_DIMS] = {0};
         ix_unravel(out->shape, nd - 1, r0, idx);
@@ -499,7 +499,7 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
     size_t es = nb_dtype_size(out->dtype);
     int64_t n = out->numel;
     int ntc = nb__par_threads(n, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(ntc) if (ntc > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(ntc)) if (ntc > 1) schedule(static)
     for (int t = 0; t < ntc; t++) {   /* out = self, split over threads */
         int64_t e0 = n * t / ntc, e1 = n * (t + 1) / ntc;
         char *o = ix_ptr(out) + e0 * (int64_t)es;
@@ -521,7 +521,7 @@ static int avx2_scatter_add(const nb_kernel_args *a) {
     int64_t units = by_rows ? rows : L;
     int nt = nb__par_threads(ix->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > units) nt = (int)units;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static) reduction(|| : any_bad)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static) reduction(|| : any_bad)
     for (int t = 0; t < nt; t++) {
         int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
         int64_t r0 = by_rows ? u0 : 0, r1 = by_rows ? u1 : rows, j0 = by_rows ? 0 : u0, j1 = by_rows ? L : u1;

@@ -43,7 +43,7 @@ static int ip_run(const nb_kernel_args *a, bool adjoint) {
     bool nearest = mode == NB_INTERP_NEAREST || mode == NB_INTERP_NEAREST_EXACT;
     int nt = nb__par_threads(bg->numel * 2, NB_GRAIN_ELEMENTWISE);
     if (nearest) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
         for (int64_t pl = 0; pl < P; pl++) {
             float *s = sp + pl * H * W, *b = bp + pl * OH * OW;
             if (adjoint) memset(s, 0, (size_t)(H * W) * sizeof(float));
@@ -58,7 +58,7 @@ static int ip_run(const nb_kernel_args *a, bool adjoint) {
         free(th);
         return 0;
     }
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t pl = 0; pl < P; pl++) {
         float *s = sp + pl * H * W, *b = bp + pl * OH * OW;
         if (adjoint) memset(s, 0, (size_t)(H * W) * sizeof(float));

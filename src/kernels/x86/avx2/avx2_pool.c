@@ -127,7 +127,7 @@ static int avx2_adaptive_avg_pool2d(const nb_kernel_args *a) {
     const float *xp = nb_data(x);
     float *yp = nb_data(y);
     int nt = nb__par_threads(x->numel, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t pl = 0; pl < P; pl++) {
         const float *xs = xp + pl * H * W;
         float *ys = yp + pl * OH * OW;
@@ -158,7 +158,7 @@ static int avx2_adaptive_avg_pool2d_bwd(const nb_kernel_args *a) {
     float *dp = nb_data(dx);
     bool disjoint = H % OH == 0 && W % OW == 0;   /* each dx element in one window: a plain store */
     int nt = nb__par_threads(dx->numel, NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t pl = 0; pl < P; pl++) {
         const float *gs = gp + pl * OH * OW;
         float *ds = dp + pl * H * W;

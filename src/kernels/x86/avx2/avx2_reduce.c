@@ -301,7 +301,7 @@ static int k_max_dim_backward(const nb_kernel_args *a) {
     bool vflat = nb_is_contiguous(v);
     int nt = nb__par_threads(out->numel, NB_GRAIN_ELEMENTWISE);
     if (nt > g.nk1) nt = (int)g.nk1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t k = 0; k < g.nk1; k++) {
         float *o = ob + kept_off(&g, k);
         memset(o, 0, (size_t)g.rlen * sizeof(float));
