@@ -208,6 +208,7 @@ int nb__dispatch_fast(nb_kernel_args *a, const char *who) { return dispatch(a, w
 const char *nb__last_kernel(void) { return last_kernel; }
 
 int nb__omp_team = 3;
+int nb__ln_late = 1;
 
 int nb__par_team(int nt) {
 #if NB_HAVE_OPENMP

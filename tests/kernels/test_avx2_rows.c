@@ -379,6 +379,67 @@ Test(avx2_rows, layer_norm) {
     nb_scope_end();
 }
 
+/* Forward rows written one row late (norm_common.h's LN_LATE: big flat
+ * outputs, rows a multiple of 8 floats): a [1100, L] layer_norm with its
+ * stats, with and without weight and bias, and rms_norm, into NaN-filled
+ * outputs, with special rows among the others (an inf, a NaN, values whose
+ * squares overflow F32: the double fallback, and an inf in the last row),
+ * at 1, 2 and 3 threads: bitwise the output and stats of the same calls
+ * with every row written at once (nb__ln_late = 0). A pending row left
+ * unwritten shows as NaN. */
+static void rw_ln_late_run(nb_op op, const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, int64_t R,
+                           int64_t L, float **y, float **st) {
+    nb_tensor *out = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[]){R, L}));
+    nb_tensor *stats = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[]){R, 2}));
+    cr_assert(out && stats, "%s", nb_last_error());
+    *y = nb_data(out), *st = nb_data(stats);
+    for (int64_t i = 0; i < R * L; i++) (*y)[i] = NAN;
+    for (int64_t i = 0; i < 2 * R; i++) (*st)[i] = NAN;
+    bool ln = op == NB_OP_LAYER_NORM;
+    nb_kernel_args a = {.op = op, .out = out, .nin = ln ? 4 : 2, .in = {x, w}, .scalar = {1, 1e-5}};
+    if (ln) a.in[2] = b, a.in[3] = stats;   /* rms_norm: no stats (they stay NaN) */
+    cr_assert_eq(nb__dispatch(&a, "test_avx2_rows"), 0, "%s", nb_last_error());
+    const char *k = nb__last_kernel();
+    cr_assert(!strncmp(k, "avx2_", 5), "%s: served by %s", nb_op_name(op), k);
+}
+
+Test(avx2_rows, layer_norm_rows_late) {
+    rw_need(NB_OP_LAYER_NORM);
+    const int64_t R = 1100, lens[] = {1024, 1032, 2048};
+    for (int l = 0; l < 3; l++) {
+        int64_t L = lens[l];
+        nb_scope_begin();
+        nb_tensor *x = rows_randn(NB_SHAPE(R, L), 900 + l, 2.0), *w = rows_randn(NB_SHAPE(L), 910 + l, 1.0);
+        nb_tensor *b = rows_randn(NB_SHAPE(L), 920 + l, 1.0);
+        float *xv = nb_data(x);
+        xv[5 * L + 17] = INFINITY;
+        xv[700 * L + 3] = NAN;
+        for (int64_t i = 0; i < L; i++) xv[6 * L + i] = (i % 2 ? 3e20f : -3e20f);
+        xv[1099 * L + L - 1] = INFINITY;
+        for (int v = 0; v < 4; v++) {   /* layer_norm with w and b, without them, with w only; rms_norm */
+            nb_op op = v < 3 ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
+            const nb_tensor *wv = v == 1 ? NULL : w, *bv = v == 0 ? b : NULL;
+            for (int threads = 1; threads <= 3; threads++) {
+                nb_scope_begin();
+                cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads}), 0, "%s", nb_last_error());
+                float *y[2], *st[2];
+                for (int late = 0; late < 2; late++) {
+                    nb__ln_late = late;
+                    rw_ln_late_run(op, x, wv, bv, R, L, &y[late], &st[late]);
+                }
+                nb__ln_late = 1;
+                for (int64_t i = 0; i < R * L; i++)
+                    cr_assert(memcmp(&y[0][i], &y[1][i], 4) == 0, "%s v%d L %lld, %d threads, row %lld [%lld]: late %a, at once %a",
+                              nb_op_name(op), v, (long long)L, threads, (long long)(i / L), (long long)(i % L),
+                              (double)y[1][i], (double)y[0][i]);
+                cr_assert(memcmp(st[0], st[1], sizeof(float) * 2 * (size_t)R) == 0, "%s v%d: stats differ", nb_op_name(op), v);
+                nb_scope_end();
+            }
+        }
+        nb_scope_end();
+    }
+}
+
 /* rms_norm (the layer_norm rows without the mean) and its backward, with
  * and without weight, over 1 and 2 dims, rows of every test length; a
  * row of zeros (rstd = 1/sqrt(eps)) and a NaN. */

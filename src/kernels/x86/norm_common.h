@@ -78,10 +78,52 @@ static bool ln_ok(const nb_tensor *t, int split, bool param) {
 /* mean and 1/sqrt(var + eps) of a row: F32 sums (sum_span), the squared
  * deviations taken from the F32 mean in a second pass over the (L1) row
  * (ss_span, prefetching pf when not NULL). */
-static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
+#ifdef LN_LATE
+/* Forward rows written one row late (the includer defines LN_LATE; as
+ * rows_driver.h's softmax rows): a big streamed row's y is left pending and
+ * streamed a vector at a time inside the next row's squared-deviation pass
+ * (the includer's ss_span_late), so the streaming stores drain under that
+ * pass instead of stalling one of their own. The pending row is computed
+ * from x, w, b and its moments as ln_row would: same values, written later.
+ * ln_late_flush writes a thread's last pending row and fences. */
+typedef struct ln_late_row {
+    const float *x, *w, *b;   /* the pending row's x (NULL: none), the weight and bias (or NULL) */
+    float *y;                 /* where its y goes */
+    float mean, rstd;
+    int64_t n;
+} ln_late_row;
+static _Thread_local ln_late_row ln_late;
+/* The includer's: the pending row's y with streaming stores (n a multiple
+ * of its vector, y aligned to it); ss_span with the pending row (of the
+ * same n) streamed meanwhile, ln_late.x cleared. */
+static void ln_late_stream(const ln_late_row *p);
+static double ss_span_late(const float *x, int64_t n, float mean, const float *pf);
+
+static void ln_late_write(void) {
+    if (!ln_late.x) return;
+    ln_late_stream(&ln_late);
+    ln_late.x = NULL;
+}
+
+/* Writes the pending row, then orders the streamed stores. */
+static void ln_late_flush(void) {
+    if (!ln_late.x) return;
+    ln_late_write();
+    _mm_sfence();
+}
+#endif
+
+/* ln_moments below; late: the pending row is streamed in the second pass. */
+static void ln_moments_late(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd,
+                            const float *pf, bool late) {
     double sum = center ? sum_span(x, n) : 0.0, ss;
     *mean = (float)(sum / (double)n);   /* rms_norm: the root mean square, about 0 */
+#ifdef LN_LATE
+    ss = late ? ss_span_late(x, n, *mean, pf) : ss_span(x, n, *mean, pf);
+#else
+    (void)late;
     ss = ss_span(x, n, *mean, pf);
+#endif
     if (!isfinite(sum) || !isfinite(ss) || !isfinite(*mean)) {
         /* an F32 block overflowed (|x| beyond ~1e19 squared), or x holds inf/NaN:
            the row again in double, as ref (which then gives inf/NaN too) */
@@ -93,6 +135,10 @@ static void ln_moments(const float *x, int64_t n, double eps, bool center, float
         ss = q;
     }
     *rstd = (float)(1.0 / sqrt(ss / (double)n + eps));
+}
+
+static void ln_moments(const float *x, int64_t n, double eps, bool center, float *mean, float *rstd, const float *pf) {
+    ln_moments_late(x, n, eps, center, mean, rstd, pf, false);
 }
 
 /* One backward row. */
@@ -192,13 +238,26 @@ static inline void ln_bw_at(const ln_call *c, int64_t r, float *acc, bool big) {
 static inline void ln_fw_at(const ln_call *c, int64_t r, bool big) {
     int64_t n = c->n;
     const float *x = c->xb + outer_off(c->x, c->split, r, n, c->fx);
+    float *y = c->yb + outer_off(c->y, c->split, r, n, c->fy);
     float mean, rstd;
-    ln_moments(x, n, c->eps, c->center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL);
+#ifdef LN_LATE
+    bool late = nb__ln_late && big && n <= NT_MAXROW && n % LN_LATE == 0 && ((uintptr_t)y % (4 * LN_LATE)) == 0;
+    if (ln_late.x && (!late || ln_late.n != n)) ln_late_write();
+#else
+    const bool late = false;
+#endif
+    ln_moments_late(x, n, c->eps, c->center, &mean, &rstd, big && n <= NT_MAXROW ? x + n : NULL, late);
     if (c->st) {
         c->st[2 * r] = mean;
         c->st[2 * r + 1] = rstd;
     }
-    ln_row(x, c->yb + outer_off(c->y, c->split, r, n, c->fy), c->wb, c->bb, n, mean, rstd, big);
+#ifdef LN_LATE
+    if (late) {
+        ln_late = (ln_late_row){.x = x, .w = c->wb, .b = c->bb, .y = y, .mean = mean, .rstd = rstd, .n = n};
+        return;
+    }
+#endif
+    ln_row(x, y, c->wb, c->bb, n, mean, rstd, big);
 }
 
 /* layer_norm (center) or rms_norm forward. */
@@ -209,9 +268,17 @@ static int norm_forward(const nb_kernel_args *a, bool center) {
     bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
 #if NB_HAVE_OPENMP
-#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, ch)
+#pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
-    for (int64_t r = 0; r < c.rows; r++) ln_fw_at(&c, r, big);
+    {
+#if NB_HAVE_OPENMP
+#pragma omp for schedule(dynamic, ch) nowait
+#endif
+        for (int64_t r = 0; r < c.rows; r++) ln_fw_at(&c, r, big);
+#ifdef LN_LATE
+        ln_late_flush();
+#endif
+    }
     (void)ch;
     (void)nt;
     return 0;
