@@ -429,10 +429,12 @@ Test(avx2_rows, layer_norm_rows_late) {
                 }
                 nb__ln_late = 1;
                 for (int64_t i = 0; i < R * L; i++)
-                    cr_assert(memcmp(&y[0][i], &y[1][i], 4) == 0, "%s v%d L %lld, %d threads, row %lld [%lld]: late %a, at once %a",
-                              nb_op_name(op), v, (long long)L, threads, (long long)(i / L), (long long)(i % L),
-                              (double)y[1][i], (double)y[0][i]);
-                cr_assert(memcmp(st[0], st[1], sizeof(float) * 2 * (size_t)R) == 0, "%s v%d: stats differ", nb_op_name(op), v);
+                    cr_assert(memcmp(&y[0][i], &y[1][i], 4) == 0,
+                              "%s v%d L %lld, %d threads, row %lld [%lld]: late %a, at once %a", nb_op_name(op), v,
+                              (long long)L, threads, (long long)(i / L), (long long)(i % L), (double)y[1][i],
+                              (double)y[0][i]);
+                cr_assert(memcmp(st[0], st[1], sizeof(float) * 2 * (size_t)R) == 0, "%s v%d: stats differ",
+                          nb_op_name(op), v);
                 nb_scope_end();
             }
         }

@@ -344,11 +344,11 @@ static int reg_tids(long *ids, int cap) {
     return n;
 }
 
-/* Kernels with 2 and 4 useful threads in turn, at 4 threads: libgomp would
- * end two threads of its pool at each 2-thread team and create new ones for
- * the next 4-thread team. With every team whole, no thread is created after
+/* Kernels (and oneDNN's matmul) with 2 and 4 useful threads in turn, at 4
+ * threads: libgomp would end two threads of its pool at each 2-thread team
+ * and create new ones for the next 4-thread team. With every team whole, no thread is created after
  * the first calls (new thread ids would show it; the check fails with
- * nb__omp_team = 0). */
+ * NB_OMP_TEAM=0, and with 1: our kernels whole, oneDNN's matmul not). */
 Test(registry, kernels_of_any_size_create_no_threads) {
     nb_init(NULL);
     cr_assert_eq(nb_set_num_threads(4), 0);
@@ -357,11 +357,15 @@ Test(registry, kernels_of_any_size_create_no_threads) {
     nb_tensor *a = nb_full(NB_SHAPE(small), NB_F32, 1.0), *b = nb_full(NB_SHAPE(big), NB_F32, 2.0);
     cr_assert_eq(nb__par_threads(small, NB_GRAIN_ELEMENTWISE), 2);
     cr_assert_eq(nb__par_threads(big, NB_GRAIN_ELEMENTWISE), 4);
-    for (int i = 0; i < 2; i++) nb_add(b, b), nb_add(a, a);   /* the team exists now */
+    /* a matmul of 2 useful threads (flops / 4 = 2 grains of 2^19): oneDNN's, where it serves */
+    nb_tensor *x = nb_full(NB_SHAPE(32, 256), NB_F32, 0.5), *w = nb_full(NB_SHAPE(256, 256), NB_F32, 0.25);
+    for (int i = 0; i < 2; i++) nb_add(b, b), nb_add(a, a), nb_matmul(x, w);   /* the team exists now */
     long before[64], after[64];
     int nb = reg_tids(before, 64);
     for (int i = 0; i < 20; i++) {
         cr_assert_not_null(nb_add(a, a), "%s", nb_last_error());
+        cr_assert_not_null(nb_add(b, b), "%s", nb_last_error());
+        cr_assert_not_null(nb_matmul(x, w), "%s", nb_last_error());
         cr_assert_not_null(nb_add(b, b), "%s", nb_last_error());
     }
     int na = reg_tids(after, 64);
