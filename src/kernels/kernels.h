@@ -120,6 +120,8 @@ extern int nb__avx2_winograd_off;     /* avx2_winograd.c: 1 decline every call (
 extern int nb__avx2_gemm_serve_all;   /* avx2_gemm.c: 1 serve every call, -1 pass all oneDNN takes to it (tests) */
 extern int nb__gemm_adirect, nb__gemm_dyn;   /* avx2_gemm.c: in-place A, dynamic N split (1 on; see there) */
 extern int nb__avx512_gemm_serve_all;   /* avx512_gemm.c: the same hook */
+extern int nb__gemm_grid;         /* gemm_driver.h: the 2-D thread grid from 4 threads (1), or off (0: tests, A/B) */
+extern long nb__gemm_grid_calls;  /* gemm_driver.h: calls the grid served (tests) */
 extern int nb__ln_late;   /* layer_norm forward rows written one row late where they can (norm_common.h): 1, or 0 (tests, A/B) */
 extern int nb__avx512_gemm_vm;          /* avx512_gemm.c: the transposed tile: 0 off, 1 its rule, 2 every call it can take */
 extern long nb__avx512_gemm_vm_calls;   /* avx512_gemm.c: calls the transposed tile served */

@@ -209,6 +209,8 @@ const char *nb__last_kernel(void) { return last_kernel; }
 
 int nb__omp_team = 3;
 int nb__ln_late = 1;
+int nb__gemm_grid = 1;
+long nb__gemm_grid_calls;
 
 int nb__par_team(int nt) {
 #if NB_HAVE_OPENMP

@@ -76,6 +76,9 @@ NB_API int nb_init(const nb_init_opts *opts) {
     extern int nb__omp_team;   /* kernels/kernels.h */
     e = getenv("NB_OMP_TEAM");
     nb__omp_team = e && *e ? atoi(e) : 3;
+    extern int nb__gemm_grid;   /* kernels/kernels.h; NB_GEMM_GRID=0: A/B on many-core machines */
+    e = getenv("NB_GEMM_GRID");
+    nb__gemm_grid = e && *e ? atoi(e) : 1;
     nb__cfg.abort_on_error = ab;
     nb__cfg.generation++;
     nb__cfg.initialised = true;

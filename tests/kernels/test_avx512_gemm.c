@@ -295,6 +295,59 @@ Test(avx512_gemm, thread_count_independent) {
     g5_threads_case(127, 300, 301, true, true, false);
 }
 
+/* The 2-D thread grid (gemm_driver.h's gemm_grid, from 4 threads on): at
+ * 4, 6, 8, 12 and 16 threads the products it serves are bitwise those of
+ * 1 thread and of the grid turned off, in several layouts and LINEAR with
+ * bias; at 16 threads the grid serves them, and not a product with N too
+ * narrow for it. */
+static void g5_grid_case(int64_t M, int64_t N, int64_t K, int la, int lb, bool lin, bool expect_grid) {
+    nb_scope_begin();
+    float *a = malloc((size_t)(M * K) * sizeof(float)), *b = malloc((size_t)(K * N) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    cr_assert(a && b && bias);
+    for (int64_t i = 0; i < M * K; i++) a[i] = g5_uniform();
+    for (int64_t i = 0; i < K * N; i++) b[i] = g5_uniform();
+    for (int64_t i = 0; i < N; i++) bias[i] = g5_uniform();
+    nb_tensor *A = g5_matrix(a, 0, M, K, la);
+    nb_tensor *B = lin ? g5_matrix(b, 0, N, K, lb) : g5_matrix(b, 0, K, N, lb);
+    nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    g5_isa("avx512", 1);
+    nb_tensor *c1 = nb_contiguous(lin ? nb_linear(A, B, Bi) : nb_matmul(A, B));
+    cr_assert_not_null(c1, "%s", nb_last_error());
+    static const int threads[] = {4, 6, 8, 12, 16};
+    for (int t = 0; t < 5; t++)
+        for (int grid = 0; grid < 2; grid++) {
+            g5_isa("avx512", threads[t]);
+            nb__gemm_grid = grid;
+            long before = nb__gemm_grid_calls;
+            nb_tensor *c = nb_contiguous(lin ? nb_linear(A, B, Bi) : nb_matmul(A, B));
+            nb__gemm_grid = 1;
+            cr_assert_not_null(c, "%s", nb_last_error());
+            g5_served("avx512_gemm");
+            if (grid && threads[t] == 16)   /* at fewer threads the 1-D cut can pack less */
+                cr_assert_eq(nb__gemm_grid_calls - before, expect_grid ? 1 : 0,
+                             "M=%lld N=%lld K=%lld at %d threads: grid calls %ld, expected %d", (long long)M,
+                             (long long)N, (long long)K, threads[t], nb__gemm_grid_calls - before, (int)expect_grid);
+            cr_assert_eq(memcmp(nb_data(c1), nb_data(c), (size_t)(M * N) * sizeof(float)), 0,
+                         "M=%lld N=%lld K=%lld (layouts %d %d, linear %d), %d threads, grid %d: differs from 1 "
+                         "thread", (long long)M, (long long)N, (long long)K, la, lb, (int)lin, threads[t], grid);
+        }
+    free(a);
+    free(b);
+    free(bias);
+    nb_scope_end();
+}
+
+Test(avx512_gemm, thread_grid_same_bits) {
+    nb__avx512_gemm_serve_all = 1;
+    g5_grid_case(1024, 1024, 64, G5_ROW, G5_ROW, false, true);
+    g5_grid_case(700, 900, 150, G5_TRANS, G5_ROW, false, true);   /* edges inside the blocks' last tiles */
+    g5_grid_case(500, 1100, 130, G5_ROW, G5_TRANS, false, true);
+    g5_grid_case(600, 520, 70, G5_ROW, G5_ROW, true, true);        /* LINEAR with bias */
+    g5_grid_case(2000, 40, 300, G5_ROW, G5_ROW, false, false);     /* narrow N: the cut along M */
+    nb__avx512_gemm_serve_all = 0;
+}
+
 /* The AVX2 GEMM (ISA capped to avx2, its declines off) gives the same bits:
  * both cut K into the same blocks and do the same FMA chain per element. */
 static void g5_avx2_bits_case(int64_t M, int64_t N, int64_t K, int la, int lb, bool lin) {
