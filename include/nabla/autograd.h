@@ -89,8 +89,8 @@ NB_API int nb_register_hook(nb_tensor *t, nb_hook_fn fn, void *user);
 /* Threads: with the parallel backward executor (NB_BACKWARD=parallel, the
  * default when the pool has more than one thread) a custom backward, like a
  * hook on a non-leaf tensor, may run on any thread of nabla's pool (with
- * OpenMP, up to 8 threads: a thread of the calling thread's OpenMP team,
- * NB_POOL=team; above, or with NB_POOL=threads, a pool worker), at the
+ * OpenMP: a thread of the calling thread's OpenMP team, NB_POOL=team, the
+ * default; with NB_POOL=threads or without OpenMP, a pool worker), at the
  * same time as other nodes' backwards; while other nodes run, the nabla ops it
  * calls run their kernels on its thread alone. It gets the caller's grad mode and a
  * scope of its own, but not the caller's other thread-local state (its
