@@ -256,17 +256,34 @@ Test(avx512_gemm, linear) {
 /* 1, 2, 3 and 16 threads: bitwise equal results (whole tiles per thread, the
  * K order never depends on the split). Shapes big enough for
  * nb__par_threads to use several threads. */
+/* Random operands of an M x K @ K x N product (LINEAR: B stored N x K, and
+ * a bias) in layouts la, lb; the host arrays are freed by g5_ops_free. */
+typedef struct g5_ops {
+    float *a, *b, *bias;
+    nb_tensor *A, *B, *Bi;
+} g5_ops;
+static g5_ops g5_ops_new(int64_t M, int64_t N, int64_t K, int la, int lb, bool lin) {
+    g5_ops o = {malloc((size_t)(M * K) * sizeof(float)), malloc((size_t)(K * N) * sizeof(float)),
+                malloc((size_t)N * sizeof(float)), NULL, NULL, NULL};
+    cr_assert(o.a && o.b && o.bias);
+    for (int64_t i = 0; i < M * K; i++) o.a[i] = g5_uniform();
+    for (int64_t i = 0; i < K * N; i++) o.b[i] = g5_uniform();
+    for (int64_t i = 0; i < N; i++) o.bias[i] = g5_uniform();
+    o.A = g5_matrix(o.a, 0, M, K, la);
+    o.B = lin ? g5_matrix(o.b, 0, N, K, lb) : g5_matrix(o.b, 0, K, N, lb);
+    o.Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, o.bias) : NULL;
+    return o;
+}
+static void g5_ops_free(g5_ops *o) {
+    free(o->a);
+    free(o->b);
+    free(o->bias);
+}
+
 static void g5_threads_case(int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool lin) {
     nb_scope_begin();
-    float *a = malloc((size_t)(M * K) * sizeof(float)), *b = malloc((size_t)(K * N) * sizeof(float));
-    float *bias = malloc((size_t)N * sizeof(float));
-    cr_assert(a && b && bias);
-    for (int64_t i = 0; i < M * K; i++) a[i] = g5_uniform();
-    for (int64_t i = 0; i < K * N; i++) b[i] = g5_uniform();
-    for (int64_t i = 0; i < N; i++) bias[i] = g5_uniform();
-    nb_tensor *A = g5_matrix(a, 0, M, K, ta ? G5_TRANS : G5_ROW);
-    nb_tensor *B = lin ? g5_matrix(b, 0, N, K, G5_ROW) : g5_matrix(b, 0, K, N, tb ? G5_TRANS : G5_ROW);
-    nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    g5_ops o = g5_ops_new(M, N, K, ta ? G5_TRANS : G5_ROW, lin ? G5_ROW : tb ? G5_TRANS : G5_ROW, lin);
+    nb_tensor *A = o.A, *B = o.B, *Bi = o.Bi;
     static const int threads[] = {1, 2, 3, 16};
     nb_tensor *c[4];
     for (int t = 0; t < 4; t++) {
@@ -279,9 +296,7 @@ static void g5_threads_case(int64_t M, int64_t N, int64_t K, bool ta, bool tb, b
                          "M=%lld N=%lld K=%lld: 1 and %d threads differ", (long long)M, (long long)N, (long long)K,
                          threads[t]);
     }
-    free(a);
-    free(b);
-    free(bias);
+    g5_ops_free(&o);
     nb_scope_end();
 }
 
@@ -302,15 +317,8 @@ Test(avx512_gemm, thread_count_independent) {
  * narrow for it. */
 static void g5_grid_case(int64_t M, int64_t N, int64_t K, int la, int lb, bool lin, bool expect_grid) {
     nb_scope_begin();
-    float *a = malloc((size_t)(M * K) * sizeof(float)), *b = malloc((size_t)(K * N) * sizeof(float));
-    float *bias = malloc((size_t)N * sizeof(float));
-    cr_assert(a && b && bias);
-    for (int64_t i = 0; i < M * K; i++) a[i] = g5_uniform();
-    for (int64_t i = 0; i < K * N; i++) b[i] = g5_uniform();
-    for (int64_t i = 0; i < N; i++) bias[i] = g5_uniform();
-    nb_tensor *A = g5_matrix(a, 0, M, K, la);
-    nb_tensor *B = lin ? g5_matrix(b, 0, N, K, lb) : g5_matrix(b, 0, K, N, lb);
-    nb_tensor *Bi = lin ? nb_from_data(NB_SHAPE(N), NB_F32, bias) : NULL;
+    g5_ops o = g5_ops_new(M, N, K, la, lb, lin);
+    nb_tensor *A = o.A, *B = o.B, *Bi = o.Bi;
     g5_isa("avx512", 1);
     nb_tensor *c1 = nb_contiguous(lin ? nb_linear(A, B, Bi) : nb_matmul(A, B));
     cr_assert_not_null(c1, "%s", nb_last_error());
@@ -332,9 +340,7 @@ static void g5_grid_case(int64_t M, int64_t N, int64_t K, int la, int lb, bool l
                          "M=%lld N=%lld K=%lld (layouts %d %d, linear %d), %d threads, grid %d: differs from 1 "
                          "thread", (long long)M, (long long)N, (long long)K, la, lb, (int)lin, threads[t], grid);
         }
-    free(a);
-    free(b);
-    free(bias);
+    g5_ops_free(&o);
     nb_scope_end();
 }
 
