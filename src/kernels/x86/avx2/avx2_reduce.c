@@ -174,18 +174,18 @@ static int64_t find_span(const float *p, int64_t n, float v) {
 /* Outer layout, a block of 32 columns kept in registers while every row
  * streams by (an accumulator array would be loaded and stored once per row).
  * Sums of the columns in double: */
-static void cols32_sum(const float *p0, int64_t R, int64_t rs, double *acc) {
+static void cols32_sum(const float *p0, int64_t R, int64_t rs, double *acc, bool first) {
     __m256d a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+    for (int j = 0; j < 8; j++) a[j] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(acc + 4 * j);
     for (int64_t r = 0; r < R; r++)
         for (int j = 0; j < 8; j++) a[j] = _mm256_add_pd(a[j], _mm256_cvtps_pd(_mm_loadu_ps(p0 + r * rs + 4 * j)));
     for (int j = 0; j < 8; j++) _mm256_storeu_pd(acc + 4 * j, a[j]);
 }
 
 /* ... sums of squared deviations from mean[32]: */
-static void cols32_ss(const float *p0, int64_t R, int64_t rs, const double *mean, double *ss) {
+static void cols32_ss(const float *p0, int64_t R, int64_t rs, const double *mean, double *ss, bool first) {
     __m256d a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+    for (int j = 0; j < 8; j++) a[j] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(ss + 4 * j);
     for (int64_t r = 0; r < R; r++)
         for (int j = 0; j < 8; j++) {
             __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p0 + r * rs + 4 * j)), _mm256_loadu_pd(mean + 4 * j));
@@ -228,9 +228,16 @@ static void cols32_ext(const float *p0, int64_t R, int64_t rs, bool mn, bool arg
 
 /* The outer layout's w columns (reduce_driver.h's outer_block): blocks of
  * 32 in registers, the last w % 32 one by one. */
+/* The 32-column blocks go OUT_RB rows at a time across all of them (their
+ * accumulators stored and reloaded in between, exactly), so each row's
+ * columns are read in one contiguous run: the same bits, as the AVX-512
+ * twin (avx512_reduce.c, where the measurements are). */
+#define OUT_RB 16
+
 static void outer_sums(const float *p0, int64_t R, int64_t rs, int64_t w, double *acc) {
     int64_t c, c32 = w / 32 * 32;
-    for (c = 0; c < c32; c += 32) cols32_sum(p0 + c, R, rs, acc + c);
+    for (int64_t r0 = 0; r0 < R; r0 += OUT_RB)
+        for (c = 0; c < c32; c += 32) cols32_sum(p0 + r0 * rs + c, R - r0 < OUT_RB ? R - r0 : OUT_RB, rs, acc + c, r0 == 0);
     for (c = c32; c < w; c++) acc[c] = 0;
     for (int64_t r = 0; r < R && c32 < w; r++)
         for (c = c32; c < w; c++) acc[c] += p0[r * rs + c];
@@ -238,7 +245,9 @@ static void outer_sums(const float *p0, int64_t R, int64_t rs, int64_t w, double
 
 static void outer_ss(const float *p0, int64_t R, int64_t rs, int64_t w, const double *mean, double *ss) {
     int64_t c, c32 = w / 32 * 32;
-    for (c = 0; c < c32; c += 32) cols32_ss(p0 + c, R, rs, mean + c, ss + c);
+    for (int64_t r0 = 0; r0 < R; r0 += OUT_RB)
+        for (c = 0; c < c32; c += 32)
+            cols32_ss(p0 + r0 * rs + c, R - r0 < OUT_RB ? R - r0 : OUT_RB, rs, mean + c, ss + c, r0 == 0);
     for (c = c32; c < w; c++) ss[c] = 0;
     for (int64_t r = 0; r < R && c32 < w; r++)
         for (c = c32; c < w; c++) ss[c] += ((double)p0[r * rs + c] - mean[c]) * ((double)p0[r * rs + c] - mean[c]);

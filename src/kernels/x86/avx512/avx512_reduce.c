@@ -204,19 +204,22 @@ NB_AI __m512d col8(const float *q, int u, int h, int nu, __mmask16 kl) {
     return cvt8(q + 16 * u + 8 * h, k, false);
 }
 
-/* Sums of the columns in double: acc[0 .. 16 nu). */
-NB_AI void cols_sum(const float *p0, int64_t R, int64_t rs, int nu, __mmask16 kl, double *acc) {
+/* Sums of the columns in double: acc[0 .. 16 nu), from 0 (first) or
+ * adding to what acc holds (the rows before, in order). */
+NB_AI void cols_sum(const float *p0, int64_t R, int64_t rs, int nu, __mmask16 kl, double *acc, bool first) {
     __m512d a[8];
-    for (int j = 0; j < 2 * nu; j++) a[j] = _mm512_setzero_pd();
+    for (int j = 0; j < 2 * nu; j++) a[j] = first ? _mm512_setzero_pd() : _mm512_loadu_pd(acc + 8 * j);
     for (int64_t r = 0; r < R; r++)
         for (int j = 0; j < 2 * nu; j++) a[j] = _mm512_add_pd(a[j], col8(p0 + r * rs, j / 2, j % 2, nu, kl));
     for (int j = 0; j < 2 * nu; j++) _mm512_storeu_pd(acc + 8 * j, a[j]);
 }
 
-/* ... sums of the squared deviations from mean[0 .. 16 nu): */
-NB_AI void cols_ss(const float *p0, int64_t R, int64_t rs, int nu, __mmask16 kl, const double *mean, double *ss) {
+/* ... sums of the squared deviations from mean[0 .. 16 nu) (first, as cols_sum's): */
+NB_AI void cols_ss(const float *p0, int64_t R, int64_t rs, int nu, __mmask16 kl, const double *mean, double *ss,
+                   bool first) {
     __m512d a[8], m[8];
-    for (int j = 0; j < 2 * nu; j++) a[j] = _mm512_setzero_pd(), m[j] = _mm512_loadu_pd(mean + 8 * j);
+    for (int j = 0; j < 2 * nu; j++)
+        a[j] = first ? _mm512_setzero_pd() : _mm512_loadu_pd(ss + 8 * j), m[j] = _mm512_loadu_pd(mean + 8 * j);
     for (int64_t r = 0; r < R; r++)
         for (int j = 0; j < 2 * nu; j++) {
             __m512d d = _mm512_sub_pd(col8(p0 + r * rs, j / 2, j % 2, nu, kl), m[j]);
@@ -273,19 +276,36 @@ NB_AI void cols_ext(const float *p0, int64_t R, int64_t rs, int nu, __mmask16 kl
  * twin's 256: the same tasks) in blocks of 64. Columns past w, up to the
  * next multiple of 16, are computed on zeros (sums +0, so means +0) and
  * never stored. */
+/* Sums and squared deviations go OUT_RB rows at a time across all w
+ * columns (the 64-column blocks' accumulators stored and reloaded in
+ * between, exactly), so each row's w columns are read in one contiguous
+ * run instead of one 64-column strip per pass over all the rows. Each
+ * column still adds its rows in order: the same bits. Measured on a
+ * [4096, 1024] sum over dim 0 (a 2-core AVX-512 Xeon, call by call against
+ * the strips over all rows, medians of 31): 6.4-7.6 -> 9.5-10.4 GB/s at 1
+ * thread, 14.7-19.4 -> 19.6-27.6 at 2; 8-24 rows a block were within 10%
+ * of each other, 1 and 64 slower. */
+#define OUT_RB 16
+
 static void outer_sums(const float *p0, int64_t R, int64_t rs, int64_t w, double *acc) {
-    for (int64_t c = 0; c < w; c += 64) {
-        int64_t nc = w - c < 64 ? w - c : 64;
-#define SUM_CALL(NU) cols_sum(p0 + c, R, rs, NU, kl, acc + c)
-        COLS_SWITCH(nc, SUM_CALL);
+    for (int64_t r0 = 0; r0 < R; r0 += OUT_RB) {
+        int64_t rb = R - r0 < OUT_RB ? R - r0 : OUT_RB;
+        for (int64_t c = 0; c < w; c += 64) {
+            int64_t nc = w - c < 64 ? w - c : 64;
+#define SUM_CALL(NU) cols_sum(p0 + r0 * rs + c, rb, rs, NU, kl, acc + c, r0 == 0)
+            COLS_SWITCH(nc, SUM_CALL);
+        }
     }
 }
 
 static void outer_ss(const float *p0, int64_t R, int64_t rs, int64_t w, const double *mean, double *ss) {
-    for (int64_t c = 0; c < w; c += 64) {
-        int64_t nc = w - c < 64 ? w - c : 64;
-#define SS_CALL(NU) cols_ss(p0 + c, R, rs, NU, kl, mean + c, ss + c)
-        COLS_SWITCH(nc, SS_CALL);
+    for (int64_t r0 = 0; r0 < R; r0 += OUT_RB) {
+        int64_t rb = R - r0 < OUT_RB ? R - r0 : OUT_RB;
+        for (int64_t c = 0; c < w; c += 64) {
+            int64_t nc = w - c < 64 ? w - c : 64;
+#define SS_CALL(NU) cols_ss(p0 + r0 * rs + c, rb, rs, NU, kl, mean + c, ss + c, r0 == 0)
+            COLS_SWITCH(nc, SS_CALL);
+        }
     }
 }
 
