@@ -205,14 +205,15 @@ static inline void arg_step(__m256 *b, __m256i *id, __m256 x, __m256i rv, bool m
 }
 
 /* ... extremes (and their row indices when arg) of the columns, R >= 1: */
-static void cols32_ext(const float *p0, int64_t R, int64_t rs, bool mn, bool arg, float *best, int32_t *idx) {
+static void cols32_ext(const float *p0, int64_t r0, int64_t r1, int64_t rs, bool mn, bool arg, float *best,
+                       int32_t *idx) {
     __m256 b[4];
     __m256i id[4];
-    for (int j = 0; j < 4; j++) {
-        b[j] = _mm256_loadu_ps(p0 + 8 * j);
-        id[j] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {   /* rows [r0, r1): from row 0, or on from best / idx */
+        b[j] = _mm256_loadu_ps(r0 ? best + 8 * j : p0 + 8 * j);
+        id[j] = r0 ? _mm256_loadu_si256((const __m256i *)(idx + 8 * j)) : _mm256_setzero_si256();
     }
-    for (int64_t r = 1; r < R; r++) {
+    for (int64_t r = r0 ? r0 : 1; r < r1; r++) {
         __m256i rv = _mm256_set1_epi32((int32_t)r);
         for (int j = 0; j < 4; j++) {
             __m256 x = _mm256_loadu_ps(p0 + r * rs + 8 * j);
@@ -256,7 +257,8 @@ static void outer_ss(const float *p0, int64_t R, int64_t rs, int64_t w, const do
 static void outer_ext(const float *p0, int64_t R, int64_t rs, int64_t w, bool mn, bool arg, float *best,
                       int32_t *idx) {
     int64_t c, c32 = w / 32 * 32;
-    for (c = 0; c < c32; c += 32) cols32_ext(p0 + c, R, rs, mn, arg, best + c, idx + c);
+    for (int64_t r0 = 0; r0 < R; r0 += OUT_RB)   /* as outer_sums */
+        for (c = 0; c < c32; c += 32) cols32_ext(p0 + c, r0, R - r0 < OUT_RB ? R : r0 + OUT_RB, rs, mn, arg, best + c, idx + c);
     for (c = c32; c < w; c++) {
         best[c] = p0[c];
         idx[c] = 0;
