@@ -23,11 +23,15 @@
  * 31: forward 7.0-7.2 -> 7.9-8.0 GB/s at 1 thread, 12.6-13.2 -> 13.1-14.2 at
  * 2; forward + backward 8.2-8.4 -> 8.7-8.8 and 14.5-15.4 -> 14.7-15.8. */
 
-/* The pending row's y = x̂ w + b at o (8 floats, streamed), as ln_row. */
+/* y = x̂ w + b at o, 8 whole floats (w, b NULL: 1, 0): ln_row's streamed step. */
+static inline __m256 ln_y8(const float *x, const float *w, const float *b, int64_t o, __m256 mv, __m256 rv) {
+    __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + o), mv), rv);
+    return _mm256_fmadd_ps(h, w ? _mm256_loadu_ps(w + o) : V1(1.0f), b ? _mm256_loadu_ps(b + o) : V1(0.0f));
+}
+
+/* The pending row's y at o (8 floats, streamed), as ln_row. */
 static inline void ln_late_at(const ln_late_row *p, int64_t o, __m256 mv, __m256 rv) {
-    __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p->x + o), mv), rv);
-    _mm256_stream_ps(p->y + o, _mm256_fmadd_ps(h, p->w ? _mm256_loadu_ps(p->w + o) : V1(1.0f),
-                                               p->b ? _mm256_loadu_ps(p->b + o) : V1(0.0f)));
+    _mm256_stream_ps(p->y + o, ln_y8(p->x, p->w, p->b, o, mv, rv));
 }
 
 static void ln_late_stream(const ln_late_row *p) {
@@ -60,11 +64,7 @@ static void ln_row(const float *x, float *y, const float *w, const float *b, int
                    bool big) {
     __m256 mv = V1(mean), rv = V1(rstd);
     if (stream_ok(y, n, big)) {
-        for (int64_t i = 0; i < n; i += 8) {
-            __m256 h = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), rv);
-            _mm256_stream_ps(y + i, _mm256_fmadd_ps(h, w ? _mm256_loadu_ps(w + i) : V1(1.0f),
-                                                    b ? _mm256_loadu_ps(b + i) : V1(0.0f)));
-        }
+        for (int64_t i = 0; i < n; i += 8) _mm256_stream_ps(y + i, ln_y8(x, w, b, i, mv, rv));
         _mm_sfence();
         return;
     }
