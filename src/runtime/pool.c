@@ -53,9 +53,9 @@
  * kernel region at the full team, benchmarks/branches at 16 threads there
  * took 1.9-2.4 ms a step with the team against 2.8-3.2 ms with workers,
  * and 1.8-2.3 against 2.5-2.6 at 8, 2.0-2.3 against 2.7-2.9 at 12, each
- * pair in one run; the team is 1.4-1.6x faster on a 2-core machine.) nb__pool_keep tells the executor
- * when a thread may keep a node it made ready for itself without breaking
- * these phases.
+ * pair in one run; the team is 1.4-1.6x faster on a 2-core machine.)
+ * nb__pool_keep tells the executor when a thread may keep a node it made
+ * ready for itself without breaking these phases.
  */
 #include "runtime/pool.h"
 #include "runtime/profile.h"
@@ -422,7 +422,7 @@ int nb__pool_init(int n) {
     bool team = false;
 #if NB_HAVE_OPENMP
     const char *pe = getenv("NB_POOL");
-    team = pe && !strcasecmp(pe, "threads") ? false : pe && !strcasecmp(pe, "team") ? true : true;
+    team = !(pe && !strcasecmp(pe, "threads"));   /* NB_POOL=threads: separate workers; else the team */
 #endif
     int want_workers = team ? 0 : n - 1;
     if (n == atomic_load(&size) && nworkers == want_workers && pin == pin_mode && team == team_mode) return 0;

@@ -2,11 +2,10 @@
  *
  * One pool per process, made by nb_init with nb__cfg.num_threads threads in
  * all: the thread that submits work counts as one (worker id 0) and helps
- * while it waits. With OpenMP (NB_POOL=team, the default) the
- * other threads are the caller's OpenMP team, joined in a parallel region
- * while two or more tasks are ready (pool.c); otherwise (NB_POOL=threads,
- * or no OpenMP)
- * the pool starts num_threads - 1 worker threads (ids 1..N-1). Work is a
+ * while it waits. With OpenMP (NB_POOL=team, the default) the other
+ * threads are the caller's OpenMP team, joined in a parallel region while
+ * two or more tasks are ready (pool.c); otherwise (NB_POOL=threads, or no
+ * OpenMP) the pool starts num_threads - 1 worker threads (ids 1..N-1). Work is a
  * queue of intrusive tasks ordered by priority; workers spin briefly when
  * it is empty, then sleep on a condition variable.
  *
@@ -20,7 +19,6 @@
 #define NB_RUNTIME_POOL_H
 
 #include "runtime/runtime.h"
-
 
 typedef struct nb__task nb__task;
 struct nb__task {

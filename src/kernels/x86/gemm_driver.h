@@ -25,6 +25,7 @@
 #include "kernels/kernels.h"
 #include "nb_config.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 typedef struct gemm_op {
@@ -92,9 +93,7 @@ static inline bool gemm_onednn_takes(const gemm_op *g, int hook, bool avx512) {
 static void gemm_grid(const gemm_op *g, int nt, int64_t mtile, int64_t ntile, int *pm, int *pn) {
     *pm = *pn = 0;
     if (nt < 4 || !nb__gemm_grid) return;
-    double cut = (double)(nt * g->N + g->M) < (double)(g->N + nt * g->M) ? (double)(nt * g->N + g->M)
-                                                                         : (double)(g->N + nt * g->M);
-    double best = 0.9 * cut;
+    double best = 0.9 * fmin((double)nt * g->N + g->M, g->N + (double)nt * g->M);   /* the better 1-D cut */
     for (int a = 2; a <= nt / 2; a++) {
         int b = nt / a;
         if (a * b != nt || mtile < 2 * a || ntile < 2 * b) continue;
@@ -103,7 +102,10 @@ static void gemm_grid(const gemm_op *g, int nt, int64_t mtile, int64_t ntile, in
     }
 }
 
-/* The whole GEMM, C cut over threads in whole tiles (see the top). */
+/* The whole GEMM, C cut over threads in whole tiles (see the top): a
+ * pm x pn grid of blocks, the 1-D cuts being nt x 1 (along M) and 1 x nt
+ * (along N); block t covers tile rows [mtile bi / pm, mtile (bi + 1) / pm)
+ * and tile columns likewise, bi = t / pn, bj = t % pn. */
 static int gemm_run(const gemm_op *g) {
     int64_t flops = 2 * g->M * g->N * (g->K > 0 ? g->K : 1);
     int nt = nb__par_threads(flops / 4, 1 << 19);
@@ -111,52 +113,34 @@ static int gemm_run(const gemm_op *g) {
     int pm, pn;
     gemm_grid(g, nt, mtile, ntile, &pm, &pn);
     if (pm) {
-        int rc = 0;
         __atomic_fetch_add(&nb__gemm_grid_calls, 1, __ATOMIC_RELAXED);
-#pragma omp parallel for num_threads(nb__par_team(nt)) schedule(static) reduction(min : rc)
-        for (int t = 0; t < nt; t++) {
-            int64_t bi = t / pn, bj = t % pn;
-            int64_t i0 = mtile * bi / pm * MR, i1 = mtile * (bi + 1) / pm * MR;
-            int64_t j0 = ntile * bj / pn * NR, j1 = ntile * (bj + 1) / pn * NR;
-            gemm_op s = *g;
-            s.M = (i1 < g->M ? i1 : g->M) - i0;
-            s.N = (j1 < g->N ? j1 : g->N) - j0;
-            s.a += i0 * g->as0;
-            s.b += j0 * g->bs1;
-            s.c += i0 * g->cs0 + j0 * g->cs1;
-            if (s.bias) s.bias += j0;
-            int r = gemm_serial(&s);
-            if (r < rc) rc = r;
-        }
-        return rc;
-    }
-    bool split_n = ntile >= mtile || ntile >= 4 * nt;
-    int64_t units = split_n ? ntile : mtile;
-    if (nt > units) nt = (int)units;
-    if (nt <= 1) return gemm_serial(g);
+    } else {
+        bool split_n = ntile >= mtile || ntile >= 4 * nt;
+        int64_t units = split_n ? ntile : mtile;
+        if (nt > units) nt = (int)units;
+        if (nt <= 1) return gemm_serial(g);
 #ifdef GEMM_DYNAMIC
-    if (split_n) {
-        int rd = gemm_dynamic(g, nt, ntile);
-        if (rd != -1) return rd;
-    }
-#endif
-    int rc = 0;
-#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) reduction(min : rc)
-    for (int t = 0; t < nt; t++) {
-        int64_t lo = units * t / nt, hi = units * (t + 1) / nt;
-        gemm_op s = *g;
         if (split_n) {
-            int64_t j0 = lo * NR, j1 = hi * NR < g->N ? hi * NR : g->N;
-            s.N = j1 - j0;
-            s.b += j0 * g->bs1;
-            s.c += j0 * g->cs1;
-            if (s.bias) s.bias += j0;
-        } else {
-            int64_t i0 = lo * MR, i1 = hi * MR < g->M ? hi * MR : g->M;
-            s.M = i1 - i0;
-            s.a += i0 * g->as0;
-            s.c += i0 * g->cs0;
+            int rd = gemm_dynamic(g, nt, ntile);
+            if (rd != -1) return rd;
         }
+#endif
+        pm = split_n ? 1 : nt;
+        pn = split_n ? nt : 1;
+    }
+    int rc = 0;
+#pragma omp parallel for num_threads(nb__par_team(nt)) schedule(static) reduction(min : rc)
+    for (int t = 0; t < nt; t++) {
+        int64_t bi = t / pn, bj = t % pn;
+        int64_t i0 = mtile * bi / pm * MR, i1 = mtile * (bi + 1) / pm * MR;
+        int64_t j0 = ntile * bj / pn * NR, j1 = ntile * (bj + 1) / pn * NR;
+        gemm_op s = *g;
+        s.M = (i1 < g->M ? i1 : g->M) - i0;
+        s.N = (j1 < g->N ? j1 : g->N) - j0;
+        s.a += i0 * g->as0;
+        s.b += j0 * g->bs1;
+        s.c += i0 * g->cs0 + j0 * g->cs1;
+        if (s.bias) s.bias += j0;
         int r = gemm_serial(&s);
         if (r < rc) rc = r;
     }
