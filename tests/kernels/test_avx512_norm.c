@@ -28,7 +28,10 @@
  * values (NaN, ±inf, ±0, denormals, constant rows, 1e20 and 1e30 rows whose
  * squares overflow F32). 1 and 2 threads, bitwise equal, at sizes that
  * take the streaming stores (rows 64-byte aligned, rows 32 bytes off it,
- * rows too long to stream). Through the public op with autograd.
+ * rows too long to stream). The forwards' rows written one row late
+ * (layer_norm with and without affine, rms_norm; rows of 1024, 1040 and
+ * 2048; special rows; 1-3 threads): bitwise those written at once and
+ * AVX2's, into NaN-filled outputs. Through the public op with autograd.
  * group_norm: spatial sizes 1 ((N, C) input), 7, 15, 16, 17, 33, 1023,
  * 4097, groups of 1, several and all channels, with and without affine, a
  * strided weight (served), a transposed x (declined), special values, 1
@@ -343,6 +346,69 @@ Test(avx512_norm, threads_and_streaming) {
         }
         nm_default();
         if (i == 0) nm_ln(x, w, b, dy, 1, NM_ALL, 0, "[1100, 1024]");
+        nb_scope_end();
+    }
+}
+
+/* The forward rows written one row late (norm_common.h's LN_LATE: big
+ * flat outputs, rows a multiple of 16 floats, 64-byte aligned): a
+ * [1100, L] layer_norm with its stats, with and without weight and bias,
+ * and rms_norm, into NaN-filled outputs (a pending row left unwritten shows
+ * as NaN), with special rows among the others (an inf, a NaN, values whose
+ * squares overflow F32: the double fallback, and an inf in the last row),
+ * at 1, 2 and 3 threads: bitwise the output and stats of the same calls
+ * with every row written at once (nb__ln_late = 0), and of the AVX2
+ * kernel's. L = 1040 is 16 past a multiple of 32, so the pending row's last
+ * 16 floats go out in the sums' 8-lane steps. */
+static void nm_late_run(int m, nb_op op, const nb_tensor *x, const nb_tensor *w, const nb_tensor *b, int64_t R,
+                        int64_t L, nb_tensor **y, nb_tensor **st) {
+    bool ln = op == NB_OP_LAYER_NORM;
+    *st = nb__scoped(nb__new("test", NB_DTYPE_F32, 2, (int64_t[2]){R, 2}));
+    cr_assert(*st && nb_fill_(*st, NAN), "%s", nb_last_error());
+    const nb_tensor *in[4] = {x, w, b, *st};
+    double s[2] = {1, 1e-5};
+    const char *sv;
+    *y = nm_call(op, NB_SHAPE(R, L), in, ln ? 4 : 2, s, 2, &sv);
+    cr_assert(strncmp(sv, nm_prefix[m], strlen(nm_prefix[m])) == 0, "%s: served by %s", nb_op_name(op), sv);
+}
+
+Test(avx512_norm, rows_late) {
+    const int64_t R = 1100, lens[] = {1024, 1040, 2048};
+    for (int l = 0; l < 3; l++) {
+        int64_t L = lens[l];
+        nb_scope_begin();
+        nb_tensor *x = nm_randn(NB_SHAPE(R, L), 900 + l, 2.0, 0), *w = nm_randn(NB_SHAPE(L), 910 + l, 1.0, 0);
+        nb_tensor *b = nm_randn(NB_SHAPE(L), 920 + l, 1.0, 0);
+        float *xv = nb_data(x);
+        xv[5 * L + 17] = INFINITY;
+        xv[700 * L + 3] = NAN;
+        for (int64_t i = 0; i < L; i++) xv[6 * L + i] = (i % 2 ? 3e20f : -3e20f);
+        xv[1099 * L + L - 1] = INFINITY;
+        for (int v = 0; v < 4; v++) {   /* layer_norm with w and b, without them, with w only; rms_norm */
+            nb_op op = v < 3 ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
+            const nb_tensor *wv = v == 1 ? NULL : w, *bv = v == 0 ? b : NULL;
+            for (int threads = 1; threads <= 3; threads++) {
+                nb_scope_begin();
+                nb_tensor *y[3], *st[3];   /* avx512 at once, avx512 late, avx2 (late) */
+                for (int k = 0; k < 3; k++) {
+                    nm_mode(k < 2 ? M512 : M2, threads);
+                    nb__ln_late = k == 0 ? 0 : 1;
+                    nm_late_run(k < 2 ? M512 : M2, op, x, wv, bv, R, L, &y[k], &st[k]);
+                }
+                nb__ln_late = 1;
+                char msg[120];
+                snprintf(msg, sizeof msg, "%s v%d L %lld, %d threads: late vs at once", nb_op_name(op), v,
+                         (long long)L, threads);
+                nm_bitwise(y[1], y[0], msg);
+                nm_bitwise(st[1], st[0], msg);
+                snprintf(msg, sizeof msg, "%s v%d L %lld, %d threads: vs avx2", nb_op_name(op), v, (long long)L,
+                         threads);
+                nm_bitwise(y[1], y[2], msg);
+                nm_bitwise(st[1], st[2], msg);
+                nb_scope_end();
+            }
+        }
+        nm_default();
         nb_scope_end();
     }
 }

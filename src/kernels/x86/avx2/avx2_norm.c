@@ -16,8 +16,9 @@
 #include "kernels/x86/norm_common.h"
 
 /* ---- the late rows (norm_common.h's LN_LATE) ----
- * This is the layer_norm forward that serves on AVX-512 CPUs too (it ranks
- * above avx512_layer_norm), and perf put 40% of its samples on ln_row's
+ * This was the layer_norm forward that served on AVX-512 CPUs too (until
+ * avx512_norm.c's late rows, with whole-line streaming stores, beat it by
+ * 11-19%; see there), and perf put 40% of its samples on ln_row's
  * streaming-store loop. Measured on [4096, 1024] on a 2-core AVX-512 Xeon,
  * call by call against the rows written at once (nb__ln_late), medians of
  * 31: forward 7.0-7.2 -> 7.9-8.0 GB/s at 1 thread, 12.6-13.2 -> 13.1-14.2 at
