@@ -521,6 +521,7 @@ static int ew_drive(const nb_kernel_args *a, int nops, const nb_tensor *const *o
     j.par.s = _mm256_set1_ps((float)a->scalar[0]);
     j.par.s1 = _mm256_set1_ps((float)a->scalar[1]);
     j.par.stream = tiles && total >= EW_STREAM_MIN;
+    j.par.pf = j.par.stream && ew_pf_wanted(nops - 1, grain);
     j.len = j.it.shape[j.it.ndim - 1];
     int64_t rows = total / j.len;
     int nt = nb__par_threads(total, grain);

@@ -153,6 +153,7 @@ static int ew_run(const nb_kernel_args *a, int nin, ew_row_fn f, int64_t grain) 
     j.par.s = _mm512_set1_ps((float)a->scalar[0]);
     j.par.s1 = _mm512_set1_ps((float)a->scalar[1]);
     j.par.stream = total >= EW512_STREAM_MIN;
+    j.par.pf = j.par.stream && ew_pf_wanted(nin, grain);
     j.len = j.it.shape[j.it.ndim - 1];
     ew_rows(&j, total, nb__par_threads(total, grain));
     return 0;
