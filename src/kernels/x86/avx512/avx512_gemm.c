@@ -35,6 +35,16 @@
  *   NC = 1024: the packed B block KC x NC = 1 MiB also stays in L2 (with
  *        the A block 1.2 MiB of 2 MiB), so the ic loop re-reads B from L2,
  *        not L3; A is repacked once per NC columns, 1 / (2 NC) of the work.
+ * On a core with 32 KiB L1d and 1 MiB L2 (Cascade Lake, a 2-core VM) none
+ * of that fits: the micro-panel fills L1d and the B block fills L2. The
+ * blockings (KC, MC, NC) = (128, 192, 1024), (128, 384, 1024),
+ * (128, 192, 2048), (256, 192, 512), (256, 96, 512), (256, 144, 640) and
+ * (256, 384, 384), switched call by call in one process (runtime copies of
+ * the constants, 1024^3 and 2048^3 at 1 and 2 threads, 64x256x256 with 32
+ * cold W), were no better than these (within +-3%, the sign changing
+ * between runs), so they stay: the L2 streamer keeps B coming. This VM's
+ * 1024^3 sits at 65-75% of its FMA loop's peak, oneDNN's matmul and
+ * OpenBLAS (PyTorch) alike.
  * K is cut into equal blocks of at most KC, as in the AVX2 file. KC is
  * also the AVX2 file's on purpose: with the same K blocks, and each
  * element's sum the same chain (acc = fma(a_ik, b_kj, acc) over k from

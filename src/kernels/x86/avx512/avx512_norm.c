@@ -387,7 +387,11 @@ static void gn_slice(const float *x, const float *dy, float *y, const float *w, 
  *     with stats (autograd's)     0.842, 0.858;           0.887, 0.866
  *   rms_norm forward              0.814, 0.835;           0.829, 0.838
  *   layer_norm fwd+bwd, autograd  0.881, 0.883;           0.898, 0.881
- * so both forwards now rank above AVX2. */
+ * so both forwards now rank above AVX2. Streaming the pending row inside
+ * the next row's first (sum) pass instead, the one that reads from
+ * memory, lost (one run): 1.01x AVX2's time at 1 thread and 0.93x at 2,
+ * against 0.89x and 0.87x streamed in the second pass; AVX2's own late
+ * rows moved the same way took 1.12-1.14x and 1.07x its time. */
 #define PRIO_LN NB__PRIO_AVX512_WINS
 #define PRIO_LN_BWD NB__PRIO_AVX512_WINS
 #define PRIO_LNP NB__PRIO_AVX512_WINS
