@@ -40,6 +40,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
 static pthread_key_t stream_key;   /* this thread's dnnl_stream_t */
 static pthread_key_t scratch_key;  /* this thread's scratchpad (a scratch) */
+static pthread_key_t memo_key;     /* this thread's kept memory objects (a memo) */
 static dnnl_primitive_attr_t attr; /* scratchpad mode user: see nb__dnnl_attr */
 static bool have_key;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -61,6 +62,30 @@ static void scratch_free(void *v) {
     free(s);
 }
 
+/* A thread's memory objects for the last few cached primitives it ran
+ * through nb__dnnl_exec_mem (mem[nargs] is the scratchpad's, or NULL). */
+#define MEMO_N 8
+typedef struct memo_ent {
+    dnnl_primitive_t prim;   /* NULL: free */
+    int nargs;
+    dnnl_memory_t mem[NB__DNNL_MAX_ARGS + 1];
+} memo_ent;
+typedef struct memo {
+    memo_ent e[MEMO_N];
+    int next;   /* the entry replaced next */
+} memo;
+
+static void memo_clear(memo_ent *e) {
+    for (int i = 0; i <= NB__DNNL_MAX_ARGS; i++) dnnl_memory_destroy(e->mem[i]);   /* NULL is fine */
+    memset(e, 0, sizeof *e);
+}
+
+static void memo_free(void *v) {
+    memo *m = v;
+    for (int i = 0; i < MEMO_N; i++) memo_clear(&m->e[i]);
+    free(m);
+}
+
 static void start(void) {
     /* NB_ISA caps oneDNN's code too (it can only be set before oneDNN's
      * first primitive, so the cap at that moment holds for the process) */
@@ -72,6 +97,7 @@ static void start(void) {
     if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;
     if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) return;
     if (pthread_key_create(&scratch_key, scratch_free)) return;
+    if (pthread_key_create(&memo_key, memo_free)) return;
     have_key = pthread_key_create(&stream_key, stream_free) == 0;
 }
 
@@ -134,6 +160,71 @@ int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args) {
     }
     int rc = dnnl_primitive_execute(p, st, nargs, all) == dnnl_success && dnnl_stream_wait(st) == dnnl_success ? 0 : -1;
     dnnl_memory_destroy(sm);
+    return rc;
+}
+
+/* This thread's entry for p (made on first use, with memory objects for
+ * mds and the scratchpad smd), or NULL when it cannot be made. */
+static memo_ent *memo_get(dnnl_primitive_t p, int nargs, const dnnl_memory_desc_t *mds,
+                          const dnnl_memory_desc_t *smd) {
+    memo *m = pthread_getspecific(memo_key);
+    if (!m) {
+        if (!(m = calloc(1, sizeof *m))) return NULL;
+        if (pthread_setspecific(memo_key, m)) {
+            free(m);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < MEMO_N; i++)
+        if (m->e[i].prim == p && m->e[i].nargs == nargs) return &m->e[i];
+    memo_ent *e = &m->e[m->next];
+    m->next = (m->next + 1) % MEMO_N;
+    memo_clear(e);
+    for (int i = 0; i < nargs; i++)   /* buffers are set per call: none yet */
+        if (dnnl_memory_create(&e->mem[i], &mds[i], engine, DNNL_MEMORY_NONE) != dnnl_success) {
+            memo_clear(e);
+            return NULL;
+        }
+    if (smd && dnnl_memory_create(&e->mem[nargs], smd, engine, DNNL_MEMORY_NONE) != dnnl_success) {
+        memo_clear(e);
+        return NULL;
+    }
+    e->prim = p;
+    e->nargs = nargs;
+    return e;
+}
+
+int nb__dnnl_exec_mem(dnnl_primitive_t p, bool owned, int nargs, const int *ids, const dnnl_memory_desc_t *mds,
+                      void *const *ptrs) {
+    dnnl_stream_t st = nb__dnnl_stream();
+    const_dnnl_primitive_desc_t pd = NULL;
+    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success)
+        return -1;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    void *sbuf = bytes ? scratch_get(bytes) : NULL;
+    if (bytes && !sbuf) return -1;
+    memo_ent *e = owned ? NULL : memo_get(p, nargs, mds, bytes ? smd : NULL);
+    dnnl_memory_t own[NB__DNNL_MAX_ARGS + 1] = {NULL};
+    dnnl_memory_t *mem = e ? e->mem : own;
+    dnnl_exec_arg_t args[NB__DNNL_MAX_ARGS + 1];
+    int rc = 0, n = nargs;
+    for (int i = 0; i < nargs && !rc; i++) {
+        dnnl_status_t ok = e ? dnnl_memory_set_data_handle(mem[i], ptrs[i])
+                             : dnnl_memory_create(&mem[i], &mds[i], engine, ptrs[i]);
+        if (ok != dnnl_success) rc = -1;
+        args[i] = (dnnl_exec_arg_t){ids[i], mem[i]};
+    }
+    if (!rc && bytes) {
+        dnnl_status_t ok = e ? dnnl_memory_set_data_handle(mem[nargs], sbuf)
+                             : dnnl_memory_create(&mem[nargs], smd, engine, sbuf);
+        if (ok != dnnl_success) rc = -1;
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, mem[nargs]};
+    }
+    if (!rc && (dnnl_primitive_execute(p, st, n, args) != dnnl_success || dnnl_stream_wait(st) != dnnl_success))
+        rc = -1;
+    if (!e)
+        for (int i = 0; i <= nargs; i++) dnnl_memory_destroy(own[i]);
     return rc;
 }
 
