@@ -177,6 +177,7 @@ static memo_ent *memo_get(dnnl_primitive_t p, int nargs, const dnnl_memory_desc_
     }
     for (int i = 0; i < MEMO_N; i++)
         if (m->e[i].prim == p && m->e[i].nargs == nargs) return &m->e[i];
+    if (!mds) return NULL;
     memo_ent *e = &m->e[m->next];
     m->next = (m->next + 1) % MEMO_N;
     memo_clear(e);
@@ -205,6 +206,7 @@ int nb__dnnl_exec_mem(dnnl_primitive_t p, bool owned, int nargs, const int *ids,
     void *sbuf = bytes ? scratch_get(bytes) : NULL;
     if (bytes && !sbuf) return -1;
     memo_ent *e = owned ? NULL : memo_get(p, nargs, mds, bytes ? smd : NULL);
+    if (!e && !mds) return 1;   /* nothing kept: the caller describes the memories */
     dnnl_memory_t own[NB__DNNL_MAX_ARGS + 1] = {NULL};
     dnnl_memory_t *mem = e ? e->mem : own;
     dnnl_exec_arg_t args[NB__DNNL_MAX_ARGS + 1];

@@ -41,7 +41,10 @@ int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args);
  * re-pointed at the call's buffers, instead of made and destroyed around
  * every call (~0.55 us each on a Xeon: ~2 us a matmul call). A primitive's
  * descriptions are fixed by its cache key, so the kept objects describe
- * the same memory at every call. 0, or -1 when oneDNN fails. */
+ * the same memory at every call. mds may be NULL for a cached primitive:
+ * then 1 is returned, with nothing done, when this thread keeps no memory
+ * objects for it (the caller describes the memories and calls again).
+ * 0, or -1 when oneDNN fails. */
 int nb__dnnl_exec_mem(dnnl_primitive_t p, bool owned, int nargs, const int *ids, const dnnl_memory_desc_t *mds,
                       void *const *ptrs);
 

@@ -41,6 +41,14 @@ static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dim
                       void *const *ptrs, bool bias, const int64_t *bias_dims, const int64_t *bias_strides, void *bias_ptr) {
     dnnl_engine_t eng = nb__dnnl_engine();
     if (!eng) return NB_KERNEL_DECLINE;
+    static const int arg_ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
+    void *const bufs[4] = {ptrs[0], ptrs[1], ptrs[2], bias_ptr};
+    int nargs = bias ? 4 : 3;
+    dnnl_primitive_t prim = nb__dnnl_cache_get(key);
+    if (prim) {   /* the steady state: this thread's memory objects for prim, no descriptions made */
+        int r = nb__dnnl_exec_mem(prim, false, nargs, arg_ids, NULL, bufs);
+        if (r <= 0) return r ? nb__err(NB_EINVAL, "oneDNN matmul failed to execute") : 0;
+    }
     dnnl_memory_desc_t md[4];
     for (int t = 0; t < 3; t++)
         if (dnnl_memory_desc_init_by_strides(&md[t], nd, dims[t], dnnl_f32, strides[t]) != dnnl_success)
@@ -48,7 +56,6 @@ static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dim
     if (bias && dnnl_memory_desc_init_by_strides(&md[3], nd, bias_dims, dnnl_f32, bias_strides) != dnnl_success)
         return NB_KERNEL_DECLINE;
     bool caller_owns = false;
-    dnnl_primitive_t prim = nb__dnnl_cache_get(key);
     if (!prim) {
         dnnl_matmul_desc_t mmd;
         dnnl_primitive_desc_t pd = NULL;
@@ -66,10 +73,8 @@ static int run_matmul(const nb__dnnl_key *key, int nd, const int64_t *const *dim
         if (st != dnnl_success) return NB_KERNEL_DECLINE;
         prim = nb__dnnl_cache_put(key, prim, &caller_owns);
     }
-    static const int arg_ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
-    void *const bufs[4] = {ptrs[0], ptrs[1], ptrs[2], bias_ptr};
     int rc = 0;
-    if (nb__dnnl_exec_mem(prim, caller_owns, bias ? 4 : 3, arg_ids, md, bufs))
+    if (nb__dnnl_exec_mem(prim, caller_owns, nargs, arg_ids, md, bufs))
         rc = nb__err(NB_EINVAL, "oneDNN matmul failed to execute");
     if (caller_owns) dnnl_primitive_destroy(prim);
     return rc;
