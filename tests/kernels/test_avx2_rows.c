@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "norm_testutil.h"
 #include "rows_testutil.h"
 #include "testutil.h"
 
@@ -409,13 +410,8 @@ Test(avx2_rows, layer_norm_rows_late) {
     for (int l = 0; l < 3; l++) {
         int64_t L = lens[l];
         nb_scope_begin();
-        nb_tensor *x = rows_randn(NB_SHAPE(R, L), 900 + l, 2.0), *w = rows_randn(NB_SHAPE(L), 910 + l, 1.0);
-        nb_tensor *b = rows_randn(NB_SHAPE(L), 920 + l, 1.0);
-        float *xv = nb_data(x);
-        xv[5 * L + 17] = INFINITY;
-        xv[700 * L + 3] = NAN;
-        for (int64_t i = 0; i < L; i++) xv[6 * L + i] = (i % 2 ? 3e20f : -3e20f);
-        xv[1099 * L + L - 1] = INFINITY;
+        nb_tensor *x, *w, *b;
+        norm_late_operands(R, L, l, &x, &w, &b);
         for (int v = 0; v < 4; v++) {   /* layer_norm with w and b, without them, with w only; rms_norm */
             nb_op op = v < 3 ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
             const nb_tensor *wv = v == 1 ? NULL : w, *bv = v == 0 ? b : NULL;

@@ -122,16 +122,23 @@ dnnl_stream_t nb__dnnl_stream(void) {
     return s;
 }
 
+/* This thread's zeroed block of `size` bytes under key (made on first
+ * use, freed by the key's destructor when the thread ends), or NULL. */
+static void *thread_block(pthread_key_t key, size_t size) {
+    void *v = pthread_getspecific(key);
+    if (v) return v;
+    if (!(v = calloc(1, size))) return NULL;
+    if (pthread_setspecific(key, v)) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
 /* This thread's scratchpad of at least `bytes` (64-byte aligned), or NULL. */
 static void *scratch_get(size_t bytes) {
-    scratch *s = pthread_getspecific(scratch_key);
-    if (!s) {
-        if (!(s = calloc(1, sizeof *s))) return NULL;
-        if (pthread_setspecific(scratch_key, s)) {
-            free(s);
-            return NULL;
-        }
-    }
+    scratch *s = thread_block(scratch_key, sizeof *s);
+    if (!s) return NULL;
     if (s->cap < bytes) {
         size_t cap = bytes + bytes / 4 + 4096;
         void *p = NULL;
@@ -143,19 +150,28 @@ static void *scratch_get(size_t bytes) {
     return s->p;
 }
 
+/* p's scratchpad: its description in *smd (NULL when it needs none) and
+ * this thread's buffer for it in *buf. 0, or -1 when the primitive cannot
+ * be queried or the buffer not had. */
+static int scratch_of(dnnl_primitive_t p, const dnnl_memory_desc_t **smd, void **buf) {
+    const_dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success) return -1;
+    *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (*smd && !dnnl_memory_desc_get_size(*smd)) *smd = NULL;
+    *buf = *smd ? scratch_get(dnnl_memory_desc_get_size(*smd)) : NULL;
+    return *smd && !*buf ? -1 : 0;
+}
+
 int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args) {
     dnnl_stream_t st = nb__dnnl_stream();
-    const_dnnl_primitive_desc_t pd = NULL;
-    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success)
-        return -1;
+    const dnnl_memory_desc_t *smd;
+    void *buf;
+    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || scratch_of(p, &smd, &buf)) return -1;
     dnnl_exec_arg_t all[NB__DNNL_MAX_ARGS + 1];
     memcpy(all, args, (size_t)nargs * sizeof *args);
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    size_t bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     dnnl_memory_t sm = NULL;
-    if (bytes) {
-        void *buf = scratch_get(bytes);
-        if (!buf || dnnl_memory_create(&sm, smd, engine, buf) != dnnl_success) return -1;
+    if (smd) {
+        if (dnnl_memory_create(&sm, smd, engine, buf) != dnnl_success) return -1;
         all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, sm};
     }
     int rc = dnnl_primitive_execute(p, st, nargs, all) == dnnl_success && dnnl_stream_wait(st) == dnnl_success ? 0 : -1;
@@ -167,14 +183,8 @@ int nb__dnnl_exec(dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args) {
  * mds and the scratchpad smd), or NULL when it cannot be made. */
 static memo_ent *memo_get(dnnl_primitive_t p, int nargs, const dnnl_memory_desc_t *mds,
                           const dnnl_memory_desc_t *smd) {
-    memo *m = pthread_getspecific(memo_key);
-    if (!m) {
-        if (!(m = calloc(1, sizeof *m))) return NULL;
-        if (pthread_setspecific(memo_key, m)) {
-            free(m);
-            return NULL;
-        }
-    }
+    memo *m = thread_block(memo_key, sizeof *m);
+    if (!m) return NULL;
     for (int i = 0; i < MEMO_N; i++)
         if (m->e[i].prim == p && m->e[i].nargs == nargs) return &m->e[i];
     if (!mds) return NULL;
@@ -198,14 +208,10 @@ static memo_ent *memo_get(dnnl_primitive_t p, int nargs, const dnnl_memory_desc_
 int nb__dnnl_exec_mem(dnnl_primitive_t p, bool owned, int nargs, const int *ids, const dnnl_memory_desc_t *mds,
                       void *const *ptrs) {
     dnnl_stream_t st = nb__dnnl_stream();
-    const_dnnl_primitive_desc_t pd = NULL;
-    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success)
-        return -1;
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    size_t bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
-    void *sbuf = bytes ? scratch_get(bytes) : NULL;
-    if (bytes && !sbuf) return -1;
-    memo_ent *e = owned ? NULL : memo_get(p, nargs, mds, bytes ? smd : NULL);
+    const dnnl_memory_desc_t *smd;
+    void *sbuf;
+    if (!st || nargs < 0 || nargs > NB__DNNL_MAX_ARGS || scratch_of(p, &smd, &sbuf)) return -1;
+    memo_ent *e = owned ? NULL : memo_get(p, nargs, mds, smd);
     if (!e && !mds) return 1;   /* nothing kept: the caller describes the memories */
     dnnl_memory_t own[NB__DNNL_MAX_ARGS + 1] = {NULL};
     dnnl_memory_t *mem = e ? e->mem : own;
@@ -217,7 +223,7 @@ int nb__dnnl_exec_mem(dnnl_primitive_t p, bool owned, int nargs, const int *ids,
         if (ok != dnnl_success) rc = -1;
         args[i] = (dnnl_exec_arg_t){ids[i], mem[i]};
     }
-    if (!rc && bytes) {
+    if (!rc && smd) {
         dnnl_status_t ok = e ? dnnl_memory_set_data_handle(mem[nargs], sbuf)
                              : dnnl_memory_create(&mem[nargs], smd, engine, sbuf);
         if (ok != dnnl_success) rc = -1;
