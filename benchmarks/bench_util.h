@@ -155,9 +155,9 @@ static inline int bench_weights(nb_tensor **w, int n) {
 }
 
 /* One forward (loss(ctx), a new tensor in the scope or NULL) + backward in
- * its own scope, timed; prints "sample fb_ms=.. bwd_ms=.." when print.
- * 0 or -1 (nb_last_error). */
-static inline int bench_fb_sample(nb_tensor *(*loss)(void *), void *ctx, bool print) {
+ * its own scope, timed: forward + backward into *fb_ms, backward into
+ * *bwd_ms. 0 or -1 (nb_last_error). */
+static inline int bench_fb_time(nb_tensor *(*loss)(void *), void *ctx, double *fb_ms, double *bwd_ms) {
     nb_scope_begin();
     double t0 = bench_now_ms();
     nb_tensor *l = loss(ctx);
@@ -165,8 +165,16 @@ static inline int bench_fb_sample(nb_tensor *(*loss)(void *), void *ctx, bool pr
     int rc = l ? nb_backward(l, NULL) : -1;
     double t2 = bench_now_ms();
     nb_scope_end();
-    if (rc) return -1;
-    if (print) printf("sample fb_ms=%.4f bwd_ms=%.4f\n", t2 - t0, t2 - t1);
+    *fb_ms = t2 - t0;
+    *bwd_ms = t2 - t1;
+    return rc ? -1 : 0;
+}
+
+/* bench_fb_time, and "sample fb_ms=.. bwd_ms=.." printed when print. */
+static inline int bench_fb_sample(nb_tensor *(*loss)(void *), void *ctx, bool print) {
+    double fb, bwd;
+    if (bench_fb_time(loss, ctx, &fb, &bwd)) return -1;
+    if (print) printf("sample fb_ms=%.4f bwd_ms=%.4f\n", fb, bwd);
     return 0;
 }
 #endif

@@ -10,14 +10,20 @@
  *   chain_small  x (32, 32) requires grad; 500 times h = tanh(0.9 * h);
  *                loss = sum(h). 1001 tiny nodes: the per-node cost of the
  *                executor shows.
- * Configurations, each in a child process (NB_BACKWARD and NB_NUM_THREADS
- * read at start-up), at 1 thread and at all threads: serial; parallel (the
- * default, which runs a graph without fan-out with the serial loop); forced
- * (the parallel executor's task machinery even on a chain: nb__backward =
- * NB__BACKWARD_FORCE, what the tests use). They run interleaved, round after
- * round, so load changes hit all alike. forced vs serial on chain_small gives
- * the executor's cost per node, which scripts/bench-parallel.sh hands to the
- * schedule simulator as its dispatch overhead.
+ * Configurations, at 1 thread and at all threads (a child process per
+ * thread count and round, NB_NUM_THREADS read at start-up): serial; parallel
+ * (the default, which runs a graph without fan-out with the serial loop);
+ * forced (the parallel executor's task machinery even on a chain, what the
+ * tests use). The three executors take turns iteration by iteration inside
+ * each child (nb__backward switched before each backward, the first of the
+ * three rotating), so they share the process's memory layout and every
+ * slow period of a shared machine. Why: with one child per executor (the
+ * earlier form) the parallel/serial medians of chain_small, where both run
+ * the same serial loop, came out anywhere in 0.95-1.06 between runs: a
+ * process's own layout and the moment it ran, not the executor. forced vs
+ * serial on chain_small gives the executor's cost per node, which
+ * scripts/bench-parallel.sh hands to the schedule simulator as its
+ * dispatch overhead.
  *
  * Output:
  *   bench name=chain_mm executor=serial threads=1 iters=.. median_ms=.. min_ms=.. max_ms=.. bwd_median_ms=..
@@ -75,23 +81,30 @@ static nb_tensor *forward_cb(void *ctx) {
     return forward(c->wl, c->x, c->w);
 }
 
-/* The child: workload wl, warm-up, then `iters` timed iterations. */
+static const nb__backward_mode exec_modes[NEXEC] = {NB__BACKWARD_SERIAL, NB__BACKWARD_PARALLEL,
+                                                    NB__BACKWARD_FORCE};
+
+/* The child: workload wl; warm-up, then `iters` timed iterations of each
+ * executor, taking turns; prints "xsample ex=<k> fb_ms=.. bwd_ms=..". */
 static int child(int wl, int iters) {
     nb_init(NULL);
-    const char *e = getenv("NB_BACKWARD");
-    if (e && !strcmp(e, "forced")) nb__backward = NB__BACKWARD_FORCE;
     nb_tensor *x = wl == 0 ? nb_randn(NB_SHAPE(64, 256), NB_F32, 1) : nb_randn(NB_SHAPE(32, 32), NB_F32, 1);
     nb_tensor *w[MM_DEPTH] = {0};
     int nw = wl == 0 ? MM_DEPTH : 0;
     if (!x || (wl == 1 && nb_set_requires_grad(x, true))) goto fail;
     if (bench_weights(w, nw)) goto fail;
     fwd_ctx ctx = {wl, x, w};
-    for (int it = -WARMUP; it < iters; it++) {
-        for (int i = 0; i < nw; i++)
-            nb_zero_grad(w[i]);
-        nb_zero_grad(x);
-        if (bench_fb_sample(forward_cb, &ctx, it >= 0)) goto fail;
-    }
+    for (int it = -WARMUP; it < iters; it++)
+        for (int j = 0; j < NEXEC; j++) {
+            int k = (it + WARMUP + j) % NEXEC;   /* who goes first rotates */
+            nb__backward = exec_modes[k];
+            for (int i = 0; i < nw; i++)
+                nb_zero_grad(w[i]);
+            nb_zero_grad(x);
+            double fb, bwd;
+            if (bench_fb_time(forward_cb, &ctx, &fb, &bwd)) goto fail;
+            if (it >= 0) printf("xsample ex=%d fb_ms=%.4f bwd_ms=%.4f\n", k, fb, bwd);
+        }
     for (int i = 0; i < nw; i++)
         nb_release(w[i]);
     nb_release(x);
@@ -104,13 +117,25 @@ fail:
 
 typedef bench_config config;
 
-/* Runs one child (workload wl) for c and appends its samples. 0 or -1. */
+/* A child's sample of executor k: into the k-th config after c (the
+ * child is run with the first of the thread count's NEXEC configs). */
+static void parse_xsample(config *c, const char *line) {
+    int k;
+    double a, b;
+    if (sscanf(line, "xsample ex=%d fb_ms=%lf bwd_ms=%lf", &k, &a, &b) == 3 && k >= 0 && k < NEXEC) {
+        c[k].fb[c[k].n] = a;
+        c[k].bwd[c[k].n++] = b;
+    }
+}
+
+/* Runs one child (workload wl, all executors) for the NEXEC configs from c
+ * and appends their samples. 0 or -1. */
 static int run_child(const char *exe, config *c, int wl, int iters) {
     char its[16], w[8];
     snprintf(its, sizeof its, "%d", iters);
     snprintf(w, sizeof w, "%d", wl);
     char *argv[] = {(char *)exe, "--child", w, its, NULL};
-    return bench_run_child(c, argv, NULL);
+    return bench_run_child(c, argv, parse_xsample);
 }
 
 int main(int argc, char **argv) {
@@ -134,10 +159,9 @@ int main(int argc, char **argv) {
         }
     for (int r = 0; r < rounds; r++)
         for (int wl = 0; wl < NWL; wl++)
-            for (int k = 0; k < ncf; k++)
+            for (int k = 0; k < ncf; k += NEXEC)
                 if (run_child(exe, &cf[wl][k], wl, iters)) {
-                    fprintf(stderr, "chain: the %s %s@%d child failed\n", wl_names[wl], cf[wl][k].executor,
-                            cf[wl][k].threads);
+                    fprintf(stderr, "chain: the %s child at %d threads failed\n", wl_names[wl], cf[wl][k].threads);
                     return 1;
                 }
     for (int wl = 0; wl < NWL; wl++) {
