@@ -20,19 +20,24 @@ builddir="${1:-build-release}"
 reps="${2:-10}"
 only="${ONLY:-}"
 
-bench_build "$builddir" benchmarks/kernels
+bench_build "$builddir" benchmarks/kernels benchmarks/fma_peak
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+bench_probe "$builddir" "$tmp/probe0.txt"
 "$builddir/benchmarks/kernels" "$reps" "$only" | tee "$tmp/ours.txt"
 bench_peer "$tmp/peer.txt" benchmarks/kernels_peer.py "$reps" "$only"
+bench_probe "$builddir" "$tmp/probe1.txt"
+probe_text="$(bench_probe_text "$tmp/probe0.txt" "$tmp/probe1.txt")"
+peak="$(bench_probe_peak "$tmp/probe0.txt" "$tmp/probe1.txt")"
 
 write=1
 if [ -n "$only" ] || [ -n "${NO_README:-}" ]; then write=0; fi
-python3 - "$tmp/ours.txt" "$tmp/peer.txt" benchmarks/README.md "$write" "$reps" <<'EOF'
+python3 - "$tmp/ours.txt" "$tmp/peer.txt" benchmarks/README.md "$write" "$reps" "$probe_text" "$peak" <<'EOF'
 import datetime, os, platform, re, sys
 
-ours_f, peer_f, readme, write, reps = sys.argv[1:6]
+ours_f, peer_f, readme, write, reps, probe_text, peak = sys.argv[1:8]
+peak = float(peak)
 
 def parse(path):
     rows, info = [], {}
@@ -67,7 +72,7 @@ def ratio(a, b):
 
 k512 = "avx512k" in isas
 head = ["workload", "thr", "unit"] + isas + (["avx512k/avx2"] if k512 else []) + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
-        "ours/PyTorch", "ours/oneDNN", "ours NHWC/oneDNN", "ours/copy", "ours = kernel"]
+        "ours/PyTorch", "ours/oneDNN", "ours NHWC/oneDNN", "ours/copy", "ours/FMA peak", "ours = kernel"]
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for wl, th in order:
     ours_k = (wl, th, best)
@@ -81,7 +86,9 @@ for wl, th in order:
             ratio(ours_k, (wl, th, "torch")),
             ratio((wl, th, "paired_direct") if (wl, th, "paired_direct") in rate else ours_k, (wl, th, "onednn_direct")),
             ratio((wl, th, "paired_direct_cl"), (wl, th, "onednn_direct_cl")),
-            ratio((wl, th, "paired"), mc) if elem else "", rate.get(ours_k, (0, "?"))[1]]
+            ratio((wl, th, "paired"), mc) if elem else "",
+            "%.2f" % (rate[ours_k][0] / (peak * int(th))) if units[wl] == "GFLOP/s" and ours_k in rate and peak > 0 else "",
+            rate.get(ours_k, (0, "?"))[1]]
     lines.append("| " + " | ".join(row) + " |")
 table = "\n".join(lines)
 
@@ -94,6 +101,7 @@ Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/ker
 `benchmarks/kernels_peer.py`, rewrites this section). Last run: {date} on {cpu}
 ({info.get('threads', '?')} threads, best ISA {best}, {platform.machine()}, Linux {platform.release()}),
 PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
+{probe_text}
 
 Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm
 fwd+bwd 5N, gelu fwd+bwd 5N, sum N, cross_entropy fwd+bwd 2N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 1.6M for batch_norm (training, on
@@ -106,7 +114,8 @@ timed in alternation with ours (call by call) for `ours/oneDNN`;
 `oneDNN plain`: the same conv on plain NCHW memory. `ours NHWC/oneDNN`: ours with the image and its
 gradient channels-last (`nb_to_channels_last`, PyTorch's `torch.channels_last`), timed in alternation
 with oneDNN direct. `memcpy`: the copy bandwidth (16M floats into a
-warm buffer), timed in alternation with ours for `ours/copy`.
+warm buffer), timed in alternation with ours for `ours/copy`. `ours/FMA peak`: ours against the
+fastest CPU's FMA-loop rate in the probes times the threads (1 = every FMA unit busy every cycle).
 Ratios are rate ratios measured in the same run (above 1: ours is faster). The machine is shared
 and noisy: read ratios, repeat before trusting a single figure.
 

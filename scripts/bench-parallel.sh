@@ -23,11 +23,12 @@ source scripts/bench_common.sh
 builddir="${1:-build-release}"
 rounds="${2:-5}"
 
-bench_build "$builddir" benchmarks/branches benchmarks/chain benchmarks/schedsim
+bench_build "$builddir" benchmarks/branches benchmarks/chain benchmarks/schedsim benchmarks/fma_peak
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+bench_probe "$builddir" "$tmp/probe0.txt"
 "$builddir/benchmarks/chain" 15 "$rounds" | tee "$tmp/chain.txt"
 "$builddir/benchmarks/branches" 12 "$rounds" | tee "$tmp/branches.txt"
 bench_peer "$tmp/peer.txt" benchmarks/peer_branches.py 12 "$rounds" 1,2
@@ -37,13 +38,15 @@ overhead="$(sed -n 's/^overhead name=chain_small threads=[0-9]* forced_per_node_
 overhead="$(awk -v o="${overhead:-2}" 'BEGIN { printf "%.2f", (o > 0 ? o : 0) }')"
 "$builddir/benchmarks/schedsim" "$overhead" 15 | tee "$tmp/schedsim.txt"
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+bench_probe "$builddir" "$tmp/probe1.txt"
+probe_text="$(bench_probe_text "$tmp/probe0.txt" "$tmp/probe1.txt")"
 
 write=1
 if [ -n "${NO_README:-}" ]; then write=0; fi
-python3 - "$tmp" benchmarks/README.md "$write" "$rounds" "$load_before" "$load_after" <<'EOF'
+python3 - "$tmp" benchmarks/README.md "$write" "$rounds" "$load_before" "$load_after" "$probe_text" <<'EOF'
 import datetime, os, platform, re, sys
 
-tmp, readme, write, rounds, load0, load1 = sys.argv[1:7]
+tmp, readme, write, rounds, load0, load1, probe_text = sys.argv[1:8]
 
 def parse(name):
     rows = []
@@ -165,7 +168,8 @@ Regenerate with `scripts/bench-parallel.sh` (builds release, runs `benchmarks/ch
 `benchmarks/branches`, `benchmarks/peer_branches.py` and `benchmarks/schedsim`, rewrites this
 section). Last run: {date} on {cpu} ({ncpu} CPUs visible, {platform.machine()}, Linux
 {platform.release()}), {rounds} interleaved rounds per configuration; load average {load0} before,
-{load1} after. Each configuration runs in its own process (`NB_BACKWARD`, `NB_NUM_THREADS`); the
+{load1} after. {probe_text}
+Each branches configuration runs in its own process (`NB_BACKWARD`, `NB_NUM_THREADS`); the
 configurations alternate round by round, so a load change hits them alike. The machine is shared
 and noisy: read the ratios, compare medians with minima, and repeat before trusting one figure.
 
@@ -182,7 +186,8 @@ both executors). Gradients of the parallel executor vs the serial one at the sam
 on x (64, 256); `chain_small`: 500 × (tanh(0.9·h)) on (32, 32), 1001 tiny nodes. `parallel` is
 the default executor (it runs a graph without fan-out with the serial loop); `forced` makes the
 parallel executor's task machinery run even a chain (as the tests do), which shows its cost per
-node. Target: parallel ≥ 0.97 × serial.
+node. The three executors take turns iteration by iteration in one process per thread count and
+round (so they share its memory layout and every slow period). Target: parallel ≥ 0.97 × serial.
 
 {chain_table}
 

@@ -63,3 +63,34 @@ open(readme, "w").write(text)
 print(f"written: {readme}")
 EOF
 }
+
+# bench_probe BUILDDIR OUT: each CPU's FMA rate now (benchmarks/fma_peak:
+# "probe cpu=.. gflops=..", then "probe_summary .. slow_cpus=N"), shown and
+# kept in OUT. The scripts run it before and after their measurements.
+bench_probe() {
+    "$1/benchmarks/fma_peak" | tee "$2"
+}
+
+# bench_probe_text BEFORE AFTER: one Markdown sentence on the probes in the
+# files BEFORE and AFTER (bench_probe's output), with a warning when a CPU
+# ran under 0.9 of the fastest in either.
+bench_probe_text() {
+    awk '
+        FNR == 1 { f++ }
+        /^probe cpu=/ { sub(/.*gflops=/, ""); v[f] = v[f] (v[f] == "" ? "" : "/") $0 }
+        /^probe_summary/ { for (i = 1; i <= NF; i++) if ($i ~ /^slow_cpus=/) { split($i, a, "="); slow += a[2] }
+                           for (i = 1; i <= NF; i++) if ($i ~ /^max_gflops=/) { split($i, a, "="); if (a[2] > peak) peak = a[2] } }
+        END {
+            printf "FMA probe (`benchmarks/fma_peak`, each CPU alone, GFLOP/s): %s before, %s after", \
+                   (v[1] == "" ? "–" : v[1]), (v[2] == "" ? "–" : v[2])
+            if (slow > 0) printf "; **a CPU ran under 0.9 of the fastest (its core shared with another tenant): this run is no check of the targets, repeat it**"
+            printf ".\n"
+        }' "$1" "$2"
+}
+
+# bench_probe_peak BEFORE AFTER: the fastest CPU's FMA rate (GFLOP/s) in
+# either probe, or 0.
+bench_probe_peak() {
+    awk '/^probe_summary/ { for (i = 1; i <= NF; i++) if ($i ~ /^max_gflops=/) { split($i, a, "="); if (a[2] > p) p = a[2] } }
+         END { printf "%.1f\n", p + 0 }' "$1" "$2"
+}
