@@ -115,7 +115,8 @@ timed in alternation with ours (call by call) for `ours/oneDNN`;
 gradient channels-last (`nb_to_channels_last`, PyTorch's `torch.channels_last`), timed in alternation
 with oneDNN direct. `memcpy`: the copy bandwidth (16M floats into a
 warm buffer), timed in alternation with ours for `ours/copy`. `ours/FMA peak`: ours against the
-fastest CPU's FMA-loop rate in the probes times the threads (1 = every FMA unit busy every cycle).
+fastest CPU's FMA-loop rate in the probes times the threads (1 = every FMA unit busy every cycle;
+conv rates count a direct convolution's FLOPs, so a Winograd kernel, which does fewer, can pass 1).
 Ratios are rate ratios measured in the same run (above 1: ours is faster). The machine is shared
 and noisy: read ratios, repeat before trusting a single figure.
 
