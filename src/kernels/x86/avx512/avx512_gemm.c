@@ -45,6 +45,17 @@
  * between runs), so they stay: the L2 streamer keeps B coming. This VM's
  * 1024^3 sits at 65-75% of its FMA loop's peak, oneDNN's matmul and
  * OpenBLAS (PyTorch) alike.
+ * Where the rest goes (1 thread, this loop copied into a harness with the
+ * microkernel unchanged, best of 5; in % of benchmarks/fma_peak's rate):
+ * the 6x32 kernel on one B micro-panel and 1-32 A micro-panels alone
+ * reaches 84-93% (KC 64..256); the whole loop on 1024^3 / 2048^3 reaches
+ * 60-71%; with C's tiles written to one scratch tile instead 66-82%; with
+ * packing also skipped (the packed blocks reused) 74-88%. So C's K-block
+ * round trips cost 5-15 points and packing A and B another 5-10.
+ * Not kept, same harness: B packed panel by panel just before the first
+ * ic block uses it (no gain); the next tile's C lines prefetched to L2
+ * (prefetcht1) before each tile (no gain); A, B and C on 2 MiB pages
+ * (madvise MADV_HUGEPAGE: +3-4 points at 2048^3, within noise at 1024^3).
  * K is cut into equal blocks of at most KC, as in the AVX2 file. KC is
  * also the AVX2 file's on purpose: with the same K blocks, and each
  * element's sum the same chain (acc = fma(a_ik, b_kj, acc) over k from
