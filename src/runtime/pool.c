@@ -210,6 +210,35 @@ void nb__pool_submit(nb__task *const *tasks, int n) {
 }
 
 #if NB_HAVE_OPENMP
+/* An idle thread of the pool's region, past SPIN_NS: sleeps on work_cv
+ * until a submit queues a task (nb__pool_submit signals sleeping_workers),
+ * the last running task ends (team_wake) or the wait is done, checked
+ * under the lock that both wakers take, so no wake-up is lost. The timeout
+ * is only a safety net. Before: sched_yield in a loop, which on an idle
+ * core returns at once, so a thread waiting out a long node on another
+ * burned its core (the issue's "workers spin briefly, then sleep"). */
+static void team_sleep(atomic_int *pending) {
+    pthread_mutex_lock(&lock);
+    if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0 && atomic_load(&running) > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 2000000;   /* 2 ms */
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        sleeping_workers++;
+        (void)pthread_cond_timedwait(&work_cv, &lock, &until);
+        sleeping_workers--;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* The last running task of a region ended: wake its sleepers (to leave the
+ * region, or to take what is queued). */
+static void team_wake(void) {
+    pthread_mutex_lock(&lock);
+    if (sleeping_workers) pthread_cond_broadcast(&work_cv);
+    pthread_mutex_unlock(&lock);
+}
+
 /* One thread of the pool's parallel region: takes tasks while there are
  * two or more, or one and something else runs; leaves when nothing runs
  * and at most one task is queued (then the state cannot change: every
@@ -237,7 +266,7 @@ static void team_loop(atomic_int *pending) {
             if (idle_since) NB_PROF_WAIT_END();
             idle_since = 0;
             t->run(t);
-            atomic_fetch_sub(&running, 1);
+            if (atomic_fetch_sub(&running, 1) == 1) team_wake();   /* sleepers may leave now */
             continue;
         }
         if (leave) break;
@@ -246,7 +275,7 @@ static void team_loop(atomic_int *pending) {
             idle_since = now_ns();
         }
         if (now_ns() - idle_since < SPIN_NS) cpu_relax();
-        else sched_yield();   /* a long node elsewhere: give the core away while it runs */
+        else team_sleep(pending);   /* a long node elsewhere: sleep while it runs */
     }
     if (idle_since) NB_PROF_WAIT_END();
 }

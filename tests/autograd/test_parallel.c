@@ -12,9 +12,15 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "nb_config.h"
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #include "autograd/autograd.h"
-#include "nb_config.h"
 #include "testutil.h"
 
 /* Under TSan (tests/autograd/tsan) everything runs ~10x slower: smaller sweeps. */
@@ -369,17 +375,21 @@ static int triple_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
 }
 static const nb_function triple = {"TripleBackward", triple_fwd, triple_bwd};
 
-/* 12 branches from x, one through the custom function. */
-static nb_tensor *branchy_loss(nb_tensor *x) {
+/* 12 branches from x; those whose bit is set in `through` (bit i: branch
+ * i) go through the custom function. */
+static nb_tensor *branchy_loss_through(nb_tensor *x, unsigned through) {
     nb_tensor *acc = NULL;
     for (int i = 0; i < 12; i++) {
         nb_tensor *y = nb_tanh(nb_mul_scalar(x, 0.1 * (i + 1)));
-        if (i == 7) y = nb_function_apply(&triple, &y, 1);
+        if (through & (1u << i)) y = nb_function_apply(&triple, &y, 1);
         y = nb_sigmoid(y);
         acc = acc ? nb_add(acc, y) : y;
     }
     return nb_sum_all(acc);
 }
+
+/* ... one of them (branch 7) through it. */
+static nb_tensor *branchy_loss(nb_tensor *x) { return branchy_loss_through(x, 1u << 7); }
 
 Test(parallel, custom_function_and_error_in_a_branch, .init = par_init, .fini = par_fini) {
     nb_set_num_threads(4);
@@ -401,6 +411,47 @@ Test(parallel, custom_function_and_error_in_a_branch, .init = par_init, .fini = 
         }
         nb_scope_end();
         nb_zero_grad(x);
+    }
+    cr_assert_eq(nb_memory_stats().live_tensors, before, "tensors leaked: %llu -> %llu",
+                 (unsigned long long)before, (unsigned long long)nb_memory_stats().live_tensors);
+    nb_release(x);
+}
+
+/* Several branches fail at once (5 of 12, on 2..8 threads): one error comes
+ * back (the first; the others are dropped with the cancelled rest), no
+ * gradient reaches x, nothing leaks, and the next backward on the same
+ * pool works and matches the serial executor bitwise. */
+Test(parallel, several_errors_at_once, .init = par_init, .fini = par_fini) {
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(33, 7), NB_F32, 6));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    const unsigned failing = (1u << 1) | (1u << 4) | (1u << 6) | (1u << 9) | (1u << 11);
+    uint64_t before = nb_memory_stats().live_tensors;
+    for (int threads = 2; threads <= 8; threads *= 2) {
+        cr_assert_eq(nb_set_num_threads(threads), 0);
+        for (int round = 0; round < 6; round++) {
+            nb__backward = NB__BACKWARD_FORCE;
+            atomic_store(&fail_backward, 1);
+            nb_scope_begin();
+            int rc = nb_backward(branchy_loss_through(x, failing), NULL);
+            cr_assert_eq(rc, NB_EINVAL, "%d threads, round %d: rc %d (%s)", threads, round, rc, nb_last_error());
+            cr_assert(strstr(nb_last_error(), "failing on purpose"), "%s", nb_last_error());
+            cr_assert_null(nb_grad(x), "a failed backward must not accumulate");
+            nb_scope_end();
+            atomic_store(&fail_backward, 0);   /* the same graph again, on the same pool: it works */
+            nb_tensor *g[2] = {NULL, NULL};
+            for (int m = 0; m < 2; m++) {
+                nb__backward = m ? NB__BACKWARD_FORCE : NB__BACKWARD_SERIAL;
+                nb_scope_begin();
+                cr_assert_eq(nb_backward(branchy_loss_through(x, failing), NULL), 0, "%s", nb_last_error());
+                nb_scope_end();
+                cr_assert_not_null(nb_grad(x));
+                g[m] = nb_keep(nb_clone(nb_grad(x)));
+                nb_zero_grad(x);
+            }
+            expect_same(g[0], g[1]);
+            nb_release(g[0]);
+            nb_release(g[1]);
+        }
     }
     cr_assert_eq(nb_memory_stats().live_tensors, before, "tensors leaked: %llu -> %llu",
                  (unsigned long long)before, (unsigned long long)nb_memory_stats().live_tensors);
@@ -480,12 +531,34 @@ static nb_tensor *probe_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
     (void)n;
     return nb_mul_scalar(in[0], 2.0);
 }
+/* One thread of a node's kernel: counts itself busy for ~20 us, keeping
+ * the most seen at once in max_threads. */
+static atomic_int threads_busy, max_threads;
+static void kernel_thread_busy(void) {
+    int now = atomic_fetch_add(&threads_busy, 1) + 1, m = atomic_load(&max_threads);
+    while (now > m && !atomic_compare_exchange_weak(&max_threads, &m, now)) {
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+    atomic_fetch_sub(&threads_busy, 1);
+}
+
 static int probe_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
     (void)ctx;
     int share = nb__pool_kernel_threads();
     int now = atomic_fetch_add(&busy, share) + share, m = atomic_load(&max_busy);
     while (now > m && !atomic_compare_exchange_weak(&max_busy, &m, now)) {
     }
+    /* what a kernel of this node does: an OpenMP region with the threads it
+     * is given (the count above is what the pool says; this is what runs) */
+#if NB_HAVE_OPENMP
+#pragma omp parallel
+    kernel_thread_busy();
+#else
+    kernel_thread_busy();
+#endif
     gin[0] = nb_mul_scalar(gout, 2.0);
     for (int i = 0; i < 20 && gin[0]; i++) (void)nb_tanh(gin[0]);   /* some work (freed by the node's scope): let nodes overlap */
     if (atomic_load(&lone_share) == 0) atomic_store(&lone_share, share);   /* the first: the root's, alone */
@@ -502,6 +575,7 @@ Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fi
         cr_assert_eq(nb_set_requires_grad(x, true), 0);
         for (int round = 0; round < 10; round++) {
             atomic_store(&max_busy, 0);
+            atomic_store(&max_threads, 0);
             atomic_store(&lone_share, 0);
             nb_scope_begin();
             nb_tensor *acc = NULL;
@@ -515,6 +589,9 @@ Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fi
             nb_scope_end();
             cr_assert_leq(atomic_load(&max_busy), threads, "%d threads: kernels of concurrent nodes used %d",
                           threads, atomic_load(&max_busy));
+            cr_assert_leq(atomic_load(&max_threads), threads,
+                          "%d threads: %d threads ran kernel code at once", threads, atomic_load(&max_threads));
+
 #if NB_HAVE_OPENMP   /* the OpenMP team is the pool (default NB_POOL=team) */
             const char *pool = getenv("NB_POOL");
             if (!pool || strcmp(pool, "threads"))
@@ -524,6 +601,66 @@ Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fi
         }
         nb_release(x);
     }
+}
+
+/* ---- idle threads sleep ---- */
+/* A custom function whose backward keeps its thread busy for 60 ms. */
+static nb_tensor *spin_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
+    (void)ctx;
+    (void)n;
+    return nb_mul_scalar(in[0], 1.0);
+}
+static int spin_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
+    (void)ctx;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 60000000L);
+    gin[0] = nb_mul_scalar(gout, 1.0);
+    return gin[0] ? 0 : nb_last_error_code();
+}
+static const nb_function spin = {"SpinBackward", spin_fwd, spin_bwd};
+
+static double cpu_s(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_stime.tv_sec + 1e-6 * (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+static double wall_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Two branches, one of them a 60 ms node: while it runs, the other pool
+ * threads have nothing to do and must sleep, not spin or yield in a loop
+ * (which on an idle core burns it: the process would use ~2 cores for the
+ * 60 ms). Asserted: the process's CPU time over the backward stays under
+ * 1.5x its wall time, on 2 and 4 threads, each pool (team and threads).
+ * Meaningful where the machine has 2 or more CPUs (else both are ~1x). */
+Test(parallel, idle_threads_sleep_while_a_long_node_runs, .init = par_init, .fini = par_fini) {
+    nb__backward = NB__BACKWARD_FORCE;
+    nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(16, 16), NB_F32, 31));
+    cr_assert_eq(nb_set_requires_grad(x, true), 0);
+    for (int threads = 2; threads <= 4; threads += 2) {
+        cr_assert_eq(nb_set_num_threads(threads), 0);
+        for (int round = 0; round < 2; round++) {
+            nb_scope_begin();
+            nb_tensor *a = nb_tanh(nb_mul_scalar(x, 0.5));
+            a = nb_function_apply(&spin, &a, 1);
+            nb_tensor *b = nb_sigmoid(nb_mul_scalar(x, 2.0));
+            nb_tensor *loss = nb_add(nb_sum_all(a), nb_sum_all(nb_tanh(b)));
+            double c0 = cpu_s(), w0 = wall_s();
+            cr_assert_eq(nb_backward(loss, NULL), 0, "%s", nb_last_error());
+            double cpu = cpu_s() - c0, wall = wall_s() - w0;
+            nb_scope_end();
+            nb_zero_grad(x);
+            cr_assert_geq(wall, 0.06);
+            cr_assert_lt(cpu, 1.5 * wall, "%d threads: %.1f ms of CPU in %.1f ms: idle threads did not sleep",
+                         threads, cpu * 1e3, wall * 1e3);
+        }
+    }
+    nb_release(x);
 }
 
 /* ---- pinning follows NB_PIN / oversubscription after a resize ---- */
