@@ -73,7 +73,10 @@ NB_API int nb_autograd_grad(nb_tensor *const *outputs, int n_outputs,
  * it is used or accumulated (grad is borrowed). Return NULL to keep it, or a
  * tensor of the same shape and dtype made in the hook to replace it (it
  * belongs to the scope nabla opens around the hook, like any op result).
- * Hooks run in registration order. Returns a hook id (>= 0) or NB_E*. */
+ * Hooks run in registration order. Returns a hook id (>= 0) or NB_E*.
+ * Threads: a hook on a non-leaf tensor may run on any thread of nabla's
+ * pool while the parallel executor runs (see "Threads" below); a hook on a
+ * leaf runs on the thread that called nb_backward. */
 typedef nb_tensor *(*nb_hook_fn)(nb_tensor *grad, void *user);
 NB_API int nb_register_hook(nb_tensor *t, nb_hook_fn fn, void *user);
 

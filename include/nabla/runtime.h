@@ -53,7 +53,8 @@ typedef enum nb_status {
 } nb_status;
 
 /* Settings for nb_init; NULL means "from the environment":
- *   NB_NUM_THREADS  threads for kernels (default: cores in the affinity mask)
+ *   NB_NUM_THREADS  threads for kernels (default: the physical cores in the
+ *                   affinity mask, one per core whatever its hardware threads)
  *   NB_ISA          ref|avx2|avx512: the highest ISA kernels may use
  *   NB_ABORT_ON_ERROR=1  abort with the message at the first error
  *   NB_PIN          compact|scatter|none: how the thread pool's workers are
@@ -68,7 +69,13 @@ typedef enum nb_status {
  *                   serial loop). Both give bitwise identical gradients.
  *                   force: the parallel executor for every graph (testing).
  * The pool: NB_NUM_THREADS threads in all, the calling thread included; idle
- * workers spin for a few microseconds, then sleep. */
+ * threads spin for ~30 microseconds, then sleep (between backward calls the
+ * OpenMP team idles as libgomp's OMP_WAIT_POLICY / GOMP_SPINCOUNT say).
+ * Memory on a machine with several NUMA nodes: a pinned pool thread binds
+ * its memory to its own node, so what it allocates first-touch comes from
+ * there; blocks the allocator recycles stay where they were first placed,
+ * so a gradient made on one socket and summed on another is read across
+ * the interconnect once (see README, "Threads and NUMA"). */
 typedef struct nb_init_opts {
     int num_threads;     /* 0: from NB_NUM_THREADS or the affinity mask */
     const char *isa;     /* NULL: from NB_ISA, else the best the CPU has */

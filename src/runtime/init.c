@@ -9,6 +9,7 @@
  * nb__cfg.generation and rebuilds its choice on the next dispatch.
  */
 #include "runtime/runtime.h"
+#include "runtime/pool.h"   /* nb__topo_cores */
 #include "nb_config.h"
 
 #include <sched.h>
@@ -38,13 +39,15 @@ static nb_isa best_isa(const nb_cpu_features *f) {
     return NB_ISA_REF;
 }
 
+/* The default thread count: the physical cores in the process's affinity
+ * mask (hwloc; a core counts when any of its hardware threads is in the
+ * mask), as PyTorch's default. Hardware threads of one core share its FMA
+ * units, so a second thread per core adds no FLOPs to our kernels, and the
+ * pool pins threads to whole cores only while there are no more threads
+ * than cores (pool.c, read_pin). Without hwloc: the CPUs in the mask. */
 static int affinity_cores(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0) return n;
-    }
-    return 1;
+    int n = nb__topo_cores();
+    return n > 0 ? n : 1;
 }
 
 NB_API int nb_init(const nb_init_opts *opts) {

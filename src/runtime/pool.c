@@ -210,23 +210,29 @@ void nb__pool_submit(nb__task *const *tasks, int n) {
 }
 
 #if NB_HAVE_OPENMP
+/* Lock held: waits on cv, counted in *sleepers, until signalled or 2 ms
+ * have passed (the timeout is a safety net: every waiter re-checks its
+ * condition under the lock its wakers take before it sleeps). */
+static void nap(pthread_cond_t *cv, int *sleepers) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 2000000;
+    if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+    (*sleepers)++;
+    (void)pthread_cond_timedwait(cv, &lock, &until);
+    (*sleepers)--;
+}
+
 /* An idle thread of the pool's region, past SPIN_NS: sleeps on work_cv
  * until a submit queues a task (nb__pool_submit signals sleeping_workers),
  * the last running task ends (team_wake) or the wait is done, checked
- * under the lock that both wakers take, so no wake-up is lost. The timeout
- * is only a safety net. Before: sched_yield in a loop, which on an idle
+ * under the lock that both wakers take, so no wake-up is lost. Before: sched_yield in a loop, which on an idle
  * core returns at once, so a thread waiting out a long node on another
  * burned its core (the issue's "workers spin briefly, then sleep"). */
 static void team_sleep(atomic_int *pending) {
     pthread_mutex_lock(&lock);
     if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0 && atomic_load(&running) > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 2000000;   /* 2 ms */
-        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
-        sleeping_workers++;
-        (void)pthread_cond_timedwait(&work_cv, &lock, &until);
-        sleeping_workers--;
+        nap(&work_cv, &sleeping_workers);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -302,6 +308,7 @@ static void team_join(atomic_int *pending) {
 
 /* nb__pool_wait in team mode (see the top of the file). */
 static void team_wait(atomic_int *pending) {
+    uint64_t idle_since = 0;
     while (atomic_load_explicit(pending, memory_order_acquire) > 0) {
         int q = atomic_load_explicit(&queued, memory_order_relaxed);
         if (q >= 2 && !omp_in_parallel()) {
@@ -311,9 +318,20 @@ static void team_wait(atomic_int *pending) {
         } else if (q >= 1) {
             nb__task *t = try_pop();
             if (t) run_task(t);
-        } else {
-            cpu_relax();   /* our tasks run elsewhere (another caller's region) */
+        } else {   /* our tasks run elsewhere (another caller's region): spin a while, then sleep */
+            if (!idle_since) idle_since = now_ns();
+            if (now_ns() - idle_since < SPIN_NS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&lock);   /* woken by nb__pool_done (pending 0) or a submit */
+            if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0) {
+                nap(&done_cv, &sleeping_waiters);
+            }
+            pthread_mutex_unlock(&lock);
+            continue;
         }
+        idle_since = 0;
     }
 }
 #endif

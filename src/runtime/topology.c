@@ -175,7 +175,11 @@ int nb__topo_bind(nb__pin mode, int slot, int nslots) {
 #if NB_HAVE_HWLOC
     if (slot <= 0) return -1;
     if (mode == NB__PIN_NONE) {   /* unpinned: free a thread bound before (OpenMP team threads outlive re-inits) */
-        if (topo && mask) (void)hwloc_set_cpubind(topo, mask, HWLOC_CPUBIND_THREAD);
+        if (topo && mask) {
+            (void)hwloc_set_cpubind(topo, mask, HWLOC_CPUBIND_THREAD);
+            if (info.numa_nodes > 1)   /* and its memory policy: back to the default (first touch) */
+                (void)hwloc_set_membind(topo, mask, HWLOC_MEMBIND_DEFAULT, HWLOC_MEMBIND_THREAD);
+        }
         return -1;
     }
     hwloc_bitmap_t tmp = hwloc_bitmap_alloc();

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -691,7 +692,8 @@ Test(parallel, oversubscribed_pool_threads_are_not_left_pinned, .init = par_init
     nb__backward = NB__BACKWARD_FORCE;
     nb_tensor *x = nb_keep(nb_randn(NB_SHAPE(32, 32), NB_F32, 21));
     cr_assert_eq(nb_set_requires_grad(x, true), 0);
-    int sizes[2] = {ncpu, 4 * ncpu};   /* pinned (compact), then more threads than cores: unpinned */
+    int cores = nb_topology().cores;
+    int sizes[2] = {cores, 4 * ncpu};   /* pinned (compact), then more threads than cores: unpinned */
     for (int k = 0; k < 2; k++) {
         cr_assert_eq(nb_set_num_threads(sizes[k]), 0);
         atomic_store(&min_cpus, 1 << 20);
@@ -706,6 +708,10 @@ Test(parallel, oversubscribed_pool_threads_are_not_left_pinned, .init = par_init
             cr_assert_eq(nb_backward(nb_sum_all(acc), NULL), 0, "%s", nb_last_error());
             nb_scope_end();
         }
+        const char *pin = getenv("NB_PIN");
+        if (k == 0 && cores > 1 && (!pin || strcasecmp(pin, "none")))   /* compact (default) or scatter: pinned */
+            cr_assert_lt(atomic_load(&min_cpus), ncpu, "%d threads on %d cores: no node ran on a pinned thread",
+                         sizes[k], cores);
         if (k == 1)
             cr_assert_eq(atomic_load(&min_cpus), ncpu, "%d threads on %d CPUs: a node ran on a thread pinned to %d CPU(s)",
                          sizes[k], ncpu, atomic_load(&min_cpus));
@@ -732,6 +738,20 @@ Test(parallel, set_num_threads_and_topology, .init = par_init, .fini = par_fini)
     cr_assert(strstr(buf, "topology:"), "%s", buf);
     cr_assert_eq(nb_set_num_threads(1), 0);
     cr_assert_eq(nb_num_threads(), 1);
+}
+
+/* No NB_NUM_THREADS: the pool has one thread per physical core in the
+ * affinity mask (not per hardware thread). */
+Test(parallel, default_threads_are_the_cores_in_the_mask, .init = par_init, .fini = par_fini) {
+    const char *e = getenv("NB_NUM_THREADS");
+    char saved[32] = {0};
+    if (e) snprintf(saved, sizeof saved, "%s", e);
+    unsetenv("NB_NUM_THREADS");
+    nb_shutdown();
+    cr_assert_eq(nb_init(NULL), 0);
+    int n = nb_num_threads(), cores = nb_topology().cores;
+    if (saved[0]) setenv("NB_NUM_THREADS", saved, 1);
+    cr_assert_eq(n, cores, "default %d threads, %d cores in the mask", n, cores);
 }
 
 /* With OpenMP the team is the default pool at every thread count (16 and
