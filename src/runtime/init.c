@@ -50,6 +50,16 @@ static int affinity_cores(void) {
     return n > 0 ? n : 1;
 }
 
+/* An environment variable that takes one of `choices` (case-insensitive):
+ * true when it is unset, empty or one of them. */
+static bool env_choice_ok(const char *name, const char *const *choices) {
+    const char *e = getenv(name);
+    if (!e || !*e) return true;
+    for (; *choices; choices++)
+        if (!strcasecmp(e, *choices)) return true;
+    return false;
+}
+
 NB_API int nb_init(const nb_init_opts *opts) {
     nb__cpu_detect(&cpu);
     nb_isa cap = best_isa(&cpu);
@@ -94,6 +104,19 @@ NB_API int nb_init(const nb_init_opts *opts) {
     void nb__profiler_env_init(void);   /* runtime/profile.h */
     nb__profiler_env_init();            /* NB_PROFILE=table,trace:PATH */
     if (rc) return nb__err(rc, "nb_init: unknown ISA '%s' (expected ref, avx2 or avx512)", isa);
+    /* the pool's settings: an unknown value is reported, and the default used
+     * (as for NB_ISA: the runtime still starts) */
+    static const char *const backward[] = {"serial", "parallel", "force", NULL};
+    static const char *const pins[] = {"compact", "scatter", "none", NULL};
+    static const char *const pools[] = {"team", "threads", NULL};
+    if (!env_choice_ok("NB_BACKWARD", backward))
+        return nb__err(NB_EINVAL, "nb_init: NB_BACKWARD='%s' (expected serial, parallel or force; parallel used)",
+                       getenv("NB_BACKWARD"));
+    if (!env_choice_ok("NB_PIN", pins))
+        return nb__err(NB_EINVAL, "nb_init: NB_PIN='%s' (expected compact, scatter or none; compact used)",
+                       getenv("NB_PIN"));
+    if (!env_choice_ok("NB_POOL", pools))
+        return nb__err(NB_EINVAL, "nb_init: NB_POOL='%s' (expected team or threads; team used)", getenv("NB_POOL"));
     return 0;
 }
 

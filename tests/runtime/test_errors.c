@@ -191,3 +191,28 @@ Test(errors, init_rejects_unknown_isa) {
     cr_assert_eq(nb_init(&o), NB_EINVAL);
     cr_assert_gt(strlen(nb_last_error()), 0);
 }
+
+/* Unknown values of the pool's variables: nb_init says which and starts
+ * with the default (the runtime works afterwards). */
+Test(errors, init_rejects_unknown_pool_settings) {
+    const char *vars[3] = {"NB_BACKWARD", "NB_PIN", "NB_POOL"};
+    for (int i = 0; i < 3; i++) {
+        const char *had = getenv(vars[i]);
+        char saved[64] = {0};
+        if (had) snprintf(saved, sizeof saved, "%s", had);
+        setenv(vars[i], "sideways", 1);
+        nb_shutdown();
+        cr_assert_eq(nb_init(NULL), NB_EINVAL, "%s=sideways", vars[i]);
+        cr_assert(strstr(nb_last_error(), vars[i]) && strstr(nb_last_error(), "sideways"), "%s", nb_last_error());
+        nb_scope_begin();
+        nb_tensor *x = nb_ones(NB_SHAPE(3), NB_F32);
+        cr_assert_eq(nb_set_requires_grad(x, true), 0);
+        cr_assert_eq(nb_backward(nb_sum_all(nb_mul(x, x)), NULL), 0, "%s", nb_last_error());
+        nb_scope_end();
+        if (saved[0]) setenv(vars[i], saved, 1);
+        else unsetenv(vars[i]);
+        nb_shutdown();
+        cr_assert_eq(nb_init(NULL), 0, "%s restored: %s", vars[i], nb_last_error());
+        nb_shutdown();
+    }
+}
