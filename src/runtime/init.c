@@ -121,12 +121,16 @@ NB_API int nb_init(const nb_init_opts *opts) {
 }
 
 NB_API void nb_shutdown(void) {
-    /* @@SHUTDOWN_PROFILE@@ */
-    void nb__profiler_shutdown(void);   /* runtime/profile.h */
-    nb__profiler_shutdown();            /* NB_PROFILE report; frees the event buffers */
+    /* the pool first: its workers record events (an idle wait) into the
+     * profiler's per-thread buffers until they exit, so those may only be
+     * freed after (ThreadSanitizer caught the reverse order: a worker's
+     * event written into a buffer nb__profiler_shutdown had freed) */
     /* @@SHUTDOWN_POOL@@ */
     void nb__pool_shutdown(void);   /* runtime/pool.h */
     nb__pool_shutdown();
+    /* @@SHUTDOWN_PROFILE@@ */
+    void nb__profiler_shutdown(void);   /* runtime/profile.h */
+    nb__profiler_shutdown();            /* NB_PROFILE report; frees the event buffers */
     nb__alloc_trim();
     nb__cfg.initialised = false;
 }
