@@ -74,8 +74,10 @@
 #define SPIN_NS 30000   /* idle polling before sleeping: ~a few small nodes */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;   /* the heap and the sleeper counts */
-static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER;  /* workers wait for tasks */
-static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;  /* waiters wait for their counter */
+static pthread_cond_t work_cv;      /* workers wait for tasks (cv_init: CLOCK_MONOTONIC timeouts) */
+static pthread_cond_t done_cv;      /* waiters wait for their counter */
+static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
+static clockid_t nap_clock = CLOCK_REALTIME;   /* the clock work_cv and done_cv time out on */
 static nb__task **heap;            /* max-heap on prio */
 static int heap_n, heap_cap;       /* used, allocated */
 static atomic_int queued;          /* heap_n, readable without the lock */
@@ -98,6 +100,17 @@ static _Thread_local unsigned bound_gen;   /* pin_gen this thread was bound for 
 static _Thread_local int bound_slot;       /* and the slot */
 static _Thread_local bool in_team;         /* inside the pool's parallel region */
 #endif
+
+/* The two condition variables, timed on CLOCK_MONOTONIC (nap's timeout
+ * must not stretch when the wall clock is set back). */
+static void cv_init(void) {
+    pthread_condattr_t a;
+    bool mono = pthread_condattr_init(&a) == 0 && pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0;
+    pthread_cond_init(&work_cv, mono ? &a : NULL);
+    pthread_cond_init(&done_cv, mono ? &a : NULL);
+    nap_clock = mono ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+    if (mono) pthread_condattr_destroy(&a);
+}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -157,10 +170,18 @@ static nb__task *try_pop(void) {
     return t;
 }
 
+/* The last running task ended (team mode): wake the region threads asleep
+ * in team_sleep, to leave their region or take what is queued. */
+static void team_wake(void) {
+    pthread_mutex_lock(&lock);
+    if (sleeping_workers) pthread_cond_broadcast(&work_cv);
+    pthread_mutex_unlock(&lock);
+}
+
 static void run_task(nb__task *t) {
     atomic_fetch_add(&running, 1);
     t->run(t);
-    atomic_fetch_sub(&running, 1);
+    if (atomic_fetch_sub(&running, 1) == 1 && team_mode) team_wake();   /* another caller's region may wait on it */
 }
 
 /* ---- workers ---- */
@@ -203,7 +224,9 @@ void nb__pool_submit(nb__task *const *tasks, int n) {
     }
     int wake = pushed < sleeping_workers ? pushed : sleeping_workers;
     for (int i = 0; i < wake; i++) pthread_cond_signal(&work_cv);
-    if (pushed > wake && sleeping_waiters) pthread_cond_broadcast(&done_cv);
+    /* team mode: the work_cv sleepers may be another caller's region, about
+     * to leave it, so a waiter on done_cv is told too */
+    if (sleeping_waiters && (pushed > wake || (team_mode && pushed > 0))) pthread_cond_broadcast(&done_cv);
     pthread_mutex_unlock(&lock);
     NB_PROF_SYNC_END();
     for (int i = pushed; i < n; i++) run_task(tasks[i]);   /* no memory for the queue: run here */
@@ -215,7 +238,7 @@ void nb__pool_submit(nb__task *const *tasks, int n) {
  * condition under the lock its wakers take before it sleeps). */
 static void nap(pthread_cond_t *cv, int *sleepers) {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(nap_clock, &until);
     until.tv_nsec += 2000000;
     if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
     (*sleepers)++;
@@ -237,13 +260,6 @@ static void team_sleep(atomic_int *pending) {
     pthread_mutex_unlock(&lock);
 }
 
-/* The last running task of a region ended: wake its sleepers (to leave the
- * region, or to take what is queued). */
-static void team_wake(void) {
-    pthread_mutex_lock(&lock);
-    if (sleeping_workers) pthread_cond_broadcast(&work_cv);
-    pthread_mutex_unlock(&lock);
-}
 
 /* One thread of the pool's parallel region: takes tasks while there are
  * two or more, or one and something else runs; leaves when nothing runs
@@ -378,6 +394,7 @@ void nb__pool_wait(atomic_int *pending) {
 void nb__pool_done(void) {
     pthread_mutex_lock(&lock);
     if (sleeping_waiters) pthread_cond_broadcast(&done_cv);
+    if (team_mode && sleeping_workers) pthread_cond_broadcast(&work_cv);   /* a region waiting on this wait */
     pthread_mutex_unlock(&lock);
 }
 
@@ -442,8 +459,7 @@ static void stop_workers(void) {
 /* A forked child has none of the parent's workers: start again on demand. */
 static void after_fork_child(void) {
     pthread_mutex_init(&lock, NULL);
-    pthread_cond_init(&work_cv, NULL);
-    pthread_cond_init(&done_cv, NULL);
+    cv_init();
     threads = NULL;   /* the parent's array: not ours to free */
     nworkers = 0;
     heap_n = 0;
@@ -463,6 +479,7 @@ static nb__pin read_pin(int threads_wanted) {
 }
 
 int nb__pool_init(int n) {
+    pthread_once(&cv_once, cv_init);
     if (n < 1) n = 1;
     nb__topo_init();
     nb__pin pin = read_pin(n);
@@ -500,6 +517,7 @@ int nb__pool_init(int n) {
 }
 
 void nb__pool_shutdown(void) {
+    pthread_once(&cv_once, cv_init);
     stop_workers();
     pthread_mutex_lock(&lock);
     free(heap);

@@ -9,6 +9,7 @@
  * stress loop of 10,000 backward calls.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -791,6 +792,64 @@ Test(parallel, default_pool_by_thread_count, .init = par_init, .fini = par_fini)
     unsetenv("NB_POOL");
 #endif
     cr_assert_eq(nb_set_num_threads(1), 0);
+}
+
+/* ---- two callers at once ---- */
+/* Each user thread runs backward on its own graphs (12 branches from its own
+ * x) 60 times; the pool is shared, so one caller's tasks can run in the
+ * other's region (pool.c, team_wait). Every gradient must equal the
+ * serial executor's, computed first on the main thread. */
+typedef struct caller_arg {
+    nb_tensor *x;          /* this caller's leaf */
+    const unsigned char *want;   /* serial gradient bytes */
+    size_t bytes;
+    int bad;               /* calls that failed or differed */
+} caller_arg;
+
+static void *caller_main(void *p) {
+    caller_arg *c = p;
+    unsigned char *got = malloc(c->bytes);
+    for (int i = 0; got && i < 60; i++) {
+        nb_scope_begin();
+        int rc = nb_backward(branchy_loss_through(c->x, 0), NULL);
+        nb_scope_end();
+        nb_tensor *g = nb_grad(c->x);
+        if (rc || !g || nb_copy_to(g, got, c->bytes) || memcmp(got, c->want, c->bytes)) c->bad++;
+        nb_zero_grad(c->x);
+    }
+    free(got);
+    return NULL;
+}
+
+Test(parallel, two_callers_at_once, .init = par_init, .fini = par_fini) {
+    atomic_store(&fail_backward, 0);
+    cr_assert_eq(nb_set_num_threads(2), 0);
+    caller_arg c[2];
+    unsigned char *want[2];
+    for (int k = 0; k < 2; k++) {
+        c[k].x = nb_keep(nb_randn(NB_SHAPE(48, 9), NB_F32, 70 + (uint64_t)k));
+        cr_assert_eq(nb_set_requires_grad(c[k].x, true), 0);
+        nb__backward = NB__BACKWARD_SERIAL;
+        nb_scope_begin();
+        cr_assert_eq(nb_backward(branchy_loss_through(c[k].x, 0), NULL), 0, "%s", nb_last_error());
+        nb_scope_end();
+        c[k].bytes = (size_t)nb_numel(c[k].x) * sizeof(float);
+        want[k] = malloc(c[k].bytes);
+        cr_assert_not_null(want[k]);
+        cr_assert_eq(nb_copy_to(nb_grad(c[k].x), want[k], c[k].bytes), 0);
+        nb_zero_grad(c[k].x);
+        c[k].want = want[k];
+        c[k].bad = 0;
+    }
+    nb__backward = NB__BACKWARD_FORCE;
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) cr_assert_eq(pthread_create(&th[k], NULL, caller_main, &c[k]), 0);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(c[k].bad, 0, "caller %d: %d of 60 backward calls failed or differed from serial", k, c[k].bad);
+        free(want[k]);
+        nb_release(c[k].x);
+    }
 }
 
 /* ---- stress ---- */
