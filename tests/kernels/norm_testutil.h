@@ -1,5 +1,6 @@
-/* norm_testutil.h — what test_avx2_rows.c and test_avx512_norm.c share for
- * the layer_norm / rms_norm forwards' late rows (norm_common.h's LN_LATE).
+/* norm_testutil.h — what test_avx2_rows.c and test_avx512_norm.c share: the
+ * layer_norm / rms_norm forwards' late rows (norm_common.h's LN_LATE) and
+ * the special-value rows of their special_values tests.
  */
 #ifndef NB_TESTS_NORM_TESTUTIL_H
 #define NB_TESTS_NORM_TESTUTIL_H
@@ -27,6 +28,36 @@ static inline void norm_late_operands(int64_t R, int64_t L, int l, nb_tensor **x
     xv[700 * L + 3] = NAN;
     for (int64_t i = 0; i < L; i++) xv[6 * L + i] = (i % 2 ? 3e20f : -3e20f);
     xv[(R - 1) * L + L - 1] = INFINITY;
+}
+
+/* Special values in x (NORM_SPECIAL_K = 11 rows of L, the others left as
+ * they are): row 1 constant (var 0, rstd 1/sqrt(eps)), 2 a NaN, 3 ±0, 4
+ * denormals (and +0), 5 and 6 scaled by 1e20 / 1e30 (squares and the sum's
+ * square past F32), 7 +inf, 8 +inf and -inf, 9 denormals among normals, 10
+ * one value near FLT_MAX. */
+enum { NORM_SPECIAL_K = 11 };
+static inline void norm_special_x(float *p, int64_t L) {
+    for (int64_t i = 0; i < L; i++) {
+        p[1 * L + i] = 2.5f;
+        p[3 * L + i] = i % 2 ? 0.0f : -0.0f;
+        p[4 * L + i] = (float)(i % 5) * 1e-40f;
+        p[5 * L + i] *= 1e20f;
+        p[6 * L + i] *= 1e30f;
+        p[9 * L + i] = i % 3 ? 1e-39f : -3.0f;
+    }
+    p[2 * L + L / 2] = NAN;
+    p[7 * L + L - 1] = INFINITY;
+    p[8 * L + 0] = INFINITY;
+    p[8 * L + L / 3 + 1] = -INFINITY;
+    p[10 * L + L - 2] = 3e38f;
+}
+
+/* Special values in dy (rows 0-4 of L): a NaN, +inf, -0, a denormal. */
+static inline void norm_special_dy(float *q, int64_t L) {
+    q[L / 2] = NAN;
+    q[2 * L] = INFINITY;
+    q[3 * L + 1] = -0.0f;
+    q[4 * L + L - 1] = 1e-41f;
 }
 
 #endif

@@ -173,4 +173,32 @@ static inline nb_tensor *rdt_public_ops(void) {
     return x;
 }
 
+/* Special values of `kind` (0..7) in the 20 rows of L at p, at places that
+ * move with the row (every lane position over the rows): 0 two NaNs; 1 +inf
+ * and -inf; 2 a tie at +inf beside a -inf; 3 whole rows of +inf / -inf in
+ * turn; 4 +-3e38 (sums cancel, var overflows F32); 5 only +0, -0 and
+ * denormals (1e-40, -1.4e-45: the smallest); 6 a tie at 100, then NaN
+ * last; 7 only +0 and -0 (amax/amin tie at 0). */
+static inline void rdt_special_rows(float *p, int64_t L, int kind) {
+    for (int r = 0; r < 20; r++) {
+        float *row = p + r * L;
+        int64_t a = (r * 5 + 3) % L, b = (r * 11 + L / 2) % L, c = (r * 17 + 1) % L;
+        switch (kind) {
+        case 0: row[a] = NAN; row[b] = NAN; break;
+        case 1: row[a] = INFINITY; row[b] = -INFINITY; break;
+        case 2: row[a] = INFINITY; row[b] = INFINITY; row[c] = -INFINITY; break;
+        case 3: for (int64_t i = 0; i < L; i++) row[i] = r % 2 ? -INFINITY : INFINITY; break;
+        case 4: row[a] = 3e38f; row[b] = -3e38f; break;
+        case 5:
+            for (int64_t i = 0; i < L; i++)
+                row[i] = (i + r) % 4 == 0 ? 0.0f : (i + r) % 4 == 1 ? -0.0f : (i + r) % 4 == 2 ? 1e-40f : -1.4e-45f;
+            break;
+        case 6: row[b] = 100.0f; row[a] = 100.0f; row[L - 1] = NAN; break;
+        default:
+            for (int64_t i = 0; i < L; i++) row[i] = (i * 7 + r) % 3 ? -0.0f : 0.0f;
+            break;
+        }
+    }
+}
+
 #endif /* NB_TESTS_REDUCE_TESTUTIL_H */

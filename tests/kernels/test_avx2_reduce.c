@@ -19,7 +19,8 @@
  * in the middle, all dims (one long row, cut into blocks), merged dims,
  * transposed and sliced inputs (declined or served, always right), size 0
  * and 1; lengths 1, 7, 15, 16, 17, 33, 1023, 4097 and 300000. Special
- * values: NaN, +-inf, ties. Results do not depend on the thread count.
+ * values at every lane position: NaN, +-inf, +-0, denormals, +-3e38, ties.
+ * Results do not depend on the thread count.
  * Skipped when the CPU lacks AVX2+FMA (or NB_ISA caps it).
  */
 #include <criterion/criterion.h>
@@ -148,30 +149,27 @@ Test(avx2_reduce, empty) {
     nb_scope_end();
 }
 
-/* NaN, infinities and ties at chosen places of rows of several lengths, in
- * the inner, outer and full layouts. */
+/* NaN, infinities, signed zeros, denormals, huge values and ties at chosen
+ * places (every lane position over the 20 rows) of rows of several lengths
+ * (8-lane tails, 65: a 64-column block and one more, 20000: blocks), in
+ * the inner, outer and full layouts, as test_avx512_reduce.c: every op of
+ * rd_ops (logsumexp too, where it serves) against ref under the bounds at
+ * the top. Kinds: 0 two NaN; 1 +inf and -inf; 2 a tie at +inf and a -inf;
+ * 3 rows all +inf or all -inf (alternating: the outer and full layouts mix
+ * them); 4 +-3e38 (sums cancel: sum not compared; var overflows F32); 5
+ * only +0, -0 and denormals (1e-40, -1.4e-45: the smallest); 6 a tie at
+ * 100, then NaN last; 7 only +0 and -0 (amax/amin tie at 0: equal in value,
+ * as rdt_compare takes it; argmax/argmin exactly ref's index). */
 Test(avx2_reduce, special_values) {
     rd_need();
     nb_scope_begin();
-    static const int64_t lens[] = {7, 17, 33, 1023, 20000};
-    for (int l = 0; l < 5; l++) {
+    static const int64_t lens[] = {7, 17, 33, 65, 1023, 20000};
+    for (int l = 0; l < 6; l++) {
         int64_t L = lens[l];
-        for (int kind = 0; kind < 6; kind++) {
-            nb_tensor *t = rdt_input(NB_SHAPE(4, L), 400 + (uint64_t)l * 8 + (uint64_t)kind);
-            float *p = nb_data(t);
-            for (int r = 0; r < 4; r++) {
-                float *row = p + r * L;
-                int64_t a = (r * 5 + 3) % L, b = (r * 11 + L / 2) % L;
-                switch (kind) {
-                case 0: row[a] = NAN; row[b] = NAN; break;
-                case 1: row[a] = INFINITY; row[b] = -INFINITY; break;
-                case 2: row[a] = INFINITY; row[b] = INFINITY; break;   /* tie at +inf */
-                case 3: for (int64_t i = 0; i < L; i++) row[i] = -INFINITY; break;
-                case 4: row[a] = 3e38f; row[b] = -3e38f; break;   /* var overflows F32 */
-                default: row[b] = 100.0f; row[a] = 100.0f; row[L - 1] = NAN; break;   /* tie, then NaN last */
-                }
-            }
-            char what[64];
+        for (int kind = 0; kind < 8; kind++) {
+            nb_tensor *t = rdt_input(NB_SHAPE(20, L), 400 + (uint64_t)l * 8 + (uint64_t)kind);
+            rdt_special_rows(nb_data(t), L, kind);
+            char what[64];   /* "special 4" is the cancelling kind: rd_check_all skips its sum */
             snprintf(what, sizeof what, "special %d, L %lld, inner", kind, (long long)L);
             rd_check_all(t, 2u, 1, what);
             snprintf(what, sizeof what, "special %d, L %lld, outer", kind, (long long)L);

@@ -23,7 +23,9 @@
  *
  * Sizes 0, 1, 7, 15, 16, 17, 33, 1023, 4097 on the row dim and several row
  * counts; strided rows, transposed and sliced operands (declined or served,
- * always right), broadcast gradients; special values (+-inf, NaN, 1e30).
+ * always right), broadcast gradients; special values (+-inf, NaN, +-0,
+ * denormals, 1e10, +-3e38; layer_norm / rms_norm / group_norm: constant
+ * rows, 1e20 and 1e30 rows whose squares overflow F32, specials in dy).
  * Skipped when the CPU lacks AVX2+FMA (or NB_ISA caps it).
  */
 #include <criterion/criterion.h>
@@ -218,19 +220,27 @@ Test(avx2_rows, softmax_layouts) {
     nb_scope_end();
 }
 
-/* Rows with infinities, NaN and huge values: ref's results exactly where
- * they are special, within the tolerance elsewhere. (Not 1e30: ref computes
- * x - (m + log(sum)) in double, where log(sum) vanishes next to m >= 1e17, so
- * ref gives 1, not 1/n, on a row of equal huge values; avx2 and PyTorch give
+/* Rows with infinities, NaN, signed zeros, denormals and huge values (all
+ * 12 rows of rows_softmax_special_x, as test_avx512_rows.c): ref's results
+ * exactly where they are special, within the tolerance elsewhere, for the
+ * forwards and both backwards; lengths with an 8-lane tail (7, 17, 33) and
+ * a long one. The ±0 row is a uniform row (every e^(x - max) is 1: 1/L
+ * each, log_softmax -log L; the backwards then see equal y); the denormal
+ * row is uniform to F32 precision as well (x - max ~1e-39, flushed or
+ * not): 1/L, not NaN or skewed. (Not 1e30: ref computes x - (m +
+ * log(sum)) in double, where log(sum) vanishes next to m >= 1e17, so ref
+ * gives 1, not 1/n, on a row of equal huge values; avx2 and PyTorch give
  * 1/n.) */
 Test(avx2_rows, softmax_special_values) {
     rw_need(NB_OP_SOFTMAX);
     nb_scope_begin();
-    static const int64_t lens[] = {7, 17, 1023};
-    for (int l = 0; l < 3; l++) {
+    static const int64_t lens[] = {7, 17, 33, 1023};
+    for (int l = 0; l < 4; l++) {
         int64_t L = lens[l];
-        rw_softmax_all(rows_softmax_special_x(10, L, 400 + l), rows_randn(NB_SHAPE(10, L), 410 + l, 1.0), 1, 1,
-                       "special");
+        enum { K = 12 };   /* rows 10 (±0) and 11 (denormals) included */
+        char what[64];
+        snprintf(what, sizeof what, "special L %lld", (long long)L);
+        rw_softmax_all(rows_softmax_special_x(K, L, 400 + l), rows_randn(NB_SHAPE(K, L), 410 + l, 1.0), 1, 1, what);
     }
     nb_scope_end();
 }
@@ -256,11 +266,15 @@ Test(avx2_rows, cross_entropy) {
     nb_scope_end();
 }
 
+/* rows_ce_special's 8 rows (+inf, NaN, all -inf, one -inf, wide, a big
+ * offset, ±0, denormals), with and without weights and label smoothing, as
+ * test_avx512_rows.c: the per-sample losses and the gradient against ref,
+ * NaN and infinities exactly where ref has them. */
 Test(avx2_rows, cross_entropy_special_values) {
     rw_need(NB_OP_CROSS_ENTROPY);
     nb_scope_begin();
-    static const int64_t cs[] = {7, 33, 1023};
-    for (int l = 0; l < 3; l++) rows_ce_special(6, cs[l], 600 + (uint64_t)l, rw_ce);
+    static const int64_t cs[] = {7, 17, 33, 1023};
+    for (int l = 0; l < 4; l++) rows_ce_special(8, cs[l], 600 + (uint64_t)l, rw_ce);
     nb_scope_end();
 }
 
@@ -507,6 +521,18 @@ Test(avx2_rows, group_norm) {
     rw_gn(NB_SHAPE(2, 8, 7), 8, true, 1, "gn a group per channel", 2030, false);
     rw_gn(NB_SHAPE(5, 32, 196), 8, true, 1, "gn 14x14", 2040, false);
     rw_gn(NB_SHAPE(3, 12, 7), 4, true, 0, "gn transposed x", 2050, true);
+    /* special groups, as test_avx512_norm.c: (4, 6, 9) in 2 groups of 27:
+     * a constant group, a NaN, a +inf, a sample of 1e20 (squares past F32) */
+    nb_tensor *x = rows_randn(NB_SHAPE(4, 6, 9), 2060, 1.0), *dy = rows_randn(NB_SHAPE(4, 6, 9), 2061, 1.0);
+    float *p = nb_data(x);
+    for (int i = 0; i < 27; i++) p[i] = 2.5f;          /* sample 0, group 0: constant */
+    p[27 + 3] = NAN;                                   /* sample 0, group 1: a NaN */
+    p[54 + 5] = INFINITY;                              /* sample 1, group 0: +inf */
+    for (int i = 0; i < 27; i++) p[81 + i] *= 1e20f;   /* sample 1, group 1: squares past F32 */
+    double s[2] = {2, 1e-5};
+    const nb_tensor *inf[3] = {x, NULL, NULL}, *inb[3] = {dy, x, NULL};
+    rw_check_rows(NB_OP_GROUP_NORM, NB_SHAPE(4, 6, 9), inf, 3, s, 2, 1, 27, "gn special");
+    rw_check_rows(NB_OP_GROUP_NORM_BACKWARD, NB_SHAPE(4, 6, 9), inb, 3, s, 2, 1, 27, "gn special");
     nb_scope_end();
 }
 
@@ -562,6 +588,45 @@ Test(avx2_rows, layer_norm_param_backward) {
             rw_lnp(xn, dy, 1, 1, "lnp narrowed x");
         }
     rw_lnp(nb_zeros(NB_SHAPE(0, 5), NB_F32), nb_zeros(NB_SHAPE(0, 5), NB_F32), 1, -1, "lnp [0, 5]");
+    nb_scope_end();
+}
+
+/* The layer_norm family on special rows, as test_avx512_norm.c's
+ * special_values: x (11, L) with a constant row (var 0: rstd 1/sqrt(eps)),
+ * a NaN, ±0, denormals, rows whose squares (1e20) and whose sum's square
+ * (1e30) overflow F32 (the row again in double), +inf, +inf and -inf,
+ * denormals among normals, one value near FLT_MAX; then special values in
+ * dy (NaN, +inf, -0, a denormal) with an ordinary x. Lengths 9 (an 8-lane
+ * tail of 1), 33, 1030 (tail of 6). Every kernel against ref with its
+ * tolerance, NaN and infinities exactly where ref has them: layer_norm
+ * forward, with the saved stats (and the stats), backward recomputing the
+ * moments and from the stats, fused; layer_norm_param_backward with
+ * layer_norm's and rms_norm's x̂; rms_norm and its backward. */
+Test(avx2_rows, norm_special_values) {
+    rw_need(NB_OP_LAYER_NORM);
+    nb_scope_begin();
+    static const int64_t lens[] = {9, 33, 1030};
+    for (int l = 0; l < 3; l++) {
+        int64_t L = lens[l];
+        enum { K = NORM_SPECIAL_K };
+        nb_tensor *x = rows_randn(NB_SHAPE(K, L), 2100 + (uint64_t)l, 1.0);
+        norm_special_x(nb_data(x), L);
+        nb_tensor *dy = rows_randn(NB_SHAPE(K, L), 2110 + (uint64_t)l, 1.0);
+        nb_tensor *w = rows_randn(NB_SHAPE(L), 2120 + (uint64_t)l, 1.0), *b = rows_randn(NB_SHAPE(L), 2130 + (uint64_t)l, 1.0);
+        char what[64];
+        snprintf(what, sizeof what, "special x, L %lld", (long long)L);
+        rw_ln(x, w, b, dy, 1, 1, what);
+        rw_lnp(x, dy, 1, 1, what);
+        rw_rms(x, w, dy, 1, 1, what);
+        /* and in dy */
+        nb_tensor *dys = rows_randn(NB_SHAPE(K, L), 2140 + (uint64_t)l, 1.0);
+        norm_special_dy(nb_data(dys), L);
+        nb_tensor *xo = rows_randn(NB_SHAPE(K, L), 2150 + (uint64_t)l, 1.0);
+        snprintf(what, sizeof what, "special dy, L %lld", (long long)L);
+        rw_ln(xo, w, b, dys, 1, 1, what);
+        rw_lnp(xo, dys, 1, 1, what);
+        rw_rms(xo, w, dys, 1, 1, what);
+    }
     nb_scope_end();
 }
 

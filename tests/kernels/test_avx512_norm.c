@@ -283,32 +283,15 @@ Test(avx512_norm, special_values) {
     static const int64_t lens[] = {9, 33, 1030};
     for (int l = 0; l < 3; l++) {
         int64_t L = lens[l];
-        enum { K = 11 };
+        enum { K = NORM_SPECIAL_K };
         nb_tensor *x = nm_randn(NB_SHAPE(K, L), 700 + l, 1.0, 0);
-        float *p = nb_data(x);
-        for (int64_t i = 0; i < L; i++) {
-            p[1 * L + i] = 2.5f;                                 /* row 1: constant: var 0, rstd 1/sqrt(eps) */
-            p[3 * L + i] = i % 2 ? 0.0f : -0.0f;                 /* row 3: ±0 */
-            p[4 * L + i] = (float)(i % 5) * 1e-40f;              /* row 4: denormals */
-            p[5 * L + i] *= 1e20f;                               /* row 5: squares past F32 */
-            p[6 * L + i] *= 1e30f;                               /* row 6: and the sum's square */
-            p[9 * L + i] = i % 3 ? 1e-39f : -3.0f;               /* row 9: denormals among normals */
-        }
-        p[2 * L + L / 2] = NAN;                                   /* row 2: a NaN */
-        p[7 * L + L - 1] = INFINITY;                              /* row 7: +inf */
-        p[8 * L + 0] = INFINITY;                                  /* row 8: +inf and -inf */
-        p[8 * L + L / 3 + 1] = -INFINITY;
-        p[10 * L + L - 2] = 3e38f;                                /* row 10: near FLT_MAX */
+        norm_special_x(nb_data(x), L);
         nb_tensor *dy = nm_randn(NB_SHAPE(K, L), 710 + l, 1.0, 0), *w = nm_randn(NB_SHAPE(L), 720 + l, 1.0, 0);
         nb_tensor *b = nm_randn(NB_SHAPE(L), 730 + l, 1.0, 0);
         nm_ln(x, w, b, dy, 1, NM_ALL, 0, "special x");
         /* and in dy */
         nb_tensor *dys = nm_randn(NB_SHAPE(K, L), 740 + l, 1.0, 0);
-        float *q = nb_data(dys);
-        q[L / 2] = NAN;
-        q[2 * L] = INFINITY;
-        q[3 * L + 1] = -0.0f;
-        q[4 * L + L - 1] = 1e-41f;
+        norm_special_dy(nb_data(dys), L);
         nm_ln(nm_randn(NB_SHAPE(K, L), 750 + l, 1.0, 0), w, b, dys, 1, NM_ALL, 0, "special dy");
     }
 }

@@ -203,26 +203,7 @@ Test(avx512_reduce, special_values) {
         int64_t L = lens[l];
         for (int kind = 0; kind < 8; kind++) {
             nb_tensor *t = rdt_input(NB_SHAPE(20, L), 900 + (uint64_t)l * 8 + (uint64_t)kind);
-            float *p = nb_data(t);
-            for (int r = 0; r < 20; r++) {
-                float *row = p + r * L;
-                int64_t a = (r * 5 + 3) % L, b = (r * 11 + L / 2) % L, c = (r * 17 + 1) % L;
-                switch (kind) {
-                case 0: row[a] = NAN; row[b] = NAN; break;
-                case 1: row[a] = INFINITY; row[b] = -INFINITY; break;
-                case 2: row[a] = INFINITY; row[b] = INFINITY; row[c] = -INFINITY; break;   /* tie at +inf */
-                case 3: for (int64_t i = 0; i < L; i++) row[i] = r % 2 ? -INFINITY : INFINITY; break;
-                case 4: row[a] = 3e38f; row[b] = -3e38f; break;   /* sums cancel; var overflows F32 */
-                case 5:   /* signed zeros and denormals only */
-                    for (int64_t i = 0; i < L; i++)
-                        row[i] = (i + r) % 4 == 0 ? 0.0f : (i + r) % 4 == 1 ? -0.0f : (i + r) % 4 == 2 ? 1e-40f : -1.4e-45f;
-                    break;
-                case 6: row[b] = 100.0f; row[a] = 100.0f; row[L - 1] = NAN; break;   /* tie, then NaN last */
-                default:   /* all zeros of both signs: amax/amin tie at 0 */
-                    for (int64_t i = 0; i < L; i++) row[i] = (i * 7 + r) % 3 ? -0.0f : 0.0f;
-                    break;
-                }
-            }
+            rdt_special_rows(nb_data(t), L, kind);
             char what[80];
             const char *tag = kind == 4 ? " cancel" : "";
             snprintf(what, sizeof what, "special %d%s, L %lld, inner", kind, tag, (long long)L);
