@@ -22,27 +22,34 @@
  *                  pairing: onednn_direct_cl).
  * Workloads (F32):
  *   add, relu, exp,    16M floats into a fresh output (op result released
- *   dropout (p 0.5)    each call, so the allocator's cache serves it)
+ *   tanh, sigmoid, log, each call, so the allocator's cache serves it); log's
+ *   dropout (p 0.5)    input uniform in [0.5, 1.5)
  *   sgd_step, adam_step  one optimizer step (SGD momentum 0.9; Adam) on a
  *                      4M-float parameter with its gradient
- *   softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
+ *   softmax, log_softmax, layer_norm  fwd+bwd on [4096, 1024] through autograd
  *   gelu               fwd+bwd (erf form) on [4096, 1024] through autograd
  *   sum_rows, sum_cols sum over dim 1 / dim 0 of [4096, 1024] (inner / outer layout)
+ *   mean_rows, max_rows, argmax_rows, var_rows  nb_mean / nb_max (amax) /
+ *                      nb_argmax / nb_var (correction 1) over dim 1 of [4096, 1024]
  *   cross_entropy      fwd+bwd on logits [4096, 1024], class indices
  *   batch_norm         fwd+bwd, training (batch statistics, running stats
  *                      updated), with weight and bias, x (32, 64, 28, 28)
  *   sdpa               scaled_dot_product_attention fwd+bwd, q, k, v (8, 8,
  *                      256, 64), no mask; FLOPs counted 3x the forward's
+ *   bmm                batched matmul (32, 128, 128) @ (32, 128, 128) (nb_matmul on 3-D)
+ *   linear             nb_linear fwd+bwd, x (128, 784) (requires grad), w (512, 784),
+ *                      b (512): the MLP's first layer; FLOPs of its 3 GEMMs
  *   matmul_N           (N, N) @ (N, N), N = 256, 1024, 2048
  *   conv1, conv2       fwd+bwd of the LeNet convs (examples/fashion_mnist_cnn.c,
  *                      batch 64): x (64,1,28,28) w (32,1,5,5); x (64,32,14,14)
  *                      w (64,32,5,5); pad 2, bias; conv1's x needs no grad
  *   conv3x3            fwd+bwd of a ResNet-style 3x3 conv: x (32,64,28,28),
  *                      w (64,64,3,3), pad 1, bias (the Winograd F(4x4, 3x3) case)
+ *   max_pool           2x2 stride 2 max pooling fwd+bwd on x (64, 32, 28, 28)
  * Rates: GB/s of logical traffic (each operand read or written once: add 3N
- * floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm/gelu fwd+bwd 5N, sgd 5N, adam 7N,
- * sum N, cross entropy fwd+bwd 2N)
- * or GFLOP/s.
+ * floats, relu/exp/tanh/sigmoid/log/dropout/memcpy 2N, softmax/log_softmax/layer_norm/batch_norm/gelu
+ * fwd+bwd 5N, sgd 5N, adam 7N, sum/mean/max/argmax/var N, cross entropy fwd+bwd 2N, max_pool fwd+bwd
+ * 2.5N: x read, y written, dy read, dx written, N x's size) or GFLOP/s.
  * Each time is the median of reps calls after one warm-up call (ref: a fifth
  * of them; not timed where one call takes seconds: matmul_2048, conv2).
  *
@@ -83,10 +90,22 @@ extern int nb__isa_prefer;   /* src/kernels/kernels.h: one ISA's kernels first (
 #define AT_T 256
 #define AT_E 64
 #define SDPAF (2.0 * AT_B * AT_H * AT_T * AT_T * 2 * AT_E)   /* forward: q kᵀ and P v */
+#define BMM_B 32                  /* bmm: (BMM_B, BMM_N, BMM_N) @ (BMM_B, BMM_N, BMM_N) */
+#define BMM_N 128
+#define LIN_M 128                 /* linear: x (LIN_M, LIN_K), w (LIN_N, LIN_K), b (LIN_N) */
+#define LIN_K 784
+#define LIN_N 512
+#define MP_N 64                   /* max_pool: x (MP_N, MP_C, MP_HW, MP_HW), 2x2 stride 2 */
+#define MP_C 32
+#define MP_HW 28
+#define MP_NUMEL ((double)MP_N * MP_C * MP_HW * MP_HW)
 
+/* W_ADD..W_DROPOUT: the element-wise ones (paired with memcpy); W_MM256..W_CONV3:
+ * those oneDNN is called directly on. */
 typedef enum wl_kind {
-    W_ADD, W_RELU, W_EXP, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LAYER_NORM, W_BATCH_NORM,
-    W_GELU, W_SUM_ROWS, W_SUM_COLS, W_CE, W_SDPA, W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_COUNT
+    W_ADD, W_RELU, W_EXP, W_TANH, W_SIGMOID, W_LOG, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LOG_SOFTMAX,
+    W_LAYER_NORM, W_BATCH_NORM, W_GELU, W_SUM_ROWS, W_SUM_COLS, W_MEAN_ROWS, W_MAX_ROWS, W_ARGMAX_ROWS, W_VAR_ROWS,
+    W_CE, W_SDPA, W_BMM, W_LINEAR, W_MM256, W_MM1024, W_MM2048, W_CONV1, W_CONV2, W_CONV3, W_MAX_POOL, W_COUNT
 } wl_kind;
 
 typedef struct workload {
@@ -104,10 +123,15 @@ static const workload wls[W_COUNT] = {
     [W_ADD] = {"add", NB_OP_ADD, NB_OP_COUNT, false, 3.0 * 4 * BIG, 1, true},
     [W_RELU] = {"relu", NB_OP_RELU, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
     [W_EXP] = {"exp", NB_OP_EXP, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_TANH] = {"tanh", NB_OP_TANH, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_SIGMOID] = {"sigmoid", NB_OP_SIGMOID, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
+    [W_LOG] = {"log", NB_OP_LOG, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
     [W_DROPOUT] = {"dropout", NB_OP_DROPOUT, NB_OP_COUNT, false, 2.0 * 4 * BIG, 1, true},
     [W_SGD] = {"sgd_step", NB_OP_SGD_STEP, NB_OP_COUNT, false, 5.0 * 4 * ROWS * COLS, 1, true},
     [W_ADAM] = {"adam_step", NB_OP_ADAM_STEP, NB_OP_COUNT, false, 7.0 * 4 * ROWS * COLS, 1, true},
     [W_SOFTMAX] = {"softmax_fwd_bwd", NB_OP_SOFTMAX, NB_OP_SOFTMAX_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
+    [W_LOG_SOFTMAX] = {"log_softmax_fwd_bwd", NB_OP_LOG_SOFTMAX, NB_OP_LOG_SOFTMAX_BACKWARD, false,
+                       5.0 * 4 * ROWS * COLS, 1, true},
     [W_LAYER_NORM] = {"layer_norm_fwd_bwd", NB_OP_LAYER_NORM, NB_OP_LAYER_NORM_BACKWARD, false,
                       5.0 * 4 * ROWS * COLS, 1, true},
     [W_BATCH_NORM] = {"batch_norm_fwd_bwd", NB_OP_BATCH_NORM, NB_OP_BATCH_NORM_BACKWARD, false, 5.0 * 4 * BN_NUMEL, 1,
@@ -115,15 +139,22 @@ static const workload wls[W_COUNT] = {
     [W_GELU] = {"gelu_fwd_bwd", NB_OP_GELU, NB_OP_GELU_BACKWARD, false, 5.0 * 4 * ROWS * COLS, 1, true},
     [W_SUM_ROWS] = {"sum_rows", NB_OP_SUM, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
     [W_SUM_COLS] = {"sum_cols", NB_OP_SUM, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_MEAN_ROWS] = {"mean_rows", NB_OP_SUM, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_MAX_ROWS] = {"max_rows", NB_OP_AMAX, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_ARGMAX_ROWS] = {"argmax_rows", NB_OP_ARGMAX, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
+    [W_VAR_ROWS] = {"var_rows", NB_OP_VAR, NB_OP_COUNT, false, 4.0 * ROWS * COLS, -4, true},
     [W_CE] = {"cross_entropy_fwd_bwd", NB_OP_CROSS_ENTROPY, NB_OP_CROSS_ENTROPY_BACKWARD, false, 2.0 * 4 * ROWS * COLS, 1,
               true},
     [W_SDPA] = {"sdpa_fwd_bwd", NB_OP_SDPA, NB_OP_SDPA_WEIGHTS, true, 3 * SDPAF, 2, false},
+    [W_BMM] = {"bmm", NB_OP_MATMUL, NB_OP_COUNT, true, BMM_B * MMF(BMM_N), -4, true},
+    [W_LINEAR] = {"linear_fwd_bwd", NB_OP_LINEAR, NB_OP_MATMUL, true, 3 * 2.0 * LIN_M * LIN_K * LIN_N, -2, true},
     [W_MM256] = {"matmul_256", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(256), -8, true},
     [W_MM1024] = {"matmul_1024", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(1024), 1, true},
     [W_MM2048] = {"matmul_2048", NB_OP_MATMUL, NB_OP_COUNT, true, MMF(2048), 2, false},
     [W_CONV1] = {"conv1_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 2 * CONVF(64, 1, 32, 28, 5), 1, true},
     [W_CONV2] = {"conv2_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 3 * CONVF(64, 32, 64, 14, 5), 2, false},
     [W_CONV3] = {"conv3x3_fwd_bwd", NB_OP_CONV2D, NB_OP_CONV_BWD_WEIGHT, true, 3 * CONVF(32, 64, 64, 28, 3), 2, false},
+    [W_MAX_POOL] = {"max_pool_fwd_bwd", NB_OP_MAX_POOL2D, NB_OP_MAX_POOL2D_BWD, false, 2.5 * 4 * MP_NUMEL, -4, true},
 };
 
 /* A LeNet conv: shapes and its tensors (x, w, b, dy). */
@@ -139,12 +170,16 @@ static bool conv_cl;
 
 static struct {
     nb_tensor *a, *b;          /* BIG floats */
+    nb_tensor *pos;            /* BIG floats in [0.5, 1.5) (log) */
     nb_tensor *sx, *sg;        /* [ROWS, COLS] x (requires grad) and the output grad */
     nb_tensor *tgt;            /* [ROWS] class indices (cross entropy over COLS classes) */
     nb_tensor *lw, *lb;        /* layer_norm weight, bias (COLS) */
     nb_tensor *bx, *bg, *bw, *bb, *brm, *brv;   /* batch_norm x, grad of y, weight, bias, running stats */
     nb_tensor *aq, *ak, *av, *ag;              /* attention q, k, v (requiring grad), grad of the output */
     nb_tensor *ma[3], *mb[3];  /* matmul operands per size */
+    nb_tensor *ba, *bb2;       /* bmm operands */
+    nb_tensor *lx, *lw2, *lb2, *lg;   /* linear x, w, b (requiring grad), grad of the output */
+    nb_tensor *px, *pg;        /* max_pool x (requiring grad), grad of the output */
     conv_case conv[3];
     nb_tensor *op[2];          /* [ROWS * COLS] parameters of the SGD and Adam steps, with a grad */
     nb_optimizer *opt[2];      /* SGD (momentum 0.9), Adam */
@@ -166,12 +201,20 @@ static int run_ours(wl_kind k) {
     case W_ADD: y = nb_add(in.a, in.b); break;
     case W_RELU: y = nb_relu(in.a); break;
     case W_EXP: y = nb_exp(in.a); break;
+    case W_TANH: y = nb_tanh(in.a); break;
+    case W_SIGMOID: y = nb_sigmoid(in.a); break;
+    case W_LOG: y = nb_log(in.pos); break;
     case W_DROPOUT: y = nb_dropout(in.a, 0.5, true, 7); break;
     case W_SGD:
     case W_ADAM: return nb_optimizer_step(in.opt[k - W_SGD]) ? -1 : 0;
     case W_SOFTMAX:
         nb_zero_grad(in.sx);
         y = nb_softmax(in.sx, 1);
+        rc = y ? nb_backward(y, in.sg) : -1;
+        break;
+    case W_LOG_SOFTMAX:
+        nb_zero_grad(in.sx);
+        y = nb_log_softmax(in.sx, 1);
         rc = y ? nb_backward(y, in.sg) : -1;
         break;
     case W_LAYER_NORM:
@@ -186,6 +229,10 @@ static int run_ours(wl_kind k) {
         break;
     case W_SUM_ROWS:
     case W_SUM_COLS: y = nb_sum(nb_detach(in.sx), (int[]){k == W_SUM_ROWS ? 1 : 0}, 1, false); break;
+    case W_MEAN_ROWS: y = nb_mean(nb_detach(in.sx), (int[]){1}, 1, false); break;
+    case W_MAX_ROWS: y = nb_max(nb_detach(in.sx), (int[]){1}, 1, false); break;
+    case W_ARGMAX_ROWS: y = nb_argmax(nb_detach(in.sx), 1, false); break;
+    case W_VAR_ROWS: y = nb_var(nb_detach(in.sx), (int[]){1}, 1, 1.0, false); break;
     case W_CE:
         nb_zero_grad(in.sx);
         y = nb_cross_entropy(in.sx, in.tgt);
@@ -204,13 +251,28 @@ static int run_ours(wl_kind k) {
     case W_MM256:
     case W_MM1024:
     case W_MM2048: y = nb_matmul(in.ma[k - W_MM256], in.mb[k - W_MM256]); break;
-    default: {
+    case W_BMM: y = nb_matmul(in.ba, in.bb2); break;
+    case W_LINEAR:
+        zero_grads((nb_tensor *[]){in.lx, in.lw2, in.lb2}, 3);
+        y = nb_linear(in.lx, in.lw2, in.lb2);
+        rc = y ? nb_backward(y, in.lg) : -1;
+        break;
+    case W_MAX_POOL:
+        nb_zero_grad(in.px);
+        y = nb_max_pool2d(in.px, 2, 2, NULL);
+        rc = y ? nb_backward(y, in.pg) : -1;
+        break;
+    case W_CONV1:
+    case W_CONV2:
+    case W_CONV3: {
         conv_case *c = &in.conv[k - W_CONV1];
         nb_tensor *x = conv_cl ? c->xl : c->x;
         zero_grads((nb_tensor *[]){x, c->w, c->b}, 3);
         y = nb_conv2d(x, c->w, c->b, &(nb_conv_opts){.padding = {c->pad, c->pad}});
         rc = y ? nb_backward(y, conv_cl ? c->gl : c->g) : -1;
+        break;
     }
+    default: break;
     }
     return y && !rc ? 0 : -1;
 }
@@ -514,7 +576,8 @@ static int make_inputs(void) {
     for (int64_t i = 0; t && i < ROWS; i++) t[i] = i * 7919 % COLS;
     in.tgt = t ? nb_from_data(NB_SHAPE(ROWS), NB_I64, t) : NULL;
     free(t);
-    bool ok = in.a && in.b && in.sx && in.sg && in.lw && in.lb && in.tgt;
+    in.pos = nb_add_scalar(nb_rand(NB_SHAPE(BIG), NB_F32, 15), 0.5);
+    bool ok = in.a && in.b && in.pos && in.sx && in.sg && in.lw && in.lb && in.tgt;
     in.bx = grad_leaf(nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 7));
     in.bg = nb_randn(NB_SHAPE(BN_N, BN_C, BN_HW, BN_HW), NB_F32, 8);
     in.bw = grad_leaf(nb_randn(NB_SHAPE(BN_C), NB_F32, 9));
@@ -532,6 +595,15 @@ static int make_inputs(void) {
         in.mb[i] = nb_randn(NB_SHAPE(mm_n[i], mm_n[i]), NB_F32, 20 + (uint64_t)i);
         ok = ok && in.ma[i] && in.mb[i];
     }
+    in.ba = nb_randn(NB_SHAPE(BMM_B, BMM_N, BMM_N), NB_F32, 16);
+    in.bb2 = nb_randn(NB_SHAPE(BMM_B, BMM_N, BMM_N), NB_F32, 17);
+    in.lx = grad_leaf(nb_randn(NB_SHAPE(LIN_M, LIN_K), NB_F32, 18));
+    in.lw2 = grad_leaf(nb_mul_scalar(nb_randn(NB_SHAPE(LIN_N, LIN_K), NB_F32, 19), 0.05));
+    in.lb2 = grad_leaf(nb_randn(NB_SHAPE(LIN_N), NB_F32, 24));
+    in.lg = nb_randn(NB_SHAPE(LIN_M, LIN_N), NB_F32, 25);
+    in.px = grad_leaf(nb_randn(NB_SHAPE(MP_N, MP_C, MP_HW, MP_HW), NB_F32, 26));
+    in.pg = nb_randn(NB_SHAPE(MP_N, MP_C, MP_HW / 2, MP_HW / 2), NB_F32, 27);
+    ok = ok && in.ba && in.bb2 && in.lx && in.lw2 && in.lb2 && in.lg && in.px && in.pg;
     const conv_case shapes[3] = {{64, 1, 32, 28, 5, 2, false, NULL, NULL, NULL, NULL, NULL, NULL},
                                  {64, 32, 64, 14, 5, 2, true, NULL, NULL, NULL, NULL, NULL, NULL},
                                  {32, 64, 64, 28, 3, 1, true, NULL, NULL, NULL, NULL, NULL, NULL}};
@@ -651,7 +723,7 @@ int main(int argc, char **argv) {
                 }
             }
 #if NB_HAVE_ONEDNN
-            if (!rc && k >= W_MM256 && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
+            if (!rc && k >= W_MM256 && k <= W_CONV3 && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
 #endif
         }
     }

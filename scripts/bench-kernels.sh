@@ -76,7 +76,7 @@ head = ["workload", "thr", "unit"] + isas + (["avx512k/avx2"] if k512 else []) +
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for wl, th in order:
     ours_k = (wl, th, best)
-    elem = wl in ("add", "relu", "exp", "dropout")
+    elem = wl in ("add", "relu", "exp", "tanh", "sigmoid", "log", "dropout")
     mc = (wl, th, "memcpy")
     row = [wl, th, units[wl]] + [cell((wl, th, i)) for i in isas]
     if k512:
@@ -103,9 +103,12 @@ Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/ker
 PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
 {probe_text}
 
-Rates: GB/s of logical traffic (add 3N floats, relu/exp/dropout/memcpy 2N, softmax/layer_norm/batch_norm
-fwd+bwd 5N, gelu fwd+bwd 5N, sum N, cross_entropy fwd+bwd 2N, sgd_step 5N, adam_step 7N; N = 16M for element-wise, 1.6M for batch_norm (training, on
-(32, 64, 28, 28), no target in the issue), 4M otherwise) or GFLOP/s. Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
+Rates: GB/s of logical traffic (add 3N floats, relu/exp/tanh/sigmoid/log/dropout/memcpy 2N,
+softmax/log_softmax/layer_norm/batch_norm/gelu fwd+bwd 5N, sum/mean/max/argmax/var over a dim N,
+cross_entropy fwd+bwd 2N, sgd_step 5N, adam_step 7N, max_pool (2x2, stride 2) fwd+bwd 2.5N (x, y, dy, dx);
+N = 16M for element-wise, 1.6M for batch_norm (training, on (32, 64, 28, 28), no target in the issue)
+and max_pool (64, 32, 28, 28), 4M otherwise) or GFLOP/s (bmm (32, 128, 128) @ (32, 128, 128);
+linear_fwd_bwd: x (128, 784), w (512, 784), b (512), the 3 GEMMs of forward and backward). Columns `ref`/`avx2`/`avx512`: nabla with `NB_ISA` capped there (the kernel the registry
 chose is named in the last column for the best cap, "ours"); `avx512k`: the AVX-512 kernels tried
 first even where the registry ranks them below AVX2 (it does so where this column lost to `avx2`
 when the ranks were set), and `avx512k/avx2` their rate ratio. `oneDNN direct`: the dnnl primitives
