@@ -13,9 +13,19 @@
  *   memcpy         16M floats into a warm buffer (the copy bandwidth), timed
  *                  in alternation with the element-wise workloads' best kernel
  *                  (impl=paired) so that their ratio sees one machine load;
- *   onednn_direct  dnnl_matmul / convolution primitives made once outside
- *                  the loop; conv in oneDNN's own (blocked, format `any`)
- *                  layouts, inputs reordered once before timing;
+ *   onednn_direct  oneDNN's own primitives made once outside the loop,
+ *                  executed call by call in alternation with ours (whose time
+ *                  in that pairing is impl=paired_direct): dnnl_matmul;
+ *                  convolution fwd, bwd data, bwd weights in oneDNN's own
+ *                  (blocked, format `any`) layouts, inputs reordered once
+ *                  before timing; softmax / logsoftmax fwd + bwd (from dy and
+ *                  y), layer normalization (eps 1e-5, scale and shift: fwd
+ *                  with mean and variance out, bwd with diff scale and shift)
+ *                  and batch normalization (training: batch statistics, no
+ *                  running stats; eps 1e-5, scale and shift) on plain
+ *                  row-major / NCHW memory, y, mean and variance shared by
+ *                  fwd and bwd; kernel= names oneDNN's implementations
+ *                  (dnnl_query_impl_info_str, fwd/bwd);
  *   onednn_plain   the same conv with plain NCHW/OIHW memory;
  *   paired_direct_cl  ours with x and dy channels-last (nb_to_channels_last),
  *                  timed in alternation with oneDNN direct (its time in that
@@ -100,8 +110,8 @@ extern int nb__isa_prefer;   /* src/kernels/kernels.h: one ISA's kernels first (
 #define MP_HW 28
 #define MP_NUMEL ((double)MP_N * MP_C * MP_HW * MP_HW)
 
-/* W_ADD..W_DROPOUT: the element-wise ones (paired with memcpy); W_MM256..W_CONV3:
- * those oneDNN is called directly on. */
+/* W_ADD..W_DROPOUT: the element-wise ones (paired with memcpy); W_SOFTMAX..W_BATCH_NORM
+ * and W_MM256..W_CONV3: those oneDNN is called directly on (has_direct). */
 typedef enum wl_kind {
     W_ADD, W_RELU, W_EXP, W_TANH, W_SIGMOID, W_LOG, W_DROPOUT, W_SGD, W_ADAM, W_SOFTMAX, W_LOG_SOFTMAX,
     W_LAYER_NORM, W_BATCH_NORM, W_GELU, W_SUM_ROWS, W_SUM_COLS, W_MEAN_ROWS, W_MAX_ROWS, W_ARGMAX_ROWS, W_VAR_ROWS,
@@ -370,7 +380,7 @@ static int run_copy(wl_kind k) {
 typedef struct dd_prim {
     dnnl_primitive_t p;          /* owned */
     int nargs;                   /* used entries of args */
-    dnnl_exec_arg_t args[6];     /* memories (owned by dd_work) */
+    dnnl_exec_arg_t args[9];     /* memories (owned by dd_work) */
 } dd_prim;
 
 typedef struct dd_work {
@@ -515,6 +525,143 @@ static int dd_conv(dd_work *w, const conv_case *c, bool blocked) {
     return rc;
 }
 
+/* ---- softmax, log_softmax, layer_norm, batch_norm: plain memory ---- */
+
+#define DDG(call)                                                           \
+    do {                                                                    \
+        dnnl_status_t st_ = (call);                                         \
+        if (st_ != dnnl_success) {                                          \
+            fprintf(stderr, "kernels: %s failed (%d)\n", #call, (int)st_);  \
+            rc = -1;                                                        \
+            goto done;                                                      \
+        }                                                                   \
+    } while (0)
+
+/* A memory of md (plain): over t's data (an input), else allocated. 0 or -1. */
+static int dd_plain(dd_work *w, const dnnl_memory_desc_t *md, const nb_tensor *t, dnnl_memory_t *out) {
+    DD(dnnl_memory_create(out, md, dd_engine, t ? nb_data(t) : DNNL_MEMORY_ALLOCATE));
+    w->mem[w->nmem++] = *out;
+    return 0;
+}
+
+/* Adds the primitive of pd with arg[i] bound to m[slot[i]]: a memory made
+ * before (in the layout pd asks for: so fwd and bwd share y, mean and
+ * variance), or, where NULL, one allocated here in that layout and kept in
+ * m. 0 or -1. */
+static int dd_bind(dd_work *w, const_dnnl_primitive_desc_t pd, int nargs, const int *arg, const int *slot,
+                   dnnl_memory_t *m) {
+    dd_prim *p = &w->prim[w->nprim];
+    for (int i = 0; i < nargs; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, arg[i]);
+        const dnnl_memory_desc_t *have = NULL;
+        if (!md || md->ndims == 0) {
+            fprintf(stderr, "kernels: oneDNN primitive takes no argument %d\n", arg[i]);
+            return -1;
+        }
+        if (!m[slot[i]]) {
+            if (dd_plain(w, md, NULL, &m[slot[i]])) return -1;
+        } else {
+            DD(dnnl_memory_get_memory_desc(m[slot[i]], &have));
+            if (!dnnl_memory_desc_equal(have, md)) {
+                fprintf(stderr, "kernels: oneDNN wants another layout for argument %d\n", arg[i]);
+                return -1;
+            }
+        }
+        p->args[i] = (dnnl_exec_arg_t){arg[i], m[slot[i]]};
+    }
+    p->nargs = nargs;
+    DD(dnnl_primitive_create(&p->p, pd));
+    w->nprim++;
+    return 0;
+}
+
+/* "prefix:fwd_impl/bwd_impl" (dnnl_query_impl_info_str) into name, spaces as '_'. */
+static void dd_name(char *name, size_t cap, const char *prefix, const_dnnl_primitive_desc_t fpd,
+                    const_dnnl_primitive_desc_t bpd) {
+    const char *f = NULL, *b = NULL;
+    if (dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &f) != dnnl_success || !f) f = "?";
+    if (dnnl_primitive_desc_query(bpd, dnnl_query_impl_info_str, 0, &b) != dnnl_success || !b) b = "?";
+    snprintf(name, cap, "%s:%s/%s", prefix, f, b);
+    for (char *c = name; *c; c++)
+        if (*c == ' ') *c = '_';
+}
+
+/* softmax or log_softmax over dim 1 of [ROWS, COLS]: fwd x -> y, bwd (dy, y) -> dx. */
+static int dd_softmax(dd_work *w, bool log, char *name, size_t cap) {
+    enum { X, Y, DY, DX, NM };
+    dnnl_memory_t m[NM] = {NULL};
+    dnnl_memory_desc_t md;
+    dnnl_softmax_desc_t fd, bd;   /* dnnl_logsoftmax_desc_t is the same type */
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+    int rc = 0;
+    DDG(dnnl_memory_desc_init_by_tag(&md, 2, (dnnl_dims_t){ROWS, COLS}, dnnl_f32, dnnl_ab));
+    if (log) {
+        DDG(dnnl_logsoftmax_forward_desc_init(&fd, dnnl_forward_training, &md, 1));
+        DDG(dnnl_logsoftmax_backward_desc_init(&bd, &md, &md, 1));
+    } else {
+        DDG(dnnl_softmax_forward_desc_init(&fd, dnnl_forward_training, &md, 1));
+        DDG(dnnl_softmax_backward_desc_init(&bd, &md, &md, 1));
+    }
+    DDG(dnnl_primitive_desc_create(&fpd, &fd, NULL, dd_engine, NULL));
+    DDG(dnnl_primitive_desc_create(&bpd, &bd, NULL, dd_engine, fpd));
+    rc = dd_plain(w, &md, in.sx, &m[X]) || dd_plain(w, &md, in.sg, &m[DY]) ||
+         dd_bind(w, fpd, 2, (const int[]){DNNL_ARG_SRC, DNNL_ARG_DST}, (const int[]){X, Y}, m) ||
+         dd_bind(w, bpd, 3, (const int[]){DNNL_ARG_DIFF_DST, DNNL_ARG_DST, DNNL_ARG_DIFF_SRC},
+                 (const int[]){DY, Y, DX}, m) ? -1 : 0;
+    dd_name(name, cap, log ? "dnnl_logsoftmax" : "dnnl_softmax", fpd, bpd);
+done:
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    return rc;
+}
+
+/* Layer normalization over the last dim of [ROWS, COLS] (ln true) or batch
+ * normalization, training, of (BN_N, BN_C, BN_HW, BN_HW) NCHW (ln false),
+ * eps 1e-5 (nabla's default), with scale and shift: fwd x -> y, mean,
+ * variance; bwd (x, dy, mean, variance, scale) -> dx, dscale, dshift (shift
+ * bound too: oneDNN 2.6's layer norm bwd fails to execute without it). */
+static int dd_norm(dd_work *w, bool ln, char *name, size_t cap) {
+    enum { X, DY, SC, SH, Y, MEAN, VAR, DX, DSC, DSH, NM };
+    const float eps = 1e-5f;
+    const unsigned flags = dnnl_use_scale | dnnl_use_shift;
+    dnnl_memory_t m[NM] = {NULL};
+    dnnl_memory_desc_t md, cmd;
+    dnnl_layer_normalization_desc_t lfd, lbd;
+    dnnl_batch_normalization_desc_t bfd, bbd;
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
+    int rc = 0;
+    if (ln) {
+        DDG(dnnl_memory_desc_init_by_tag(&md, 2, (dnnl_dims_t){ROWS, COLS}, dnnl_f32, dnnl_ab));
+        DDG(dnnl_memory_desc_init_by_tag(&cmd, 1, (dnnl_dims_t){COLS}, dnnl_f32, dnnl_a));
+        DDG(dnnl_layer_normalization_forward_desc_init(&lfd, dnnl_forward_training, &md, NULL, eps, flags));
+        DDG(dnnl_layer_normalization_backward_desc_init(&lbd, dnnl_backward, &md, &md, NULL, eps, flags));
+        DDG(dnnl_primitive_desc_create(&fpd, &lfd, NULL, dd_engine, NULL));
+        DDG(dnnl_primitive_desc_create(&bpd, &lbd, NULL, dd_engine, fpd));
+    } else {
+        DDG(dnnl_memory_desc_init_by_tag(&md, 4, (dnnl_dims_t){BN_N, BN_C, BN_HW, BN_HW}, dnnl_f32, dnnl_nchw));
+        DDG(dnnl_memory_desc_init_by_tag(&cmd, 1, (dnnl_dims_t){BN_C}, dnnl_f32, dnnl_a));
+        DDG(dnnl_batch_normalization_forward_desc_init(&bfd, dnnl_forward_training, &md, eps, flags));
+        DDG(dnnl_batch_normalization_backward_desc_init(&bbd, dnnl_backward, &md, &md, eps, flags));
+        DDG(dnnl_primitive_desc_create(&fpd, &bfd, NULL, dd_engine, NULL));
+        DDG(dnnl_primitive_desc_create(&bpd, &bbd, NULL, dd_engine, fpd));
+    }
+    rc = dd_plain(w, &md, ln ? in.sx : in.bx, &m[X]) || dd_plain(w, &md, ln ? in.sg : in.bg, &m[DY]) ||
+         dd_plain(w, &cmd, ln ? in.lw : in.bw, &m[SC]) || dd_plain(w, &cmd, ln ? in.lb : in.bb, &m[SH]) ||
+         dd_bind(w, fpd, 6,
+                 (const int[]){DNNL_ARG_SRC, DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_DST, DNNL_ARG_MEAN,
+                               DNNL_ARG_VARIANCE},
+                 (const int[]){X, SC, SH, Y, MEAN, VAR}, m) ||
+         dd_bind(w, bpd, 9,
+                 (const int[]){DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,
+                               DNNL_ARG_SHIFT, DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT},
+                 (const int[]){X, DY, MEAN, VAR, SC, SH, DX, DSC, DSH}, m) ? -1 : 0;
+    dd_name(name, cap, ln ? "dnnl_lnorm" : "dnnl_bnorm", fpd, bpd);
+done:
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (bpd) dnnl_primitive_desc_destroy(bpd);
+    return rc;
+}
+
 static dd_work dd_cur;   /* the work time_calls runs through run_direct */
 
 static int run_direct(wl_kind k) {
@@ -525,15 +672,39 @@ static int run_direct(wl_kind k) {
     return 0;
 }
 
-/* Times oneDNN directly on workload k (matmul or conv); prints its lines. */
+/* Makes dd_cur for workload k (conv: in oneDNN's layouts or plain) and names
+ * it in name. 0 or -1. */
+static int dd_build(wl_kind k, bool blocked, char *name, size_t cap) {
+    switch (k) {
+    case W_SOFTMAX:
+    case W_LOG_SOFTMAX: return dd_softmax(&dd_cur, k == W_LOG_SOFTMAX, name, cap);
+    case W_LAYER_NORM:
+    case W_BATCH_NORM: return dd_norm(&dd_cur, k == W_LAYER_NORM, name, cap);
+    case W_CONV1:
+    case W_CONV2:
+    case W_CONV3:
+        snprintf(name, cap, "%s", blocked ? "dnnl_conv_any" : "dnnl_conv_nchw");
+        return dd_conv(&dd_cur, &in.conv[k - W_CONV1], blocked);
+    default:
+        snprintf(name, cap, "dnnl_matmul");
+        return dd_matmul(&dd_cur, mm_n[k - W_MM256], in.ma[k - W_MM256], in.mb[k - W_MM256]);
+    }
+}
+
+/* Times oneDNN directly on workload k (has_direct); prints its lines. A
+ * primitive oneDNN cannot make skips its line (said on stderr). */
 static int bench_direct(wl_kind k, int threads, int reps) {
-    for (int blocked = 1; blocked >= 0; blocked--) {
-        bool conv = k >= W_CONV1;
-        if (!conv && !blocked) continue;
-        int rc = conv ? dd_conv(&dd_cur, &in.conv[k - W_CONV1], blocked)
-                      : dd_matmul(&dd_cur, mm_n[k - W_MM256], in.ma[k - W_MM256], in.mb[k - W_MM256]);
+    bool conv = k >= W_CONV1 && k <= W_CONV3;
+    for (int blocked = 1; blocked >= (conv ? 0 : 1); blocked--) {
+        char name[192];
+        if (dd_build(k, blocked, name, sizeof name)) {
+            fprintf(stderr, "kernels: %s: oneDNN %s skipped (its primitives could not be made)\n", wls[k].name,
+                    blocked ? "direct" : "plain");
+            dd_free(&dd_cur);
+            continue;
+        }
         double ms = -1, mo = -1;
-        if (!rc && blocked) {   /* ours and oneDNN in alternation: the ratio the table shows */
+        if (blocked) {   /* ours and oneDNN in alternation: the ratio the table shows */
             if (!time_pair(run_ours, run_direct, k, reps, &mo, &ms))
                 report(k, threads, "paired_direct", "ours", mo);
             /* and again with ours on channels-last x and dy (conv only; not conv1, whose
@@ -546,15 +717,19 @@ static int bench_direct(wl_kind k, int threads, int reps) {
                 report(k, threads, "onednn_direct_cl", "dnnl_conv_any", mld);
             }
             conv_cl = false;
-        } else if (!rc) {
+        } else {
             ms = time_calls(run_direct, k, reps);
         }
         dd_free(&dd_cur);
         if (ms < 0) return -1;
-        report(k, threads, blocked ? "onednn_direct" : "onednn_plain",
-               conv ? (blocked ? "dnnl_conv_any" : "dnnl_conv_nchw") : "dnnl_matmul", ms);
+        report(k, threads, blocked ? "onednn_direct" : "onednn_plain", name, ms);
     }
     return 0;
+}
+
+/* Workloads oneDNN is called directly on (bench_direct). */
+static bool has_direct(wl_kind k) {
+    return (k >= W_SOFTMAX && k <= W_BATCH_NORM) || (k >= W_MM256 && k <= W_CONV3);
 }
 #endif
 
@@ -723,7 +898,7 @@ int main(int argc, char **argv) {
                 }
             }
 #if NB_HAVE_ONEDNN
-            if (!rc && k >= W_MM256 && k <= W_CONV3 && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
+            if (!rc && has_direct((wl_kind)k) && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
 #endif
         }
     }
