@@ -66,10 +66,14 @@
  * Output (machine-readable, one line per measurement):
  *   info cpu=<brand> threads=<all> best_isa=avx2 onednn=1
  *   bench wl=add threads=1 impl=avx2 kernel=avx2_add ms=12.345 rate=16.31 unit=GB/s
+ *   probe wl=add threads=1 min_gflops=150.2 max_gflops=152.0
+ * (the probe: each CPU's FMA-loop rate right after the workload's
+ * measurements at that thread count, fma_probe.h; a CPU that reads low
+ * was shared with another tenant, and the row's ratios with it)
  * Usage: kernels [reps (default 10)] [only: run workloads whose name contains it]
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L  /* clock_gettime */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* clock_gettime; sched_setaffinity for the probe */
 #endif
 #include <nabla.h>
 
@@ -85,6 +89,7 @@
 #endif
 
 #include "bench_util.h"
+#include "fma_probe.h"
 
 extern int nb__isa_prefer;   /* src/kernels/kernels.h: one ISA's kernels first (-1: the registry's order) */
 
@@ -842,6 +847,8 @@ static int set_runtime(int threads, const char *isa) {
     return 0;
 }
 
+static float probe_sink;   /* the probe loops' results, kept live */
+
 int main(int argc, char **argv) {
     int reps = bench_arg_pos(argc, argv, 1, 10);
     const char *only = argc > 2 ? argv[2] : "";
@@ -900,6 +907,18 @@ int main(int argc, char **argv) {
 #if NB_HAVE_ONEDNN
             if (!rc && has_direct((wl_kind)k) && !set_runtime(nt, NULL)) rc = bench_direct((wl_kind)k, nt, r);
 #endif
+            if (!rc) {   /* each CPU's FMA rate now (~40 ms a CPU) */
+                double gf[64];
+                int cpu[64];
+                const char *isa;
+                int n = fma_probe_cpus(5000000L, gf, cpu, 64, &isa, &probe_sink);
+                double lo = 0, hi = 0;
+                for (int i = 0; i < n; i++) {
+                    if (!i || gf[i] < lo) lo = gf[i];
+                    if (!i || gf[i] > hi) hi = gf[i];
+                }
+                if (n) printf("probe wl=%s threads=%d min_gflops=%.1f max_gflops=%.1f\n", wls[k].name, nt, lo, hi);
+            }
         }
     }
     free(dst);
@@ -911,5 +930,5 @@ int main(int argc, char **argv) {
 #endif
     nb_init(NULL);
     nb_shutdown();
-    return rc ? 1 : 0;
+    return rc ? 1 : probe_sink == 12345.0f;   /* never 1: the sink only keeps the probe's loops */
 }

@@ -39,6 +39,7 @@ import datetime, os, platform, re, sys
 ours_f, peer_f, readme, write, reps, probe_text, peak = sys.argv[1:8]
 peak = float(peak)
 
+probes = {}   # (wl, threads) -> the slowest CPU's FMA rate right after that row
 def parse(path):
     rows, info = [], {}
     for line in open(path):
@@ -47,6 +48,8 @@ def parse(path):
             rows.append(kv)
         elif line.startswith("info "):
             info = kv
+        elif line.startswith("probe wl="):
+            probes[(kv["wl"], kv["threads"])] = float(kv["min_gflops"])
     return rows, info
 
 ours, info = parse(ours_f)
@@ -74,11 +77,14 @@ k512 = "avx512k" in isas
 head = ["workload", "thr", "unit"] + isas + (["avx512k/avx2"] if k512 else []) + ["oneDNN direct", "oneDNN plain", "memcpy", "PyTorch",
         "ours/PyTorch", "ours/oneDNN", "ours NHWC/oneDNN", "ours/copy", "ours/FMA peak", "ours = kernel"]
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+# a row is flagged when a CPU read under 0.9 of the run's fastest probe right after it
+ref_gf = max([peak] + list(probes.values()))
+slow_rows = {key for key, v in probes.items() if ref_gf > 0 and v < 0.9 * ref_gf}
 for wl, th in order:
     ours_k = (wl, th, best)
     elem = wl in ("add", "relu", "exp", "tanh", "sigmoid", "log", "dropout")
     mc = (wl, th, "memcpy")
-    row = [wl, th, units[wl]] + [cell((wl, th, i)) for i in isas]
+    row = [wl + (" ‡" if (wl, th) in slow_rows else ""), th, units[wl]] + [cell((wl, th, i)) for i in isas]
     if k512:
         row.append(ratio((wl, th, "avx512k"), (wl, th, "avx2")))
     row += [cell((wl, th, "onednn_direct")), cell((wl, th, "onednn_plain")),
@@ -92,6 +98,9 @@ for wl, th in order:
     lines.append("| " + " | ".join(row) + " |")
 table = "\n".join(lines)
 
+probe_rows = (f"Each row is followed by a shorter probe of every CPU: {len(slow_rows)} of {len(probes)} rows "
+              f"are marked ‡, a CPU having read under 0.9 of the run's fastest probe ({ref_gf:.0f} GFLOP/s) right "
+              f"after them; their ratios are no check of the targets." if probes else "")
 cpu = info.get("cpu", "?").replace("_", " ")
 date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
 torch_v = peer[0]["kernel"] if peer else "not installed"
@@ -101,7 +110,7 @@ Regenerate with `scripts/bench-kernels.sh` (builds release, runs `benchmarks/ker
 `benchmarks/kernels_peer.py`, rewrites this section). Last run: {date} on {cpu}
 ({info.get('threads', '?')} threads, best ISA {best}, {platform.machine()}, Linux {platform.release()}),
 PyTorch {torch_v.replace('torch-', '')}, {reps} reps (median); load average {os.getloadavg()[0]:.1f} when the run ended.
-{probe_text}
+{probe_text} {probe_rows}
 
 Rates: GB/s of logical traffic (add 3N floats, relu/exp/tanh/sigmoid/log/dropout/memcpy 2N,
 softmax/log_softmax/layer_norm/batch_norm/gelu fwd+bwd 5N, sum/mean/max/argmax/var over a dim N,
