@@ -14,6 +14,8 @@
  *   cross_entropy 1e-5, 1e-6  cross_entropy_bwd 1e-5, 1e-5
  *   layer_norm 1e-5, 1e-5     layer_norm_bwd 1e-5, 1e-4
  *   layer_norm_param_backward 1e-5, 1e-4 (a row: dweight or dbias)
+ * and the forwards (softmax, log_softmax, layer_norm, rms_norm) also within
+ * 8 ULPs of the row's largest |ref| (rows_testutil.h, ROWS_FWD_SCALE_ULPS).
  * (F32 exp/log within 2 ULP; row sums in F32 blocks of 16 terms a lane
  * emptied into double, relative error <= ~1.2e-6 of sum |terms|; ref is
  * double rounded once. The atol terms cover cancellation: softmax_bwd takes
@@ -96,6 +98,9 @@ static double rw_compare(nb_tensor *got, nb_tensor *ref, rows_tol tol, const cha
             double e = fabs((double)a[i] - b[i]) / (tol.rtol * fabs(b[i]) + tol.atol * scale + 1e-37);
             cr_assert(e <= 1, "%s [%lld]: %.9g vs ref %.9g (%.3g x the tolerance)", what, (long long)i, a[i], b[i],
                       e);
+            double u = rows_scale_ulps(tol, a[i], b[i], scale);
+            cr_assert(u <= tol.scale_ulps, "%s [%lld]: %.9g vs ref %.9g: %.1f ULPs of the row's max |ref| %.9g", what,
+                      (long long)i, a[i], b[i], u, scale);
             if (e > worst) worst = e;
         }
     }
