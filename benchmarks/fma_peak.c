@@ -27,12 +27,9 @@ int main(void) {
     const char *isa = "none";
     float sink = 0;
     int n = fma_probe_cpus(20000000L, gf, cpu, CPU_SETSIZE, &isa, &sink);
-    double lo = 0, hi = 0;
-    for (int i = 0; i < n; i++) {
-        printf("probe cpu=%d isa=%s gflops=%.1f\n", cpu[i], isa, gf[i]);
-        if (!i || gf[i] < lo) lo = gf[i];
-        if (!i || gf[i] > hi) hi = gf[i];
-    }
+    double lo, hi;
+    fma_probe_range(gf, n, &lo, &hi);
+    for (int i = 0; i < n; i++) printf("probe cpu=%d isa=%s gflops=%.1f\n", cpu[i], isa, gf[i]);
     int slow = 0;
     for (int i = 0; i < n; i++) slow += gf[i] < 0.9 * hi;
     printf("probe_summary cpus=%d min_gflops=%.1f max_gflops=%.1f slow_cpus=%d\n", n, lo, hi, slow);

@@ -98,4 +98,13 @@ static inline int fma_probe_cpus(long iters, double *gf, int *cpu, int max, cons
     return n;
 }
 
+/* The slowest and fastest of n rates (both 0 when n is 0). */
+static inline void fma_probe_range(const double *gf, int n, double *lo, double *hi) {
+    *lo = *hi = 0;
+    for (int i = 0; i < n; i++) {
+        if (!i || gf[i] < *lo) *lo = gf[i];
+        if (!i || gf[i] > *hi) *hi = gf[i];
+    }
+}
+
 #endif

@@ -912,11 +912,8 @@ int main(int argc, char **argv) {
                 int cpu[64];
                 const char *isa;
                 int n = fma_probe_cpus(5000000L, gf, cpu, 64, &isa, &probe_sink);
-                double lo = 0, hi = 0;
-                for (int i = 0; i < n; i++) {
-                    if (!i || gf[i] < lo) lo = gf[i];
-                    if (!i || gf[i] > hi) hi = gf[i];
-                }
+                double lo, hi;
+                fma_probe_range(gf, n, &lo, &hi);
                 if (n) printf("probe wl=%s threads=%d min_gflops=%.1f max_gflops=%.1f\n", wls[k].name, nt, lo, hi);
             }
         }

@@ -12,7 +12,6 @@
 #include "runtime/pool.h"   /* nb__topo_cores */
 #include "nb_config.h"
 
-#include <sched.h>
 #if NB_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -50,14 +49,27 @@ static int affinity_cores(void) {
     return n > 0 ? n : 1;
 }
 
-/* An environment variable that takes one of `choices` (case-insensitive):
- * true when it is unset, empty or one of them. */
-static bool env_choice_ok(const char *name, const char *const *choices) {
-    const char *e = getenv(name);
-    if (!e || !*e) return true;
-    for (; *choices; choices++)
-        if (!strcasecmp(e, *choices)) return true;
-    return false;
+/* The pool's variables (read in runtime/pool.c): the values each takes,
+ * for nb_init's message; the first is the default. */
+static const struct env_choice {
+    const char *name, *expected;
+    const char *const choices[4];
+} pool_env[] = {
+    {"NB_BACKWARD", "serial, parallel or force; parallel used", {"parallel", "serial", "force", NULL}},
+    {"NB_PIN", "compact, scatter or none; compact used", {"compact", "scatter", "none", NULL}},
+    {"NB_POOL", "team or threads; team used", {"team", "threads", NULL}},
+};
+
+/* The first of pool_env set to a value it does not take, or NULL. */
+static const struct env_choice *pool_env_unknown(void) {
+    for (size_t v = 0; v < sizeof pool_env / sizeof pool_env[0]; v++) {
+        const char *e = getenv(pool_env[v].name);
+        if (!e || !*e) continue;
+        const char *const *c = pool_env[v].choices;
+        while (*c && strcasecmp(e, *c)) c++;
+        if (!*c) return &pool_env[v];
+    }
+    return NULL;
 }
 
 NB_API int nb_init(const nb_init_opts *opts) {
@@ -106,17 +118,8 @@ NB_API int nb_init(const nb_init_opts *opts) {
     if (rc) return nb__err(rc, "nb_init: unknown ISA '%s' (expected ref, avx2 or avx512)", isa);
     /* the pool's settings: an unknown value is reported, and the default used
      * (as for NB_ISA: the runtime still starts) */
-    static const char *const backward[] = {"serial", "parallel", "force", NULL};
-    static const char *const pins[] = {"compact", "scatter", "none", NULL};
-    static const char *const pools[] = {"team", "threads", NULL};
-    if (!env_choice_ok("NB_BACKWARD", backward))
-        return nb__err(NB_EINVAL, "nb_init: NB_BACKWARD='%s' (expected serial, parallel or force; parallel used)",
-                       getenv("NB_BACKWARD"));
-    if (!env_choice_ok("NB_PIN", pins))
-        return nb__err(NB_EINVAL, "nb_init: NB_PIN='%s' (expected compact, scatter or none; compact used)",
-                       getenv("NB_PIN"));
-    if (!env_choice_ok("NB_POOL", pools))
-        return nb__err(NB_EINVAL, "nb_init: NB_POOL='%s' (expected team or threads; team used)", getenv("NB_POOL"));
+    const struct env_choice *bad = pool_env_unknown();
+    if (bad) return nb__err(NB_EINVAL, "nb_init: %s='%s' (expected %s)", bad->name, getenv(bad->name), bad->expected);
     return 0;
 }
 

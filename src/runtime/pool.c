@@ -178,10 +178,16 @@ static void team_wake(void) {
     pthread_mutex_unlock(&lock);
 }
 
+/* A task counted in `running` ended: the last one to end wakes the team's
+ * sleepers (its own region's, or another caller's waiting on it). */
+static void task_ended(void) {
+    if (atomic_fetch_sub(&running, 1) == 1 && team_mode) team_wake();
+}
+
 static void run_task(nb__task *t) {
     atomic_fetch_add(&running, 1);
     t->run(t);
-    if (atomic_fetch_sub(&running, 1) == 1 && team_mode) team_wake();   /* another caller's region may wait on it */
+    task_ended();
 }
 
 /* ---- workers ---- */
@@ -249,9 +255,10 @@ static void nap(pthread_cond_t *cv, int *sleepers) {
 /* An idle thread of the pool's region, past SPIN_NS: sleeps on work_cv
  * until a submit queues a task (nb__pool_submit signals sleeping_workers),
  * the last running task ends (team_wake) or the wait is done, checked
- * under the lock that both wakers take, so no wake-up is lost. Before: sched_yield in a loop, which on an idle
- * core returns at once, so a thread waiting out a long node on another
- * burned its core (the issue's "workers spin briefly, then sleep"). */
+ * under the lock that both wakers take, so no wake-up is lost. Before:
+ * sched_yield in a loop, which on an idle core returns at once, so a
+ * thread waiting out a long node on another burned its core (the issue's
+ * "workers spin briefly, then sleep"). */
 static void team_sleep(atomic_int *pending) {
     pthread_mutex_lock(&lock);
     if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0 && atomic_load(&running) > 0) {
@@ -259,7 +266,6 @@ static void team_sleep(atomic_int *pending) {
     }
     pthread_mutex_unlock(&lock);
 }
-
 
 /* One thread of the pool's parallel region: takes tasks while there are
  * two or more, or one and something else runs; leaves when nothing runs
@@ -288,7 +294,7 @@ static void team_loop(atomic_int *pending) {
             if (idle_since) NB_PROF_WAIT_END();
             idle_since = 0;
             t->run(t);
-            if (atomic_fetch_sub(&running, 1) == 1) team_wake();   /* sleepers may leave now */
+            task_ended();   /* the last one: sleepers may leave now */
             continue;
         }
         if (leave) break;
@@ -341,9 +347,7 @@ static void team_wait(atomic_int *pending) {
                 continue;
             }
             pthread_mutex_lock(&lock);   /* woken by nb__pool_done (pending 0) or a submit */
-            if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0) {
-                nap(&done_cv, &sleeping_waiters);
-            }
+            if (atomic_load_explicit(pending, memory_order_acquire) > 0 && heap_n == 0) nap(&done_cv, &sleeping_waiters);
             pthread_mutex_unlock(&lock);
             continue;
         }

@@ -528,10 +528,19 @@ Test(parallel, observer_sees_every_node_once, .init = par_init, .fini = par_fini
 
 /* ---- threads for kernels: a share each, never more than the pool ---- */
 static atomic_int busy, max_busy, lone_share;
-static nb_tensor *probe_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
+/* The forward of the custom functions below: y = 2x. */
+static nb_tensor *double_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
     (void)ctx;
     (void)n;
     return nb_mul_scalar(in[0], 2.0);
+}
+
+/* Keeps this thread busy for ns nanoseconds. */
+static void busy_ns(long ns) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < ns);
 }
 /* One thread of a node's kernel: counts itself busy for ~20 us, keeping
  * the most seen at once in max_threads. */
@@ -540,10 +549,7 @@ static void kernel_thread_busy(void) {
     int now = atomic_fetch_add(&threads_busy, 1) + 1, m = atomic_load(&max_threads);
     while (now > m && !atomic_compare_exchange_weak(&max_threads, &m, now)) {
     }
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+    busy_ns(20000);
     atomic_fetch_sub(&threads_busy, 1);
 }
 
@@ -567,7 +573,7 @@ static int probe_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
     atomic_fetch_sub(&busy, share);
     return gin[0] ? 0 : nb_last_error_code();
 }
-static const nb_function probe = {"ProbeBackward", probe_fwd, probe_bwd};
+static const nb_function probe = {"ProbeBackward", double_fwd, probe_bwd};
 
 Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fini = par_fini) {
     nb__backward = NB__BACKWARD_FORCE;
@@ -606,22 +612,14 @@ Test(parallel, kernel_threads_shared_never_oversubscribed, .init = par_init, .fi
 }
 
 /* ---- idle threads sleep ---- */
-/* A custom function whose backward keeps its thread busy for 60 ms. */
-static nb_tensor *spin_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
-    (void)ctx;
-    (void)n;
-    return nb_mul_scalar(in[0], 1.0);
-}
+/* A custom function (y = 2x) whose backward keeps its thread busy for 60 ms. */
 static int spin_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
     (void)ctx;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 60000000L);
-    gin[0] = nb_mul_scalar(gout, 1.0);
+    busy_ns(60000000L);
+    gin[0] = nb_mul_scalar(gout, 2.0);
     return gin[0] ? 0 : nb_last_error_code();
 }
-static const nb_function spin = {"SpinBackward", spin_fwd, spin_bwd};
+static const nb_function spin = {"SpinBackward", double_fwd, spin_bwd};
 
 static double cpu_s(void) {
     struct rusage u;
@@ -667,11 +665,6 @@ Test(parallel, idle_threads_sleep_while_a_long_node_runs, .init = par_init, .fin
 
 /* ---- pinning follows NB_PIN / oversubscription after a resize ---- */
 static atomic_int min_cpus;
-static nb_tensor *aff_fwd(nb_ctx *ctx, nb_tensor *const *in, int n) {
-    (void)ctx;
-    (void)n;
-    return nb_mul_scalar(in[0], 2.0);
-}
 static int aff_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
     (void)ctx;
     cpu_set_t set;
@@ -684,7 +677,7 @@ static int aff_bwd(nb_ctx *ctx, nb_tensor *gout, nb_tensor **gin) {
     gin[0] = nb_mul_scalar(gout, 2.0);
     return gin[0] ? 0 : nb_last_error_code();
 }
-static const nb_function aff = {"AffinityBackward", aff_fwd, aff_bwd};
+static const nb_function aff = {"AffinityBackward", double_fwd, aff_bwd};
 
 Test(parallel, oversubscribed_pool_threads_are_not_left_pinned, .init = par_init, .fini = par_fini) {
     cpu_set_t all;

@@ -30,6 +30,15 @@ static inline void norm_late_operands(int64_t R, int64_t L, int l, nb_tensor **x
     xv[(R - 1) * L + L - 1] = INFINITY;
 }
 
+/* The late-row cases' NORM_LATE_VARIANTS variants v: layer_norm with w and
+ * b (0), without them (1), with w only (2); rms_norm with w (3). */
+enum { NORM_LATE_VARIANTS = 4 };
+static inline nb_op norm_late_variant(int v, nb_tensor *w, nb_tensor *b, const nb_tensor **wv, const nb_tensor **bv) {
+    *wv = v == 1 ? NULL : w;
+    *bv = v == 0 ? b : NULL;
+    return v < 3 ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
+}
+
 /* Special values in x (NORM_SPECIAL_K = 11 rows of L, the others left as
  * they are): row 1 constant (var 0, rstd 1/sqrt(eps)), 2 a NaN, 3 ±0, 4
  * denormals (and +0), 5 and 6 scaled by 1e20 / 1e30 (squares and the sum's

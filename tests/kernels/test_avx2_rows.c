@@ -431,9 +431,9 @@ Test(avx2_rows, layer_norm_rows_late) {
         nb_scope_begin();
         nb_tensor *x, *w, *b;
         norm_late_operands(R, L, l, &x, &w, &b);
-        for (int v = 0; v < 4; v++) {   /* layer_norm with w and b, without them, with w only; rms_norm */
-            nb_op op = v < 3 ? NB_OP_LAYER_NORM : NB_OP_RMS_NORM;
-            const nb_tensor *wv = v == 1 ? NULL : w, *bv = v == 0 ? b : NULL;
+        for (int v = 0; v < NORM_LATE_VARIANTS; v++) {
+            const nb_tensor *wv, *bv;
+            nb_op op = norm_late_variant(v, w, b, &wv, &bv);
             for (int threads = 1; threads <= 3; threads++) {
                 nb_scope_begin();
                 cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = threads}), 0, "%s", nb_last_error());
