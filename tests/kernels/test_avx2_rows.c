@@ -7,21 +7,27 @@
  * inputs: as nabla chooses (asserted to be the avx2 kernel when the layout is
  * one it serves, ref when it must decline) and with the ISA capped to ref.
  * Per element, |avx2 - ref| <= rtol |ref| + atol * (max |ref| of that row; a
- * row of layer_norm is a normalized slice, of cross entropy the batch),
- * NaN exactly where ref has NaN and the same infinities. (rtol, atol):
- *   softmax 4e-6, 1e-6        log_softmax 2e-6, 1e-6
- *   softmax_bwd 1e-5, 1e-4    log_softmax_bwd 1e-5, 1e-5
- *   cross_entropy 1e-5, 1e-6  cross_entropy_bwd 1e-5, 1e-5
- *   layer_norm 1e-5, 1e-5     layer_norm_bwd 1e-5, 1e-4
- *   layer_norm_param_backward 1e-5, 1e-4 (a row: dweight or dbias)
- * and the forwards (softmax, log_softmax, layer_norm, rms_norm) also within
- * 8 ULPs of the row's largest |ref| (rows_testutil.h, ROWS_FWD_SCALE_ULPS).
- * (F32 exp/log within 2 ULP; row sums in F32 blocks of 16 terms a lane
- * emptied into double, relative error <= ~1.2e-6 of sum |terms|; ref is
- * double rounded once. The atol terms cover cancellation: softmax_bwd takes
- * y (g - s) in F32 as PyTorch does, so where g ~ s the rounding of s alone
- * leaves ~6e-8 y |s|, up to ~3e-5 of a small row max; likewise the
- * layer_norm gradient's three terms.)
+ * row of layer_norm is a normalized slice, of group_norm a group's slice,
+ * of cross entropy's loss the batch), NaN exactly where ref has NaN and the
+ * same infinities, and |avx2 - ref| within a number of ULPs of that max
+ * (rows_testutil.h's ROWS_*_SCALE_ULPS: 1.5x or more the worst measured).
+ * (rtol, atol; ULPs):
+ *   softmax 4e-6, 1e-6; 8            log_softmax 2e-6, 1e-6; 8
+ *   softmax_bwd 1e-5, 1e-4; 2048     log_softmax_bwd 1e-5, 1e-5; 64
+ *   cross_entropy 1e-5, 1e-6; 4      cross_entropy_bwd 1e-5, 1e-5; 512
+ *   layer_norm, rms_norm, group_norm 1e-5, 1e-5; 8
+ *   layer_norm_bwd 1e-5, 1e-4; 256   rms_norm_bwd 1e-5, 1e-4; 8
+ *   group_norm_bwd 1e-5, 1e-4; 64
+ *   layer_norm_param_backward 1e-5, 1e-4; 16 (a row: dweight or dbias)
+ * (softmax_bwd's and cross_entropy_bwd's ULPs are no tighter than their
+ * rtol/atol: where one class holds nearly all the mass the row's max
+ * shrinks and the rounding of the sum does not.) (F32 exp/log within 2
+ * ULP; row sums in F32 blocks of 16 terms a lane emptied into double,
+ * relative error <= ~1.2e-6 of sum |terms|; ref is double rounded once.
+ * The atol terms cover cancellation: softmax_bwd takes y (g - s) in F32 as
+ * PyTorch does, so where g ~ s the rounding of s alone leaves ~6e-8 y |s|,
+ * up to ~3e-5 of a small row max; likewise the layer_norm gradient's three
+ * terms.)
  *
  * Sizes 0, 1, 7, 15, 16, 17, 33, 1023, 4097 on the row dim and several row
  * counts; strided rows, transposed and sliced operands (declined or served,

@@ -12,12 +12,14 @@
  *  - bitwise equality with the AVX2 result (NaN == NaN): the port takes
  *    every sum in the AVX2 kernel's order and does the same element-wise
  *    IEEE operations, so any difference is a porting bug;
- *  - the AVX2 test's bounds against ref (test_avx2_rows.c): per element
- *    |avx512 - ref| <= rtol |ref| + atol * max|ref| of its row, (rtol,
- *    atol) = (1e-5, 1e-5) for the forwards and the saved stats, (1e-5,
- *    1e-4) for the backwards and layer_norm_param_backward (group_norm:
- *    max|ref| over a group's slice); NaN and infinities exactly where ref
- *    has them.
+ *  - the AVX2 test's bounds against ref (rows_testutil.h's rows_tol_of):
+ *    per element |avx512 - ref| <= rtol |ref| + atol * max|ref| of its row,
+ *    (rtol, atol) = (1e-5, 1e-5) for the forwards and the saved stats,
+ *    (1e-5, 1e-4) for the backwards and layer_norm_param_backward
+ *    (group_norm: max|ref| over a group's slice), and within a number of
+ *    ULPs of that max: 8 for the forwards and the stats, layer_norm_bwd
+ *    256, rms_norm_bwd 8, group_norm_bwd 64, layer_norm_param_backward 16;
+ *    NaN and infinities exactly where ref has them.
  * Row lengths 0, 1, 7, 15, 16, 17, 33, 1023, 4097 at 1, 5, 64 rows, and
  * row counts 0, 1, 7, 15, 16, 17, 33, 1023, 4097 at lengths 17 and 33
  * (every 16-, 8-lane and masked tail; layer_norm_param_backward's blocks of
@@ -46,6 +48,7 @@
 
 #include "kernels/kernels.h"
 #include "norm_testutil.h"
+#include "rows_testutil.h"
 
 static void nm_teardown(void) {
     nb__isa_prefer = -1;
@@ -103,9 +106,10 @@ static void nm_bitwise(nb_tensor *got, nb_tensor *want, const char *what) {
                   (double)b[i]);
 }
 
-/* got within rtol |ref| + atol max|ref of the row| of ref, rows of len;
- * NaN and infinities exactly where ref has them. */
-static void nm_close(nb_tensor *got, nb_tensor *ref, int64_t len, double rtol, double atol, const char *what) {
+/* got within tol of ref (rows_testutil.h: rtol |ref| + atol max|ref of the
+ * row|, and scale_ulps ULPs of that max), rows of len; NaN and infinities
+ * exactly where ref has them. */
+static void nm_close(nb_tensor *got, nb_tensor *ref, int64_t len, rows_tol tol, const char *what) {
     const float *a = nb_data(got), *b = nb_data(ref);
     int64_t n = nb_numel(ref);
     if (len <= 0 || n == 0) return;
@@ -119,8 +123,11 @@ static void nm_close(nb_tensor *got, nb_tensor *ref, int64_t len, double rtol, d
                           (long long)i, a[i], b[i]);
                 continue;
             }
-            double e = fabs((double)a[i] - b[i]) / (rtol * fabs(b[i]) + atol * scale + 1e-37);
+            double e = fabs((double)a[i] - b[i]) / (tol.rtol * fabs(b[i]) + tol.atol * scale + 1e-37);
             cr_assert(e <= 1, "%s [%lld]: %.9g vs ref %.9g (%.3g x the tolerance)", what, (long long)i, a[i], b[i], e);
+            double u = rows_scale_ulps(tol, a[i], b[i], scale);
+            cr_assert(u <= tol.scale_ulps, "%s [%lld]: %.9g vs ref %.9g: %.1f ULPs of the row's max |ref| %.9g", what,
+                      (long long)i, a[i], b[i], u, scale);
         }
     }
 }
@@ -132,6 +139,11 @@ enum { O_Y, O_YS, O_ST, O_DX, O_DXS, O_FU, O_P, O_PR, O_R, O_RB, NOUT };
 static const char *const nm_oname[NOUT] = {"forward", "forward with stats", "saved stats", "backward",
                                            "backward from stats", "fused backward", "param_backward",
                                            "param_backward (rms)", "rms_norm", "rms_norm_backward"};
+/* The op whose tolerance (rows_tol_of) each output is held to. */
+static const nb_op nm_oop[NOUT] = {NB_OP_LAYER_NORM, NB_OP_LAYER_NORM, NB_OP_LAYER_NORM,
+                                   NB_OP_LAYER_NORM_BACKWARD, NB_OP_LAYER_NORM_BACKWARD, NB_OP_LAYER_NORM_BACKWARD,
+                                   NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_OP_LAYER_NORM_PARAM_BACKWARD, NB_OP_RMS_NORM,
+                                   NB_OP_RMS_NORM_BACKWARD};
 
 #define NM_ALL ((1u << NOUT) - 1)
 #define NM_BIT(j) (1u << (j))
@@ -191,11 +203,10 @@ static void nm_ln(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int k
         if (decline & NM_BIT(j)) cr_assert(!is512, "%s: served by %s, want a decline", msg, sv[j][M512]);
         cr_assert(strncmp(sv[j][MREF], "ref_", 4) == 0, "%s: ref run served by %s", msg, sv[j][MREF]);
         nm_bitwise(o[j][M512], o[j][M2], msg);
-        bool bwd = j == O_DX || j == O_DXS || j == O_FU || j == O_P || j == O_PR || j == O_RB;
         int64_t len = j == O_ST ? 2 : n;
         /* rms backward of rows of 1: dx ~ gw eps / x^2, all cancellation (as test_avx2_rows.c) */
         if (j == O_RB && n == 1) continue;
-        nm_close(o[j][M512], o[j][MREF], len, 1e-5, bwd ? 1e-4 : 1e-5, msg);
+        nm_close(o[j][M512], o[j][MREF], len, rows_tol_of(nm_oop[j]), msg);
     }
     /* the fused dx rows are the plain backward's, bitwise */
     if (n > 0 && R > 0)
@@ -421,7 +432,7 @@ static void nm_gn(nb_tensor *x, nb_tensor *w, nb_tensor *b, nb_tensor *dy, int64
         }
         if (expect == 0) cr_assert(!is512, "%s: served by %s, want a decline", msg, sv[j][M512]);
         nm_bitwise(o[j][M512], o[j][M2], msg);
-        nm_close(o[j][M512], o[j][MREF], slice, 1e-5, j ? 1e-4 : 1e-5, msg);
+        nm_close(o[j][M512], o[j][MREF], slice, rows_tol_of(j ? NB_OP_GROUP_NORM_BACKWARD : NB_OP_GROUP_NORM), msg);
     }
     nb_scope_end();
 }
