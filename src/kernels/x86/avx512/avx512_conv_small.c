@@ -113,8 +113,9 @@ static void cs_pack(const cs_conv *c, int64_t n, float *xq) {
  * on every AVX-512 CPU (and a no-op where it is not). Streaming
  * (non-temporal) stores instead, for outputs of 1M floats and more, took
  * 1.14-1.16x as long a forward at 1 thread (LeNet conv1, alternated call
- * by call, a Cascade Lake VM), 1.03-1.06x at 2: the lines fetched for
- * writing win. */
+ * by call, a Cascade Lake VM), 1.03-1.06x at 2, and 1.05-1.24x at every
+ * count from 1 to 16 threads on a 16-core Xeon (family 6 model 207;
+ * benchmarks/data/16core-2026-11-27b): the lines fetched for writing win. */
 CS_AI void cs_fblock(int64_t taps, const int64_t *xoff, int nv, const float *xq, const float *const *w,
                      const float *bv, int64_t p0, float *const *y, __mmask16 last, bool pf) {
     __m512 acc[FR][FV];
