@@ -92,6 +92,44 @@ typedef void (*rdt_check_fn)(nb_op op, nb_tensor *in, unsigned mask, double corr
 /* ... and of the test's core ops on one input (the same expect). */
 typedef void (*rdt_check_all_fn)(nb_tensor *in, unsigned mask, int expect, const char *what);
 
+/* Runs op over the dims in mask of in at nt threads; the kernel that served
+ * it to *served. */
+typedef nb_tensor *(*rdt_call_nt_fn)(nb_op op, nb_tensor *in, unsigned mask, int nt, const char **served);
+
+/* Outer layouts with fewer OUT_CW-column blocks than threads, which
+ * reduce_driver.h's outer_width cuts into narrower column blocks: over dim
+ * 0 of (R, C) and over dim 1 of (3, R/3, C), C from 1 to 300 columns, R
+ * ~300K / C rows (enough work for 8 threads). Each of ops at 2, 3, 5 and 8
+ * threads is bitwise its result at 1 thread, served by a kernel named
+ * prefix... each time. */
+static inline void rdt_outer_narrow_cases(const nb_op *ops, int nops, rdt_call_nt_fn call, const char *prefix) {
+    static const int64_t cols[] = {1, 17, 40, 200, 256, 300};
+    static const int nts[] = {2, 3, 5, 8};
+    for (int i = 0; i < (int)(sizeof cols / sizeof cols[0]); i++) {
+        int64_t C = cols[i], R = 300000 / C + 7;
+        nb_tensor *in2 = rdt_input(NB_SHAPE(R, C), 300 + (uint64_t)i);
+        nb_tensor *in3 = rdt_input(NB_SHAPE(3, R / 3 + 1, C), 310 + (uint64_t)i);
+        for (int o = 0; o < nops; o++)
+            for (int v = 0; v < 2; v++) {
+                nb_scope_begin();
+                nb_tensor *in = v ? in3 : in2;
+                unsigned mask = v ? 2u : 1u;
+                size_t bytes = (size_t)(v ? 3 * C : C) * (rdt_is_arg(ops[o]) ? 8 : 4);
+                const char *s;
+                nb_tensor *one = call(ops[o], in, mask, 1, &s);
+                cr_assert(!strncmp(s, prefix, strlen(prefix)), "%s: served by %s", nb_op_name(ops[o]), s);
+                for (int t = 0; t < (int)(sizeof nts / sizeof nts[0]); t++) {
+                    nb_tensor *other = call(ops[o], in, mask, nts[t], &s);
+                    cr_assert(!strncmp(s, prefix, strlen(prefix)), "%s: served by %s", nb_op_name(ops[o]), s);
+                    cr_assert_eq(memcmp(nb_data(one), nb_data(other), bytes), 0,
+                                 "%s over dim %d of %lld columns: 1 and %d threads differ", nb_op_name(ops[o]), v,
+                                 (long long)C, nts[t]);
+                }
+                nb_scope_end();
+            }
+    }
+}
+
 /* Merged dims: (3, 4, 5) over each set of dims (two reduced blocks, dims
  * 0 and 2, declined), and a 0-dim tensor. */
 static inline void rdt_merged_cases(rdt_check_all_fn check_all) {

@@ -322,6 +322,21 @@ Test(avx2_reduce, thread_count_independent) {
     nb_scope_end();
 }
 
+static nb_tensor *rd_call_nt(nb_op op, nb_tensor *in, unsigned mask, int nt, const char **served) {
+    cr_assert_eq(nb_init(&(nb_init_opts){.num_threads = nt, .abort_on_error = -1}), 0);
+    nb_tensor *r = rd_call(op, in, mask, 2.0, served);
+    cr_assert_eq(nb_init(NULL), 0);
+    return r;
+}
+
+/* Outer layouts cut into narrower column blocks when the OUT_CW ones are
+ * fewer than the threads (reduce_driver.h, outer_width): bit-identical at
+ * 1, 2, 3, 5 and 8 threads (LOGSUMEXP, inner layouts only, left out). */
+Test(avx2_reduce, outer_narrow_blocks_thread_independent) {
+    rd_need();
+    rdt_outer_narrow_cases(rd_ops, RD_NOPS - 1, rd_call_nt, "avx2_");
+}
+
 /* Through the public ops: nb_sum / nb_mean / nb_max / nb_argmax / nb_var
  * keep working with the avx2 kernels chosen. */
 Test(avx2_reduce, public_ops) {

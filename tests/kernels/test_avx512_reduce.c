@@ -238,6 +238,17 @@ Test(avx512_reduce, thread_count_independent) {
     }
 }
 
+static nb_tensor *r5_call_nt(nb_op op, nb_tensor *in, unsigned mask, int nt, const char **served) {
+    return r5_call(op, in, mask, 2.0, "avx512", nt, served);
+}
+
+/* Outer layouts cut into narrower column blocks when the OUT_CW ones are
+ * fewer than the threads (reduce_driver.h, outer_width): bit-identical at
+ * 1, 2, 3, 5 and 8 threads. */
+Test(avx512_reduce, outer_narrow_blocks_thread_independent) {
+    rdt_outer_narrow_cases(r5_ops, R5_NOPS, r5_call_nt, "avx512_");
+}
+
 /* Through the public ops, with the avx512 kernels first: nb_sum, nb_mean
  * (SUM, then MUL_SCALAR), nb_max, nb_argmax, nb_var, nb_std. */
 Test(avx512_reduce, public_ops) {
