@@ -43,8 +43,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Rows of layer_norm_param_backward's fixed blocks (see there). */
-#define LNP_BLK 64
+/* Rows of layer_norm_param_backward's fixed blocks (see there), from the
+ * row count alone: an eighth of the rows, at least 16 and at most 64. At 64
+ * a block, an MLP batch of 64-512 rows made 1-8 blocks, the unit of work of
+ * the fused backward too (dx included), so most threads of a team had none:
+ * (64, 1024) at 2 threads 52-58 -> 36 us a backward; the extra blocks cost
+ * 1 thread 55-59 -> 67 us there (256 rows: within noise either way). The
+ * same rows give the same blocks at any thread count: the bits still do
+ * not depend on it. */
+static inline int64_t lnp_blk(int64_t rows) {
+    int64_t b = (rows + 7) / 8;
+    return b < 16 ? 16 : b > 64 ? 64 : b;
+}
 
 /* True when t's dims [split, ndim) are C-contiguous among themselves. */
 static bool inner_contig(const nb_tensor *t, int split) {
@@ -301,12 +311,12 @@ static int sum_blocks(float *part, int64_t nblk, int64_t m, float *o, const char
     return 0;
 }
 
-/* Fused: dx rows, and the (dweight; dbias) sums in fixed blocks of LNP_BLK
+/* Fused: dx rows, and the (dweight; dbias) sums in fixed blocks of lnp_blk
  * rows (F32 within a block, the block partials added in block order in
  * double), as layer_norm_param_backward: bitwise the same at any thread
  * count. */
 static int ln_backward_fused(const ln_call *c) {
-    int64_t n = c->n, nblk = (c->rows + LNP_BLK - 1) / LNP_BLK;
+    int64_t n = c->n, blk = lnp_blk(c->rows), nblk = (c->rows + blk - 1) / blk;
     float *o = c->yb + c->rows * n;
     if (nblk == 0) {
         for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
@@ -323,9 +333,9 @@ static int ln_backward_fused(const ln_call *c) {
 #endif
     for (int64_t bk = 0; bk < nblk; bk++) {
         float *acc = part + bk * 2 * n;
-        int64_t r1 = (bk + 1) * LNP_BLK < c->rows ? (bk + 1) * LNP_BLK : c->rows;
+        int64_t r1 = (bk + 1) * blk < c->rows ? (bk + 1) * blk : c->rows;
         for (int64_t i = 0; i < 2 * n; i++) acc[i] = 0.0f;
-        for (int64_t r = bk * LNP_BLK; r < r1; r++) ln_bw_at(c, r, acc, big);
+        for (int64_t r = bk * blk; r < r1; r++) ln_bw_at(c, r, acc, big);
     }
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_backward");
 }
@@ -354,11 +364,11 @@ static int rms_backward(const nb_kernel_args *a) { return norm_backward(a, false
 
 /* ---- layer_norm_param_backward: out (2, n) = (sum dy x̂; sum dy) over the
  * rows; in {dy, x}, scalar {k, eps, rms} ----
- * Rows are taken in fixed blocks of LNP_BLK: each block sums its rows into
+ * Rows are taken in fixed blocks of lnp_blk(rows): each block sums its rows into
  * F32 column accumulators (lnp_row; a row's mean and rstd as ln_row's),
  * the block partials are then added in block order in double. Which thread
  * runs a block does not matter, so the result is bitwise the same at any
- * thread count. Error: F32 over at most LNP_BLK terms a column, then
+ * thread count. Error: F32 over at most 64 terms a column, then
  * double. */
 /* Adds rows [r0, r1) into acc (2n floats: sum dy x̂, then sum dy). */
 static void lnp_block(const nb_tensor *dy, const nb_tensor *x, int split, int64_t n, int64_t r0, int64_t r1,
@@ -388,7 +398,7 @@ static int lnp_run(const nb_kernel_args *a) {
     for (int d = split; d < x->ndim; d++) n *= x->shape[d];
     if (out->shape[1] != n) return NB_KERNEL_DECLINE;
     if (n == 0) return 0;
-    int64_t rows = x->numel / n, nblk = (rows + LNP_BLK - 1) / LNP_BLK;
+    int64_t rows = x->numel / n, blk = lnp_blk(rows), nblk = (rows + blk - 1) / blk;
     float *o = nb_data(out);
     if (nblk == 0) {
         for (int64_t i = 0; i < 2 * n; i++) o[i] = 0.0f;
@@ -403,7 +413,7 @@ static int lnp_run(const nb_kernel_args *a) {
 #pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, 1)
 #endif
     for (int64_t bk = 0; bk < nblk; bk++) {
-        int64_t r0 = bk * LNP_BLK, r1 = r0 + LNP_BLK < rows ? r0 + LNP_BLK : rows;
+        int64_t r0 = bk * blk, r1 = r0 + blk < rows ? r0 + blk : rows;
         lnp_block(dy, x, split, n, r0, r1, eps, a->scalar[2] == 0, part + bk * 2 * n);
     }
     return sum_blocks(part, nblk, 2 * n, o, "layer_norm_param_backward");

@@ -55,9 +55,6 @@
 #define W1 _mm512_set1_ps
 #define Y1 _mm256_set1_ps
 
-/* layer_norm_param_backward's fixed row blocks (avx2_norm.c's) */
-#define LNP_BLK 64
-
 /* ---- the AVX2 kernels' sums on 16 lanes ---- */
 
 /* nb__hsum of vmath.h: the 8 lanes pairwise (i and i+4, then i and i+2, ...). */
