@@ -8,7 +8,7 @@
  * The includer defines before this header:
  *   NT_MINTOTAL                        outputs this large count as big (stream)
  *   NT_MAXROW                          rows up to this long prefetch the next one
- *   row_chunk(n)                       rows handed to a thread at a time
+ *   row_chunk(n, rows, nt)             rows handed to a thread at a time
  *   sum_span(p, n), ss_span(p, n, mean, pf)   its F32-block row sums
  *   vec_row(t, r, C, dflt, dst)        a weight/bias as floats (avx2_rows.h's)
  * and after it the vector row code, given each row's statistics (mean,
@@ -274,9 +274,9 @@ static inline void ln_fw_at(const ln_call *c, int64_t r, bool big) {
 static int norm_forward(const nb_kernel_args *a, bool center) {
     ln_call c;
     if (!ln_open(&c, a, false, false, center)) return NB_KERNEL_DECLINE;
-    int64_t ch = row_chunk(c.n);
     bool big = c.fx && c.fy && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 2, NB_GRAIN_ELEMENTWISE);
+    int64_t ch = row_chunk(c.n, c.rows, nt);
 #if NB_HAVE_OPENMP
 #pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
 #endif
@@ -348,7 +348,7 @@ static int norm_backward(const nb_kernel_args *a, bool center) {
     if (fused) return ln_backward_fused(&c);
     bool big = c.fx && c.fy && c.fd && c.x->numel >= NT_MINTOTAL;
     int nt = nb__par_threads(c.x->numel * 3, NB_GRAIN_ELEMENTWISE);
-    int64_t ch = row_chunk(c.n);
+    int64_t ch = row_chunk(c.n, c.rows, nt);
 #if NB_HAVE_OPENMP
 #pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, ch)
 #endif

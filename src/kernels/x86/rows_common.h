@@ -41,8 +41,15 @@ static inline int64_t row_off(const nb_tensor *t, int skip, int64_t r, int64_t l
 
 static inline bool flat_rows(const nb_tensor *t, int dim) { return dim == t->ndim - 1 && nb_is_contiguous(t); }
 
-/* Rows handed to a thread at a time: about 16K floats. */
-static inline int64_t row_chunk(int64_t n) { return n >= 16384 ? 1 : 16384 / (n ? n : 1); }
+/* Rows handed to a thread at a time: about 16K floats, or fewer so that
+ * each of nt threads can take about 4 chunks of the rows: at 16K floats, a
+ * (64, 1024) softmax made 4 chunks for 8 threads (nt from the grain), so
+ * half of them had none. Each row is still computed whole by one thread:
+ * the bits do not depend on the chunk. */
+static inline int64_t row_chunk(int64_t n, int64_t rows, int nt) {
+    int64_t c = n >= 16384 ? 1 : 16384 / (n ? n : 1), even = rows / (4 * (int64_t)(nt > 1 ? nt : 1));
+    return even < c ? (even < 1 ? 1 : even) : c;
+}
 
 /* Row r of a (rows, C) F32 tensor, or the (C) tensor itself (r 0), any
  * strides, as floats into dst[0..C); t NULL: dflt everywhere. False when t

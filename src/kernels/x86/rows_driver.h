@@ -131,7 +131,7 @@ static int softmax_rows(const nb_kernel_args *a, bool logs) {
     int nt = nb__par_threads(x->numel, NB_GRAIN_TRANSCENDENTAL);
 #pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1)
     {
-#pragma omp for schedule(dynamic, row_chunk(len)) nowait
+#pragma omp for schedule(dynamic, row_chunk(len, rows, nt)) nowait
         for (int64_t r = 0; r < rows; r++)
             softmax_row(xb + row_off(x, dim, r, len, fx), yb + row_off(y, dim, r, len, fy), len, logs,
                         y->numel >= NT_MINTOTAL);
@@ -158,7 +158,7 @@ static int softmax_backward_rows(const nb_kernel_args *a, bool logs) {
     const float *gb = nb_data(g), *yb = nb_data(y);
     float *db = nb_data(dx);
     int nt = nb__par_threads(y->numel, logs ? NB_GRAIN_TRANSCENDENTAL : NB_GRAIN_ELEMENTWISE);
-#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, row_chunk(len))
+#pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(dynamic, row_chunk(len, rows, nt))
     for (int64_t r = 0; r < rows; r++)
         softmax_bw_row(gb + row_off(g, dim, r, len, fg), yb + row_off(y, dim, r, len, fy),
                        db + row_off(dx, dim, r, len, fd), len, logs, dx->numel >= NT_MINTOTAL);
