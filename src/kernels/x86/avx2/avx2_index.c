@@ -143,15 +143,34 @@ static int avx2_index_add(const nb_kernel_args *a) {
     if (rc) return rc;
     float *o = nb_data(out);
     const float *s = nb_data(src);
-    if ((const void *)o != nb_data(self)) memcpy(o, nb_data(self), (size_t)out->numel * sizeof(float));
+    if ((const void *)o != nb_data(self)) {   /* out = self, split over threads (an embedding table: MBs) */
+        const float *sf = nb_data(self);
+        int64_t N = out->numel;
+        int ntc = nb__par_threads(N, NB_GRAIN_ELEMENTWISE);
+#pragma omp parallel for num_threads(nb__par_team(ntc)) if (ntc > 1) schedule(static)
+        for (int t = 0; t < ntc; t++) {
+            int64_t lo = N * t / ntc, hi = N * (t + 1) / ntc;
+            memcpy(o + lo, sf + lo, (size_t)(hi - lo) * sizeof(float));
+        }
+    }
     if (src->numel == 0) return 0;
     int64_t outer = ix_prod(out, 0, dim), inner = ix_prod(out, dim + 1, out->ndim);
-    int64_t chunks = (inner + IX_COLS - 1) / IX_COLS, tasks = outer * chunks;
     int nt = nb__par_threads(src->numel, NB_GRAIN_ELEMENTWISE);
+    /* IX_COLS columns a task, or fewer (a multiple of 8, at least 32) when
+       that leaves threads without one: an embedding gradient of width 512
+       made 2 tasks. Each element still adds its rows in index order on one
+       thread, whatever the width: the bits do not change with it. */
+    int64_t cw = IX_COLS;
+    if (nt > 1 && outer * ((inner + IX_COLS - 1) / IX_COLS) < nt) {
+        int64_t need = (nt + outer - 1) / outer;
+        cw = ((inner + need - 1) / need + 7) / 8 * 8;
+        cw = cw < 32 ? 32 : cw > IX_COLS ? IX_COLS : cw;
+    }
+    int64_t chunks = (inner + cw - 1) / cw, tasks = outer * chunks;
     if (nt > tasks) nt = (int)tasks;
 #pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {
-        int64_t ob = t / chunks, j0 = (t % chunks) * IX_COLS, n = inner - j0 < IX_COLS ? inner - j0 : IX_COLS;
+        int64_t ob = t / chunks, j0 = (t % chunks) * cw, n = inner - j0 < cw ? inner - j0 : cw;
         for (int64_t k = 0; k < K; k++) {
             float *dst = o + (ob * Sd + ix_at(ix, k)) * inner + j0;
             const float *add = s + (ob * K + k) * inner + j0;
