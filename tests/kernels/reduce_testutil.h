@@ -99,14 +99,15 @@ typedef nb_tensor *(*rdt_call_nt_fn)(nb_op op, nb_tensor *in, unsigned mask, int
 /* Outer layouts with fewer OUT_CW-column blocks than threads, which
  * reduce_driver.h's outer_width cuts into narrower column blocks: over dim
  * 0 of (R, C) and over dim 1 of (3, R/3, C), C from 1 to 300 columns, R
- * ~300K / C rows (enough work for 8 threads). Each of ops at 2, 3, 5 and 8
- * threads is bitwise its result at 1 thread, served by a kernel named
- * prefix... each time. */
+ * ~140K / C rows (work for 4 threads at the elementwise grain: 1 to 4
+ * tasks at OUT_CW). Each of ops at 2, 3 and 4 threads is bitwise its result
+ * at 1 thread, served by a kernel named prefix... each time. */
 static inline void rdt_outer_narrow_cases(const nb_op *ops, int nops, rdt_call_nt_fn call, const char *prefix) {
     static const int64_t cols[] = {1, 17, 40, 200, 256, 300};
-    static const int nts[] = {2, 3, 5, 8};
+    static const int nts[] = {2, 3, 4};
     for (int i = 0; i < (int)(sizeof cols / sizeof cols[0]); i++) {
-        int64_t C = cols[i], R = 300000 / C + 7;
+        nb_scope_begin();
+        int64_t C = cols[i], R = 140000 / C + 7;
         nb_tensor *in2 = rdt_input(NB_SHAPE(R, C), 300 + (uint64_t)i);
         nb_tensor *in3 = rdt_input(NB_SHAPE(3, R / 3 + 1, C), 310 + (uint64_t)i);
         for (int o = 0; o < nops; o++)
@@ -127,6 +128,7 @@ static inline void rdt_outer_narrow_cases(const nb_op *ops, int nops, rdt_call_n
                 }
                 nb_scope_end();
             }
+        nb_scope_end();
     }
 }
 

@@ -331,7 +331,7 @@ static nb_tensor *rd_call_nt(nb_op op, nb_tensor *in, unsigned mask, int nt, con
 
 /* Outer layouts cut into narrower column blocks when the OUT_CW ones are
  * fewer than the threads (reduce_driver.h, outer_width): bit-identical at
- * 1, 2, 3, 5 and 8 threads (LOGSUMEXP, inner layouts only, left out). */
+ * 1, 2, 3 and 4 threads (LOGSUMEXP, inner layouts only, left out). */
 Test(avx2_reduce, outer_narrow_blocks_thread_independent) {
     rd_need();
     rdt_outer_narrow_cases(rd_ops, RD_NOPS - 1, rd_call_nt, "avx2_");
