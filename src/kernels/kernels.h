@@ -164,6 +164,19 @@ int nb__par_threads(int64_t work, int64_t grain);
  * then our kernels' 16 and oneDNN's 4 alternate (29 ms a step at 16). */
 extern int nb__omp_team;
 int nb__par_team(int nt);
+/* The width of column tasks over groups x n columns for nt threads: width
+ * (the kernel's usual one), or narrower when groups * ceil(n / width) tasks
+ * would leave threads without one: n cut into ceil(nt / groups) ranges,
+ * rounded up to a multiple of q, at least 32, at most width. For kernels
+ * whose every column is computed whole by one task (so the width never
+ * changes the bits): the outer-layout reductions (reduce_driver.h), index_add
+ * (avx2_index.c). */
+static inline int64_t nb__col_width(int64_t groups, int64_t n, int nt, int64_t width, int64_t q) {
+    if (nt <= 1 || groups * ((n + width - 1) / width) >= nt) return width;
+    int64_t need = (nt + groups - 1) / groups;   /* ranges of one group's columns */
+    int64_t w = ((n + need - 1) / need + q - 1) / q * q;
+    return w < 32 ? 32 : w > width ? width : w;
+}
 
 typedef struct nb__iter {
     int ndim;                        /* dims after merging (>= 1) */

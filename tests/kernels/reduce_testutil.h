@@ -97,7 +97,7 @@ typedef void (*rdt_check_all_fn)(nb_tensor *in, unsigned mask, int expect, const
 typedef nb_tensor *(*rdt_call_nt_fn)(nb_op op, nb_tensor *in, unsigned mask, int nt, const char **served);
 
 /* Outer layouts with fewer OUT_CW-column blocks than threads, which
- * reduce_driver.h's outer_width cuts into narrower column blocks: over dim
+ * reduce_driver.h cuts (nb__col_width) into narrower column blocks: over dim
  * 0 of (R, C) and over dim 1 of (3, R/3, C), C from 1 to 300 columns, R
  * ~140K / C rows (work for 4 threads at the elementwise grain: 1 to 4
  * tasks at OUT_CW). Each of ops at 2, 3 and 4 threads is bitwise its result

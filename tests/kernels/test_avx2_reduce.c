@@ -330,7 +330,7 @@ static nb_tensor *rd_call_nt(nb_op op, nb_tensor *in, unsigned mask, int nt, con
 }
 
 /* Outer layouts cut into narrower column blocks when the OUT_CW ones are
- * fewer than the threads (reduce_driver.h, outer_width): bit-identical at
+ * fewer than the threads (reduce_driver.h, nb__col_width): bit-identical at
  * 1, 2, 3 and 4 threads (LOGSUMEXP, inner layouts only, left out). */
 Test(avx2_reduce, outer_narrow_blocks_thread_independent) {
     rd_need();

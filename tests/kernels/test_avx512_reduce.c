@@ -243,7 +243,7 @@ static nb_tensor *r5_call_nt(nb_op op, nb_tensor *in, unsigned mask, int nt, con
 }
 
 /* Outer layouts cut into narrower column blocks when the OUT_CW ones are
- * fewer than the threads (reduce_driver.h, outer_width): bit-identical at
+ * fewer than the threads (reduce_driver.h, nb__col_width): bit-identical at
  * 1, 2, 3 and 4 threads. */
 Test(avx512_reduce, outer_narrow_blocks_thread_independent) {
     rdt_outer_narrow_cases(r5_ops, R5_NOPS, r5_call_nt, "avx512_");

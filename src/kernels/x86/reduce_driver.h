@@ -333,20 +333,6 @@ static void outer_block(rop op, const rgeo *g, const float *base, double corr, f
     }
 }
 
-/* The outer layout's task width for nk1 kept indices of n2 columns on nt
- * threads: OUT_CW columns, or fewer (a multiple of 16, at least 32) when
- * that leaves threads without a task: a [4096, 1024] sum over dim 0 made 4
- * tasks, so at 16 threads 12 sat idle (0.60 of PyTorch 2.11's rate on a
- * 16-core Xeon VM, whose 16 threads split the rows instead). Each column
- * still adds its rows in order, whatever the width: the bits do not
- * change with it (nor, so, with the thread count). */
-static int64_t outer_width(int64_t nk1, int64_t n2, int nt) {
-    if (nt <= 1 || nk1 * ((n2 + OUT_CW - 1) / OUT_CW) >= nt) return OUT_CW;
-    int64_t need = (nt + nk1 - 1) / nk1;             /* blocks of one kept index's columns */
-    int64_t cw = ((n2 + need - 1) / need + 15) / 16 * 16;
-    return cw < 32 ? 32 : cw > OUT_CW ? OUT_CW : cw;
-}
-
 /* ---- the driver ---- */
 
 static int run(const nb_kernel_args *a, rop op) {
@@ -383,7 +369,11 @@ static int run(const nb_kernel_args *a, rop op) {
         return 0;
     }
     int nt = nb__par_threads(work, NB_GRAIN_ELEMENTWISE);
-    int64_t cw = outer_width(g.nk1, g.n2, nt), nbk = (g.n2 + cw - 1) / cw, tasks = g.nk1 * nbk;
+    /* OUT_CW columns a task, or narrower where that left threads idle: a
+       [4096, 1024] sum over dim 0 made 4 tasks, so at 16 threads 12 sat idle
+       (0.60 of PyTorch 2.11's rate on a 16-core Xeon VM). Each column adds
+       its rows in order at any width: the bits do not change with it. */
+    int64_t cw = nb__col_width(g.nk1, g.n2, nt, OUT_CW, 16), nbk = (g.n2 + cw - 1) / cw, tasks = g.nk1 * nbk;
     if (nt > tasks) nt = (int)tasks;
 #pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
     for (int64_t t = 0; t < tasks; t++) {

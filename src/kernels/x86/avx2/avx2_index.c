@@ -156,16 +156,10 @@ static int avx2_index_add(const nb_kernel_args *a) {
     if (src->numel == 0) return 0;
     int64_t outer = ix_prod(out, 0, dim), inner = ix_prod(out, dim + 1, out->ndim);
     int nt = nb__par_threads(src->numel, NB_GRAIN_ELEMENTWISE);
-    /* IX_COLS columns a task, or fewer (a multiple of 8, at least 32) when
-       that leaves threads without one: an embedding gradient of width 512
-       made 2 tasks. Each element still adds its rows in index order on one
-       thread, whatever the width: the bits do not change with it. */
-    int64_t cw = IX_COLS;
-    if (nt > 1 && outer * ((inner + IX_COLS - 1) / IX_COLS) < nt) {
-        int64_t need = (nt + outer - 1) / outer;
-        cw = ((inner + need - 1) / need + 7) / 8 * 8;
-        cw = cw < 32 ? 32 : cw > IX_COLS ? IX_COLS : cw;
-    }
+    /* IX_COLS columns a task, or narrower where that left threads idle (an
+       embedding gradient of width 512 made 2 tasks). Each element adds its
+       rows in index order on one thread at any width: the same bits. */
+    int64_t cw = nb__col_width(outer, inner, nt, IX_COLS, 8);
     int64_t chunks = (inner + cw - 1) / cw, tasks = outer * chunks;
     if (nt > tasks) nt = (int)tasks;
 #pragma omp parallel for num_threads(nb__par_team(nt)) if (nt > 1) schedule(static)
