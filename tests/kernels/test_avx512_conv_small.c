@@ -61,6 +61,9 @@ Test(avx512_conv_small, channels_kernels_paddings_widths) {
                 for (int p = 0; p <= r / 2; p++, i++)
                     cs_both(&(cs_case){1 + i % 3, ci, 7 + (i % 5), widths[wi], outs[i % 5], r, p, i % 2 == 0, 'c'});
     for (int r = 2; r <= 6; r += 2) cs_both(&(cs_case){2, 3, 20, 16, 12, r, r - 1, true, 'c'});   /* even, pad r-1 */
+    /* rows of more than 64 vectors: the pack makes its masks 64 vectors at a time (CS_PACK_VECS) */
+    cs_both(&(cs_case){1, 2, 3, 1100, 8, 3, 1, true, 'c'});
+    cs_both(&(cs_case){1, 1, 2, 1025, 8, 5, 2, false, 't'});
 }
 
 Test(avx512_conv_small, batches_and_chunks) {

@@ -76,26 +76,54 @@ static void cs_layout(cs_conv *c, bool bwd) {
  * channels of 4 x 3x3, 32 channels of 2 x 5x5 or 1 x 7x7. */
 static bool cs_wserves(const cs_conv *c) { return c->K > 16 || c->C * c->r * c->r <= 25; }
 
-/* xq[ci][kw][h][ow] = x[n][ci][h - ph][ow + kw - pw], zero outside. */
+/* xq[ci][kw][h][ow] = x[n][ci][h - ph][ow + kw - pw], zero outside. Rows
+ * of unit column stride are built 16 columns at a time: a load masked to
+ * the lanes inside x's row (the others zero) and a store masked to the
+ * row, the masks made once per copy (kw) for up to 64 vectors of a row.
+ * A row is 28 floats in LeNet: three libc calls a row (memset, memcpy,
+ * memset) took 0.2 ms of a 1.5 ms forward at 1 thread, and masks made per
+ * vector, with branches the row pattern made hard to predict, as long;
+ * this takes 0.09 (x cold, a harness). */
+#define CS_PACK_VECS 64
 static void cs_pack(const cs_conv *c, int64_t n, float *xq) {
-    int64_t r = c->r, OW = c->OW, S = c->PH * OW;
+    int64_t r = c->r, OW = c->OW, S = c->PH * OW, nvec = (OW + 15) / 16;
+    __mmask16 min[CS_PACK_VECS], mout[CS_PACK_VECS];
     for (int64_t ci = 0; ci < c->C; ci++)
         for (int64_t kw = 0; kw < r; kw++) {
             float *d = xq + (ci * r + kw) * S;
-            int64_t lo = c->pw - kw > 0 ? c->pw - kw : 0, hi = c->IW + c->pw - kw < OW ? c->IW + c->pw - kw : OW;
-            for (int64_t h = 0; h < c->PH; h++) {
-                float *row = d + h * OW;
-                int64_t ih = h - c->ph;
-                if (ih < 0 || ih >= c->IH || lo >= hi) {
-                    memset(row, 0, (size_t)OW * sizeof(float));
-                    continue;
+            int64_t sh = kw - c->pw;   /* xq column w reads x column w + sh */
+            int64_t lo = -sh > 0 ? -sh : 0, hi = c->IW - sh < OW ? c->IW - sh : OW;
+            const float *xc = c->x + n * c->xs[0] + ci * c->xs[1];
+            if (c->xs[3] != 1) {
+                for (int64_t h = 0; h < c->PH; h++) {
+                    int64_t ih = h - c->ph;
+                    bool inside = ih >= 0 && ih < c->IH;
+                    for (int64_t w = 0; w < OW; w++)
+                        d[h * OW + w] = inside && w >= lo && w < hi ? xc[ih * c->xs[2] + (w + sh) * c->xs[3]] : 0.0f;
                 }
-                const float *src = c->x + n * c->xs[0] + ci * c->xs[1] + ih * c->xs[2] + (lo + kw - c->pw) * c->xs[3];
-                memset(row, 0, (size_t)lo * sizeof(float));
-                if (c->xs[3] == 1) memcpy(row + lo, src, (size_t)(hi - lo) * sizeof(float));
-                else
-                    for (int64_t w = lo; w < hi; w++) row[w] = src[(w - lo) * c->xs[3]];
-                memset(row + hi, 0, (size_t)(OW - hi) * sizeof(float));
+                continue;
+            }
+            for (int64_t v0 = 0; v0 < nvec; v0 += CS_PACK_VECS) {
+                int64_t nv = nvec - v0 < CS_PACK_VECS ? nvec - v0 : CS_PACK_VECS;
+                for (int64_t j = 0; j < nv; j++) {
+                    int64_t w0 = (v0 + j) * 16, a = lo - w0 > 0 ? lo - w0 : 0, b = hi - w0 < 16 ? hi - w0 : 16;
+                    min[j] = a < b ? (__mmask16)(nb__tail_mask16((int)b) & ~nb__tail_mask16((int)a)) : 0;
+                    mout[j] = nb__tail_mask16((int)(OW - w0 < 16 ? OW - w0 : 16));
+                }
+                for (int64_t h = 0; h < c->PH; h++) {
+                    float *row = d + h * OW + v0 * 16;
+                    int64_t ih = h - c->ph;
+                    if (ih < 0 || ih >= c->IH) {
+                        for (int64_t j = 0; j < nv; j++) _mm512_mask_storeu_ps(row + j * 16, mout[j], _mm512_setzero_ps());
+                        continue;
+                    }
+                    /* lane 0 of a vector may lie before x's row (masked lanes are not read):
+                       its address is formed as an integer */
+                    uintptr_t src = (uintptr_t)(xc + ih * c->xs[2]) + (uintptr_t)((v0 * 16 + sh) * (int64_t)sizeof(float));
+                    for (int64_t j = 0; j < nv; j++)
+                        _mm512_mask_storeu_ps(row + j * 16, mout[j],
+                                              _mm512_maskz_loadu_ps(min[j], (const float *)(src + (uintptr_t)j * 64)));
+                }
             }
         }
     memset(xq + c->C * r * S, 0, 16 * sizeof(float));
@@ -122,7 +150,10 @@ CS_AI void cs_fblock(int64_t taps, const int64_t *xoff, int nv, const float *xq,
     for (int i = 0; i < FR; i++)
         for (int j = 0; j < nv; j++) acc[i][j] = _mm512_set1_ps(bv[i]);
     int64_t npf = pf ? FR * nv : 0;
-#define CS_PREFETCHW(t) __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(y[(t) % FR] + (t) / FR * 16)))
+    const char *pfl[FR * FV];   /* the output lines, in the order they are fetched */
+    for (int j = 0; j < nv; j++)
+        for (int i = 0; i < FR; i++) pfl[j * FR + i] = (const char *)(y[i] + 16 * j);
+#define CS_PREFETCHW(t) __asm__ volatile("prefetchw %0" : : "m"(*pfl[t]))
     for (int64_t t = 0; t < taps; t++) {
         const float *xr = xq + xoff[t] + p0;
         __m512 wv[FR];
@@ -146,7 +177,10 @@ CS_AI void cs_fblock(int64_t taps, const int64_t *xoff, int nv, const float *xq,
  * in place when flat, else through a tile. */
 static void cs_image(const cs_conv *c, int64_t n, const float *xq, const float *wp, const float *bias, float *y) {
     int64_t r = c->r, K = c->K, taps = c->C * r * r, S = c->PH * c->OW;
-    int64_t P = c->OH * c->OW, nvec = (P + 15) / 16;
+    /* nblk blocks of nvb or nvb + 1 vectors (the first nbig), none of them short: LeNet's 49 vectors
+       are 4 blocks of 6 and 5 of 5, not 8 of 6 and one of 1 (whose taps cost almost a whole block's) */
+    int64_t P = c->OH * c->OW, nvec = (P + 15) / 16, nblk = (nvec + FV - 1) / FV;
+    int64_t nvb = nvec / nblk, nbig = nvec % nblk;
     __mmask16 lastm = nb__tail_mask16((int)(P - (nvec - 1) * 16));
     int64_t xoff[CS_MAXC * CS_MAXR * CS_MAXR];
     for (int64_t ci = 0; ci < c->C; ci++)
@@ -164,8 +198,8 @@ static void cs_image(const cs_conv *c, int64_t n, const float *xq, const float *
             w[i] = wp + k * taps;
             bv[i] = bias ? bias[k] : 0.0f;
         }
-        for (int64_t v0 = 0; v0 < nvec; v0 += FV) {
-            int nv = nvec - v0 < FV ? (int)(nvec - v0) : FV;
+        for (int64_t b = 0, v0 = 0, nv; b < nblk; b++, v0 += nv) {
+            nv = nvb + (b < nbig);
             __mmask16 m = v0 + nv == nvec ? lastm : (__mmask16)0xFFFF;
             float *out[FR];
             for (int i = 0; i < FR; i++) out[i] = flat && i < rows ? yn + (k0 + i) * c->ys[1] + v0 * 16 : tile[i];
