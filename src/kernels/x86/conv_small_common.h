@@ -19,7 +19,9 @@
  *   cs_wserves      whether the weight gradient serves gy's layout
  *   cs_pack         image n of x into the packed scratch
  *   cs_image        the forward of one image from its packed scratch
- *   cs_wchunk       the weight gradient of a chunk of images, lane sums added
+ *   cs_wchunk       the weight gradient of a chunk of images, lane sums added;
+ *                   and the bias gradient (true) where it takes it in the
+ *                   same pass over gy (else cs_bchunk reads gy again)
  * It defines the entry points cs_fwd (CONV2D), cs_bwd_weight
  * (CONV_BWD_WEIGHT) and cs_bwd_weight_bias (CONV_BWD_WEIGHT_BIAS); the
  * includer registers them under its own names.
@@ -51,8 +53,8 @@ static void cs_layout(cs_conv *c, bool bwd);
 static bool cs_wserves(const cs_conv *c);
 static void cs_pack(const cs_conv *c, int64_t n, float *xp);
 static void cs_image(const cs_conv *c, int64_t n, const float *xp, const float *wp, const float *bias, float *y);
-static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc,
-                      float *part);
+static bool cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc,
+                      float *part, float *blanes, float *bpart);
 
 static bool cs_f32_4d(const nb_tensor *t) { return t && nb_dtype_of(t) == NB_DTYPE_F32 && nb_ndim(t) == 4; }
 
@@ -191,15 +193,16 @@ static int cs_wgrad(const nb_kernel_args *a, const nb_tensor *x, const nb_tensor
     const float *g = nb_data(gy);
 #pragma omp parallel num_threads(nb__par_team(nt)) if (nt > 1) reduction(max : fail)
     {
-        /* xp, the lane sums, gy's copy, the bias lanes */
+        /* xp, the lane sums, gy's copy, the bias lanes (32 K floats: cs_bchunk's, or cs_wchunk's) */
         size_t sb = (size_t)(c.xn + pn * CS_LANES + c.gn + 32 * bn) * sizeof(float);
         float *xp = nb__alloc(sb);
         if (!xp) fail = 1;
 #pragma omp for schedule(dynamic, 1)   /* a chunk to whichever thread is free: each has its own sums */
         for (int64_t k = 0; k < chunks; k++) {
             int64_t n0 = k * per, n1 = (k + 1) * per < n ? (k + 1) * per : n;
-            if (xp) cs_wchunk(&c, g, n0, n1, xp, xp + c.xn, part + k * pn);
-            if (xp && db) cs_bchunk(&c, g, n0, n1, xp + c.xn + pn * CS_LANES + c.gn, bpart + k * bn);
+            float *bl = xp ? xp + c.xn + pn * CS_LANES + c.gn : NULL;
+            if (xp && !cs_wchunk(&c, g, n0, n1, xp, xp + c.xn, part + k * pn, bl, db ? bpart + k * bn : NULL) && db)
+                cs_bchunk(&c, g, n0, n1, bl, bpart + k * bn);
         }
         if (xp) nb__free(xp, sb);
     }

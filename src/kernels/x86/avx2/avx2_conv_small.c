@@ -181,7 +181,9 @@ static inline __attribute__((always_inline)) void cs_wpass(const cs_conv *c, int
  * layer, L1), updated image by image, row by row, 8 columns at a time; the
  * lanes of the last, partial 8 columns are zero in both factors (an inf
  * past the row's end would otherwise give 0 * inf). */
-static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc, float *part) {
+static bool cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xp, float *acc, float *part,
+                      float *blanes, float *bpart) {
+    (void)blanes, (void)bpart;   /* the bias gradient: cs_bchunk's */
     int64_t r = c->r, plane = c->PH * c->PW, taps = c->C * r * r;
     int64_t nfull = c->OW / 8 * 8;
     __m256i tail = nb__tail_mask((int)(c->OW - nfull));
@@ -208,6 +210,7 @@ static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1,
         }
     }
     cs_lane_sums(acc, c->K * taps, part);
+    return false;
 }
 
 void nb__avx2_conv_small_register(void) {

@@ -234,11 +234,13 @@ static void cs_image(const cs_conv *c, int64_t n, const float *xq, const float *
  * of pf0 (and pf1 when not NULL) is prefetched per vector: gy comes from
  * L3 or memory (6.4 MB in LeNet), and waiting for it cost 1.47-1.59 ms a
  * weight gradient against 1.25-1.32 with the prefetches (1 thread). */
-CS_AI void cs_wpass(int R, int KB, const float *x0, int64_t S, const float *const *g, int64_t nfull,
-                    __mmask16 tail, float *const *a, const float *pf0, const float *pf1) {
-    __m512 s[CS_WKB_MAX][CS_MAXR];
+CS_AI void cs_wpass(int R, int KB, bool FB, const float *x0, int64_t S, const float *const *g, int64_t nfull,
+                    __mmask16 tail, float *const *a, const float *pf0, const float *pf1, float *const *bl) {
+    __m512 s[CS_WKB_MAX][CS_MAXR], bs[CS_WKB_MAX];
     for (int i = 0; i < KB; i++)
         for (int kw = 0; kw < R; kw++) s[i][kw] = _mm512_loadu_ps(a[i] + kw * 16);
+    if (FB)
+        for (int i = 0; i < KB; i++) bs[i] = _mm512_loadu_ps(bl[i]);
     for (int64_t v = 0; v < nfull; v++) {
         __m512 gv[CS_WKB_MAX];
         for (int i = 0; i < KB; i++) {
@@ -254,6 +256,8 @@ CS_AI void cs_wpass(int R, int KB, const float *x0, int64_t S, const float *cons
             __asm__("" : "+v"(xv));
             for (int i = 0; i < KB; i++) s[i][kw] = _mm512_fmadd_ps(xv, gv[i], s[i][kw]);
         }
+        if (FB)
+            for (int i = 0; i < KB; i++) bs[i] = _mm512_add_ps(bs[i], gv[i]);
     }
     if (tail) {
         __m512 gv[CS_WKB_MAX];
@@ -262,9 +266,13 @@ CS_AI void cs_wpass(int R, int KB, const float *x0, int64_t S, const float *cons
             __m512 xv = _mm512_maskz_loadu_ps(tail, x0 + kw * S + nfull * 16);
             for (int i = 0; i < KB; i++) s[i][kw] = _mm512_fmadd_ps(xv, gv[i], s[i][kw]);
         }
+        if (FB)   /* only the tail's lanes: the others keep their sums (bits, and -0) */
+            for (int i = 0; i < KB; i++) bs[i] = _mm512_mask_add_ps(bs[i], tail, bs[i], gv[i]);
     }
     for (int i = 0; i < KB; i++)
         for (int kw = 0; kw < R; kw++) _mm512_storeu_ps(a[i] + kw * 16, s[i][kw]);
+    if (FB)
+        for (int i = 0; i < KB; i++) _mm512_storeu_ps(bl[i], bs[i]);
 }
 
 /* Vectors of a band: the span of xq that a band's passes read, C r (band
@@ -276,18 +284,34 @@ static int64_t cs_band(const cs_conv *c) {
     return v < 16 ? 16 : v;
 }
 
+/* Whether the pass over kernel row 0 of input channel 0 also sums gy for
+ * the bias gradient: where kb more registers fit beside the pass's kb (r +
+ * 1) + 1 (r = 3, 4, 5, 7). That saves a second read of the chunk's gy
+ * (cs_bchunk, from L2): LeNet's conv1 weight and bias gradient at 1 thread
+ * took 2.12-2.15 ms with it, 1.91-1.97 without. */
+#define CS_WFUSE(R) (CS_WKB(R) * ((R) + 2) + 1 <= 32)
+
 /* Images [n0, n1) into part[k][c][kh][kw] (overwritten). Lane-wise sums
  * live in acc[k][c][kh][kw][16] (51 KiB for LeNet's first layer), updated
  * image by image and, in an image, band by band of its planes (so every
  * sum still takes the positions in order); a short last channel block
- * sums its last channel again into scratch. */
-static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xq, float *acc, float *part) {
+ * sums its last channel again into scratch. With bpart, where CS_WFUSE:
+ * the bias gradient too, per channel 16 lane sums in blanes (position p
+ * into lane p mod 16, the positions of each image in order, images in
+ * order), then the lanes in lane order, added to bpart[k]; true then
+ * (the same rules as cs_bchunk's, with 16 lanes for its 32: results never
+ * depend on the thread count, but differ in the last bits from the AVX2
+ * twin's). */
+static bool cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1, float *xq, float *acc, float *part,
+                      float *blanes, float *bpart) {
     int64_t r = c->r, K = c->K, taps = c->C * r * r, S = c->PH * c->OW, P = c->OH * c->OW;
     int64_t nvec = (P + 15) / 16, kb = CS_WKB(r), bmax = cs_band(c), nband = (nvec + bmax - 1) / bmax;
     __mmask16 tail = nb__tail_mask16((int)(P - (nvec - 1) * 16));
     float *gc = acc + K * taps * 16;   /* gy's image, when copied */
-    float junk[CS_MAXR * 16] = {0};
+    float junk[CS_MAXR * 16] = {0}, bjunk[16];
+    bool fb = bpart && CS_WFUSE(r);
     memset(acc, 0, (size_t)(K * taps * 16) * sizeof(float));
+    if (fb) memset(blanes, 0, (size_t)(K * 16) * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
         cs_pack(c, n, xq);
         const float *gn = gy + n * c->ys[0];
@@ -318,25 +342,38 @@ static void cs_wchunk(const cs_conv *c, const float *gy, int64_t n0, int64_t n1,
                         int64_t q = per * (ci * r + kh);
                         const float *pf0 = q < nk ? nx + q * gk : g[0];
                         const float *pf1 = per == 1 ? NULL : q + 1 < nk ? nx + (q + 1) * gk : g[0];
-                        float *a[CS_WKB_MAX];
-                        for (int64_t i = 0; i < kb; i++)
+                        float *a[CS_WKB_MAX], *bl[CS_WKB_MAX];
+                        for (int64_t i = 0; i < kb; i++) {
                             a[i] = k0 + i < K ? acc + ((k0 + i) * taps + (ci * r + kh) * r) * 16 : junk;
+                            bl[i] = k0 + i < K ? blanes + (k0 + i) * 16 : bjunk;
+                        }
+                        bool fuse = fb && ci == 0 && kh == 0;
                         const float *x0 = xq + ci * r * S + kh * c->OW + v0 * 16;
                         __mmask16 tm = last ? tail : 0;
+#define CS_WPASS(R)                                                                                    \
+    (fuse && CS_WFUSE(R) ? cs_wpass(R, CS_WKB(R), true, x0, S, g, nfull, tm, a, pf0, pf1, bl)              \
+                         : cs_wpass(R, CS_WKB(R), false, x0, S, g, nfull, tm, a, pf0, pf1, bl))
                         switch (r) {   /* constant tap and channel counts keep the sums in registers */
-                        case 1: cs_wpass(1, CS_WKB(1), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        case 2: cs_wpass(2, CS_WKB(2), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        case 3: cs_wpass(3, CS_WKB(3), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        case 4: cs_wpass(4, CS_WKB(4), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        case 5: cs_wpass(5, CS_WKB(5), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        case 6: cs_wpass(6, CS_WKB(6), x0, S, g, nfull, tm, a, pf0, pf1); break;
-                        default: cs_wpass(7, CS_WKB(7), x0, S, g, nfull, tm, a, pf0, pf1); break;
+                        case 1: CS_WPASS(1); break;
+                        case 2: CS_WPASS(2); break;
+                        case 3: CS_WPASS(3); break;
+                        case 4: CS_WPASS(4); break;
+                        case 5: CS_WPASS(5); break;
+                        case 6: CS_WPASS(6); break;
+                        default: CS_WPASS(7); break;
                         }
+#undef CS_WPASS
                     }
             }
         }
     }
     cs_lane_sums(acc, K * taps, part);
+    for (int64_t k = 0; fb && k < K; k++) {
+        float v = blanes[k * 16];
+        for (int l = 1; l < 16; l++) v += blanes[k * 16 + l];
+        bpart[k] += v;
+    }
+    return fb;
 }
 
 /* Above oneDNN's conv (priority 10) and level with the AVX2 twin (20, which
