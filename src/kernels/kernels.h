@@ -87,10 +87,18 @@ typedef struct nb__interp_tap {
     double l0, l1;    /* their weights */
 } nb__interp_tap;
 nb__interp_tap nb__interp_tap_of(int mode, bool align, double user_scale, int64_t o, int64_t in, int64_t out);
+/* One thread's C (M, N) = A (M, K) @ B (K, N), strides in elements; 0 or NB_ENOMEM */
+typedef int (*nb__gemm_block_fn)(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1,
+                                 const float *b, int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);
 /* avx2_gemm.c: one thread's C (M, N) = A (M, K) @ B (K, N), strides in elements; 0 or NB_ENOMEM */
 int nb__avx2_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
                         int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);
 void nb__avx2_gemm_register(void);    /* avx2_gemm.c: MATMUL, LINEAR (F32 GEMM) */
+/* avx512_gemm.c: nb__avx2_gemm_block's twin with 16-lane tiles (the same bits); AVX-512 CPUs only */
+int nb__avx512_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
+                          int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1);
+/* avx2_attention.c: SDPA and SDPA_WEIGHTS with their GEMMs on nb__avx512_gemm_block; AVX-512 CPUs only */
+void nb__avx2_attention_register512(void);
 void nb__avx512_elementwise_register(void);   /* x86/avx512 (only called when the CPU has AVX-512 F/BW/DQ/VL) */
 void nb__avx512_gemm_register(void);   /* avx512_gemm.c: MATMUL, LINEAR (F32 GEMM, 6x32 tiles) */
 void nb__avx512_rows_register(void);     /* avx512_rows.c: softmax family, cross entropy, nll backward */

@@ -138,6 +138,7 @@ static void build(void) {
             nb__avx512_optim_register();
             nb__avx512_winograd_register();
             nb__avx512_conv_small_register();
+            nb__avx2_attention_register512();   /* x86/avx2 code calling the AVX-512 GEMM */
         }
         /* @@REGISTER_ONEDNN_MORE@@ */
 #if NB_HAVE_ONEDNN

@@ -13,6 +13,9 @@
  * - 1, 2 and 3 threads give the same bits.
  * - Declines: F64, an F64 mask with F32 q.
  * Run at an explicit avx2 cap; skipped without AVX2.
+ * - At the avx512 cap (skipped without AVX-512): the same kernels with their
+ *   GEMMs on the AVX-512 GEMM (avx512_sdpa) serve, and give the AVX2
+ *   kernels' bits on every case above.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -185,4 +188,44 @@ Test(avx2_attention, declines_what_it_does_not_serve) {
     at_dispatch(NB_OP_SDPA_WEIGHTS, nb_empty(NB_SHAPE(1, 4, 6), NB_F32), q32, k32, NULL, m64, 0.3, false, &k);
     cr_assert(!strncmp(k, "ref", 3), "an F64 mask served by %s", k);
     nb_scope_end();
+}
+
+/* avx512_sdpa / avx512_sdpa_weights: the AVX2 kernels with the AVX-512 GEMM
+ * (bitwise the AVX2 GEMM's), so the same bits as avx2_sdpa on each case
+ * (layouts, masks, causal blocks, many blocks of queries), at 1 and 2
+ * threads. */
+Test(avx2_attention, avx512_gemm_twin_gives_the_avx2_bits) {
+    at_need();
+    cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx512", .abort_on_error = -1}), 0, "nb_init: %s", nb_last_error());
+    bool have = nb__registry_has(NB_OP_SDPA, NB_F32, "avx512_");
+    at_default(0);
+    if (!have) cr_skip("no AVX-512 attention kernel on this CPU");
+    static const at_case cs[] = {
+        {2, 3, 5, 7, 9, 11, 'c', 0, false},      {1, 2, 50, 3000, 8, 24, 'c', 0, false},
+        {2, 4, 20, 20, 16, 16, 'h', 0, false},   {2, 3, 9, 13, 8, 5, 'b', 0, false},
+        {2, 2, 12, 10, 8, 8, 'o', 0, false},     {2, 3, 8, 40, 8, 8, 'h', 'g', false},
+        {1, 2, 17, 29, 12, 12, 'c', 'b', false}, {2, 2, 100, 100, 16, 16, 'c', 0, true},
+        {1, 2, 70, 30, 8, 8, 'h', 0, true},      {1, 1, 130, 130, 64, 64, 'c', 'f', true},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const at_case *c = &cs[i];
+        nb_scope_begin();
+        nb_tensor *q = at_tensor(c, c->L, c->E, 1, false), *k = at_tensor(c, c->S, c->E, 2, true);
+        nb_tensor *v = at_tensor(c, c->S, c->Ev, 3, true), *mask = at_mask(c);
+        for (int w = 0; w < 2; w++) {
+            nb_op op = w ? NB_OP_SDPA_WEIGHTS : NB_OP_SDPA;
+            int64_t cols = w ? c->S : c->Ev;
+            const char *k1, *k2;
+            cr_assert_eq(nb_init(&(nb_init_opts){.isa = "avx512", .num_threads = 1 + (int)(i % 2), .abort_on_error = -1}),
+                         0);
+            nb_tensor *got = nb_contiguous(at_dispatch(op, at_out(c, cols), q, k, v, mask, 0.3, c->causal, &k1));
+            at_default(0);
+            nb_tensor *ref = nb_contiguous(at_dispatch(op, at_out(c, cols), q, k, v, mask, 0.3, c->causal, &k2));
+            cr_assert(!strncmp(k1, "avx512_sdpa", 11), "%s at the avx512 cap served by %s", nb_op_name(op), k1);
+            cr_assert(!strncmp(k2, "avx2_sdpa", 9), "%s at the avx2 cap served by %s", nb_op_name(op), k2);
+            cr_assert(!memcmp(nb_data(got), nb_data(ref), (size_t)nb_numel(got) * sizeof(float)),
+                      "%s case %zu: the AVX-512 GEMM twin's bits differ from avx2_sdpa's", nb_op_name(op), i);
+        }
+        nb_scope_end();
+    }
 }

@@ -39,6 +39,7 @@ typedef struct at_call {
     int64_t L, E, S, Ev, lb, nblk;
     float scale;
     bool causal, weights_only;
+    nb__gemm_block_fn gemm;   /* one thread's GEMM: nb__avx2_gemm_block, or its AVX-512 twin */
 } at_call;
 
 /* Scores row r (query qi, keys [0, sx)) -> weights, in place; keys at or
@@ -83,7 +84,7 @@ static int at_task(const at_call *c, int64_t b, int64_t i0, int64_t rows, float 
     int64_t sx = c->causal ? (i0 + rows < c->S ? i0 + rows : c->S) : c->S;   /* keys the block can see */
     const float *qp = (const float *)nb_data(q) + nb__batch_offset(q, c->nbd, b) + i0 * q->stride[nd - 2];
     const float *kp = (const float *)nb_data(k) + nb__batch_offset(k, c->nbd, b);
-    if (nb__avx2_gemm_block(rows, sx, c->E, qp, q->stride[nd - 2], q->stride[nd - 1], kp, k->stride[nd - 1],
+    if (c->gemm(rows, sx, c->E, qp, q->stride[nd - 2], q->stride[nd - 1], kp, k->stride[nd - 1],
                             k->stride[nd - 2], sc, sx, 1))
         return NB_ENOMEM;
     float *mbuf = sc + rows * c->S;
@@ -110,12 +111,12 @@ static int at_task(const at_call *c, int64_t b, int64_t i0, int64_t rows, float 
     }
     const nb_tensor *v = c->v;
     const float *vp = (const float *)nb_data(v) + nb__batch_offset(v, c->nbd, b);
-    return nb__avx2_gemm_block(rows, c->Ev, sx, sc, sx, 1, vp, v->stride[nd - 2], v->stride[nd - 1], op, os0, os1);
+    return c->gemm(rows, c->Ev, sx, sc, sx, 1, vp, v->stride[nd - 2], v->stride[nd - 1], op, os0, os1);
 }
 
-static int at_run(const nb_kernel_args *a, bool weights_only) {
+static int at_run(const nb_kernel_args *a, bool weights_only, nb__gemm_block_fn gemm) {
     at_call c = {.q = a->in[0], .k = a->in[1], .v = weights_only ? NULL : a->in[2],
-                 .mask = a->in[weights_only ? 2 : 3], .out = a->out, .weights_only = weights_only};
+                 .mask = a->in[weights_only ? 2 : 3], .out = a->out, .weights_only = weights_only, .gemm = gemm};
     int nd = c.nd = c.q ? c.q->ndim : 0;
     if (nd < 2 || !at_ok(c.q, nd) || !at_ok(c.k, nd) || !at_ok(c.out, nd) || (!weights_only && !at_ok(c.v, nd)))
         return NB_KERNEL_DECLINE;
@@ -155,13 +156,28 @@ static int at_run(const nb_kernel_args *a, bool weights_only) {
     return fail ? nb__err(NB_ENOMEM, "scaled_dot_product_attention: out of memory for scratch") : 0;
 }
 
-static int avx2_sdpa(const nb_kernel_args *a) { return at_run(a, false); }
-static int avx2_sdpa_weights(const nb_kernel_args *a) { return at_run(a, true); }
+static int avx2_sdpa(const nb_kernel_args *a) { return at_run(a, false, nb__avx2_gemm_block); }
+static int avx2_sdpa_weights(const nb_kernel_args *a) { return at_run(a, true, nb__avx2_gemm_block); }
+static int avx512_sdpa(const nb_kernel_args *a) { return at_run(a, false, nb__avx512_gemm_block); }
+static int avx512_sdpa_weights(const nb_kernel_args *a) { return at_run(a, true, nb__avx512_gemm_block); }
 
 void nb__avx2_attention_register(void) {
     static const nb_kernel_desc ks[] = {
         {NB_OP_SDPA, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_sdpa", 10, avx2_sdpa},
         {NB_OP_SDPA_WEIGHTS, NB_DTYPE_F32, NB_ISA_AVX2, "avx2_sdpa_weights", 10, avx2_sdpa_weights},
+    };
+    NB__REGISTER_ALL(ks);
+}
+
+/* The same kernels with their GEMMs on the AVX-512 GEMM (bitwise the AVX2
+ * GEMM's results, so these give the AVX2 kernels' bits): only the GEMM
+ * calls differ; the softmax stays 8-lane. Registered (by the registry's
+ * AVX-512 block) above the AVX2 ones, NB_ISA capping them. Measured:
+ * benchmarks/kernels sdpa (see the register call's commit). */
+void nb__avx2_attention_register512(void) {
+    static const nb_kernel_desc ks[] = {
+        {NB_OP_SDPA, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_sdpa", 20, avx512_sdpa},
+        {NB_OP_SDPA_WEIGHTS, NB_DTYPE_F32, NB_ISA_AVX512, "avx512_sdpa_weights", 20, avx512_sdpa_weights},
     };
     NB__REGISTER_ALL(ks);
 }

@@ -558,6 +558,16 @@ int nb__avx512_gemm_serve_all = 0;
  * they went before it existed; inside a backward every call is served. */
 static bool gemm_declines(const gemm_op *g) { return gemm_onednn_takes(g, nb__avx512_gemm_serve_all, true); }
 
+/* One thread's C (M, N) = A (M, K) @ B (K, N) (kernels.h): the AVX2 file's
+ * nb__avx2_gemm_block with 16-lane tiles, the same bits. For kernels that
+ * run GEMMs inside their own tasks (attention). */
+int nb__avx512_gemm_block(int64_t M, int64_t N, int64_t K, const float *a, int64_t as0, int64_t as1, const float *b,
+                          int64_t bs0, int64_t bs1, float *c, int64_t cs0, int64_t cs1) {
+    gemm_op g = {.M = M, .N = N, .K = K, .a = a, .b = b, .c = c, .as0 = as0, .as1 = as1, .bs0 = bs0, .bs1 = bs1,
+                 .cs0 = cs0, .cs1 = cs1};
+    return gemm_serial(&g);
+}
+
 /* Priority 30: above the AVX2 GEMM (20, registered earlier: at equal
  * priority it would stay first) and oneDNN (10); calls declined here go on
  * to the AVX2 GEMM, whose own rule then passes them on to oneDNN. */
