@@ -395,6 +395,11 @@ Test(avx512_gemm, same_bits_as_avx2_gemm) {
     g5_avx2_bits_case(31, 65, 40, G5_STRIDED, G5_STRIDED, false);
     g5_avx2_bits_case(130, 257, 600, G5_ROW, G5_ROW, true);    /* LINEAR with bias */
     g5_avx2_bits_case(13, 1030, 1, G5_ROW, G5_ROW, true);
+    /* A read in place (C of at most ADIRECT_N = 256 columns): 3 M blocks ending in a 4-row
+       panel (packed), 3 K blocks; N = 256 exactly; LINEAR with bias */
+    g5_avx2_bits_case(400, 64, 600, G5_ROW, G5_ROW, false);
+    g5_avx2_bits_case(257, 256, 257, G5_ROW, G5_ROW, false);
+    g5_avx2_bits_case(200, 250, 300, G5_ROW, G5_ROW, true);
     /* the transposed tile (forced: at any thread count, whatever pieces the
        split leaves), B = W^T and LINEAR's w^T, two K blocks */
     nb__avx512_gemm_vm = 2;

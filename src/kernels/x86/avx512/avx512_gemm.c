@@ -10,7 +10,9 @@
  * of A, twelve FMAs; 4- and 2-row variants for tiles cut by M).
  * Calls with B of unit stride along K and few rows (gY W^T in a backward)
  * take a transposed 32x12 tile instead ("vm", above gemm_serial: B read
- * in place, the same bits).
+ * in place, the same bits). A thread's C of at most ADIRECT_N columns
+ * reads A's full 6-row panels in place (kloop_direct) instead of packing
+ * them, when A's rows are contiguous along K: the same bits.
  * Differences from the AVX2 file: NR = 32; tiles cut by N are read and
  * written with masked loads and stores (__mmask16) straight into C (no
  * scratch tile; the scratch tile remains only for C without unit column
@@ -98,6 +100,14 @@
 #define KC 256   /* B micro-panel KC x NR = 32 KiB: L1d (48 KiB) */
 #define NC 1024  /* B block KC x NC = 1 MiB: L2 beside the A block */
 
+/* A is read in place (its full 6-row panels, rows contiguous along K) when
+ * a thread's C has at most ADIRECT_N columns: packing A costs a pass
+ * over A that only ncmax / NR micro-panels of B then reuse. Measured (1
+ * thread, call by call, packed vs in place, GFLOP/s ratio): N 32 1.26x,
+ * N 64 1.11-1.17x (K 64-2048, M 64-2048, row strides multiples of 4 KiB
+ * included), N 128 1.07x, N 256 0.99-1.09x (mostly 1.01-1.04), N 384
+ * 1.03x, N 512 0.95-1.00x, N 1024 0.95x. */
+#define ADIRECT_N 256
 #define GEMM_NAME "avx512"
 #include "kernels/x86/gemm_driver.h"
 
@@ -274,6 +284,57 @@ static inline void kloop(int rows, int64_t kc, const float *a, const float *b, i
     acc[0] = c00, acc[1] = c01, acc[2] = c10, acc[3] = c11, acc[4] = c20, acc[5] = c21;
     acc[6] = c30, acc[7] = c31, acc[8] = c40, acc[9] = c41, acc[10] = c50, acc[11] = c51;
 }
+
+/* The 6-row k loop with A read in place (rows contiguous along k, rs_bytes
+ * apart) instead of from a packed panel: rows 0-2 at a0, a0 + rs, a0 + 2 rs,
+ * rows 3-5 the same from a3 = a0 + 3 rs; each k step broadcasts A[i][k]
+ * from there. The same FMAs in the same order as kloop's 6-row case (the
+ * broadcast values are the packed panel's), so the same bits. */
+#define NB_GEMMD_ROW(addr, r0, r1)                                                                \
+    "vbroadcastss " addr ", %[x]\n\t"                                                             \
+    "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
+    "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
+#define NB_GEMMD_STEP(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMMD_ROW(#u "*4(%[a0])", c00, c01) NB_GEMMD_ROW(#u "*4(%[a0],%[rs],1)", c10, c11) \
+    NB_GEMMD_ROW(#u "*4(%[a0],%[rs],2)", c20, c21) NB_GEMMD_ROW(#u "*4(%[a3])", c30, c31)          \
+    NB_GEMMD_ROW(#u "*4(%[a3],%[rs],1)", c40, c41) NB_GEMMD_ROW(#u "*4(%[a3],%[rs],2)", c50, c51)  \
+    "add %[ldb], %[b]\n\t"
+static inline void kloop_direct(int64_t kc, const float *a, int64_t rs_bytes, const float *b, int64_t ldb,
+                                __m512 acc[12]) {
+    int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
+    const float *a0 = a, *a3 = (const float *)((const char *)a + 3 * rs_bytes);
+    __m512 b0, b1, x, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)
+            NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)
+            "test %[n4], %[n4]\n\t"
+            "jz 2f\n\t"
+            "1:\n\t"
+            NB_GEMMD_STEP(0) NB_GEMMD_STEP(1) NB_GEMMD_STEP(2) NB_GEMMD_STEP(3)
+            "add $16, %[a0]\n\t"
+            "add $16, %[a3]\n\t"
+            "dec %[n4]\n\t"
+            "jnz 1b\n\t"
+            "2:\n\t"
+            "test %[n1], %[n1]\n\t"
+            "jz 4f\n\t"
+            "3:\n\t"
+            NB_GEMMD_STEP(0)
+            "add $4, %[a0]\n\t"
+            "add $4, %[a3]\n\t"
+            "dec %[n1]\n\t"
+            "jnz 3b\n\t"
+            "4:\n\t"
+            : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&v"(b0),
+              [b1] "=&v"(b1), [x] "=&v"(x), [c00] "=&v"(c00), [c01] "=&v"(c01), [c10] "=&v"(c10), [c11] "=&v"(c11),
+              [c20] "=&v"(c20), [c21] "=&v"(c21), [c30] "=&v"(c30), [c31] "=&v"(c31), [c40] "=&v"(c40),
+              [c41] "=&v"(c41), [c50] "=&v"(c50), [c51] "=&v"(c51)
+            : [ldb] "r"(ldb_bytes), [rs] "r"(rs_bytes)
+            : "cc", "memory");
+    acc[0] = c00, acc[1] = c01, acc[2] = c10, acc[3] = c11, acc[4] = c20, acc[5] = c21;
+    acc[6] = c30, acc[7] = c31, acc[8] = c40, acc[9] = c41, acc[10] = c50, acc[11] = c51;
+}
+#undef NB_GEMMD_STEP
+#undef NB_GEMMD_ROW
 #undef NB_GEMM_ASM
 #undef NB_GEMM_STEP6
 #undef NB_GEMM_STEP4
@@ -289,13 +350,14 @@ static inline void kloop(int rows, int64_t kc, const float *a, const float *b, i
  * (masked lanes: nothing beyond them is touched). Each element's
  * operations are the same whatever rows and cols are. */
 static inline void ukr(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb, float *restrict c,
-                       int64_t ldc, bool first, const float *bias, int rows, int64_t cols) {
+                       int64_t ldc, bool first, const float *bias, int rows, int64_t cols, int64_t ars) {
     for (int i = 0; i < rows; i++) {   /* C's lines arrive while the k loop runs */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
     }
     __m512 acc[12];
-    kloop(rows, kc, a, b, ldb, acc);
+    if (ars) kloop_direct(kc, a, ars * (int64_t)sizeof(float), b, ldb, acc);   /* rows == MR */
+    else kloop(rows, kc, a, b, ldb, acc);
     __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
     if (first && bias) {
         __m512 q0 = _mm512_maskz_loadu_ps(m0, bias), q1 = _mm512_maskz_loadu_ps(m1, bias + 16);
@@ -509,6 +571,7 @@ static int gemm_serial(const gemm_op *g) {
     /* one M block and rows of B contiguous: full panels are read in place (packing would cost a
        pass over B used once), unless the row stride would crowd them into a few L1 sets */
     bool bdirect = g->bs1 == 1 && M <= MC && g->bs0 % 32 != 0;
+    bool adirect = g->as1 == 1 && g->as0 != 0 && ncmax <= ADIRECT_N;
     float tile[MR * NR] __attribute__((aligned(64)));
     for (int64_t jc = 0; jc < N; jc += NC) {
         int64_t nc = N - jc < NC ? N - jc : NC;
@@ -519,7 +582,8 @@ static int gemm_serial(const gemm_op *g) {
             if (jp < nc) pack_b(g->b + pc * g->bs0 + (jc + jp) * g->bs1, g->bs0, g->bs1, kc, nc - jp, Bp + jp * kc);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(g->a + ic * g->as0 + pc * g->as1, g->as0, g->as1, mc, kc, Ap);
+                int64_t mp = adirect ? mc / MR * MR : 0;   /* full panels read in place */
+                if (mp < mc) pack_a(g->a + (ic + mp) * g->as0 + pc * g->as1, g->as0, g->as1, mc - mp, kc, Ap + mp * kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int64_t nn = nc - jr < NR ? nc - jr : NR;
                     bool bd = jr < jp;
@@ -529,10 +593,13 @@ static int gemm_serial(const gemm_op *g) {
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int mm = (int)(mc - ir < MR ? mc - ir : MR);
                         float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
+                        bool ad = ir < mp;
+                        const float *ap = ad ? g->a + (ic + ir) * g->as0 + pc : Ap + ir * kc;
+                        int64_t ars = ad ? g->as0 : 0;
                         if (direct) {
-                            ukr(kc, Ap + ir * kc, bp, ldb, c, g->cs0, first, bias, mm, nn);
+                            ukr(kc, ap, bp, ldb, c, g->cs0, first, bias, mm, nn, ars);
                         } else {   /* strided columns of C: a scratch tile, then element by element */
-                            ukr(kc, Ap + ir * kc, bp, ldb, tile, NR, true, bias, mm, NR);
+                            ukr(kc, ap, bp, ldb, tile, NR, true, bias, mm, NR, ars);
                             for (int64_t i = 0; i < mm; i++)
                                 for (int64_t j = 0; j < nn; j++) {
                                     float *d = c + i * g->cs0 + j * g->cs1;
