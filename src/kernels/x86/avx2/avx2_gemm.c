@@ -357,8 +357,14 @@ static inline int64_t gemm_kcb(int64_t K) { return (K + (K + KC - 1) / KC - 1) /
 /* With several threads (gemm_dynamic), A with unit stride along k is read
  * in place, in whole 6-row panels (the microkernel's lda form; a cut last
  * panel is packed, for its zero rows): every thread would otherwise pack all
- * of A. One thread (gemm_serial) packs: reading 6 rows in place measured 0-2% slower than one
- * packed stream (128x784 @ 784x512: 1.015), 2 threads 1-5% faster. */
+ * of A. One thread (gemm_serial) packs, unless C has at most SERIAL_ADIRECT_N
+ * columns: reading 6 rows in place measured 0-2% slower than one packed
+ * stream at 128x784 @ 784x512 (1.015), 2 threads 1-5% faster; with few
+ * columns the pack is a pass over A that few B panels reuse (1 thread, in
+ * place against packed, alternated call by call: N 32 1.16x, N 64
+ * 1.09-1.10x, N 128 1.04x, N 256 1.00-1.02x, N 512 1.00-1.02x; the AVX-512
+ * GEMM's rule, ADIRECT_N there). */
+#define SERIAL_ADIRECT_N 256
 static inline bool gemm_adirect(const gemm_op *g) { return nb__gemm_adirect && g->as1 == 1 && g->as0 > 0; }
 
 /* The packed A that gemm_cols reads, for all of K at once ("full"): the
@@ -474,7 +480,7 @@ static int gemm_serial(const gemm_op *g) {
         gemm_k0(g);
         return 0;
     }
-    return gemm_cols(g, false, NULL, 0, g->N);
+    return gemm_cols(g, gemm_adirect(g) && g->N <= SERIAL_ADIRECT_N, NULL, 0, g->N);
 }
 
 /* Full packing of A while it is at most this many floats (2 MiB: within a
