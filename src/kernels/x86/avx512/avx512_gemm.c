@@ -11,7 +11,7 @@
  * Calls with B of unit stride along K and few rows (gY W^T in a backward)
  * take a transposed 32x12 tile instead ("vm", above gemm_serial: B read
  * in place, the same bits). A thread's C of at most ADIRECT_N columns
- * reads A's full 6-row panels in place (kloop_direct) instead of packing
+ * reads A's full 6-row panels in place (kloop's lda form) instead of packing
  * them, when A's rows are contiguous along K: the same bits.
  * Differences from the AVX2 file: NR = 32; tiles cut by N are read and
  * written with masked loads and stores (__mmask16) straight into C (no
@@ -229,16 +229,20 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
 /* ---- microkernel ----
  * k loop of R rows (6, 4 or 2): acc[2i], acc[2i+1] = sum over k in order of
  * A[i][k] * B[k][0..15], B[k][16..31], one FMA per k starting from zero
- * (the other accumulators stay zero). a: packed (MR floats per k), b: 32
- * floats per k, ldb apart. Inline assembly (see the top of the file); the
- * same template as avx2_gemm.c's with zmm operands and 64-byte B halves.
- * One k step: two loads of B, R broadcasts of A, 2 R FMAs. */
+ * (the other accumulators stay zero). a: packed (MR floats per k), or with
+ * lda > 0 six whole rows of A read in place (unit stride along k, lda
+ * floats apart; R is 6 then): the same FMAs in the same order, so the same
+ * bits. b: 32 floats per k, ldb apart. Inline assembly (see the top of the
+ * file); the same template as avx2_gemm.c's with zmm operands and 64-byte
+ * B halves. One k step: two loads of B, R broadcasts of A, 2 R FMAs. */
 #define NB_GEMM_ZERO(r0, r1)                                                                      \
     "vpxord %[" #r0 "], %[" #r0 "], %[" #r0 "]\n\t" "vpxord %[" #r1 "], %[" #r1 "], %[" #r1 "]\n\t"
-#define NB_GEMM_ROW(i, r0, r1)                                                                    \
-    "vbroadcastss (" #i ")*4(%[a]), %[x]\n\t"                                                     \
+/* one row of A: a broadcast from addr, two FMAs */
+#define NB_GEMM_ROWD(addr, r0, r1)                                                                \
+    "vbroadcastss " addr ", %[x]\n\t"                                                             \
     "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
     "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
+#define NB_GEMM_ROW(i, r0, r1) NB_GEMM_ROWD("(" #i ")*4(%[a])", r0, r1)   /* packed A: 6 floats a k */
 #define NB_GEMM_LOADB "vmovups (%[b]), %[b0]\n\t" "vmovups 64(%[b]), %[b1]\n\t"
 #define NB_GEMM_STEP2(u)                                                                          \
     NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11) "add %[ldb], %[b]\n\t"
@@ -249,15 +253,25 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
     NB_GEMM_LOADB NB_GEMM_ROW(u * 6 + 0, c00, c01) NB_GEMM_ROW(u * 6 + 1, c10, c11)               \
     NB_GEMM_ROW(u * 6 + 2, c20, c21) NB_GEMM_ROW(u * 6 + 3, c30, c31)                             \
     NB_GEMM_ROW(u * 6 + 4, c40, c41) NB_GEMM_ROW(u * 6 + 5, c50, c51) "add %[ldb], %[b]\n\t"
-#define NB_GEMM_ASM(STEP)                                                                         \
+/* A in place: row i's k-th value at a + i lda + k, addressed from a and
+   a3 = a + 3 lda with the row stride as index (scales 1, 2, 4). */
+#define NB_GEMM_STEPD(u)                                                                          \
+    NB_GEMM_LOADB NB_GEMM_ROWD(#u "*4(%[a])", c00, c01) NB_GEMM_ROWD(#u "*4(%[a],%[la],1)", c10, c11) \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],2)", c20, c21) NB_GEMM_ROWD(#u "*4(%[a3])", c30, c31)          \
+    NB_GEMM_ROWD(#u "*4(%[a],%[la],4)", c40, c41) NB_GEMM_ROWD(#u "*4(%[a3],%[la],2)", c50, c51)   \
+    "add %[ldb], %[b]\n\t"
+/* The k loop: 4 steps a turn, then the rest one by one; PF: a prefetch a
+   turn, ADV4 / ADV1: A's pointers past 4 / 1 steps (a3 and la serve the
+   in-place form only). */
+#define NB_GEMM_ASM(STEP, PF, ADV4, ADV1)                                                         \
     __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)                  \
             NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)                  \
             "test %[n4], %[n4]\n\t"                                                               \
             "jz 2f\n\t"                                                                           \
             "1:\n\t"                                                                              \
-            "prefetcht0 256(%[a])\n\t"                                                            \
+            PF                                                                                    \
             STEP(0) STEP(1) STEP(2) STEP(3)                                                       \
-            "add $96, %[a]\n\t"                                                                   \
+            ADV4                                                                                  \
             "dec %[n4]\n\t"                                                                       \
             "jnz 1b\n\t"                                                                          \
             "2:\n\t"                                                                              \
@@ -265,76 +279,34 @@ static void pack_a(const float *a, int64_t s0, int64_t s1, int64_t mc, int64_t k
             "jz 4f\n\t"                                                                           \
             "3:\n\t"                                                                              \
             STEP(0)                                                                               \
-            "add $24, %[a]\n\t"                                                                   \
+            ADV1                                                                                  \
             "dec %[n1]\n\t"                                                                       \
             "jnz 3b\n\t"                                                                          \
             "4:\n\t"                                                                              \
-            : [a] "+r"(a), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&v"(b0), [b1] "=&v"(b1),   \
-              [x] "=&v"(x), [c00] "=&v"(c00), [c01] "=&v"(c01), [c10] "=&v"(c10), [c11] "=&v"(c11),     \
-              [c20] "=&v"(c20), [c21] "=&v"(c21), [c30] "=&v"(c30), [c31] "=&v"(c31), [c40] "=&v"(c40), \
-              [c41] "=&v"(c41), [c50] "=&v"(c50), [c51] "=&v"(c51)                                  \
-            : [ldb] "r"(ldb_bytes)                                                                \
+            : [a] "+r"(a), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&v"(b0),   \
+              [b1] "=&v"(b1), [x] "=&v"(x), [c00] "=&v"(c00), [c01] "=&v"(c01), [c10] "=&v"(c10),       \
+              [c11] "=&v"(c11), [c20] "=&v"(c20), [c21] "=&v"(c21), [c30] "=&v"(c30), [c31] "=&v"(c31), \
+              [c40] "=&v"(c40), [c41] "=&v"(c41), [c50] "=&v"(c50), [c51] "=&v"(c51)                    \
+            : [ldb] "r"(ldb_bytes), [la] "r"(la)                                                  \
             : "cc", "memory")
-static inline void kloop(int rows, int64_t kc, const float *a, const float *b, int64_t ldb, __m512 acc[12]) {
+#define NB_GEMM_PACKED(STEP) NB_GEMM_ASM(STEP, "prefetcht0 256(%[a])\n\t", "add $96, %[a]\n\t", "add $24, %[a]\n\t")
+static inline void kloop(int rows, int64_t kc, const float *a, int64_t lda, const float *b, int64_t ldb,
+                         __m512 acc[12]) {
     int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
+    int64_t la = lda > 0 ? lda * (int64_t)sizeof(float) : 0;
+    const float *a3 = lda > 0 ? a + 3 * lda : a;
     __m512 b0, b1, x, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (rows > 4) NB_GEMM_ASM(NB_GEMM_STEP6);
-    else if (rows > 2) NB_GEMM_ASM(NB_GEMM_STEP4);
-    else NB_GEMM_ASM(NB_GEMM_STEP2);
+    if (lda > 0)
+        NB_GEMM_ASM(NB_GEMM_STEPD, "", "add $16, %[a]\n\t" "add $16, %[a3]\n\t", "add $4, %[a]\n\t" "add $4, %[a3]\n\t");
+    else if (rows > 4) NB_GEMM_PACKED(NB_GEMM_STEP6);
+    else if (rows > 2) NB_GEMM_PACKED(NB_GEMM_STEP4);
+    else NB_GEMM_PACKED(NB_GEMM_STEP2);
     acc[0] = c00, acc[1] = c01, acc[2] = c10, acc[3] = c11, acc[4] = c20, acc[5] = c21;
     acc[6] = c30, acc[7] = c31, acc[8] = c40, acc[9] = c41, acc[10] = c50, acc[11] = c51;
 }
-
-/* The 6-row k loop with A read in place (rows contiguous along k, rs_bytes
- * apart) instead of from a packed panel: rows 0-2 at a0, a0 + rs, a0 + 2 rs,
- * rows 3-5 the same from a3 = a0 + 3 rs; each k step broadcasts A[i][k]
- * from there. The same FMAs in the same order as kloop's 6-row case (the
- * broadcast values are the packed panel's), so the same bits. */
-#define NB_GEMMD_ROW(addr, r0, r1)                                                                \
-    "vbroadcastss " addr ", %[x]\n\t"                                                             \
-    "vfmadd231ps %[b0], %[x], %[" #r0 "]\n\t"                                                     \
-    "vfmadd231ps %[b1], %[x], %[" #r1 "]\n\t"
-#define NB_GEMMD_STEP(u)                                                                          \
-    NB_GEMM_LOADB NB_GEMMD_ROW(#u "*4(%[a0])", c00, c01) NB_GEMMD_ROW(#u "*4(%[a0],%[rs],1)", c10, c11) \
-    NB_GEMMD_ROW(#u "*4(%[a0],%[rs],2)", c20, c21) NB_GEMMD_ROW(#u "*4(%[a3])", c30, c31)          \
-    NB_GEMMD_ROW(#u "*4(%[a3],%[rs],1)", c40, c41) NB_GEMMD_ROW(#u "*4(%[a3],%[rs],2)", c50, c51)  \
-    "add %[ldb], %[b]\n\t"
-static inline void kloop_direct(int64_t kc, const float *a, int64_t rs_bytes, const float *b, int64_t ldb,
-                                __m512 acc[12]) {
-    int64_t n4 = kc / 4, n1 = kc % 4, ldb_bytes = ldb * (int64_t)sizeof(float);
-    const float *a0 = a, *a3 = (const float *)((const char *)a + 3 * rs_bytes);
-    __m512 b0, b1, x, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    __asm__(NB_GEMM_ZERO(c00, c01) NB_GEMM_ZERO(c10, c11) NB_GEMM_ZERO(c20, c21)
-            NB_GEMM_ZERO(c30, c31) NB_GEMM_ZERO(c40, c41) NB_GEMM_ZERO(c50, c51)
-            "test %[n4], %[n4]\n\t"
-            "jz 2f\n\t"
-            "1:\n\t"
-            NB_GEMMD_STEP(0) NB_GEMMD_STEP(1) NB_GEMMD_STEP(2) NB_GEMMD_STEP(3)
-            "add $16, %[a0]\n\t"
-            "add $16, %[a3]\n\t"
-            "dec %[n4]\n\t"
-            "jnz 1b\n\t"
-            "2:\n\t"
-            "test %[n1], %[n1]\n\t"
-            "jz 4f\n\t"
-            "3:\n\t"
-            NB_GEMMD_STEP(0)
-            "add $4, %[a0]\n\t"
-            "add $4, %[a3]\n\t"
-            "dec %[n1]\n\t"
-            "jnz 3b\n\t"
-            "4:\n\t"
-            : [a0] "+r"(a0), [a3] "+r"(a3), [b] "+r"(b), [n4] "+r"(n4), [n1] "+r"(n1), [b0] "=&v"(b0),
-              [b1] "=&v"(b1), [x] "=&v"(x), [c00] "=&v"(c00), [c01] "=&v"(c01), [c10] "=&v"(c10), [c11] "=&v"(c11),
-              [c20] "=&v"(c20), [c21] "=&v"(c21), [c30] "=&v"(c30), [c31] "=&v"(c31), [c40] "=&v"(c40),
-              [c41] "=&v"(c41), [c50] "=&v"(c50), [c51] "=&v"(c51)
-            : [ldb] "r"(ldb_bytes), [rs] "r"(rs_bytes)
-            : "cc", "memory");
-    acc[0] = c00, acc[1] = c01, acc[2] = c10, acc[3] = c11, acc[4] = c20, acc[5] = c21;
-    acc[6] = c30, acc[7] = c31, acc[8] = c40, acc[9] = c41, acc[10] = c50, acc[11] = c51;
-}
-#undef NB_GEMMD_STEP
-#undef NB_GEMMD_ROW
+#undef NB_GEMM_PACKED
+#undef NB_GEMM_STEPD
+#undef NB_GEMM_ROWD
 #undef NB_GEMM_ASM
 #undef NB_GEMM_STEP6
 #undef NB_GEMM_STEP4
@@ -350,14 +322,13 @@ static inline void kloop_direct(int64_t kc, const float *a, int64_t rs_bytes, co
  * (masked lanes: nothing beyond them is touched). Each element's
  * operations are the same whatever rows and cols are. */
 static inline void ukr(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldb, float *restrict c,
-                       int64_t ldc, bool first, const float *bias, int rows, int64_t cols, int64_t ars) {
+                       int64_t ldc, bool first, const float *bias, int rows, int64_t cols, int64_t lda) {
     for (int i = 0; i < rows; i++) {   /* C's lines arrive while the k loop runs */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
     }
     __m512 acc[12];
-    if (ars) kloop_direct(kc, a, ars * (int64_t)sizeof(float), b, ldb, acc);   /* rows == MR */
-    else kloop(rows, kc, a, b, ldb, acc);
+    kloop(rows, kc, a, lda, b, ldb, acc);
     __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
     if (first && bias) {
         __m512 q0 = _mm512_maskz_loadu_ps(m0, bias), q1 = _mm512_maskz_loadu_ps(m1, bias + 16);
@@ -595,11 +566,11 @@ static int gemm_serial(const gemm_op *g) {
                         float *c = g->c + (ic + ir) * g->cs0 + (jc + jr) * g->cs1;
                         bool ad = ir < mp;
                         const float *ap = ad ? g->a + (ic + ir) * g->as0 + pc : Ap + ir * kc;
-                        int64_t ars = ad ? g->as0 : 0;
+                        int64_t lda = ad ? g->as0 : 0;
                         if (direct) {
-                            ukr(kc, ap, bp, ldb, c, g->cs0, first, bias, mm, nn, ars);
+                            ukr(kc, ap, bp, ldb, c, g->cs0, first, bias, mm, nn, lda);
                         } else {   /* strided columns of C: a scratch tile, then element by element */
-                            ukr(kc, ap, bp, ldb, tile, NR, true, bias, mm, NR, ars);
+                            ukr(kc, ap, bp, ldb, tile, NR, true, bias, mm, NR, lda);
                             for (int64_t i = 0; i < mm; i++)
                                 for (int64_t j = 0; j < nn; j++) {
                                     float *d = c + i * g->cs0 + j * g->cs1;
